@@ -1,0 +1,127 @@
+"""Names and identifiers: validated before they reach a path, a workflow id or SQL.
+
+Plan ids follow the documented form ``<tableNameWithType>__<taskType>__<uuid>``; batch (parent task)
+names follow Pinot's ``Task_<taskType>_<epochMillis>`` and subtask names ``<parentTaskName>_<index>``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Final, Literal
+
+from temporalio.common import SearchAttributeKey
+
+CONTROLLER_TASK_QUEUE: Final = "taskplan-controller"
+DEFAULT_MINION_TAG: Final = "minion_untagged"
+
+TableType = Literal["OFFLINE", "REALTIME"]
+TABLE_TYPES: Final[tuple[TableType, ...]] = ("OFFLINE", "REALTIME")
+
+_RAW_TABLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+# No double underscore inside a task type: "__" separates the parts of a plan id.
+_TASK_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*$")
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_PLAN_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_TASK_NAME = re.compile(r"^Task_(?P<type>[A-Za-z0-9_]+)_(?P<ms>\d{1,16})$")
+
+
+class InvalidNameError(ValueError):
+    """A name that cannot be used as a table, task type, tag or id."""
+
+
+def validate_raw_table_name(name: str) -> str:
+    if not isinstance(name, str) or not _RAW_TABLE.fullmatch(name):
+        raise InvalidNameError(
+            f"invalid table name {name!r}: use 1-128 letters, digits, '_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def validate_task_type(name: str) -> str:
+    if not isinstance(name, str) or len(name) > 100 or not _TASK_TYPE.fullmatch(name):
+        raise InvalidNameError(
+            f"invalid task type {name!r}: use letters and digits, single '_' between words, at most 100 characters"
+        )
+    return name
+
+
+def validate_minion_tag(tag: str) -> str:
+    if not isinstance(tag, str) or not _TAG.fullmatch(tag):
+        raise InvalidNameError(f"invalid minion instance tag {tag!r}")
+    return tag
+
+
+def split_table_name_with_type(name: str) -> tuple[str, TableType]:
+    """``myTable_OFFLINE`` -> (``myTable``, ``OFFLINE``); raises for a name without a type suffix."""
+    for table_type in TABLE_TYPES:
+        suffix = f"_{table_type}"
+        if isinstance(name, str) and name.endswith(suffix) and len(name) > len(suffix):
+            return validate_raw_table_name(name[: -len(suffix)]), table_type
+    raise InvalidNameError(f"invalid table name with type {name!r}: it must end with _OFFLINE or _REALTIME")
+
+
+def table_name_with_type(raw_name: str, table_type: TableType) -> str:
+    return f"{validate_raw_table_name(raw_name)}_{table_type}"
+
+
+def plan_workflow_id(table_name_with_type: str, task_type: str) -> str:
+    """The workflow id shared by every plan of one table and task type: Temporal keeps one running."""
+    split_table_name_with_type(table_name_with_type)
+    return f"{table_name_with_type}__{validate_task_type(task_type)}"
+
+
+def new_plan_id(table_name_with_type: str, task_type: str) -> str:
+    return f"{plan_workflow_id(table_name_with_type, task_type)}__{uuid.uuid4()}"
+
+
+def parse_plan_id(plan_id: str) -> tuple[str, str]:
+    """Return (tableNameWithType, taskType) of a well-formed plan id, else raise InvalidNameError."""
+    parts = plan_id.rsplit("__", 2) if isinstance(plan_id, str) else []
+    if len(parts) != 3 or not _PLAN_UUID.fullmatch(parts[2]):
+        raise InvalidNameError(f"invalid task plan id {plan_id!r}: expected <tableNameWithType>__<taskType>__<uuid>")
+    split_table_name_with_type(parts[0])
+    validate_task_type(parts[1])
+    return parts[0], parts[1]
+
+
+def task_name(task_type: str, epoch_ms: int) -> str:
+    return f"Task_{task_type}_{epoch_ms}"
+
+
+def parse_task_name(name: str) -> tuple[str, int]:
+    match = _TASK_NAME.fullmatch(name) if isinstance(name, str) else None
+    if not match:
+        raise InvalidNameError(f"invalid task name {name!r}: expected Task_<taskType>_<epochMillis>")
+    return validate_task_type(match["type"]), int(match["ms"])
+
+
+def subtask_name(parent_task_name: str, index: int) -> str:
+    return f"{parent_task_name}_{index}"
+
+
+def parse_subtask_name(name: str) -> tuple[str, int]:
+    parent, _, index = name.rpartition("_") if isinstance(name, str) else ("", "", "")
+    if not index.isdigit():
+        raise InvalidNameError(f"invalid subtask name {name!r}: expected <taskName>_<index>")
+    parse_task_name(parent)
+    return parent, int(index)
+
+
+def minion_task_queue(tag: str, task_type: str) -> str:
+    """One queue per (instance tag, task type), so each task type gets its own per-instance concurrency."""
+    return f"minion-{validate_minion_tag(tag)}.{validate_task_type(task_type)}"
+
+
+class SearchAttributes:
+    """Custom search attributes: plans and batches are findable by these in the Web UI and CLI."""
+
+    PLAN_ID: Final = SearchAttributeKey.for_keyword("TaskPlanId")
+    TABLE: Final = SearchAttributeKey.for_keyword("TaskPlanTable")
+    TASK_TYPE: Final = SearchAttributeKey.for_keyword("TaskPlanType")
+    STATUS: Final = SearchAttributeKey.for_keyword("TaskPlanStatus")
+    SOURCE: Final = SearchAttributeKey.for_keyword("TaskPlanSource")
+    TASK_STATE: Final = SearchAttributeKey.for_keyword("TaskState")
+    BATCH_SEQUENCE: Final = SearchAttributeKey.for_int("TaskPlanBatchSequence")
+
+    ALL: Final = (PLAN_ID, TABLE, TASK_TYPE, STATUS, SOURCE, TASK_STATE, BATCH_SEQUENCE)
