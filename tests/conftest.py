@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from taskplan.binaries import temporal_cli
@@ -26,9 +27,12 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
-@pytest.fixture
-def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
-    return temporal_env.client
+@pytest.fixture(scope="session")
+async def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
+    """A client with the project's data converter (pydantic, camelCase JSON)."""
+    return await Client.connect(
+        temporal_env.client.service_client.config.target_host, data_converter=pydantic_data_converter
+    )
 
 
 @pytest.fixture

@@ -1,0 +1,109 @@
+"""Minion activity: run one subtask with its task type's executor (plugin code), heartbeating meanwhile.
+
+The executor runs in a thread so that blocking I/O (DuckDB, files) does not stall the worker; the activity
+heartbeats on its behalf, so a killed minion is noticed within the heartbeat timeout and the subtask is
+handed to another minion. Cancellation (abort, worker shutdown) reaches the executor through ``cancel()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import FATAL_TASK_ERROR, TASK_CONFIG_ERROR, UNKNOWN_TASK_TYPE, WORKER_SHUTDOWN, describe
+from taskplan.plugin import (
+    ExecutionContext,
+    FatalTaskError,
+    PinotTaskConfig,
+    PluginContext,
+    SubtaskResult,
+    TaskConfigError,
+)
+from taskplan.registry import TaskTypeRegistry, UnknownTaskTypeError
+from workflows.models import SubtaskInput, SubtaskOutput
+
+# How long a cancelled executor gets to stop before the activity gives up waiting for its thread.
+CANCEL_GRACE_SECONDS = 10.0
+
+
+class SubtaskActivities:
+    def __init__(self, registry: TaskTypeRegistry, context: PluginContext) -> None:
+        self._registry = registry
+        self._context = context
+
+    @activity.defn(name="run_subtask")
+    async def run_subtask(self, request: SubtaskInput) -> SubtaskOutput:
+        info = activity.info()
+        try:
+            executor = self._registry.get(request.task_type).new_executor()
+        except UnknownTaskTypeError as exc:
+            raise ApplicationError(str(exc), type=UNKNOWN_TASK_TYPE, non_retryable=True) from None
+        latest_details: list[Any] = []
+        details_lock = threading.Lock()
+
+        def record_heartbeat(*details: Any) -> None:
+            with details_lock:
+                latest_details[:] = details
+
+        context = ExecutionContext(
+            subtask_name=request.subtask_name, attempt=info.attempt, plugin=self._context, heartbeat=record_heartbeat
+        )
+        task = PinotTaskConfig(request.task_type, dict(request.configs))
+        work = asyncio.ensure_future(asyncio.to_thread(executor.execute, task, context))
+        interval = _heartbeat_interval(info.heartbeat_timeout.total_seconds() if info.heartbeat_timeout else None)
+        try:
+            while True:
+                done, _ = await asyncio.wait({work}, timeout=interval)
+                if done:
+                    break
+                with details_lock:
+                    activity.heartbeat(*latest_details)
+            result = work.result()
+        except asyncio.CancelledError:
+            context.cancelled.set()
+            executor.cancel()
+            await asyncio.wait({work}, timeout=CANCEL_GRACE_SECONDS)
+            if activity.is_worker_shutdown():
+                raise ApplicationError(
+                    f"minion {info.task_queue} is shutting down; subtask {request.subtask_name} handed back",
+                    {"attempt": info.attempt},
+                    type=WORKER_SHUTDOWN,
+                ) from None
+            raise
+        except FatalTaskError as exc:
+            raise ApplicationError(describe(exc), {"attempt": info.attempt}, type=FATAL_TASK_ERROR,
+                                   non_retryable=True) from exc
+        except TaskConfigError as exc:
+            raise ApplicationError(describe(exc), {"attempt": info.attempt}, type=TASK_CONFIG_ERROR,
+                                   non_retryable=True) from exc
+        except Exception as exc:
+            raise ApplicationError(describe(exc), {"attempt": info.attempt}, type=type(exc).__name__) from exc
+        return _output(result, info.attempt)
+
+
+def _heartbeat_interval(timeout_s: float | None) -> float:
+    if not timeout_s:
+        return 10.0
+    return max(0.2, min(10.0, timeout_s / 3))
+
+
+def _output(result: object, attempt: int) -> SubtaskOutput:
+    if result is None:
+        return SubtaskOutput(attempt=attempt)
+    if not isinstance(result, SubtaskResult):
+        raise ApplicationError(
+            f"executor returned {type(result).__name__}; expected SubtaskResult",
+            {"attempt": attempt},
+            type="InvalidExecutorResult",
+            non_retryable=True,
+        )
+    return SubtaskOutput(
+        counts={str(k): float(v) for k, v in result.counts.items()},
+        message=result.message[:2000],
+        samples=[s[:500] for s in list(result.samples)[:10]],
+        attempt=attempt,
+    )

@@ -1,0 +1,284 @@
+"""Client-side operations on plans and tasks, shared by the REST API, the CLI and the tests.
+
+Plans live in Temporal only: a running plan answers the ``details`` query; a finished one is read from its
+workflow result, so reading it needs no worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from taskplan.names import (
+    CONTROLLER_TASK_QUEUE,
+    SearchAttributes,
+    new_plan_id,
+    parse_plan_id,
+    plan_workflow_id,
+    task_name,
+)
+from workflows.batch import BatchWorkflow
+from workflows.models import (
+    AbortRequest,
+    BatchDetails,
+    BatchInput,
+    OneShotRequest,
+    PlanInput,
+    PlanOptions,
+    PlanQuery,
+    PlanSource,
+    PlanStatus,
+    SubtaskQuery,
+    TaskPlan,
+    TaskState,
+)
+from workflows.task_plan import TaskPlanWorkflow
+
+PLAN_WORKFLOW_TYPE = "TaskPlan"
+BATCH_WORKFLOW_TYPE = "TaskBatch"
+
+
+class PlanAlreadyActiveError(Exception):
+    """A plan is already active for this table and task type (the API answers 409)."""
+
+    def __init__(self, table_name_with_type: str, task_type: str, active_plan_id: str | None) -> None:
+        super().__init__(
+            f"a task plan is already active for table {table_name_with_type} and task type {task_type}: "
+            f"{active_plan_id or 'unknown'}"
+        )
+        self.active_plan_id = active_plan_id
+
+
+class PlanNotFoundError(LookupError):
+    def __init__(self, plan_id: str) -> None:
+        super().__init__(f"task plan {plan_id} not found")
+
+
+class TaskNotFoundError(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"task {name} not found")
+
+
+class TaskGenerationError(Exception):
+    """Legacy generation failed; `error_type` tells a config problem (400) from others."""
+
+    def __init__(self, message: str, error_type: str | None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+def _quote(value: str) -> str:
+    # Values reaching a visibility query are validated names; quoting still guards against quotes.
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class TaskPlanService:
+    def __init__(self, client: Client, options: PlanOptions | None = None) -> None:
+        self.client = client
+        self.options = options or PlanOptions()
+
+    # ---------------------------------------------------------------- plans
+
+    async def start_plan(
+        self,
+        table_name_with_type: str,
+        task_type: str,
+        source: PlanSource,
+        properties: dict[str, str],
+        options: PlanOptions | None = None,
+    ) -> str:
+        plan_id = new_plan_id(table_name_with_type, task_type)
+        workflow_id = plan_workflow_id(table_name_with_type, task_type)
+        try:
+            await self.client.start_workflow(
+                TaskPlanWorkflow.run,
+                PlanInput(
+                    plan_id=plan_id,
+                    table_name_with_type=table_name_with_type,
+                    task_type=task_type,
+                    source=source,
+                    properties=properties,
+                    options=options or self.options,
+                ),
+                id=workflow_id,
+                task_queue=CONTROLLER_TASK_QUEUE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(SearchAttributes.PLAN_ID, plan_id),
+                        SearchAttributePair(SearchAttributes.TABLE, table_name_with_type),
+                        SearchAttributePair(SearchAttributes.TASK_TYPE, task_type),
+                        SearchAttributePair(SearchAttributes.STATUS, PlanStatus.ACTIVE.value),
+                        SearchAttributePair(SearchAttributes.SOURCE, source.value),
+                    ]
+                ),
+                static_summary=f"{task_type} plan for {table_name_with_type}",
+            )
+        except WorkflowAlreadyStartedError:
+            active = await self.active_plan_id(table_name_with_type, task_type)
+            raise PlanAlreadyActiveError(table_name_with_type, task_type, active) from None
+        return plan_id
+
+    async def active_plan_id(self, table_name_with_type: str, task_type: str) -> str | None:
+        handle = self.client.get_workflow_handle(plan_workflow_id(table_name_with_type, task_type))
+        try:
+            desc = await handle.describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            return None
+        return desc.typed_search_attributes.get(SearchAttributes.PLAN_ID)
+
+    async def _plan_handle(self, plan_id: str) -> tuple[WorkflowHandle[TaskPlanWorkflow, TaskPlan], bool]:
+        """The latest run of a plan and whether it is running. Raises PlanNotFoundError."""
+        table, task_type = parse_plan_id(plan_id)
+        workflow_id = plan_workflow_id(table, task_type)
+        handle = self.client.get_workflow_handle_for(TaskPlanWorkflow.run, workflow_id)
+        try:
+            desc = await handle.describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise PlanNotFoundError(plan_id) from None
+            raise
+        if desc.typed_search_attributes.get(SearchAttributes.PLAN_ID) == plan_id:
+            run_handle = self.client.get_workflow_handle_for(TaskPlanWorkflow.run, workflow_id, run_id=desc.run_id)
+            return run_handle, desc.status == WorkflowExecutionStatus.RUNNING
+        query = (
+            f"WorkflowId = {_quote(workflow_id)} AND TaskPlanId = {_quote(plan_id)} "
+            f"AND ExecutionStatus != 'ContinuedAsNew'"
+        )
+        async for execution in self.client.list_workflows(query, limit=1):
+            run_handle = self.client.get_workflow_handle_for(TaskPlanWorkflow.run, workflow_id, run_id=execution.run_id)
+            return run_handle, execution.status == WorkflowExecutionStatus.RUNNING
+        raise PlanNotFoundError(plan_id)
+
+    async def get_plan(self, plan_id: str, query: PlanQuery | None = None) -> TaskPlan:
+        handle, running = await self._plan_handle(plan_id)
+        if running:
+            try:
+                return await handle.query(TaskPlanWorkflow.details, query or PlanQuery())
+            except RPCError:
+                # Closed between describe and query: fall through to the result.
+                pass
+        desc = await handle.describe()
+        if desc.status == WorkflowExecutionStatus.COMPLETED:
+            plan = await handle.result(follow_runs=False)
+            return plan.with_batch_page(query)
+        # Terminated, timed out or failed at the Temporal level: replay its last state, mark it ended.
+        plan = await handle.query(TaskPlanWorkflow.details, query or PlanQuery())
+        if plan.status.is_active:
+            plan = plan.model_copy(
+                update={"status": PlanStatus.FAILED, "status_message": f"plan workflow {desc.status.name.lower()}"}
+            )
+        return plan
+
+    async def is_active(self, plan_id: str) -> bool:
+        _, running = await self._plan_handle(plan_id)
+        return running
+
+    async def abort_plan(self, plan_id: str, reason: str = "") -> TaskPlan:
+        handle, running = await self._plan_handle(plan_id)
+        if running:
+            await handle.signal(TaskPlanWorkflow.abort, AbortRequest(reason=reason or "aborted through the API"))
+        return await self.get_plan(plan_id)
+
+    async def list_plan_ids(self, table_name_with_type: str, task_type: str) -> list[str]:
+        query = (
+            f"WorkflowType = '{PLAN_WORKFLOW_TYPE}' AND TaskPlanTable = {_quote(table_name_with_type)} "
+            f"AND TaskPlanType = {_quote(task_type)}"
+        )
+        seen: dict[str, float] = {}
+        async for execution in self.client.list_workflows(query):
+            plan_id = execution.typed_search_attributes.get(SearchAttributes.PLAN_ID)
+            if plan_id and plan_id not in seen:
+                seen[plan_id] = execution.start_time.timestamp()
+            elif plan_id:
+                seen[plan_id] = min(seen[plan_id], execution.start_time.timestamp())
+        return sorted(seen, key=lambda p: seen[p])
+
+    async def list_active_plan_ids(self, table_name_with_type: str | None = None,
+                                   task_type: str | None = None) -> list[str]:
+        query = f"WorkflowType = '{PLAN_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running'"
+        if table_name_with_type:
+            query += f" AND TaskPlanTable = {_quote(table_name_with_type)}"
+        if task_type:
+            query += f" AND TaskPlanType = {_quote(task_type)}"
+        ids: list[str] = []
+        async for execution in self.client.list_workflows(query):
+            plan_id = execution.typed_search_attributes.get(SearchAttributes.PLAN_ID)
+            if plan_id:
+                ids.append(plan_id)
+        return sorted(ids)
+
+    async def list_active_plans(self, table_name_with_type: str | None = None, task_type: str | None = None,
+                                query: PlanQuery | None = None) -> list[TaskPlan]:
+        ids = await self.list_active_plan_ids(table_name_with_type, task_type)
+        limit = asyncio.Semaphore(32)
+
+        async def one(plan_id: str) -> TaskPlan | None:
+            async with limit:
+                try:
+                    return await self.get_plan(plan_id, query)
+                except PlanNotFoundError:
+                    return None
+
+        plans = await asyncio.gather(*(one(p) for p in ids))
+        return [p for p in plans if p is not None]
+
+    # ---------------------------------------------------------------- legacy flow and batches
+
+    async def run_one_shot(self, task_type: str, tables: Sequence[str], task_configs: dict[str, str] | None,
+                           options: PlanOptions | None = None) -> str:
+        """Legacy flow: one generated batch, no plan. Returns its task name once the subtasks exist."""
+        request = OneShotRequest(task_type=task_type, table_names_with_type=list(tables), task_configs=task_configs)
+        now_ms = int(time.time() * 1000)
+        for offset in range(1000):
+            name = task_name(task_type, now_ms + offset)
+            try:
+                handle = await self.client.start_workflow(
+                    BatchWorkflow.run,
+                    BatchInput(task_name=name, task_type=task_type, table_names_with_type=list(tables),
+                               one_shot=request, options=options or self.options),
+                    id=name,
+                    task_queue=CONTROLLER_TASK_QUEUE,
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    search_attributes=TypedSearchAttributes(
+                        [
+                            SearchAttributePair(SearchAttributes.TABLE, tables[0]),
+                            SearchAttributePair(SearchAttributes.TASK_TYPE, task_type),
+                            SearchAttributePair(SearchAttributes.TASK_STATE, TaskState.NOT_STARTED.value),
+                        ]
+                    ),
+                )
+            except WorkflowAlreadyStartedError:
+                continue
+            outcome = await handle.execute_update(BatchWorkflow.generated)
+            if outcome.error:
+                raise TaskGenerationError(outcome.error, outcome.error_type)
+            return name
+        raise RuntimeError("could not find a free task name")  # pragma: no cover - 1000 names in the same ms
+
+    async def batch_details(self, name: str, query: SubtaskQuery | None = None) -> BatchDetails:
+        handle = self.client.get_workflow_handle_for(BatchWorkflow.run, name)
+        try:
+            return await handle.query(BatchWorkflow.details, query or SubtaskQuery())
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise TaskNotFoundError(name) from None
+            raise
+

@@ -1,0 +1,70 @@
+"""Connecting to Temporal: one data converter (pydantic, camelCase JSON) and the custom search attributes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.common import SearchAttributeIndexedValueType
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from taskplan.names import SearchAttributes
+from taskplan.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def connect(settings: Settings, *, retries: int = 1, identity: str | None = None) -> Client:
+    """Connect with the project's data converter; retry while a just-started server comes up."""
+    last: Exception | None = None
+    for attempt in range(max(1, retries)):
+        try:
+            kwargs = {"identity": identity} if identity else {}
+            return await Client.connect(
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                data_converter=pydantic_data_converter,
+                **kwargs,  # type: ignore[arg-type]  # identity is optional in Client.connect
+            )
+        except Exception as exc:  # the server may still be starting
+            last = exc
+            if attempt + 1 < retries:
+                await asyncio.sleep(0.5)
+    assert last is not None
+    raise last
+
+
+async def ensure_search_attributes(client: Client) -> None:
+    """Register missing custom search attributes (the dev server gets them at start; a cluster may not)."""
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    missing = {
+        key.name: IndexedValueType.ValueType(_indexed_type(key.indexed_value_type))
+        for key in SearchAttributes.ALL
+        if key.name not in existing.custom_attributes
+    }
+    if missing:
+        log.info("registering search attributes %s", sorted(missing))
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+        )
+
+
+def _indexed_type(value: SearchAttributeIndexedValueType) -> int:
+    return int(value.value)
+
+
+def dev_server_search_attribute_flags() -> list[str]:
+    """`--search-attribute NAME=Type` flags for `temporal server start-dev`."""
+    names = {
+        SearchAttributeIndexedValueType.KEYWORD: "Keyword",
+        SearchAttributeIndexedValueType.INT: "Int",
+    }
+    flags: list[str] = []
+    for key in SearchAttributes.ALL:
+        flags += ["--search-attribute", f"{key.name}={names[key.indexed_value_type]}"]
+    return flags

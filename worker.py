@@ -1,0 +1,156 @@
+"""Worker processes: the controller (plan and batch workflows, generators) and minions (executors).
+
+    python worker.py --role controller
+    python worker.py --role minion --tag minion_untagged --tag gpu
+    python worker.py --role both
+
+A minion polls one task queue per (instance tag, task type), ``minion-<tag>.<TaskType>``, so each task
+type gets its generator's per-instance concurrency. SIGINT/SIGTERM shut down gracefully: running subtasks
+get ``--graceful-shutdown-seconds`` to finish; those still running are handed back and retried elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.generation import GenerationActivities, TableConfigSource
+from activities.subtasks import SubtaskActivities
+from taskplan.names import CONTROLLER_TASK_QUEUE, DEFAULT_MINION_TAG, minion_task_queue, validate_minion_tag
+from taskplan.plugin import PluginContext
+from taskplan.registry import TaskTypeRegistry
+from taskplan.settings import Settings
+from workflows.batch import BatchWorkflow
+from workflows.task_plan import TaskPlanWorkflow
+
+Role = Literal["controller", "minion", "both"]
+log = logging.getLogger("taskplan.worker")
+
+
+@dataclass
+class WorkerOptions:
+    role: Role = "both"
+    tags: Sequence[str] = (DEFAULT_MINION_TAG,)
+    max_concurrent_subtasks: int | None = None  # overrides the generators' per-instance concurrency
+    generator_threads: int = 8
+    graceful_shutdown_seconds: float = 30.0
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+
+def build_workers(
+    client: Client,
+    settings: Settings,
+    registry: TaskTypeRegistry,
+    tables: TableConfigSource,
+    options: WorkerOptions,
+    catalog: object = None,
+) -> list[Worker]:
+    context = PluginContext(settings=settings, catalog=catalog)
+    workers: list[Worker] = []
+    shutdown = timedelta(seconds=options.graceful_shutdown_seconds)
+    if options.role in ("controller", "both"):
+        generation = GenerationActivities(registry, context, tables)
+        workers.append(
+            Worker(
+                client,
+                task_queue=CONTROLLER_TASK_QUEUE,
+                workflows=[TaskPlanWorkflow, BatchWorkflow],
+                activities=[
+                    generation.generate_next_batch,
+                    generation.generate_one_shot,
+                    generation.validate_task_configs,
+                ],
+                activity_executor=ThreadPoolExecutor(options.generator_threads, thread_name_prefix="generator"),
+                max_concurrent_activities=options.generator_threads,
+                identity=f"controller@{options.identity}",
+                graceful_shutdown_timeout=shutdown,
+            )
+        )
+    if options.role in ("minion", "both"):
+        subtasks = SubtaskActivities(registry, context)
+        for tag in options.tags:
+            validate_minion_tag(tag)
+            for task_type in registry:
+                concurrency = options.max_concurrent_subtasks or task_type.new_generator(
+                    context
+                ).get_num_concurrent_tasks_per_instance(tag)
+                workers.append(
+                    Worker(
+                        client,
+                        task_queue=minion_task_queue(tag, task_type.task_type),
+                        activities=[subtasks.run_subtask],
+                        max_concurrent_activities=concurrency,
+                        identity=f"minion[{tag}]@{options.identity}",
+                        graceful_shutdown_timeout=shutdown,
+                    )
+                )
+    return workers
+
+
+async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
+    """Run until `stop` is set, then shut every worker down gracefully."""
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    stop_wait = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*tasks, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+    stop_wait.cancel()
+    for task in tasks:
+        if task in done and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]  # checked just above: an exception, not None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="taskplan worker: controller and/or minion")
+    parser.add_argument("--role", choices=["controller", "minion", "both"], default="both")
+    parser.add_argument("--tag", action="append", dest="tags",
+                        help=f"minion instance tag to serve (repeatable; default {DEFAULT_MINION_TAG})")
+    parser.add_argument("--max-concurrent-subtasks", type=int, default=None,
+                        help="subtasks run at once per task type and tag (default: the task type's own setting)")
+    parser.add_argument("--generator-threads", type=int, default=8)
+    parser.add_argument("--graceful-shutdown-seconds", type=float, default=30.0)
+    parser.add_argument("--config", help="properties file (default: $TASKPLAN_CONFIG)")
+    return parser.parse_args(argv)
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    from taskplan.bootstrap import open_stack  # the catalog and registry, shared with the API
+
+    stack = open_stack(args.config)
+    options = WorkerOptions(
+        role=args.role,
+        tags=args.tags or [DEFAULT_MINION_TAG],
+        max_concurrent_subtasks=args.max_concurrent_subtasks,
+        generator_threads=args.generator_threads,
+        graceful_shutdown_seconds=args.graceful_shutdown_seconds,
+    )
+    client = await stack.connect(retries=60, identity=options.identity)
+    workers = build_workers(client, stack.settings, stack.registry, stack.tables, options, stack.catalog)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker %s started: role=%s tags=%s task types=%s", options.identity, options.role,
+             list(options.tags), stack.registry.task_types())
+    await run_workers(workers, stop)
+    log.info("worker %s stopped", options.identity)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(main_async(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()

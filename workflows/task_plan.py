@@ -1,0 +1,303 @@
+"""TaskPlanWorkflow: one plan, looping generate-batch then await-batch until done, aborted or failed.
+
+Status flow::
+
+    ACTIVE --(generator: no more work)------------------------------> COMPLETED
+    ACTIVE --(abort signal / temporal cancel)--> ABORTING --(batch ends)--> CANCELLED
+    ACTIVE --(failed batches over threshold, generator abort, generation keeps failing)--> FAILED
+
+The workflow id is ``<tableNameWithType>__<taskType>``, so Temporal itself keeps at most one running plan
+per table and task type; the plan id lives in the TaskPlanId search attribute and in the state carried
+across continue-as-new. The plan always completes normally and returns its final details: the plan's own
+status is the TaskPlanStatus search attribute and the ``status`` field, whatever Temporal shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.errors import NON_RETRYABLE
+    from taskplan.names import SearchAttributes, task_name
+    from workflows.batch import BatchWorkflow
+    from workflows.models import (
+        AbortRequest,
+        BatchInput,
+        BatchRecord,
+        BatchResult,
+        GenerateBatchInput,
+        GeneratedBatch,
+        PlanInput,
+        PlanOptions,
+        PlanQuery,
+        PlanState,
+        PlanStatus,
+        PreviousBatchInfo,
+        TaskPlan,
+        TaskState,
+    )
+
+MAX_GENERATION_BACKOFF_S = 300.0
+
+
+def epoch_ms() -> int:
+    return int(workflow.now().timestamp() * 1000)
+
+
+class _PlanEnded(Exception):
+    """Internal: unwinds the loop once the plan reached a terminal status."""
+
+
+@workflow.defn(name="TaskPlan")
+class TaskPlanWorkflow:
+    def __init__(self) -> None:
+        self._state: PlanState | None = None
+        self._input: PlanInput | None = None
+
+    # ---------------------------------------------------------------- handlers
+
+    @workflow.signal
+    def abort(self, request: AbortRequest | None = None) -> None:
+        """Abort: ABORTING at once, no new batch; the running batch may finish, then CANCELLED."""
+        state = self._require_state()
+        if not state.plan.status.is_active or state.abort_reason is not None:
+            return
+        state.abort_reason = (request.reason if request and request.reason else "aborted by request")
+        self._set_status(PlanStatus.ABORTING, f"aborting: {state.abort_reason}")
+
+    @workflow.query
+    def details(self, query: PlanQuery | None = None) -> TaskPlan:
+        return self._require_state().plan.with_batch_page(query)
+
+    @workflow.query
+    def status(self) -> PlanStatus:
+        return self._require_state().plan.status
+
+    # ---------------------------------------------------------------- main loop
+
+    @workflow.run
+    async def run(self, request: PlanInput) -> TaskPlan:
+        self._input = request
+        if self._state is None:
+            self._state = request.carried or PlanState(
+                plan=TaskPlan(
+                    plan_id=request.plan_id,
+                    table_name_with_type=request.table_name_with_type,
+                    task_type=request.task_type,
+                    status=PlanStatus.ACTIVE,
+                    source=request.source,
+                    properties=dict(request.properties),
+                    status_message="plan created",
+                    created_at_ms=epoch_ms(),
+                )
+            )
+        state = self._state
+        if request.carried is not None:
+            state.run_number += 1
+            state.batches_this_run = 0
+        try:
+            while True:
+                if state.abort_reason is not None:
+                    self._finish(PlanStatus.CANCELLED, f"aborted: {state.abort_reason}")
+                generated = await self._generate(request, state)
+                if state.abort_reason is not None:
+                    continue  # an abort that came during generation: no new batch
+                if generated.abort_reason:
+                    self._finish(PlanStatus.FAILED, f"aborted by the generator: {generated.abort_reason}")
+                self._absorb_progress(state, generated)
+                if generated.no_more_work:
+                    self._finish(PlanStatus.COMPLETED, "completed: no more work")
+                await self._run_batch(request, state, generated)
+                if state.plan.num_failed_batches > request.options.max_failed_batches:
+                    self._finish(
+                        PlanStatus.FAILED,
+                        f"failure threshold breached: {state.plan.num_failed_batches} batches failed "
+                        f"(the plan tolerates {request.options.max_failed_batches})",
+                    )
+                state.batches_this_run += 1
+                if self._should_continue_as_new(request.options, state):
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    workflow.continue_as_new(request.model_copy(update={"carried": state}))
+        except _PlanEnded:
+            pass
+        except asyncio.CancelledError:
+            # `temporal workflow cancel` is treated as an abort; a running batch was already waited for.
+            if state.abort_reason is None:
+                state.abort_reason = "cancelled through Temporal"
+            self._set_status(PlanStatus.CANCELLED, f"aborted: {state.abort_reason}", final=True)
+        return state.plan
+
+    async def _generate(self, request: PlanInput, state: PlanState) -> GeneratedBatch:
+        plan = state.plan
+        previous = plan.batches[-1] if plan.batches else None
+        generate_input = GenerateBatchInput(
+            plan_id=plan.plan_id,
+            table_name_with_type=plan.table_name_with_type,
+            task_type=plan.task_type,
+            properties=plan.properties,
+            batch_sequence=plan.num_batches,
+            cursor=state.cursor,
+            inputs_processed=plan.inputs_processed,
+            previous_batch=None
+            if previous is None
+            else PreviousBatchInfo(
+                batch_sequence=previous.batch_sequence,
+                task_state=previous.task_state,
+                num_subtasks=previous.num_subtasks,
+                num_failed_subtasks=previous.num_failed_subtasks,
+            ),
+        )
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                generated = await workflow.execute_activity(
+                    "generate_next_batch",
+                    generate_input,
+                    result_type=GeneratedBatch,
+                    start_to_close_timeout=timedelta(seconds=request.options.generation_timeout_s),
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                )
+                if attempt > 1:
+                    self._set_status(plan.status, "batch generation recovered")
+                return generated
+            except ActivityError as err:
+                cause = err.cause
+                message = str(cause) if cause is not None else str(err)
+                fatal = isinstance(cause, ApplicationError) and (cause.non_retryable or cause.type in NON_RETRYABLE)
+                if fatal or attempt >= request.options.max_generation_attempts:
+                    self._finish(PlanStatus.FAILED, f"batch generation failed after {attempt} attempt(s): {message}")
+                backoff = min(MAX_GENERATION_BACKOFF_S, 2.0 ** (attempt - 1))
+                self._set_status(
+                    plan.status,
+                    f"batch generation failed (attempt {attempt} of {request.options.max_generation_attempts}): "
+                    f"{message}; retrying in {backoff:.0f}s",
+                )
+                try:
+                    await workflow.wait_condition(lambda: state.abort_reason is not None, timeout=backoff)
+                except TimeoutError:
+                    pass
+                if state.abort_reason is not None:
+                    return GeneratedBatch(no_more_work=False)
+
+    def _absorb_progress(self, state: PlanState, generated: GeneratedBatch) -> None:
+        plan = state.plan
+        if generated.inputs_to_process is not None:
+            plan.inputs_to_process = generated.inputs_to_process
+        if generated.input_unit:
+            plan.input_unit = generated.input_unit
+        if generated.custom_stats:
+            plan.custom_stats = dict(generated.custom_stats)
+        state.cursor = dict(generated.cursor)
+
+    async def _run_batch(self, request: PlanInput, state: PlanState, generated: GeneratedBatch) -> None:
+        plan = state.plan
+        sequence = plan.num_batches
+        submitted_at = epoch_ms()
+        handle = None
+        name = ""
+        # Batch names are Pinot's Task_<type>_<ms>: unique per task type, so step the ms on a collision.
+        for offset in range(1000):
+            name = task_name(plan.task_type, submitted_at + offset)
+            try:
+                handle = await workflow.start_child_workflow(
+                    BatchWorkflow.run,
+                    BatchInput(
+                        task_name=name,
+                        task_type=plan.task_type,
+                        table_names_with_type=[plan.table_name_with_type],
+                        plan_id=plan.plan_id,
+                        batch_sequence=sequence,
+                        batch=generated,
+                        options=request.options,
+                    ),
+                    id=name,
+                    parent_close_policy=ParentClosePolicy.TERMINATE,
+                    search_attributes=TypedSearchAttributes(
+                        [
+                            SearchAttributePair(SearchAttributes.PLAN_ID, plan.plan_id),
+                            SearchAttributePair(SearchAttributes.TABLE, plan.table_name_with_type),
+                            SearchAttributePair(SearchAttributes.TASK_TYPE, plan.task_type),
+                            SearchAttributePair(SearchAttributes.TASK_STATE, TaskState.NOT_STARTED.value),
+                            SearchAttributePair(SearchAttributes.BATCH_SEQUENCE, sequence),
+                        ]
+                    ),
+                )
+                break
+            except WorkflowAlreadyStartedError:
+                continue
+        assert handle is not None
+        record = BatchRecord(
+            batch_sequence=sequence,
+            submitted_at_ms=submitted_at,
+            submitted_task_name=name,
+            task_state=TaskState.IN_PROGRESS,
+            num_subtasks=len(generated.subtasks),
+            inputs_in_batch=generated.inputs_in_batch,
+        )
+        plan.batches.append(record)
+        plan.num_batches += 1
+        plan.inputs_being_processed = generated.inputs_in_batch
+        del plan.batches[: max(0, len(plan.batches) - request.options.retained_batch_records)]
+        if plan.status == PlanStatus.ACTIVE:
+            self._set_status(plan.status, f"batch {sequence} ({name}) running: {len(generated.subtasks)} subtasks")
+
+        result = await self._await_batch(handle, state)
+        record.task_state = result.task_state
+        record.num_failed_subtasks = result.num_failed
+        record.finished_at_ms = epoch_ms()
+        plan.inputs_being_processed = 0
+        if result.task_state == TaskState.COMPLETED:
+            plan.inputs_processed += generated.inputs_in_batch
+        else:
+            plan.num_failed_batches += 1
+        if plan.status == PlanStatus.ACTIVE:
+            self._set_status(plan.status, f"batch {sequence} ({name}) {result.task_state.value}: {result.status_message}")
+
+    async def _await_batch(self, handle: workflow.ChildWorkflowHandle[BatchWorkflow, BatchResult],
+                           state: PlanState) -> BatchResult:
+        """Wait for the batch even through a Temporal cancel of the plan: the running batch may finish."""
+        while True:
+            try:
+                return await asyncio.shield(handle)
+            except asyncio.CancelledError:
+                # `temporal workflow cancel` on the plan is an abort: note it, keep waiting for the batch.
+                if state.abort_reason is None:
+                    state.abort_reason = "cancelled through Temporal"
+                    self._set_status(PlanStatus.ABORTING, f"aborting: {state.abort_reason}")
+            except ChildWorkflowError as err:
+                return BatchResult(task_name=handle.id, task_state=TaskState.FAILED, num_subtasks=0,
+                                   num_completed=0, num_failed=0, status_message=str(err.cause or err))
+
+    @staticmethod
+    def _should_continue_as_new(options: PlanOptions, state: PlanState) -> bool:
+        if 0 < options.max_batches_per_run <= state.batches_this_run:
+            return True
+        return workflow.info().is_continue_as_new_suggested()
+
+    # ---------------------------------------------------------------- status helpers
+
+    def _finish(self, status: PlanStatus, message: str) -> None:
+        self._set_status(status, message, final=True)
+        raise _PlanEnded()
+
+    def _set_status(self, status: PlanStatus, message: str, *, final: bool = False) -> None:
+        plan = self._require_state().plan
+        if status != plan.status:
+            workflow.upsert_search_attributes([SearchAttributes.STATUS.value_set(status.value)])
+        plan.status = status
+        plan.status_message = message
+        if final:
+            plan.finished_at_ms = epoch_ms()
+            plan.inputs_being_processed = 0
+
+    def _require_state(self) -> PlanState:
+        if self._state is None:
+            raise ApplicationError("plan state is not initialised yet", type="NotReady")
+        return self._state
