@@ -72,7 +72,9 @@ def build_workers(
                     generation.generate_one_shot,
                     generation.validate_task_configs,
                 ],
-                activity_executor=ThreadPoolExecutor(options.generator_threads, thread_name_prefix="generator"),
+                activity_executor=ThreadPoolExecutor(
+                    options.generator_threads, thread_name_prefix="generator"
+                ),
                 max_concurrent_activities=options.generator_threads,
                 identity=f"controller@{options.identity}",
                 graceful_shutdown_timeout=shutdown,
@@ -114,10 +116,18 @@ async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="taskplan worker: controller and/or minion")
     parser.add_argument("--role", choices=["controller", "minion", "both"], default="both")
-    parser.add_argument("--tag", action="append", dest="tags",
-                        help=f"minion instance tag to serve (repeatable; default {DEFAULT_MINION_TAG})")
-    parser.add_argument("--max-concurrent-subtasks", type=int, default=None,
-                        help="subtasks run at once per task type and tag (default: the task type's own setting)")
+    parser.add_argument(
+        "--tag",
+        action="append",
+        dest="tags",
+        help=f"minion instance tag to serve (repeatable; default {DEFAULT_MINION_TAG})",
+    )
+    parser.add_argument(
+        "--max-concurrent-subtasks",
+        type=int,
+        default=None,
+        help="subtasks run at once per task type and tag (default: the task type's own setting)",
+    )
     parser.add_argument("--generator-threads", type=int, default=8)
     parser.add_argument("--graceful-shutdown-seconds", type=float, default=30.0)
     parser.add_argument("--config", help="properties file (default: $TASKPLAN_CONFIG)")
@@ -141,8 +151,13 @@ async def main_async(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker %s started: role=%s tags=%s task types=%s", options.identity, options.role,
-             list(options.tags), stack.registry.task_types())
+    log.info(
+        "worker %s started: role=%s tags=%s task types=%s",
+        options.identity,
+        options.role,
+        list(options.tags),
+        stack.registry.task_types(),
+    )
     await run_workers(workers, stop)
     log.info("worker %s stopped", options.identity)
 

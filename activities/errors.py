@@ -13,7 +13,13 @@ FATAL_TASK_ERROR: Final = "FatalTaskError"
 BATCH_TOO_LARGE: Final = "BatchTooLarge"
 WORKER_SHUTDOWN: Final = "WorkerShutdown"
 
-NON_RETRYABLE: Final = (TASK_CONFIG_ERROR, UNKNOWN_TASK_TYPE, TABLE_NOT_FOUND, FATAL_TASK_ERROR, BATCH_TOO_LARGE)
+NON_RETRYABLE: Final = (
+    TASK_CONFIG_ERROR,
+    UNKNOWN_TASK_TYPE,
+    TABLE_NOT_FOUND,
+    FATAL_TASK_ERROR,
+    BATCH_TOO_LARGE,
+)
 
 
 def refuse(message: str, error_type: str) -> ApplicationError:

@@ -18,7 +18,14 @@ from activities.errors import (
     refuse,
 )
 from taskplan.models.table import Schema, TableConfig
-from taskplan.plugin import BatchRequest, PinotTaskConfig, PluginContext, PreviousBatch, TaskConfigError, TaskGenerator
+from taskplan.plugin import (
+    BatchRequest,
+    PinotTaskConfig,
+    PluginContext,
+    PreviousBatch,
+    TaskConfigError,
+    TaskGenerator,
+)
 from taskplan.registry import TaskTypeRegistry, UnknownTaskTypeError
 from workflows.models import GenerateBatchInput, GeneratedBatch, OneShotRequest, SubtaskOptions
 
@@ -88,11 +95,14 @@ class GenerationActivities:
         except TaskConfigError as exc:
             raise refuse(describe(exc), TASK_CONFIG_ERROR) from exc
         if generation.abort_reason:
-            return GeneratedBatch(abort_reason=generation.abort_reason, custom_stats=dict(generation.custom_stats))
+            return GeneratedBatch(
+                abort_reason=generation.abort_reason, custom_stats=dict(generation.custom_stats)
+            )
         if not generation.no_more_work and not generation.subtasks:
             # An empty batch that claims more work would loop forever: treat it as done.
-            activity.logger.warning("generator of %s returned an empty batch; taking it as no more work",
-                                    request.task_type)
+            activity.logger.warning(
+                "generator of %s returned an empty batch; taking it as no more work", request.task_type
+            )
         batch = _pack(generator, table, request.task_type, generation.subtasks)
         return batch.model_copy(
             update={
@@ -124,7 +134,7 @@ class GenerationActivities:
         problems: list[str] = []
         task = table_config.task
         schema = self._tables.get_schema_for_table(table_config.tableName)
-        for task_type, configs in (task.taskTypeConfigsMap.items() if task else []):
+        for task_type, configs in task.taskTypeConfigsMap.items() if task else []:
             try:
                 self.generator(task_type).validate_task_configs(table_config, schema, configs)
             except TaskConfigError as exc:
@@ -137,8 +147,9 @@ class GenerationActivities:
         return problems
 
 
-def _pack(generator: TaskGenerator, table: TableConfig, task_type: str,
-          subtasks: Sequence[PinotTaskConfig]) -> GeneratedBatch:
+def _pack(
+    generator: TaskGenerator, table: TableConfig, task_type: str, subtasks: Sequence[PinotTaskConfig]
+) -> GeneratedBatch:
     if len(subtasks) > MAX_SUBTASKS_PER_BATCH:
         raise refuse(
             f"the {task_type} generator produced {len(subtasks)} subtasks in one batch; at most "
@@ -148,7 +159,9 @@ def _pack(generator: TaskGenerator, table: TableConfig, task_type: str,
     configs = [dict(t.configs) for t in subtasks]
     for index, task in enumerate(subtasks):
         if task.task_type != task_type:
-            raise refuse(f"subtask {index} has task type {task.task_type}, expected {task_type}", TASK_CONFIG_ERROR)
+            raise refuse(
+                f"subtask {index} has task type {task.task_type}, expected {task_type}", TASK_CONFIG_ERROR
+            )
     common, own = _factor_common(configs)
     tag = generator.get_minion_instance_tag(table)
     batch = GeneratedBatch(

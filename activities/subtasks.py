@@ -14,7 +14,13 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import FATAL_TASK_ERROR, TASK_CONFIG_ERROR, UNKNOWN_TASK_TYPE, WORKER_SHUTDOWN, describe
+from activities.errors import (
+    FATAL_TASK_ERROR,
+    TASK_CONFIG_ERROR,
+    UNKNOWN_TASK_TYPE,
+    WORKER_SHUTDOWN,
+    describe,
+)
 from taskplan.plugin import (
     ExecutionContext,
     FatalTaskError,
@@ -50,11 +56,16 @@ class SubtaskActivities:
                 latest_details[:] = details
 
         context = ExecutionContext(
-            subtask_name=request.subtask_name, attempt=info.attempt, plugin=self._context, heartbeat=record_heartbeat
+            subtask_name=request.subtask_name,
+            attempt=info.attempt,
+            plugin=self._context,
+            heartbeat=record_heartbeat,
         )
         task = PinotTaskConfig(request.task_type, dict(request.configs))
         work = asyncio.ensure_future(asyncio.to_thread(executor.execute, task, context))
-        interval = _heartbeat_interval(info.heartbeat_timeout.total_seconds() if info.heartbeat_timeout else None)
+        interval = _heartbeat_interval(
+            info.heartbeat_timeout.total_seconds() if info.heartbeat_timeout else None
+        )
         try:
             while True:
                 done, _ = await asyncio.wait({work}, timeout=interval)
@@ -75,11 +86,13 @@ class SubtaskActivities:
                 ) from None
             raise
         except FatalTaskError as exc:
-            raise ApplicationError(describe(exc), {"attempt": info.attempt}, type=FATAL_TASK_ERROR,
-                                   non_retryable=True) from exc
+            raise ApplicationError(
+                describe(exc), {"attempt": info.attempt}, type=FATAL_TASK_ERROR, non_retryable=True
+            ) from exc
         except TaskConfigError as exc:
-            raise ApplicationError(describe(exc), {"attempt": info.attempt}, type=TASK_CONFIG_ERROR,
-                                   non_retryable=True) from exc
+            raise ApplicationError(
+                describe(exc), {"attempt": info.attempt}, type=TASK_CONFIG_ERROR, non_retryable=True
+            ) from exc
         except Exception as exc:
             raise ApplicationError(describe(exc), {"attempt": info.attempt}, type=type(exc).__name__) from exc
         return _output(result, info.attempt)

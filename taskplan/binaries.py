@@ -13,7 +13,9 @@ def _find(name: str) -> str:
         return str(beside_python)
     found = shutil.which(name)
     if found is None:
-        raise FileNotFoundError(f"the {name!r} binary was not found; install the taskplan package's dependencies")
+        raise FileNotFoundError(
+            f"the {name!r} binary was not found; install the taskplan package's dependencies"
+        )
     return found
 
 

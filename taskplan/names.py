@@ -33,7 +33,8 @@ class InvalidNameError(ValueError):
 def validate_raw_table_name(name: str) -> str:
     if not isinstance(name, str) or not _RAW_TABLE.fullmatch(name):
         raise InvalidNameError(
-            f"invalid table name {name!r}: use 1-128 letters, digits, '_' or '-', starting with a letter or digit"
+            f"invalid table name {name!r}: use 1-128 letters, digits, '_' or '-', "
+            "starting with a letter or digit"
         )
     return name
 
@@ -41,7 +42,8 @@ def validate_raw_table_name(name: str) -> str:
 def validate_task_type(name: str) -> str:
     if not isinstance(name, str) or len(name) > 100 or not _TASK_TYPE.fullmatch(name):
         raise InvalidNameError(
-            f"invalid task type {name!r}: use letters and digits, single '_' between words, at most 100 characters"
+            f"invalid task type {name!r}: use letters and digits, single '_' between words, "
+            "at most 100 characters"
         )
     return name
 
@@ -79,7 +81,9 @@ def parse_plan_id(plan_id: str) -> tuple[str, str]:
     """Return (tableNameWithType, taskType) of a well-formed plan id, else raise InvalidNameError."""
     parts = plan_id.rsplit("__", 2) if isinstance(plan_id, str) else []
     if len(parts) != 3 or not _PLAN_UUID.fullmatch(parts[2]):
-        raise InvalidNameError(f"invalid task plan id {plan_id!r}: expected <tableNameWithType>__<taskType>__<uuid>")
+        raise InvalidNameError(
+            f"invalid task plan id {plan_id!r}: expected <tableNameWithType>__<taskType>__<uuid>"
+        )
     split_table_name_with_type(parts[0])
     validate_task_type(parts[1])
     return parts[0], parts[1]

@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from taskplan.names import DEFAULT_MINION_TAG
 from taskplan.models.table import Schema, TableConfig
+from taskplan.names import DEFAULT_MINION_TAG
 
 if TYPE_CHECKING:
     from taskplan.settings import Settings
@@ -94,10 +94,21 @@ class BatchGeneration:
     cursor: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def done(cls, *, custom_stats: Mapping[str, str] | None = None, cursor: Mapping[str, str] | None = None,
-             inputs_to_process: int | None = None, input_unit: str | None = None) -> BatchGeneration:
-        return cls(no_more_work=True, custom_stats=dict(custom_stats or {}), cursor=dict(cursor or {}),
-                   inputs_to_process=inputs_to_process, input_unit=input_unit)
+    def done(
+        cls,
+        *,
+        custom_stats: Mapping[str, str] | None = None,
+        cursor: Mapping[str, str] | None = None,
+        inputs_to_process: int | None = None,
+        input_unit: str | None = None,
+    ) -> BatchGeneration:
+        return cls(
+            no_more_work=True,
+            custom_stats=dict(custom_stats or {}),
+            cursor=dict(cursor or {}),
+            inputs_to_process=inputs_to_process,
+            input_unit=input_unit,
+        )
 
     @classmethod
     def abort(cls, reason: str) -> BatchGeneration:
@@ -118,7 +129,9 @@ class TaskGenerator(Protocol):
         """One-shot generation on a schedule, for every table that has this task type configured."""
         ...
 
-    def generate_adhoc_tasks(self, table_config: TableConfig, task_configs: Mapping[str, str]) -> list[PinotTaskConfig]:
+    def generate_adhoc_tasks(
+        self, table_config: TableConfig, task_configs: Mapping[str, str]
+    ) -> list[PinotTaskConfig]:
         """One-shot generation for an ad hoc trigger."""
         ...
 
@@ -134,8 +147,9 @@ class TaskGenerator(Protocol):
 
     def get_minion_instance_tag(self, table_config: TableConfig) -> str: ...
 
-    def validate_task_configs(self, table_config: TableConfig, schema: Schema | None,
-                              task_configs: Mapping[str, str]) -> None:
+    def validate_task_configs(
+        self, table_config: TableConfig, schema: Schema | None, task_configs: Mapping[str, str]
+    ) -> None:
         """Raise TaskConfigError for configs this task type cannot run."""
         ...
 
@@ -156,10 +170,14 @@ class BaseTaskGenerator:
     def generate_tasks(self, table_configs: Sequence[TableConfig]) -> list[PinotTaskConfig]:
         tasks: list[PinotTaskConfig] = []
         for table_config in table_configs:
-            tasks.extend(self.generate_adhoc_tasks(table_config, table_config.task_type_configs(self.task_type) or {}))
+            tasks.extend(
+                self.generate_adhoc_tasks(table_config, table_config.task_type_configs(self.task_type) or {})
+            )
         return tasks
 
-    def generate_adhoc_tasks(self, table_config: TableConfig, task_configs: Mapping[str, str]) -> list[PinotTaskConfig]:
+    def generate_adhoc_tasks(
+        self, table_config: TableConfig, task_configs: Mapping[str, str]
+    ) -> list[PinotTaskConfig]:
         raise TaskConfigError(f"task type {self.task_type} does not implement one-shot generation")
 
     def generate_next_batch(self, request: BatchRequest) -> BatchGeneration:
@@ -177,8 +195,9 @@ class BaseTaskGenerator:
     def get_minion_instance_tag(self, table_config: TableConfig) -> str:
         return DEFAULT_MINION_TAG
 
-    def validate_task_configs(self, table_config: TableConfig, schema: Schema | None,
-                              task_configs: Mapping[str, str]) -> None:
+    def validate_task_configs(
+        self, table_config: TableConfig, schema: Schema | None, task_configs: Mapping[str, str]
+    ) -> None:
         return None
 
     def task(self, table_name: str, configs: Mapping[str, str]) -> PinotTaskConfig:
@@ -189,8 +208,14 @@ class BaseTaskGenerator:
 class ExecutionContext:
     """Handed to an executor for one attempt of one subtask."""
 
-    def __init__(self, *, subtask_name: str, attempt: int, plugin: PluginContext,
-                 heartbeat: Callable[..., None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        subtask_name: str,
+        attempt: int,
+        plugin: PluginContext,
+        heartbeat: Callable[..., None] | None = None,
+    ) -> None:
         self.subtask_name = subtask_name
         self.attempt = attempt
         self.plugin = plugin

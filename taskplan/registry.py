@@ -7,7 +7,7 @@ of pluggy's PluginValidationError.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
@@ -77,7 +77,9 @@ class TaskTypeRegistry:
             raise PluginValidationError(named, "its executor factory is not callable")
         _check_overrides(named, generator)
         if task_type in self._types and self._types[task_type].plugin is not plugin:
-            raise PluginValidationError(named, f"task type {task_type} is already registered by {self._types[task_type].source}")
+            raise PluginValidationError(
+                named, f"task type {task_type} is already registered by {self._types[task_type].source}"
+            )
         registered = RegisteredTaskType(task_type, plugin, supports, only, source)
         self._types[task_type] = registered
         return registered
@@ -125,7 +127,7 @@ class TaskTypeRegistry:
 
 def _check_overrides(source: str, generator: TaskGenerator) -> None:
     tag = "minion_untagged"
-    checks = {
+    checks: dict[str, Callable[[], int]] = {
         "get_task_timeout_ms": lambda: generator.get_task_timeout_ms(tag),
         "get_num_concurrent_tasks_per_instance": lambda: generator.get_num_concurrent_tasks_per_instance(tag),
         "get_max_attempts_per_task": lambda: generator.get_max_attempts_per_task(tag),
@@ -146,7 +148,9 @@ def validate_tag(source: str, tag: str) -> str:
         raise PluginValidationError(source, str(exc)) from exc
 
 
-def build_registry(plugin_specs: str = "", *, entry_points_group: str | None = ENTRY_POINT_GROUP) -> TaskTypeRegistry:
+def build_registry(
+    plugin_specs: str = "", *, entry_points_group: str | None = ENTRY_POINT_GROUP
+) -> TaskTypeRegistry:
     registry = TaskTypeRegistry()
     if entry_points_group:
         registry.load_entry_points(entry_points_group)

@@ -155,14 +155,18 @@ class TaskPlanService:
                 raise PlanNotFoundError(plan_id) from None
             raise
         if desc.typed_search_attributes.get(SearchAttributes.PLAN_ID) == plan_id:
-            run_handle = self.client.get_workflow_handle_for(TaskPlanWorkflow.run, workflow_id, run_id=desc.run_id)
+            run_handle = self.client.get_workflow_handle_for(
+                TaskPlanWorkflow.run, workflow_id, run_id=desc.run_id
+            )
             return run_handle, desc.status == WorkflowExecutionStatus.RUNNING
         query = (
             f"WorkflowId = {_quote(workflow_id)} AND TaskPlanId = {_quote(plan_id)} "
             f"AND ExecutionStatus != 'ContinuedAsNew'"
         )
         async for execution in self.client.list_workflows(query, limit=1):
-            run_handle = self.client.get_workflow_handle_for(TaskPlanWorkflow.run, workflow_id, run_id=execution.run_id)
+            run_handle = self.client.get_workflow_handle_for(
+                TaskPlanWorkflow.run, workflow_id, run_id=execution.run_id
+            )
             return run_handle, execution.status == WorkflowExecutionStatus.RUNNING
         raise PlanNotFoundError(plan_id)
 
@@ -182,7 +186,10 @@ class TaskPlanService:
         plan = await handle.query(TaskPlanWorkflow.details, query or PlanQuery())
         if plan.status.is_active:
             plan = plan.model_copy(
-                update={"status": PlanStatus.FAILED, "status_message": f"plan workflow {desc.status.name.lower()}"}
+                update={
+                    "status": PlanStatus.FAILED,
+                    "status_message": f"plan workflow {desc.status.name.lower() if desc.status else 'closed'}",
+                }
             )
         return plan
 
@@ -193,7 +200,9 @@ class TaskPlanService:
     async def abort_plan(self, plan_id: str, reason: str = "") -> TaskPlan:
         handle, running = await self._plan_handle(plan_id)
         if running:
-            await handle.signal(TaskPlanWorkflow.abort, AbortRequest(reason=reason or "aborted through the API"))
+            await handle.signal(
+                TaskPlanWorkflow.abort, AbortRequest(reason=reason or "aborted through the API")
+            )
         return await self.get_plan(plan_id)
 
     async def list_plan_ids(self, table_name_with_type: str, task_type: str) -> list[str]:
@@ -210,8 +219,9 @@ class TaskPlanService:
                 seen[plan_id] = min(seen[plan_id], execution.start_time.timestamp())
         return sorted(seen, key=lambda p: seen[p])
 
-    async def list_active_plan_ids(self, table_name_with_type: str | None = None,
-                                   task_type: str | None = None) -> list[str]:
+    async def list_active_plan_ids(
+        self, table_name_with_type: str | None = None, task_type: str | None = None
+    ) -> list[str]:
         query = f"WorkflowType = '{PLAN_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running'"
         if table_name_with_type:
             query += f" AND TaskPlanTable = {_quote(table_name_with_type)}"
@@ -224,8 +234,12 @@ class TaskPlanService:
                 ids.append(plan_id)
         return sorted(ids)
 
-    async def list_active_plans(self, table_name_with_type: str | None = None, task_type: str | None = None,
-                                query: PlanQuery | None = None) -> list[TaskPlan]:
+    async def list_active_plans(
+        self,
+        table_name_with_type: str | None = None,
+        task_type: str | None = None,
+        query: PlanQuery | None = None,
+    ) -> list[TaskPlan]:
         ids = await self.list_active_plan_ids(table_name_with_type, task_type)
         limit = asyncio.Semaphore(32)
 
@@ -241,18 +255,30 @@ class TaskPlanService:
 
     # ---------------------------------------------------------------- legacy flow and batches
 
-    async def run_one_shot(self, task_type: str, tables: Sequence[str], task_configs: dict[str, str] | None,
-                           options: PlanOptions | None = None) -> str:
+    async def run_one_shot(
+        self,
+        task_type: str,
+        tables: Sequence[str],
+        task_configs: dict[str, str] | None,
+        options: PlanOptions | None = None,
+    ) -> str:
         """Legacy flow: one generated batch, no plan. Returns its task name once the subtasks exist."""
-        request = OneShotRequest(task_type=task_type, table_names_with_type=list(tables), task_configs=task_configs)
+        request = OneShotRequest(
+            task_type=task_type, table_names_with_type=list(tables), task_configs=task_configs
+        )
         now_ms = int(time.time() * 1000)
         for offset in range(1000):
             name = task_name(task_type, now_ms + offset)
             try:
                 handle = await self.client.start_workflow(
                     BatchWorkflow.run,
-                    BatchInput(task_name=name, task_type=task_type, table_names_with_type=list(tables),
-                               one_shot=request, options=options or self.options),
+                    BatchInput(
+                        task_name=name,
+                        task_type=task_type,
+                        table_names_with_type=list(tables),
+                        one_shot=request,
+                        options=options or self.options,
+                    ),
                     id=name,
                     task_queue=CONTROLLER_TASK_QUEUE,
                     id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
@@ -281,4 +307,3 @@ class TaskPlanService:
             if err.status == RPCStatusCode.NOT_FOUND:
                 raise TaskNotFoundError(name) from None
             raise
-

@@ -99,7 +99,9 @@ def parse_properties(text: str) -> dict[str, str]:
 
 
 def _known_aliases() -> dict[str, str]:
-    return {str(info.alias).upper().replace(".", "_"): str(info.alias) for info in Settings.model_fields.values()}
+    return {
+        str(info.alias).upper().replace(".", "_"): str(info.alias) for info in Settings.model_fields.values()
+    }
 
 
 def environment_properties(environ: Mapping[str, str]) -> dict[str, str]:
@@ -113,7 +115,9 @@ def environment_properties(environ: Mapping[str, str]) -> dict[str, str]:
     return props
 
 
-def load_settings(config_file: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
     env = os.environ if environ is None else environ
     props: dict[str, str] = {}
     path = config_file or env.get("TASKPLAN_CONFIG")

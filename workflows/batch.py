@@ -91,13 +91,14 @@ class BatchWorkflow:
     async def _generate(self, request: BatchInput) -> GeneratedBatch | None:
         assert request.one_shot is not None, "a batch needs a generated batch or a one-shot request"
         try:
-            return await workflow.execute_activity(
+            batch: GeneratedBatch = await workflow.execute_activity(
                 "generate_one_shot",
                 request.one_shot,
                 result_type=GeneratedBatch,
                 start_to_close_timeout=GENERATION_TIMEOUT,
                 retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=list(NON_RETRYABLE)),
             )
+            return batch
         except ActivityError as err:
             cause = err.cause
             message = str(cause) if cause is not None else str(err)
@@ -142,8 +143,12 @@ class BatchWorkflow:
             try:
                 output: SubtaskOutput = await workflow.execute_activity(
                     "run_subtask",
-                    SubtaskInput(task_type=request.task_type, subtask_name=record.subtask_name, configs=configs,
-                                 plan_id=request.plan_id),
+                    SubtaskInput(
+                        task_type=request.task_type,
+                        subtask_name=record.subtask_name,
+                        configs=configs,
+                        plan_id=request.plan_id,
+                    ),
                     result_type=SubtaskOutput,
                     task_queue=minion_task_queue(options.minion_instance_tag, request.task_type),
                     activity_id=f"{record.subtask_name}.{record.lost_worker_retries}",
@@ -158,7 +163,10 @@ class BatchWorkflow:
                     ),
                 )
             except ActivityError as err:
-                if _lost_with_worker(err) and record.lost_worker_retries < request.options.lost_worker_retries:
+                if (
+                    _lost_with_worker(err)
+                    and record.lost_worker_retries < request.options.lost_worker_retries
+                ):
                     record.lost_worker_retries += 1
                     continue
                 self._record_failure(record, err, options.max_attempts_per_task)

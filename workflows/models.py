@@ -112,7 +112,9 @@ class PlanOptions(WireModel):
     heartbeat_timeout_s: int = 30
     lost_worker_retries: int = 5
     generation_timeout_s: int = 600
-    max_batches_per_run: int = 0  # continue-as-new after this many batches in one run (0: when Temporal suggests)
+    max_batches_per_run: int = (
+        0  # continue-as-new after this many batches in one run (0: when Temporal suggests)
+    )
 
 
 class PlanState(WireModel):

@@ -15,11 +15,17 @@ status is the TaskPlanStatus search attribute and the ``status`` field, whatever
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+)
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -68,7 +74,7 @@ class TaskPlanWorkflow:
         state = self._require_state()
         if not state.plan.status.is_active or state.abort_reason is not None:
             return
-        state.abort_reason = (request.reason if request and request.reason else "aborted by request")
+        state.abort_reason = request.reason if request and request.reason else "aborted by request"
         self._set_status(PlanStatus.ABORTING, f"aborting: {state.abort_reason}")
 
     @workflow.query
@@ -157,7 +163,7 @@ class TaskPlanWorkflow:
         while True:
             attempt += 1
             try:
-                generated = await workflow.execute_activity(
+                generated: GeneratedBatch = await workflow.execute_activity(
                     "generate_next_batch",
                     generate_input,
                     result_type=GeneratedBatch,
@@ -170,19 +176,21 @@ class TaskPlanWorkflow:
             except ActivityError as err:
                 cause = err.cause
                 message = str(cause) if cause is not None else str(err)
-                fatal = isinstance(cause, ApplicationError) and (cause.non_retryable or cause.type in NON_RETRYABLE)
+                fatal = isinstance(cause, ApplicationError) and (
+                    cause.non_retryable or cause.type in NON_RETRYABLE
+                )
                 if fatal or attempt >= request.options.max_generation_attempts:
-                    self._finish(PlanStatus.FAILED, f"batch generation failed after {attempt} attempt(s): {message}")
+                    self._finish(
+                        PlanStatus.FAILED, f"batch generation failed after {attempt} attempt(s): {message}"
+                    )
                 backoff = min(MAX_GENERATION_BACKOFF_S, 2.0 ** (attempt - 1))
                 self._set_status(
                     plan.status,
-                    f"batch generation failed (attempt {attempt} of {request.options.max_generation_attempts}): "
-                    f"{message}; retrying in {backoff:.0f}s",
+                    f"batch generation failed (attempt {attempt} of "
+                    f"{request.options.max_generation_attempts}): {message}; retrying in {backoff:.0f}s",
                 )
-                try:
+                with contextlib.suppress(TimeoutError):  # the backoff ran out without an abort
                     await workflow.wait_condition(lambda: state.abort_reason is not None, timeout=backoff)
-                except TimeoutError:
-                    pass
                 if state.abort_reason is not None:
                     return GeneratedBatch(no_more_work=False)
 
@@ -246,7 +254,9 @@ class TaskPlanWorkflow:
         plan.inputs_being_processed = generated.inputs_in_batch
         del plan.batches[: max(0, len(plan.batches) - request.options.retained_batch_records)]
         if plan.status == PlanStatus.ACTIVE:
-            self._set_status(plan.status, f"batch {sequence} ({name}) running: {len(generated.subtasks)} subtasks")
+            self._set_status(
+                plan.status, f"batch {sequence} ({name}) running: {len(generated.subtasks)} subtasks"
+            )
 
         result = await self._await_batch(handle, state)
         record.task_state = result.task_state
@@ -258,10 +268,13 @@ class TaskPlanWorkflow:
         else:
             plan.num_failed_batches += 1
         if plan.status == PlanStatus.ACTIVE:
-            self._set_status(plan.status, f"batch {sequence} ({name}) {result.task_state.value}: {result.status_message}")
+            self._set_status(
+                plan.status, f"batch {sequence} ({name}) {result.task_state.value}: {result.status_message}"
+            )
 
-    async def _await_batch(self, handle: workflow.ChildWorkflowHandle[BatchWorkflow, BatchResult],
-                           state: PlanState) -> BatchResult:
+    async def _await_batch(
+        self, handle: workflow.ChildWorkflowHandle[BatchWorkflow, BatchResult], state: PlanState
+    ) -> BatchResult:
         """Wait for the batch even through a Temporal cancel of the plan: the running batch may finish."""
         while True:
             try:
@@ -272,8 +285,14 @@ class TaskPlanWorkflow:
                     state.abort_reason = "cancelled through Temporal"
                     self._set_status(PlanStatus.ABORTING, f"aborting: {state.abort_reason}")
             except ChildWorkflowError as err:
-                return BatchResult(task_name=handle.id, task_state=TaskState.FAILED, num_subtasks=0,
-                                   num_completed=0, num_failed=0, status_message=str(err.cause or err))
+                return BatchResult(
+                    task_name=handle.id,
+                    task_state=TaskState.FAILED,
+                    num_subtasks=0,
+                    num_completed=0,
+                    num_failed=0,
+                    status_message=str(err.cause or err),
+                )
 
     @staticmethod
     def _should_continue_as_new(options: PlanOptions, state: PlanState) -> bool:

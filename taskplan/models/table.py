@@ -43,7 +43,9 @@ class Schema(_PinotJson):
         names = [f.name for f in self.fields]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"schema {self.schemaName!r} declares these columns twice: {', '.join(duplicates)}")
+            raise ValueError(
+                f"schema {self.schemaName!r} declares these columns twice: {', '.join(duplicates)}"
+            )
         if not names:
             raise ValueError(f"schema {self.schemaName!r} declares no columns")
         return self

@@ -29,7 +29,10 @@ async def engine(temporal_client: Client, tables: StaticTables) -> AsyncIterator
     client = temporal_client
     registry = build_registry(ALL_SPECS, entry_points_group=None)
     workers = build_workers(
-        client, Settings(), registry, tables,
+        client,
+        Settings(),
+        registry,
+        tables,
         WorkerOptions(role="both", max_concurrent_subtasks=50, graceful_shutdown_seconds=2),
     )
     stop = asyncio.Event()

@@ -23,8 +23,9 @@ async def wait_for_end(service: TaskPlanService, plan_id: str, timeout: float = 
 
 
 async def test_plan_chains_batches_until_no_more_work(service: TaskPlanService, table: str) -> None:
-    plan_id = await service.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG,
-                                       {"numBatches": "6", "subtasksPerBatch": "3"})
+    plan_id = await service.start_plan(
+        table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "6", "subtasksPerBatch": "3"}
+    )
     assert plan_id.startswith(f"{table}__{COUNTING}__")
     await wait_for_end(service, plan_id)
     plan = await service.get_plan(plan_id)
@@ -51,7 +52,9 @@ async def test_plan_chains_batches_until_no_more_work(service: TaskPlanService, 
     assert details.totals["items"] == 3
 
 
-async def test_status_search_attribute_follows_the_plan(service: TaskPlanService, engine: Client, table: str) -> None:
+async def test_status_search_attribute_follows_the_plan(
+    service: TaskPlanService, engine: Client, table: str
+) -> None:
     plan_id = await service.start_plan(table, COUNTING, PlanSource.TABLE_CONFIG, {"numBatches": "1"})
     await wait_for_end(service, plan_id)
     desc = await engine.get_workflow_handle(plan_workflow_id(table, COUNTING)).describe()
@@ -62,9 +65,15 @@ async def test_status_search_attribute_follows_the_plan(service: TaskPlanService
     assert attrs.get(SearchAttributes.SOURCE) == "TABLE_CONFIG"
 
 
-async def test_abort_lets_the_running_batch_finish_and_starts_no_new_one(service: TaskPlanService, table: str) -> None:
-    plan_id = await service.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG,
-                                       {"numBatches": "50", "subtasksPerBatch": "2", "sleepMs": "1500"})
+async def test_abort_lets_the_running_batch_finish_and_starts_no_new_one(
+    service: TaskPlanService, table: str
+) -> None:
+    plan_id = await service.start_plan(
+        table,
+        COUNTING,
+        PlanSource.ADHOC_CONFIG,
+        {"numBatches": "50", "subtasksPerBatch": "2", "sleepMs": "1500"},
+    )
 
     async def second_batch_running() -> None:
         plan = await service.get_plan(plan_id)
@@ -83,8 +92,9 @@ async def test_abort_lets_the_running_batch_finish_and_starts_no_new_one(service
 
 
 async def test_temporal_cancel_is_an_abort(service: TaskPlanService, engine: Client, table: str) -> None:
-    plan_id = await service.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG,
-                                       {"numBatches": "50", "sleepMs": "1000"})
+    plan_id = await service.start_plan(
+        table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "50", "sleepMs": "1000"}
+    )
 
     async def batch_running() -> None:
         assert (await service.get_plan(plan_id)).num_batches >= 1
@@ -100,8 +110,9 @@ async def test_temporal_cancel_is_an_abort(service: TaskPlanService, engine: Cli
 
 async def test_failed_batches_over_the_threshold_fail_the_plan(service: TaskPlanService, table: str) -> None:
     # Every subtask fails fatally; the plan tolerates 3 failed batches, so the 4th ends it.
-    plan_id = await service.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG,
-                                       {"numBatches": "20", "fatal": "true"})
+    plan_id = await service.start_plan(
+        table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "20", "fatal": "true"}
+    )
     await wait_for_end(service, plan_id)
     plan = await service.get_plan(plan_id)
     assert plan.status == PlanStatus.FAILED
@@ -111,8 +122,12 @@ async def test_failed_batches_over_the_threshold_fail_the_plan(service: TaskPlan
 
 
 async def test_flaky_subtask_succeeds_on_retry(service: TaskPlanService, table: str) -> None:
-    plan_id = await service.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG,
-                                       {"numBatches": "1", "subtasksPerBatch": "2", "failAttempts": "1"})
+    plan_id = await service.start_plan(
+        table,
+        COUNTING,
+        PlanSource.ADHOC_CONFIG,
+        {"numBatches": "1", "subtasksPerBatch": "2", "failAttempts": "1"},
+    )
     await wait_for_end(service, plan_id)
     plan = await service.get_plan(plan_id)
     assert plan.status == PlanStatus.COMPLETED
@@ -121,8 +136,12 @@ async def test_flaky_subtask_succeeds_on_retry(service: TaskPlanService, table: 
 
 
 async def test_fatal_subtask_is_not_retried(service: TaskPlanService, table: str) -> None:
-    plan_id = await service.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG,
-                                       {"numBatches": "2", "failingBatch": "0", "subtasksPerBatch": "1"})
+    plan_id = await service.start_plan(
+        table,
+        COUNTING,
+        PlanSource.ADHOC_CONFIG,
+        {"numBatches": "2", "failingBatch": "0", "subtasksPerBatch": "1"},
+    )
     await wait_for_end(service, plan_id)
     plan = await service.get_plan(plan_id)
     assert plan.status == PlanStatus.COMPLETED  # one failed batch is tolerated
@@ -135,8 +154,12 @@ async def test_fatal_subtask_is_not_retried(service: TaskPlanService, table: str
 
 async def test_twenty_concurrent_starts_make_exactly_one_plan(service: TaskPlanService, table: str) -> None:
     results = await asyncio.gather(
-        *(service.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "2", "sleepMs": "300"})
-          for _ in range(20)),
+        *(
+            service.start_plan(
+                table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "2", "sleepMs": "300"}
+            )
+            for _ in range(20)
+        ),
         return_exceptions=True,
     )
     started = [r for r in results if isinstance(r, str)]
@@ -153,8 +176,9 @@ async def test_twenty_concurrent_starts_make_exactly_one_plan(service: TaskPlanS
 
 
 async def test_generation_errors_are_retried_with_backoff(service: TaskPlanService, table: str) -> None:
-    plan_id = await service.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG,
-                                       {"numBatches": "1", "failGenerations": "2"})
+    plan_id = await service.start_plan(
+        table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "1", "failGenerations": "2"}
+    )
 
     async def shows_the_error() -> None:
         plan = await service.get_plan(plan_id)
@@ -165,7 +189,9 @@ async def test_generation_errors_are_retried_with_backoff(service: TaskPlanServi
     assert (await service.get_plan(plan_id)).status == PlanStatus.COMPLETED
 
 
-async def test_bad_config_from_the_generator_fails_the_plan_at_once(service: TaskPlanService, table: str) -> None:
+async def test_bad_config_from_the_generator_fails_the_plan_at_once(
+    service: TaskPlanService, table: str
+) -> None:
     plan_id = await service.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, {"badConfig": "x"})
     await wait_for_end(service, plan_id)
     plan = await service.get_plan(plan_id)
@@ -175,8 +201,9 @@ async def test_bad_config_from_the_generator_fails_the_plan_at_once(service: Tas
 
 
 async def test_generator_abort_fails_the_plan(service: TaskPlanService, table: str) -> None:
-    plan_id = await service.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG,
-                                       {"numBatches": "5", "generatorAbortAt": "2"})
+    plan_id = await service.start_plan(
+        table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "5", "generatorAbortAt": "2"}
+    )
     await wait_for_end(service, plan_id)
     plan = await service.get_plan(plan_id)
     assert plan.status == PlanStatus.FAILED
@@ -201,9 +228,7 @@ async def test_continue_as_new_keeps_plan_id_and_batch_history(engine: Client, t
     assert plan.status == PlanStatus.COMPLETED
     assert plan.plan_id == plan_id
     assert [b.batch_sequence for b in plan.batches] == list(range(7))
-    runs = [
-        e async for e in engine.list_workflows(f"TaskPlanId = '{plan_id}' AND WorkflowType = 'TaskPlan'")
-    ]
+    runs = [e async for e in engine.list_workflows(f"TaskPlanId = '{plan_id}' AND WorkflowType = 'TaskPlan'")]
     statuses = sorted(r.status.name for r in runs if r.status is not None)
     assert statuses.count(WorkflowExecutionStatus.CONTINUED_AS_NEW.name) == 3
     assert statuses.count(WorkflowExecutionStatus.COMPLETED.name) == 1

@@ -46,7 +46,9 @@ class CountingGenerator(BaseTaskGenerator):
     def generate_next_batch(self, request: BatchRequest) -> BatchGeneration:
         props = request.properties
         with _lock:
-            failures_left = _generation_failures.setdefault(request.plan_id, int(props.get("failGenerations", "0")))
+            failures_left = _generation_failures.setdefault(
+                request.plan_id, int(props.get("failGenerations", "0"))
+            )
             if failures_left > 0:
                 _generation_failures[request.plan_id] -= 1
                 raise RuntimeError(f"generation failure injected ({failures_left} left)")
@@ -62,10 +64,15 @@ class CountingGenerator(BaseTaskGenerator):
         shared = {k: props[k] for k in keys if k in props}
         failing = props.get("failingBatch") == str(request.batch_sequence)
         subtasks = [
-            self.task(request.table_config.tableName, {
-                **shared, "batch": str(request.batch_sequence), "index": str(i),
-                **({"fatal": "true"} if failing else {}),
-            })
+            self.task(
+                request.table_config.tableName,
+                {
+                    **shared,
+                    "batch": str(request.batch_sequence),
+                    "index": str(i),
+                    **({"fatal": "true"} if failing else {}),
+                },
+            )
             for i in range(per_batch)
         ]
         return BatchGeneration(
@@ -77,7 +84,9 @@ class CountingGenerator(BaseTaskGenerator):
             cursor={"next": str(request.batch_sequence + 1), "previous": request.cursor.get("next", "")},
         )
 
-    def generate_adhoc_tasks(self, table_config: TableConfig, task_configs: Mapping[str, str]) -> list[PinotTaskConfig]:
+    def generate_adhoc_tasks(
+        self, table_config: TableConfig, task_configs: Mapping[str, str]
+    ) -> list[PinotTaskConfig]:
         count = int(task_configs.get("subtasksPerBatch", "2"))
         return [self.task(table_config.tableName, {**task_configs, "index": str(i)}) for i in range(count)]
 
@@ -119,7 +128,9 @@ class OrchestrationOnlyGenerator(CountingGenerator):
     def generate_tasks(self, table_configs: Sequence[TableConfig]) -> list[PinotTaskConfig]:
         raise TaskConfigError(f"{self.task_type} only runs orchestrated; enable enableTaskOrchestration")
 
-    def generate_adhoc_tasks(self, table_config: TableConfig, task_configs: Mapping[str, str]) -> list[PinotTaskConfig]:
+    def generate_adhoc_tasks(
+        self, table_config: TableConfig, task_configs: Mapping[str, str]
+    ) -> list[PinotTaskConfig]:
         raise TaskConfigError(f"{self.task_type} only runs orchestrated; enable enableTaskOrchestration")
 
 

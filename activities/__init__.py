@@ -1,0 +1,1 @@
+"""Temporal activities: where generators (controller) and executors (minions) run."""

@@ -1,0 +1,1 @@
+"""The FastAPI facade: the documented REST endpoints."""

@@ -1,0 +1,31 @@
+"""Dependencies shared by the routes, as Annotated aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from temporalio.client import Client
+
+from taskplan.bootstrap import Stack
+from taskplan.service import TaskPlanService
+
+
+def get_stack(request: Request) -> Stack:
+    stack: Stack = request.app.state.stack
+    return stack
+
+
+def get_client(request: Request) -> Client:
+    client: Client = request.app.state.client
+    return client
+
+
+def get_service(request: Request) -> TaskPlanService:
+    service: TaskPlanService = request.app.state.service
+    return service
+
+
+StackDep = Annotated[Stack, Depends(get_stack)]
+ClientDep = Annotated[Client, Depends(get_client)]
+ServiceDep = Annotated[TaskPlanService, Depends(get_service)]

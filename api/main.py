@@ -1,0 +1,36 @@
+"""The FastAPI application: wiring only. `uvicorn api.main:app` or `taskplan api`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.routes import health
+from taskplan import __version__
+from taskplan.bootstrap import Stack, open_stack
+from taskplan.service import TaskPlanService
+
+
+def create_app(stack: Stack | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        current = stack or open_stack()
+        client = await current.connect(retries=60)
+        app.state.stack = current
+        app.state.client = client
+        app.state.service = TaskPlanService(client, current.plan_options())
+        yield
+
+    app = FastAPI(
+        title="taskplan",
+        version=__version__,
+        description="Durable multi-batch task plans (Pinot / StarTree Minion task orchestration) on Temporal.",
+        lifespan=lifespan,
+    )
+    app.include_router(health.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,57 @@
+"""Build what every process shares from one Settings: the task-type registry, the catalog, the client."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+from temporalio.client import Client
+
+from taskplan.models.table import Schema, TableConfig
+from taskplan.registry import TaskTypeRegistry, build_registry
+from taskplan.settings import Settings, load_settings
+from taskplan.temporal import connect
+from workflows.models import PlanOptions
+
+log = logging.getLogger(__name__)
+
+
+class NoTables:
+    """Table source used until a catalog is configured: every table is unknown."""
+
+    def get_table_config(self, table_name_with_type: str) -> TableConfig | None:
+        return None
+
+    def get_schema_for_table(self, table_name_with_type: str) -> Schema | None:
+        return None
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    registry: TaskTypeRegistry
+    catalog: object = None
+    tables: object = field(default_factory=NoTables)
+
+    async def connect(self, *, retries: int = 1, identity: str | None = None) -> Client:
+        return await connect(self.settings, retries=retries, identity=identity)
+
+    def plan_options(self) -> PlanOptions:
+        s = self.settings
+        return PlanOptions(
+            max_failed_batches=s.max_failed_batches,
+            max_generation_attempts=s.max_generation_attempts,
+            retained_batch_records=s.retained_batch_records,
+            max_pending_subtasks=s.max_pending_subtasks,
+            heartbeat_timeout_s=s.subtask_heartbeat_timeout_s,
+            lost_worker_retries=s.lost_worker_retries,
+        )
+
+
+def open_stack(config_file: str | os.PathLike[str] | None = None, settings: Settings | None = None) -> Stack:
+    settings = settings or load_settings(config_file)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    registry = build_registry(settings.plugins)
+    log.info("task types: %s", ", ".join(registry.task_types()) or "none")
+    return Stack(settings=settings, registry=registry)

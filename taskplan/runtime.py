@@ -1,0 +1,153 @@
+"""The embedded stack behind `make run`: Temporal dev server + Web UI, controller, minion and API processes.
+
+Everything runs in the foreground as child processes of this one; Ctrl-C (or SIGTERM) stops them in
+reverse order, workers first getting their graceful shutdown. State persists under the data directory
+(Temporal's SQLite file, the catalog, the deep store), so the next start resumes the running plans.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from taskplan.binaries import temporal_cli
+from taskplan.settings import Settings
+from taskplan.temporal import dev_server_search_attribute_flags
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with code {process.returncode} before {host}:{port} answered")
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"{host}:{port} did not answer within {timeout:.0f}s")
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def dev_server_command(settings: Settings, ui_port: int | None = None, headless: bool = False) -> list[str]:
+    host, port = split_address(settings.temporal_address)
+    data_dir = settings.data_dir.resolve()
+    command = [
+        temporal_cli(), "server", "start-dev",
+        "--ip", host,
+        "--port", str(port),
+        "--db-filename", str(data_dir / "temporal.db"),
+        "--namespace", settings.temporal_namespace,
+        "--log-level", "warn",
+        *dev_server_search_attribute_flags(),
+    ]  # fmt: skip
+    if headless:
+        command.append("--headless")
+    else:
+        command += ["--ui-ip", host, "--ui-port", str(ui_port or port + 1000)]
+    return command
+
+
+def start_child(name: str, command: Sequence[str], env: dict[str, str]) -> Child:
+    print(f"[taskplan] starting {name}: {' '.join(command)}", flush=True)
+    # A new session: Ctrl-C in the terminal reaches only this supervisor, which then stops children in order.
+    process = subprocess.Popen(list(command), cwd=REPO_ROOT, env=env, start_new_session=True)
+    return Child(name, process)
+
+
+def stop_children(children: Sequence[Child], timeout: float = 40.0) -> None:
+    for child in reversed(children):
+        if child.process.poll() is None:
+            print(f"[taskplan] stopping {child.name}", flush=True)
+            child.process.send_signal(signal.SIGTERM)
+            try:
+                child.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                print(f"[taskplan] {child.name} did not stop in {timeout:.0f}s; killing it", flush=True)
+                child.process.kill()
+                child.process.wait()
+
+
+def run_stack(settings: Settings, config_file: str | None = None, ui_port: int | None = None) -> int:
+    data_dir = settings.data_dir.resolve()
+    (data_dir / "input").mkdir(parents=True, exist_ok=True)
+    temporal_host, temporal_port = split_address(settings.temporal_address)
+    if port_in_use(temporal_host, temporal_port):
+        print(f"[taskplan] {settings.temporal_address} is already in use: is another stack running?", flush=True)
+        return 1
+    env = dict(os.environ)
+    if config_file:
+        env["TASKPLAN_CONFIG"] = str(Path(config_file).resolve())
+    env.setdefault("TASKPLAN_DATADIR", str(data_dir))
+    python = sys.executable
+    children: list[Child] = []
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        server = start_child("temporal dev server", dev_server_command(settings, ui_port), env)
+        children.append(server)
+        wait_for_port(temporal_host, temporal_port, 60, server.process)
+        children.append(start_child("controller worker", [python, "worker.py", "--role", "controller"], env))
+        children.append(start_child("minion worker", [python, "worker.py", "--role", "minion"], env))
+        api = start_child(
+            "api",
+            [python, "-m", "taskplan.cli", "api", "--host", settings.controller_host,
+             "--port", str(settings.controller_port)],
+            env,
+        )  # fmt: skip
+        children.append(api)
+        wait_for_port(settings.controller_host, settings.controller_port, 60, api.process)
+        ui = ui_port or temporal_port + 1000
+        print(
+            "\n[taskplan] the stack is up:\n"
+            f"  REST API       http://{settings.controller_host}:{settings.controller_port}\n"
+            f"  API docs       http://{settings.controller_host}:{settings.controller_port}/docs\n"
+            f"  Temporal UI    http://{temporal_host}:{ui}\n"
+            f"  Temporal gRPC  {settings.temporal_address}  (temporal workflow list --address ...)\n"
+            f"  data           {data_dir}\n"
+            "  Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        while not stopping:
+            for child in children:
+                if child.process.poll() is not None:
+                    print(f"[taskplan] {child.name} exited with code {child.process.returncode}", flush=True)
+                    return 1
+            time.sleep(0.5)
+        return 0
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"[taskplan] could not start the stack: {exc}", flush=True)
+        return 1
+    finally:
+        stop_children(children)

@@ -1,0 +1,1 @@
+"""Built-in task types, registered through the `taskplan.task_types` entry-point group."""
