@@ -29,6 +29,7 @@ DEFAULT_TASK_TIMEOUT_MS = 3_600_000
 DEFAULT_CONCURRENT_TASKS_PER_INSTANCE = 1
 DEFAULT_MAX_ATTEMPTS_PER_TASK = 1
 TABLE_NAME_KEY = "tableName"
+MINION_INSTANCE_TAG_KEY = "minionInstanceTag"
 
 
 class TaskConfigError(ValueError):
@@ -193,7 +194,9 @@ class BaseTaskGenerator:
         return DEFAULT_MAX_ATTEMPTS_PER_TASK
 
     def get_minion_instance_tag(self, table_config: TableConfig) -> str:
-        return DEFAULT_MINION_TAG
+        """Pinot's rule: the table's ``minionInstanceTag`` task config, else ``minion_untagged``."""
+        configs = table_config.task_type_configs(self.task_type) or {}
+        return configs.get(MINION_INSTANCE_TAG_KEY) or DEFAULT_MINION_TAG
 
     def validate_task_configs(
         self, table_config: TableConfig, schema: Schema | None, task_configs: Mapping[str, str]

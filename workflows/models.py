@@ -253,8 +253,10 @@ class BatchDetails(WireModel):
 
 
 class SubtaskQuery(WireModel):
+    """A page of subtask records; answers stay far below Temporal's 2 MB payload limit."""
+
     offset: int = 0
-    limit: int = 10_000
+    limit: int = Field(1000, ge=0, le=1000)
 
 
 class GenerationOutcome(WireModel):

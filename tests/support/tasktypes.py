@@ -121,6 +121,15 @@ class LegacyOnlyGenerator(CountingGenerator):
         return 1
 
 
+class SingleAttemptGenerator(CountingGenerator):
+    """Pinot's default of one attempt per subtask: only a lost minion earns a second run."""
+
+    task_type: ClassVar[str] = "TestSingleAttemptTask"
+
+    def get_max_attempts_per_task(self, minion_tag: str) -> int:
+        return 1
+
+
 class OrchestrationOnlyGenerator(CountingGenerator):
     task_type: ClassVar[str] = "TestOrchestratedOnlyTask"
     orchestration_only: ClassVar[bool] = True
@@ -137,4 +146,7 @@ class OrchestrationOnlyGenerator(CountingGenerator):
 COUNTING = TaskTypePlugin(generator=CountingGenerator, executor=CountingExecutor)
 LEGACY = TaskTypePlugin(generator=LegacyOnlyGenerator, executor=CountingExecutor)
 ORCHESTRATED_ONLY = TaskTypePlugin(generator=OrchestrationOnlyGenerator, executor=CountingExecutor)
-ALL_SPECS = ",".join(f"tests.support.tasktypes:{n}" for n in ("COUNTING", "LEGACY", "ORCHESTRATED_ONLY"))
+SINGLE_ATTEMPT = TaskTypePlugin(generator=SingleAttemptGenerator, executor=CountingExecutor)
+ALL_SPECS = ",".join(
+    f"tests.support.tasktypes:{n}" for n in ("COUNTING", "LEGACY", "ORCHESTRATED_ONLY", "SINGLE_ATTEMPT")
+)
