@@ -26,7 +26,8 @@ def create_app(stack: Stack | None = None) -> FastAPI:
     app = FastAPI(
         title="taskplan",
         version=__version__,
-        description="Durable multi-batch task plans (Pinot / StarTree Minion task orchestration) on Temporal.",
+        description="Durable multi-batch task plans (Pinot / StarTree Minion task orchestration) "
+        "on Temporal.",
         lifespan=lifespan,
     )
     app.include_router(health.router)

@@ -9,8 +9,9 @@ from taskplan.bootstrap import open_stack
 from taskplan.settings import Settings
 
 
-def serve(settings: Settings, config_file: str | None = None, *, host: str | None = None,
-          port: int | None = None) -> int:
+def serve(
+    settings: Settings, config_file: str | None = None, *, host: str | None = None, port: int | None = None
+) -> int:
     stack = open_stack(config_file, settings)
     uvicorn.run(
         create_app(stack),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from temporalio.client import Client
 
+from activities.generation import TableConfigSource
 from taskplan.models.table import Schema, TableConfig
 from taskplan.registry import TaskTypeRegistry, build_registry
 from taskplan.settings import Settings, load_settings
@@ -32,7 +33,7 @@ class Stack:
     settings: Settings
     registry: TaskTypeRegistry
     catalog: object = None
-    tables: object = field(default_factory=NoTables)
+    tables: TableConfigSource = field(default_factory=NoTables)
 
     async def connect(self, *, retries: int = 1, identity: str | None = None) -> Client:
         return await connect(self.settings, retries=retries, identity=identity)

@@ -1,8 +1,8 @@
 """The `taskplan` command: run the embedded stack, serve the API, run a worker.
 
-    taskplan run                 # everything, in the foreground (what `make run` does)
-    taskplan api [--port 9000]   # the REST API only
-    taskplan worker --role minion --tag minion_untagged
+taskplan run                 # everything, in the foreground (what `make run` does)
+taskplan api [--port 9000]   # the REST API only
+taskplan worker --role minion --tag minion_untagged
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ from taskplan.settings import load_settings
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="taskplan", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="taskplan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", help="properties file (default: $TASKPLAN_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start the embedded stack in the foreground")
-    run.add_argument("--ui-port", type=int, default=None, help="Temporal Web UI port (default: gRPC port + 1000)")
+    run.add_argument(
+        "--ui-port", type=int, default=None, help="Temporal Web UI port (default: gRPC port + 1000)"
+    )
     api = sub.add_parser("api", help="serve the REST API")
     api.add_argument("--host", default=None)
     api.add_argument("--port", type=int, default=None)

@@ -35,7 +35,9 @@ def split_address(address: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    host: str, port: int, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -98,7 +100,9 @@ def run_stack(settings: Settings, config_file: str | None = None, ui_port: int |
     (data_dir / "input").mkdir(parents=True, exist_ok=True)
     temporal_host, temporal_port = split_address(settings.temporal_address)
     if port_in_use(temporal_host, temporal_port):
-        print(f"[taskplan] {settings.temporal_address} is already in use: is another stack running?", flush=True)
+        print(
+            f"[taskplan] {settings.temporal_address} is already in use: is another stack running?", flush=True
+        )
         return 1
     env = dict(os.environ)
     if config_file:

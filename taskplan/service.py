@@ -185,10 +185,11 @@ class TaskPlanService:
         # Terminated, timed out or failed at the Temporal level: replay its last state, mark it ended.
         plan = await handle.query(TaskPlanWorkflow.details, query or PlanQuery())
         if plan.status.is_active:
+            ended = desc.status.name.lower() if desc.status else "closed"
             plan = plan.model_copy(
                 update={
                     "status": PlanStatus.FAILED,
-                    "status_message": f"plan workflow {desc.status.name.lower() if desc.status else 'closed'}",
+                    "status_message": f"plan workflow {ended}",
                 }
             )
         return plan

@@ -17,7 +17,10 @@ router = APIRouter(tags=["health"])
 @router.get(
     "/health",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {"example": "OK"}}}, 503: {"description": "not ready, and why"}},
+    responses={
+        200: {"content": {"text/plain": {"example": "OK"}}},
+        503: {"description": "not ready, and why"},
+    },
     summary="Liveness and readiness: Temporal reachable and a controller worker polling",
 )
 async def health(client: ClientDep) -> Response:

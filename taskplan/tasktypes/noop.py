@@ -6,7 +6,6 @@ Task configs: ``numBatches`` (default 1), ``numSubtasksPerBatch`` (default 1), `
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import ClassVar
 
@@ -44,12 +43,15 @@ class NoOpTaskGenerator(BaseTaskGenerator):
     def get_num_concurrent_tasks_per_instance(self, minion_tag: str) -> int:
         return 32
 
-    def validate_task_configs(self, table_config: TableConfig, schema: Schema | None,
-                              task_configs: Mapping[str, str]) -> None:
+    def validate_task_configs(
+        self, table_config: TableConfig, schema: Schema | None, task_configs: Mapping[str, str]
+    ) -> None:
         for key, default in (("numBatches", 1), ("numSubtasksPerBatch", 1), ("subtaskSleepMs", 0)):
             _int_config(task_configs, key, default)
 
-    def generate_adhoc_tasks(self, table_config: TableConfig, task_configs: Mapping[str, str]) -> list[PinotTaskConfig]:
+    def generate_adhoc_tasks(
+        self, table_config: TableConfig, task_configs: Mapping[str, str]
+    ) -> list[PinotTaskConfig]:
         self.validate_task_configs(table_config, None, task_configs)
         count = _int_config(task_configs, "numSubtasksPerBatch", 1)
         sleep_ms = str(_int_config(task_configs, "subtaskSleepMs", 0))
@@ -77,5 +79,8 @@ class NoOpTaskExecutor(BaseTaskExecutor):
         return SubtaskResult(counts={"subtasks": 1})
 
 
-NOOP = TaskTypePlugin(generator=NoOpTaskGenerator, executor=NoOpTaskExecutor,
-                      description="does nothing; for smoke tests and benchmarks")
+NOOP = TaskTypePlugin(
+    generator=NoOpTaskGenerator,
+    executor=NoOpTaskExecutor,
+    description="does nothing; for smoke tests and benchmarks",
+)
