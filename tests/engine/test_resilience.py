@@ -1,0 +1,261 @@
+"""Faults the engine must survive: a minion killed mid-subtask, a restarted dev server, CLI steering,
+and a batch far over Temporal's 2,000 pending-activity limit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from taskplan.binaries import temporal_cli
+from taskplan.names import plan_workflow_id
+from taskplan.registry import build_registry
+from taskplan.runtime import dev_server_command, wait_for_port
+from taskplan.service import TaskPlanService
+from taskplan.settings import Settings
+from tests.engine.conftest import TEST_OPTIONS
+from tests.engine.test_plans import COUNTING, wait_for_end
+from tests.support.engine import StaticTables, eventually
+from tests.support.tasktypes import ALL_SPECS
+from worker import WorkerOptions, build_workers, run_workers
+from workflows.models import PlanSource, PlanStatus, SubtaskQuery, SubtaskState, TaskState
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_minion(address: str, tag: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": address,
+        "TASKPLAN_PLUGINS": ALL_SPECS,
+        "TASKPLAN_DATADIR": str(log.parent),
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "worker.py",
+                "--role",
+                "minion",
+                "--tag",
+                tag,
+                "--graceful-shutdown-seconds",
+                "1",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@pytest.fixture
+def minion_procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+async def test_minion_killed_mid_subtask_hands_it_to_another(
+    service: TaskPlanService,
+    temporal_client: Client,
+    tables: StaticTables,
+    tmp_path: Path,
+    minion_procs: list[subprocess.Popen[bytes]],
+) -> None:
+    tag = f"kill-{uuid.uuid4().hex[:8]}"
+    table = f"k{uuid.uuid4().hex[:10]}_OFFLINE"
+    single = "TestSingleAttemptTask"  # one attempt per subtask, Pinot's default
+    tables.add(table, {single: {"minionInstanceTag": tag}})
+    address = temporal_client.service_client.config.target_host
+    for i in range(2):
+        minion_procs.append(start_minion(address, tag, tmp_path / f"minion{i}.log"))
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    plan_id = await service.start_plan(
+        table,
+        single,
+        PlanSource.ADHOC_CONFIG,
+        {
+            "numBatches": "1",
+            "subtasksPerBatch": "1",
+            "sleepMs": "4000",
+            "markerDir": str(markers),
+        },
+    )
+
+    async def started() -> Path:
+        found = list(markers.glob("*.started"))
+        assert found
+        return found[0]
+
+    marker = await eventually(started, timeout=60)
+    victim_pid = int(marker.name.split(".")[-2])
+    victim = next(p for p in minion_procs if p.pid == victim_pid)
+    victim.send_signal(signal.SIGKILL)
+    await wait_for_end(service, plan_id, timeout=90)
+
+    plan = await service.get_plan(plan_id)
+    assert plan.status == PlanStatus.COMPLETED
+    details = await service.batch_details(plan.batches[0].submitted_task_name)
+    record = details.subtasks[0]
+    assert record.state == SubtaskState.COMPLETED
+    assert record.lost_worker_retries == 1
+    done = list(markers.glob("*.done"))
+    assert len(done) == 1 and int(done[0].name.split(".")[-2]) != victim_pid
+
+
+async def run_cli(*args: str) -> str:
+    """Run the `temporal` CLI off the event loop: the in-process worker must keep answering queries."""
+    proc = await asyncio.to_thread(
+        subprocess.run, [temporal_cli(), *args], check=True, capture_output=True, text=True, timeout=60
+    )
+    return proc.stdout
+
+
+async def test_abort_through_the_temporal_cli(
+    service: TaskPlanService, temporal_client: Client, table: str
+) -> None:
+    plan_id = await service.start_plan(
+        table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "50", "sleepMs": "500"}
+    )
+
+    async def running() -> None:
+        assert (await service.get_plan(plan_id)).num_batches >= 1
+
+    await eventually(running)
+    address = temporal_client.service_client.config.target_host
+    workflow_id = plan_workflow_id(table, COUNTING)
+    await run_cli(
+        "workflow",
+        "signal",
+        "--address",
+        address,
+        "--workflow-id",
+        workflow_id,
+        "--name",
+        "abort",
+        "--input",
+        json.dumps({"reason": "stopped from the CLI"}),
+    )
+    await wait_for_end(service, plan_id)
+    # The same plan, read back through `temporal workflow query`, carries the documented camelCase fields.
+    out = await run_cli(
+        "workflow",
+        "query",
+        "--address",
+        address,
+        "--workflow-id",
+        workflow_id,
+        "--name",
+        "details",
+        "--output",
+        "json",
+    )
+    queried = json.loads(out)
+    result = queried.get("queryResult", queried)
+    result = result[0] if isinstance(result, list) else result
+    assert result["planId"] == plan_id
+    assert result["status"] == "CANCELLED"
+    assert "stopped from the CLI" in result["statusMessage"]
+
+
+async def test_a_batch_of_ten_thousand_subtasks_completes(service: TaskPlanService, table: str) -> None:
+    plan_id = await service.start_plan(
+        table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "1", "subtasksPerBatch": "10000"}
+    )
+    await wait_for_end(service, plan_id, timeout=280)
+    plan = await service.get_plan(plan_id)
+    assert plan.status == PlanStatus.COMPLETED
+    assert plan.batches[0].num_subtasks == 10_000
+    assert plan.inputs_processed == 10_000
+    details = await service.batch_details(
+        plan.batches[0].submitted_task_name, SubtaskQuery(offset=9_990, limit=1000)
+    )
+    assert details.task_state == TaskState.COMPLETED
+    assert details.totals["items"] == 10_000
+    assert [s.subtask_name.rsplit("_", 1)[1] for s in details.subtasks] == [
+        str(i) for i in range(9_990, 10_000)
+    ]
+    assert {s.state for s in details.subtasks} == {SubtaskState.COMPLETED}
+
+
+@pytest.fixture
+async def own_server(tmp_path: Path) -> AsyncIterator[tuple[Settings, list[subprocess.Popen[bytes]]]]:
+    settings = Settings.model_validate(
+        {"temporal.address": f"127.0.0.1:{free_port()}", "taskplan.dataDir": str(tmp_path)}
+    )
+    servers: list[subprocess.Popen[bytes]] = []
+    yield settings, servers
+    for server in servers:
+        if server.poll() is None:
+            server.terminate()
+        server.wait()
+
+
+def start_server(settings: Settings, servers: list[subprocess.Popen[bytes]]) -> None:
+    proc = subprocess.Popen(
+        dev_server_command(settings, headless=True), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    servers.append(proc)
+    host, _, port = settings.temporal_address.rpartition(":")
+    wait_for_port(host, int(port), 60, proc)
+
+
+async def test_plan_continues_after_the_dev_server_restarts(
+    own_server: tuple[Settings, list[subprocess.Popen[bytes]]],
+) -> None:
+    settings, servers = own_server
+    start_server(settings, servers)
+    client = await Client.connect(settings.temporal_address, data_converter=pydantic_data_converter)
+    tables = StaticTables()
+    table = tables.add(f"r{uuid.uuid4().hex[:10]}_OFFLINE").tableName
+    workers = build_workers(
+        client,
+        settings,
+        build_registry(ALL_SPECS, entry_points_group=None),
+        tables,
+        WorkerOptions(max_concurrent_subtasks=10, graceful_shutdown_seconds=1),
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_workers(workers, stop))
+    try:
+        service = TaskPlanService(client, TEST_OPTIONS)
+        plan_id = await service.start_plan(
+            table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "4", "sleepMs": "700"}
+        )
+
+        async def second_batch() -> None:
+            assert (await service.get_plan(plan_id)).num_batches >= 2
+
+        await eventually(second_batch)
+        servers[0].terminate()
+        servers[0].wait(timeout=30)
+        start_server(settings, servers)
+        await wait_for_end(service, plan_id, timeout=120)
+        plan = await service.get_plan(plan_id)
+        assert plan.status == PlanStatus.COMPLETED
+        assert [b.batch_sequence for b in plan.batches] == [0, 1, 2, 3]
+    finally:
+        stop.set()
+        await running
