@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import health
+from api.errors import install_error_handlers
+from api.routes import health, task_plans
 from taskplan import __version__
 from taskplan.bootstrap import Stack, open_stack
 from taskplan.service import TaskPlanService
@@ -30,7 +31,9 @@ def create_app(stack: Stack | None = None) -> FastAPI:
         "on Temporal.",
         lifespan=lifespan,
     )
+    install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(task_plans.router)
     return app
 
 

@@ -219,7 +219,7 @@ async def test_unknown_plan_is_not_found(service: TaskPlanService, table: str) -
 
 
 async def test_continue_as_new_keeps_plan_id_and_batch_history(engine: Client, table: str) -> None:
-    from tests.engine.conftest import TEST_OPTIONS
+    from tests.support.engine import TEST_OPTIONS
 
     service = TaskPlanService(engine, TEST_OPTIONS.model_copy(update={"max_batches_per_run": 2}))
     plan_id = await service.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "7"})

@@ -24,9 +24,8 @@ from taskplan.registry import build_registry
 from taskplan.runtime import dev_server_command, wait_for_port
 from taskplan.service import TaskPlanService
 from taskplan.settings import Settings
-from tests.engine.conftest import TEST_OPTIONS
 from tests.engine.test_plans import COUNTING, wait_for_end
-from tests.support.engine import StaticTables, eventually
+from tests.support.engine import TEST_OPTIONS, StaticTables, eventually
 from tests.support.tasktypes import ALL_SPECS
 from worker import WorkerOptions, build_workers, run_workers
 from workflows.models import PlanSource, PlanStatus, SubtaskQuery, SubtaskState, TaskState

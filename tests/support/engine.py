@@ -8,8 +8,12 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from taskplan.models.table import Schema, TableConfig
+from workflows.models import PlanOptions
 
 T = TypeVar("T")
+
+# Short heartbeat timeout so a killed minion is noticed within seconds.
+TEST_OPTIONS = PlanOptions(heartbeat_timeout_s=3, max_failed_batches=3)
 
 
 class StaticTables:

@@ -1,0 +1,92 @@
+"""The documented /tasks/taskPlans endpoints, through HTTP, against a real dev server and workers."""
+
+from __future__ import annotations
+
+import httpx
+
+from taskplan.service import TaskPlanService
+from tests.engine.test_plans import COUNTING, wait_for_end
+from tests.support.engine import eventually
+from workflows.models import PlanSource
+
+DOCUMENTED_FIELDS = {
+    "planId",
+    "tableNameWithType",
+    "taskType",
+    "status",
+    "source",
+    "properties",
+    "batches",
+    "inputsToProcess",
+    "inputsBeingProcessed",
+    "inputUnit",
+    "statusMessage",
+    "customStats",
+}
+BATCH_FIELDS = {"batchSequence", "submittedAtMs", "submittedTaskName", "taskState"}
+
+
+async def test_plan_lifecycle_through_the_documented_endpoints(
+    http: httpx.AsyncClient, service: TaskPlanService, table: str
+) -> None:
+    plan_id = await service.start_plan(
+        table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "40", "sleepMs": "400"}
+    )
+
+    async def listed_active() -> None:
+        ids = (await http.get("/tasks/taskPlans/active/ids", params={"tableNameWithType": table})).json()
+        assert ids == [plan_id]
+
+    await eventually(listed_active)
+    active = (await http.get("/tasks/taskPlans/active", params={"taskType": COUNTING})).json()
+    mine = [p for p in active if p["planId"] == plan_id]
+    assert len(mine) == 1 and set(mine[0]) >= DOCUMENTED_FIELDS
+    assert mine[0]["status"] == "ACTIVE" and mine[0]["source"] == "ADHOC_CONFIG"
+
+    response = await http.get(f"/tasks/taskPlans/isActive/{plan_id}")
+    assert response.status_code == 200 and response.json()["active"] is True
+
+    response = await http.delete(f"/tasks/taskPlans/{plan_id}")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ABORTING"
+
+    async def stopped() -> None:
+        assert (await http.get(f"/tasks/taskPlans/isActive/{plan_id}")).json()["active"] is False
+
+    await eventually(stopped, timeout=60)
+    plan = (await http.get(f"/tasks/taskPlans/{plan_id}")).json()
+    assert plan["status"] == "CANCELLED"
+    assert plan["batches"] and set(plan["batches"][0]) >= BATCH_FIELDS
+    assert (await http.get("/tasks/taskPlans/active/ids", params={"tableNameWithType": table})).json() == []
+    ids = await http.get("/tasks/taskPlans", params={"tableNameWithType": table, "taskType": COUNTING})
+    assert ids.json() == [plan_id]
+
+
+async def test_batch_records_are_paged(http: httpx.AsyncClient, service: TaskPlanService, table: str) -> None:
+    plan_id = await service.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "5"})
+    await wait_for_end(service, plan_id)
+    last_two = (await http.get(f"/tasks/taskPlans/{plan_id}", params={"batchLimit": 2})).json()
+    assert [b["batchSequence"] for b in last_two["batches"]] == [3, 4]
+    assert last_two["numBatches"] == 5
+    page = (await http.get(f"/tasks/taskPlans/{plan_id}", params={"batchOffset": 1, "batchLimit": 2})).json()
+    assert [b["batchSequence"] for b in page["batches"]] == [1, 2]
+
+
+async def test_errors_are_pinot_shaped(http: httpx.AsyncClient, table: str) -> None:
+    unknown = f"{table}__{COUNTING}__00000000-0000-0000-0000-000000000000"
+    for method, path in (
+        ("GET", f"/tasks/taskPlans/{unknown}"),
+        ("GET", f"/tasks/taskPlans/isActive/{unknown}"),
+        ("DELETE", f"/tasks/taskPlans/{unknown}"),
+    ):
+        response = await http.request(method, path)
+        assert response.status_code == 404, path
+        assert response.json() == {"code": 404, "error": f"task plan {unknown} not found"}
+    bad = await http.get("/tasks/taskPlans/not-a-plan-id")
+    assert bad.status_code == 400 and "invalid task plan id" in bad.json()["error"]
+    missing = await http.get("/tasks/taskPlans", params={"tableNameWithType": table})
+    assert missing.status_code == 400 and "taskType" in missing.json()["error"]
+    wrong = await http.get("/tasks/taskPlans/active", params={"tableNameWithType": "no_type_suffix"})
+    assert wrong.status_code == 400 and "_OFFLINE or _REALTIME" in wrong.json()["error"]
+    limit = await http.get(f"/tasks/taskPlans/{unknown}", params={"batchLimit": -1})
+    assert limit.status_code == 400
