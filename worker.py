@@ -81,23 +81,24 @@ def build_workers(
             )
         )
     if options.role in ("minion", "both"):
-        subtasks = SubtaskActivities(registry, context)
-        for tag in options.tags:
-            validate_minion_tag(tag)
-            for task_type in registry:
-                concurrency = options.max_concurrent_subtasks or task_type.new_generator(
-                    context
-                ).get_num_concurrent_tasks_per_instance(tag)
-                workers.append(
-                    Worker(
-                        client,
-                        task_queue=minion_task_queue(tag, task_type.task_type),
-                        activities=[subtasks.run_subtask],
-                        max_concurrent_activities=concurrency,
-                        identity=f"minion[{tag}]@{options.identity}",
-                        graceful_shutdown_timeout=shutdown,
-                    )
+        slots = {
+            (tag, t.task_type): options.max_concurrent_subtasks
+            or t.new_generator(context).get_num_concurrent_tasks_per_instance(tag)
+            for tag in map(validate_minion_tag, options.tags)
+            for t in registry
+        }
+        subtasks = SubtaskActivities(registry, context, threads=sum(slots.values()))
+        for (tag, task_type_name), concurrency in slots.items():
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=minion_task_queue(tag, task_type_name),
+                    activities=[subtasks.run_subtask],
+                    max_concurrent_activities=concurrency,
+                    identity=f"minion[{tag}]@{options.identity}",
+                    graceful_shutdown_timeout=shutdown,
                 )
+            )
     return workers
 
 

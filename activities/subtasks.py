@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from temporalio import activity
@@ -37,9 +38,11 @@ CANCEL_GRACE_SECONDS = 10.0
 
 
 class SubtaskActivities:
-    def __init__(self, registry: TaskTypeRegistry, context: PluginContext) -> None:
+    def __init__(self, registry: TaskTypeRegistry, context: PluginContext, threads: int = 32) -> None:
         self._registry = registry
         self._context = context
+        # Executors block (files, DuckDB): one thread per subtask slot, not asyncio's small default pool.
+        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="executor")
 
     @activity.defn(name="run_subtask")
     async def run_subtask(self, request: SubtaskInput) -> SubtaskOutput:
@@ -62,7 +65,7 @@ class SubtaskActivities:
             heartbeat=record_heartbeat,
         )
         task = PinotTaskConfig(request.task_type, dict(request.configs))
-        work = asyncio.ensure_future(asyncio.to_thread(executor.execute, task, context))
+        work = asyncio.get_running_loop().run_in_executor(self._pool, executor.execute, task, context)
         interval = _heartbeat_interval(
             info.heartbeat_timeout.total_seconds() if info.heartbeat_timeout else None
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import (
@@ -46,6 +47,7 @@ from workflows.models import (
 from workflows.task_plan import TaskPlanWorkflow
 
 PLAN_WORKFLOW_TYPE = "TaskPlan"
+QUERY_TIMEOUT = timedelta(seconds=90)
 BATCH_WORKFLOW_TYPE = "TaskBatch"
 
 
@@ -303,7 +305,10 @@ class TaskPlanService:
     async def batch_details(self, name: str, query: SubtaskQuery | None = None) -> BatchDetails:
         handle = self.client.get_workflow_handle_for(BatchWorkflow.run, name)
         try:
-            return await handle.query(BatchWorkflow.details, query or SubtaskQuery())
+            # A finished batch is replayed to answer: allow time for a large one (10,000 subtasks).
+            return await handle.query(
+                BatchWorkflow.details, query or SubtaskQuery(), rpc_timeout=QUERY_TIMEOUT
+            )
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 raise TaskNotFoundError(name) from None

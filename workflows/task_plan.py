@@ -60,7 +60,8 @@ class _PlanEnded(Exception):
     """Internal: unwinds the loop once the plan reached a terminal status."""
 
 
-@workflow.defn(name="TaskPlan")
+# Not sandboxed, like TaskBatch (see workflows/batch.py); guarded by tests/engine/test_replay.py.
+@workflow.defn(name="TaskPlan", sandboxed=False)
 class TaskPlanWorkflow:
     def __init__(self) -> None:
         self._state: PlanState | None = None
