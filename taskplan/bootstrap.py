@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from temporalio.client import Client
 
 from activities.generation import TableConfigSource
+from taskplan.catalog import Catalog
 from taskplan.models.table import Schema, TableConfig
 from taskplan.registry import TaskTypeRegistry, build_registry
 from taskplan.settings import Settings, load_settings
@@ -32,7 +33,7 @@ class NoTables:
 class Stack:
     settings: Settings
     registry: TaskTypeRegistry
-    catalog: object = None
+    catalog: Catalog | None = None
     tables: TableConfigSource = field(default_factory=NoTables)
 
     async def connect(self, *, retries: int = 1, identity: str | None = None) -> Client:
@@ -55,4 +56,6 @@ def open_stack(config_file: str | os.PathLike[str] | None = None, settings: Sett
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     registry = build_registry(settings.plugins)
     log.info("task types: %s", ", ".join(registry.task_types()) or "none")
-    return Stack(settings=settings, registry=registry)
+    catalog = Catalog(settings.resolved_catalog_url)
+    catalog.migrate()
+    return Stack(settings=settings, registry=registry, catalog=catalog, tables=catalog)

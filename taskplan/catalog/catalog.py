@@ -1,0 +1,219 @@
+"""The catalog: table configs, schemas, cluster configs and named states in SQL.
+
+SQLite file by default (WAL mode, busy timeout: several processes share it), PostgreSQL by URL. Plans,
+batches and subtasks are NOT here: they live in Temporal only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from taskplan.catalog.errors import SchemaNotFoundError, TableExistsError, TableNotFoundError
+from taskplan.catalog.schema import cluster_configs, schemas, states, tables
+from taskplan.models.table import Schema, TableConfig
+from taskplan.names import split_table_name_with_type
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+PG_MIGRATION_LOCK = 7_314_159  # advisory lock id: one migrating process at a time
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _dump(model: TableConfig | Schema) -> str:
+    return model.model_dump_json(exclude_none=True)
+
+
+class Catalog:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = _make_engine(url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---------------------------------------------------------------- migrations
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision; safe when several processes start at once."""
+        with self._migration_lock(), self.engine.begin() as conn:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": PG_MIGRATION_LOCK})
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": PG_MIGRATION_LOCK})
+                    conn.commit()
+            return
+        database = self.engine.url.database
+        if not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.migrate.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    # ---------------------------------------------------------------- tables
+
+    def create_table(self, config: TableConfig) -> TableConfig:
+        stamp = now_ms()
+        raw, table_type = split_table_name_with_type(config.tableName)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(tables).values(
+                        name_with_type=config.tableName, raw_name=raw, table_type=table_type,
+                        config_json=_dump(config), created_ms=stamp, updated_ms=stamp,
+                    )
+                )  # fmt: skip
+        except IntegrityError:
+            raise TableExistsError(config.tableName) from None
+        return config
+
+    def update_table(self, config: TableConfig) -> TableConfig:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(tables)
+                .where(tables.c.name_with_type == config.tableName)
+                .values(config_json=_dump(config), updated_ms=now_ms())
+            )
+            if result.rowcount == 0:
+                raise TableNotFoundError(config.tableName)
+        return config
+
+    def get_table_config(self, table_name_with_type: str) -> TableConfig | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(tables.c.config_json).where(tables.c.name_with_type == table_name_with_type)
+            ).first()
+        return None if row is None else TableConfig.model_validate_json(row[0])
+
+    def require_table(self, table_name_with_type: str) -> TableConfig:
+        config = self.get_table_config(table_name_with_type)
+        if config is None:
+            raise TableNotFoundError(table_name_with_type)
+        return config
+
+    def list_tables(self) -> list[TableConfig]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(tables.c.config_json).order_by(tables.c.name_with_type)).all()
+        return [TableConfig.model_validate_json(r[0]) for r in rows]
+
+    def tables_of_raw_name(self, raw_name: str) -> list[TableConfig]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(tables.c.config_json)
+                .where(tables.c.raw_name == raw_name)
+                .order_by(tables.c.table_type)
+            ).all()
+        return [TableConfig.model_validate_json(r[0]) for r in rows]
+
+    def delete_table(self, table_name_with_type: str) -> None:
+        with self.engine.begin() as conn:
+            result = conn.execute(delete(tables).where(tables.c.name_with_type == table_name_with_type))
+            if result.rowcount == 0:
+                raise TableNotFoundError(table_name_with_type)
+
+    def table_names(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(select(tables.c.name_with_type))}
+
+    # ---------------------------------------------------------------- schemas
+
+    def put_schema(self, schema: Schema) -> Schema:
+        with self.engine.begin() as conn:
+            values = {"schema_json": _dump(schema), "updated_ms": now_ms()}
+            result = conn.execute(update(schemas).where(schemas.c.name == schema.schemaName).values(**values))
+            if result.rowcount == 0:
+                conn.execute(insert(schemas).values(name=schema.schemaName, **values))
+        return schema
+
+    def get_schema(self, name: str) -> Schema | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(schemas.c.schema_json).where(schemas.c.name == name)).first()
+        return None if row is None else Schema.model_validate_json(row[0])
+
+    def require_schema(self, name: str) -> Schema:
+        schema = self.get_schema(name)
+        if schema is None:
+            raise SchemaNotFoundError(name)
+        return schema
+
+    def get_schema_for_table(self, table_name_with_type: str) -> Schema | None:
+        """Pinot resolves a table's schema by its raw table name."""
+        raw, _ = split_table_name_with_type(table_name_with_type)
+        return self.get_schema(raw)
+
+    def list_schema_names(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(select(schemas.c.name).order_by(schemas.c.name))]
+
+    # ---------------------------------------------------------------- cluster configs and states
+
+    def cluster_configs(self) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            return {r[0]: r[1] for r in conn.execute(select(cluster_configs.c.name, cluster_configs.c.value))}
+
+    def set_cluster_configs(self, values: dict[str, str]) -> None:
+        with self.engine.begin() as conn:
+            for name, value in values.items():
+                _upsert(conn, cluster_configs, {"name": name}, {"value": value})
+
+    def delete_cluster_config(self, name: str) -> bool:
+        with self.engine.begin() as conn:
+            return bool(conn.execute(delete(cluster_configs).where(cluster_configs.c.name == name)).rowcount)
+
+    def get_state(self, scope: str, name: str) -> str | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(states.c.value).where(states.c.scope == scope, states.c.name == name)
+            ).first()
+        return None if row is None else str(row[0])
+
+    def set_state(self, scope: str, name: str, value: str) -> None:
+        with self.engine.begin() as conn:
+            _upsert(conn, states, {"scope": scope, "name": name}, {"value": value})
+
+
+def _upsert(conn: Connection, table: Any, keys: dict[str, str], values: dict[str, str]) -> None:
+    condition = [table.c[k] == v for k, v in keys.items()]
+    if conn.execute(update(table).where(*condition).values(**values)).rowcount == 0:
+        conn.execute(insert(table).values(**keys, **values))
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
