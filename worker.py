@@ -34,6 +34,7 @@ from taskplan.registry import TaskTypeRegistry
 from taskplan.settings import Settings
 from workflows.batch import BatchWorkflow
 from workflows.task_plan import TaskPlanWorkflow
+from workflows.validation import ValidateTableConfigWorkflow
 
 Role = Literal["controller", "minion", "both"]
 log = logging.getLogger("taskplan.worker")
@@ -66,7 +67,7 @@ def build_workers(
             Worker(
                 client,
                 task_queue=CONTROLLER_TASK_QUEUE,
-                workflows=[TaskPlanWorkflow, BatchWorkflow],
+                workflows=[TaskPlanWorkflow, BatchWorkflow, ValidateTableConfigWorkflow],
                 activities=[
                     generation.generate_next_batch,
                     generation.generate_one_shot,

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from temporalio.client import Client
 
 from taskplan.bootstrap import Stack
+from taskplan.catalog import Catalog
 from taskplan.service import TaskPlanService
 
 
@@ -26,6 +27,14 @@ def get_service(request: Request) -> TaskPlanService:
     return service
 
 
+def get_catalog(request: Request) -> Catalog:
+    stack: Stack = request.app.state.stack
+    if stack.catalog is None:
+        raise RuntimeError("the API runs without a catalog")
+    return stack.catalog
+
+
 StackDep = Annotated[Stack, Depends(get_stack)]
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 ClientDep = Annotated[Client, Depends(get_client)]
 ServiceDep = Annotated[TaskPlanService, Depends(get_service)]

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from taskplan.catalog import SchemaNotFoundError, TableExistsError, TableNotFoundError
 from taskplan.names import InvalidNameError
 from taskplan.registry import UnknownTaskTypeError
 from taskplan.service import PlanAlreadyActiveError, PlanNotFoundError, TaskNotFoundError
@@ -84,6 +85,18 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UnknownTaskTypeError)
     async def _task_type(_: Request, exc: UnknownTaskTypeError) -> JSONResponse:
         return error_response(404, str(exc))
+
+    @app.exception_handler(TableNotFoundError)
+    async def _table(_: Request, exc: TableNotFoundError) -> JSONResponse:
+        return error_response(404, str(exc))
+
+    @app.exception_handler(SchemaNotFoundError)
+    async def _schema(_: Request, exc: SchemaNotFoundError) -> JSONResponse:
+        return error_response(404, str(exc))
+
+    @app.exception_handler(TableExistsError)
+    async def _exists(_: Request, exc: TableExistsError) -> JSONResponse:
+        return error_response(409, str(exc))
 
     @app.exception_handler(PlanAlreadyActiveError)
     async def _active(_: Request, exc: PlanAlreadyActiveError) -> JSONResponse:

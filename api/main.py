@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
-from api.routes import health, task_plans
+from api.routes import cluster, health, schemas, tables, task_plans, tasks
 from taskplan import __version__
 from taskplan.bootstrap import Stack, open_stack
 from taskplan.service import TaskPlanService
@@ -34,6 +34,10 @@ def create_app(stack: Stack | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(task_plans.router)
+    app.include_router(tasks.router)
+    app.include_router(tables.router)
+    app.include_router(schemas.router)
+    app.include_router(cluster.router)
     return app
 
 

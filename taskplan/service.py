@@ -7,10 +7,14 @@ workflow result, so reading it needs no worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
@@ -21,6 +25,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from taskplan.models.table import TableConfig
 from taskplan.names import (
     CONTROLLER_TASK_QUEUE,
     SearchAttributes,
@@ -45,6 +50,7 @@ from workflows.models import (
     TaskState,
 )
 from workflows.task_plan import TaskPlanWorkflow
+from workflows.validation import ValidateTableConfigWorkflow
 
 PLAN_WORKFLOW_TYPE = "TaskPlan"
 QUERY_TIMEOUT = timedelta(seconds=90)
@@ -301,6 +307,36 @@ class TaskPlanService:
                 raise TaskGenerationError(outcome.error, outcome.error_type)
             return name
         raise RuntimeError("could not find a free task name")  # pragma: no cover - 1000 names in the same ms
+
+    async def validate_table_config(self, config: TableConfig) -> list[str]:
+        """Run every configured task type's validate_task_configs (in a controller activity)."""
+        return await self.client.execute_workflow(
+            ValidateTableConfigWorkflow.run,
+            config,
+            id=f"validate-{config.tableName}-{uuid.uuid4()}",
+            task_queue=CONTROLLER_TASK_QUEUE,
+            execution_timeout=timedelta(minutes=2),
+        )
+
+    async def remove_table_plans(self, table_name_with_type: str) -> int:
+        """Stop and delete every plan (all task types, all runs) and batch of a table. Returns how many."""
+        query = f"TaskPlanTable = {_quote(table_name_with_type)}"
+        executions = [(e.id, e.run_id, e.status) async for e in self.client.list_workflows(query)]
+        for workflow_id, run_id, status in executions:
+            if status == WorkflowExecutionStatus.RUNNING:
+                with contextlib.suppress(RPCError):
+                    await self.client.get_workflow_handle(workflow_id, run_id=run_id).terminate(
+                        reason=f"table {table_name_with_type} dropped"
+                    )
+        for workflow_id, run_id, _ in executions:
+            with contextlib.suppress(RPCError):
+                await self.client.workflow_service.delete_workflow_execution(
+                    DeleteWorkflowExecutionRequest(
+                        namespace=self.client.namespace,
+                        workflow_execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id or ""),
+                    )
+                )
+        return len(executions)
 
     async def batch_details(self, name: str, query: SubtaskQuery | None = None) -> BatchDetails:
         handle = self.client.get_workflow_handle_for(BatchWorkflow.run, name)

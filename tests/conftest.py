@@ -12,11 +12,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from taskplan.binaries import temporal_cli
+from taskplan.catalog import Catalog
 from taskplan.names import SearchAttributes
 from taskplan.registry import build_registry
 from taskplan.service import TaskPlanService
 from taskplan.settings import Settings
-from tests.support.engine import TEST_OPTIONS, StaticTables
+from tests.support.engine import TEST_OPTIONS, add_table
 from tests.support.tasktypes import ALL_SPECS
 from worker import WorkerOptions, build_workers, run_workers
 
@@ -48,12 +49,15 @@ def task_queue() -> str:
 
 
 @pytest.fixture(scope="session")
-def tables() -> StaticTables:
-    return StaticTables()
+def tables(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    """The session's catalog (a SQLite file): the engine's table configs come from it."""
+    catalog = Catalog(f"sqlite:///{tmp_path_factory.mktemp('catalog') / 'catalog.db'}")
+    catalog.migrate()
+    return catalog
 
 
 @pytest.fixture(scope="session")
-async def engine(temporal_client: Client, tables: StaticTables) -> AsyncIterator[Client]:
+async def engine(temporal_client: Client, tables: Catalog) -> AsyncIterator[Client]:
     client = temporal_client
     registry = build_registry(ALL_SPECS, entry_points_group=None)
     workers = build_workers(
@@ -76,7 +80,7 @@ def service(engine: Client) -> TaskPlanService:
 
 
 @pytest.fixture
-def table(tables: StaticTables) -> str:
+def table(tables: Catalog) -> str:
     name = f"t{uuid.uuid4().hex[:12]}_OFFLINE"
-    tables.add(name)
+    add_table(tables, name)
     return name

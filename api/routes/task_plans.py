@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from api.deps import ServiceDep
+from api.deps import CatalogDep, ServiceDep
 from api.errors import ERROR_RESPONSES
+from taskplan.catalog import Catalog
 from taskplan.models.base import WireModel
 from taskplan.names import parse_plan_id, split_table_name_with_type, validate_task_type
+from taskplan.service import PlanNotFoundError
 from workflows.models import PlanQuery, PlanStatus, TaskPlan
 
 # Path parameters keep the documented names ({taskPlanId}, {planId}) so the OpenAPI page shows them.
@@ -42,6 +45,18 @@ class PlanActivity(WireModel):
     status: PlanStatus
 
 
+async def _require_plan_table(catalog: Catalog, plan_id: str) -> None:
+    """A plan of a dropped table is gone, even while Temporal is still deleting its history."""
+    table, _ = parse_plan_id(plan_id)
+    if await asyncio.to_thread(catalog.get_table_config, table) is None:
+        raise PlanNotFoundError(plan_id)
+
+
+async def _existing(catalog: Catalog, plan_ids: list[str]) -> list[str]:
+    names = await asyncio.to_thread(catalog.table_names)
+    return [p for p in plan_ids if parse_plan_id(p)[0] in names]
+
+
 def _filters(table: str | None, task_type: str | None) -> None:
     """Validate optional filters before they reach a visibility query."""
     if table is not None:
@@ -51,8 +66,10 @@ def _filters(table: str | None, task_type: str | None) -> None:
 
 
 @router.get("/isActive/{taskPlanId}", response_model=PlanActivity, summary="Is a task plan active?")
-async def is_active(taskPlanId: Annotated[str, Path(max_length=400)], service: ServiceDep) -> PlanActivity:
-    parse_plan_id(taskPlanId)
+async def is_active(
+    taskPlanId: Annotated[str, Path(max_length=400)], service: ServiceDep, catalog: CatalogDep
+) -> PlanActivity:
+    await _require_plan_table(catalog, taskPlanId)
     plan = await service.get_plan(taskPlanId, PlanQuery(batch_limit=0))
     return PlanActivity(plan_id=taskPlanId, active=plan.status.is_active, status=plan.status)
 
@@ -60,42 +77,48 @@ async def is_active(taskPlanId: Annotated[str, Path(max_length=400)], service: S
 @router.get("/active", response_model=list[TaskPlan], summary="All active task plans, optionally filtered")
 async def active_plans(
     service: ServiceDep,
+    catalog: CatalogDep,
     table: TableQuery = None,
     task_type: TaskTypeQuery = None,
     batch_limit: BatchLimit = 100,
 ) -> list[TaskPlan]:
     _filters(table, task_type)
-    return await service.list_active_plans(table, task_type, PlanQuery(batch_limit=batch_limit))
+    plans = await service.list_active_plans(table, task_type, PlanQuery(batch_limit=batch_limit))
+    kept = set(await _existing(catalog, [p.plan_id for p in plans]))
+    return [p for p in plans if p.plan_id in kept]
 
 
 @router.get("/active/ids", response_model=list[str], summary="Ids of the active task plans")
 async def active_plan_ids(
     service: ServiceDep,
+    catalog: CatalogDep,
     table: TableQuery = None,
     task_type: TaskTypeQuery = None,
 ) -> list[str]:
     _filters(table, task_type)
-    return await service.list_active_plan_ids(table, task_type)
+    return await _existing(catalog, await service.list_active_plan_ids(table, task_type))
 
 
 @router.get("", response_model=list[str], summary="Every task plan id of a table and task type")
 async def plan_ids(
     service: ServiceDep,
+    catalog: CatalogDep,
     table: Annotated[str, Query(alias="tableNameWithType", max_length=200)],
     task_type: Annotated[str, Query(alias="taskType", max_length=100)],
 ) -> list[str]:
     _filters(table, task_type)
-    return await service.list_plan_ids(table, task_type)
+    return await _existing(catalog, await service.list_plan_ids(table, task_type))
 
 
 @router.get("/{planId}", response_model=TaskPlan, summary="The full details of a task plan")
 async def get_plan(
     planId: PlanIdPath,
     service: ServiceDep,
+    catalog: CatalogDep,
     batch_offset: BatchOffset = None,
     batch_limit: BatchLimit = 1000,
 ) -> TaskPlan:
-    parse_plan_id(planId)
+    await _require_plan_table(catalog, planId)
     return await service.get_plan(planId, PlanQuery(batch_offset=batch_offset, batch_limit=batch_limit))
 
 
@@ -104,6 +127,6 @@ async def get_plan(
     response_model=TaskPlan,
     summary="Abort a task plan: ABORTING, no new batch; poll isActive until it stops",
 )
-async def abort_plan(planId: PlanIdPath, service: ServiceDep) -> TaskPlan:
-    parse_plan_id(planId)
+async def abort_plan(planId: PlanIdPath, service: ServiceDep, catalog: CatalogDep) -> TaskPlan:
+    await _require_plan_table(catalog, planId)
     return await service.abort_plan(planId)

@@ -8,18 +8,22 @@ from temporalio.client import Client
 
 from api.main import create_app
 from taskplan.bootstrap import Stack
+from taskplan.catalog import Catalog
 from taskplan.registry import build_registry
 from taskplan.settings import Settings
-from tests.support.engine import TEST_OPTIONS, StaticTables
+from tests.support.engine import TEST_OPTIONS
 from tests.support.tasktypes import ALL_SPECS
 
 
 @pytest.fixture
-async def http(engine: Client, tables: StaticTables) -> AsyncIterator[httpx.AsyncClient]:
+async def http(engine: Client, tables: Catalog) -> AsyncIterator[httpx.AsyncClient]:
     address = engine.service_client.config.target_host
     settings = Settings.model_validate({"temporal.address": address})
     stack = Stack(
-        settings=settings, registry=build_registry(ALL_SPECS, entry_points_group=None), tables=tables
+        settings=settings,
+        registry=build_registry(ALL_SPECS, entry_points_group=None),
+        catalog=tables,
+        tables=tables,
     )
     stack.plan_options = lambda: TEST_OPTIONS  # type: ignore[method-assign]  # short heartbeats in tests
     app = create_app(stack)

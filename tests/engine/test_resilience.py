@@ -19,13 +19,14 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from taskplan.binaries import temporal_cli
+from taskplan.catalog import Catalog
 from taskplan.names import plan_workflow_id
 from taskplan.registry import build_registry
 from taskplan.runtime import dev_server_command, wait_for_port
 from taskplan.service import TaskPlanService
 from taskplan.settings import Settings
 from tests.engine.test_plans import COUNTING, wait_for_end
-from tests.support.engine import TEST_OPTIONS, StaticTables, eventually
+from tests.support.engine import TEST_OPTIONS, add_table, eventually
 from tests.support.tasktypes import ALL_SPECS
 from worker import WorkerOptions, build_workers, run_workers
 from workflows.models import PlanSource, PlanStatus, SubtaskQuery, SubtaskState, TaskState
@@ -78,14 +79,14 @@ def minion_procs() -> Iterator[list[subprocess.Popen[bytes]]]:
 async def test_minion_killed_mid_subtask_hands_it_to_another(
     service: TaskPlanService,
     temporal_client: Client,
-    tables: StaticTables,
+    tables: Catalog,
     tmp_path: Path,
     minion_procs: list[subprocess.Popen[bytes]],
 ) -> None:
     tag = f"kill-{uuid.uuid4().hex[:8]}"
     table = f"k{uuid.uuid4().hex[:10]}_OFFLINE"
     single = "TestSingleAttemptTask"  # one attempt per subtask, Pinot's default
-    tables.add(table, {single: {"minionInstanceTag": tag}})
+    add_table(tables, table, {single: {"minionInstanceTag": tag}})
     address = temporal_client.service_client.config.target_host
     for i in range(2):
         minion_procs.append(start_minion(address, tag, tmp_path / f"minion{i}.log"))
@@ -227,8 +228,9 @@ async def test_plan_continues_after_the_dev_server_restarts(
     settings, servers = own_server
     start_server(settings, servers)
     client = await Client.connect(settings.temporal_address, data_converter=pydantic_data_converter)
-    tables = StaticTables()
-    table = tables.add(f"r{uuid.uuid4().hex[:10]}_OFFLINE").tableName
+    tables = Catalog(settings.resolved_catalog_url)
+    tables.migrate()
+    table = add_table(tables, f"r{uuid.uuid4().hex[:10]}_OFFLINE")
     workers = build_workers(
         client,
         settings,

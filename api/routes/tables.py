@@ -1,0 +1,107 @@
+"""Pinot's table endpoints. Dropping a table first removes every task plan of it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+
+from api.deps import CatalogDep, ServiceDep, StackDep
+from api.errors import ERROR_RESPONSES, ApiError
+from api.models import StatusResponse
+from taskplan.catalog import Catalog, TableNotFoundError
+from taskplan.models.table import TableConfig
+from taskplan.names import TABLE_TYPES, split_table_name_with_type, validate_raw_table_name
+from taskplan.service import TaskPlanService
+
+router = APIRouter(prefix="/tables", tags=["tables"], responses=ERROR_RESPONSES)
+TableName = Annotated[str, Path(max_length=200, examples=["myTable"])]
+TableTypeQuery = Annotated[Literal["OFFLINE", "REALTIME"] | None, Query(alias="type")]
+
+
+def resolve_tables(catalog: Catalog, name: str, table_type: str | None = None) -> list[TableConfig]:
+    """Tables named ``name`` (raw, or with its type suffix), optionally of one type; 404 if none."""
+    try:
+        raw, typed = split_table_name_with_type(name)
+        wanted = [typed]
+    except ValueError:
+        raw = validate_raw_table_name(name)
+        wanted = list(TABLE_TYPES)
+    if table_type is not None:
+        wanted = [t for t in wanted if t == table_type]
+    found = [t for t in catalog.tables_of_raw_name(raw) if t.tableType in wanted]
+    if not found:
+        raise TableNotFoundError(name if table_type is None else f"{raw}_{table_type}")
+    return found
+
+
+async def _validate(config: TableConfig, stack: StackDep, catalog: Catalog, service: TaskPlanService) -> None:
+    schema = await asyncio.to_thread(catalog.get_schema, config.raw_table_name)
+    if schema is None:
+        raise ApiError(400, f"schema {config.raw_table_name} does not exist: add it with POST /schemas first")
+    unknown = [t for t in (config.task.taskTypeConfigsMap if config.task else {}) if t not in stack.registry]
+    if unknown:
+        raise ApiError(400, f"task.taskTypeConfigsMap names unknown task types: {', '.join(sorted(unknown))}")
+    problems = await service.validate_table_config(config)
+    if problems:
+        raise ApiError(400, "invalid task configs: " + "; ".join(problems))
+
+
+@router.post("", response_model=StatusResponse, summary="Add a table")
+async def add_table(
+    config: TableConfig, catalog: CatalogDep, stack: StackDep, service: ServiceDep
+) -> StatusResponse:
+    await _validate(config, stack, catalog, service)
+    await asyncio.to_thread(catalog.create_table, config)
+    return StatusResponse(status=f"Table {config.tableName} successfully added")
+
+
+@router.get("", summary="Raw names of all tables")
+async def list_tables(catalog: CatalogDep) -> dict[str, list[str]]:
+    configs = await asyncio.to_thread(catalog.list_tables)
+    return {"tables": sorted({c.raw_table_name for c in configs})}
+
+
+@router.get("/{tableName}", summary="A table's configs, keyed by table type")
+async def get_table(
+    tableName: TableName, catalog: CatalogDep, table_type: TableTypeQuery = None
+) -> dict[str, Any]:
+    found = await asyncio.to_thread(resolve_tables, catalog, tableName, table_type)
+    return {t.tableType: t.model_dump(mode="json", exclude_none=True) for t in found}
+
+
+@router.put("/{tableName}", response_model=StatusResponse, summary="Update a table config")
+async def update_table(
+    tableName: TableName, config: TableConfig, catalog: CatalogDep, stack: StackDep, service: ServiceDep
+) -> StatusResponse:
+    if config.raw_table_name != resolve_raw(tableName):
+        raise ApiError(
+            400, f"tableName {config.tableName} in the body does not match {tableName} in the path"
+        )
+    await asyncio.to_thread(catalog.require_table, config.tableName)
+    await _validate(config, stack, catalog, service)
+    await asyncio.to_thread(catalog.update_table, config)
+    return StatusResponse(status=f"Table config updated for {config.tableName}")
+
+
+@router.delete(
+    "/{tableName}",
+    response_model=StatusResponse,
+    summary="Drop a table: its task plans (every task type) are removed first",
+)
+async def delete_table(
+    tableName: TableName, catalog: CatalogDep, service: ServiceDep, table_type: TableTypeQuery = None
+) -> StatusResponse:
+    found = await asyncio.to_thread(resolve_tables, catalog, tableName, table_type)
+    for config in found:
+        await service.remove_table_plans(config.tableName)
+        await asyncio.to_thread(catalog.delete_table, config.tableName)
+    return StatusResponse(status=f"Tables: {[c.tableName for c in found]} deleted")
+
+
+def resolve_raw(name: str) -> str:
+    try:
+        return split_table_name_with_type(name)[0]
+    except ValueError:
+        return validate_raw_table_name(name)

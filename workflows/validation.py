@@ -1,0 +1,25 @@
+"""ValidateTableConfig: runs the task types' config validation (plugin code) in an activity for the API."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from taskplan.models.table import TableConfig
+
+
+@workflow.defn(name="ValidateTableConfig")
+class ValidateTableConfigWorkflow:
+    @workflow.run
+    async def run(self, table_config: TableConfig) -> list[str]:
+        problems: list[str] = await workflow.execute_activity(
+            "validate_task_configs",
+            table_config,
+            result_type=list[str],
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+        )
+        return problems
