@@ -33,7 +33,7 @@ async def task_types(stack: StackDep) -> list[str]:
 @router.post(
     "/execute",
     response_model=PlanCreated | dict[str, str],
-    summary="Ad hoc trigger: a task plan if orchestrated, else a legacy batch ({tableNameWithType: taskName})",
+    summary="Ad hoc trigger: a plan if orchestrated, else a legacy batch ({tableNameWithType: taskName})",
 )
 async def execute(
     request: AdhocTaskConfig, stack: StackDep, catalog: CatalogDep, service: ServiceDep
