@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -45,6 +45,8 @@ from workflows.models import (
     PlanQuery,
     PlanSource,
     PlanStatus,
+    SubtaskConfig,
+    SubtaskCounts,
     SubtaskQuery,
     TaskPlan,
     TaskState,
@@ -338,6 +340,51 @@ class TaskPlanService:
                 )
         return len(executions)
 
+    async def list_tasks(self, task_type: str, limit: int = 10_000) -> dict[str, TaskState]:
+        """Parent tasks (batches and legacy tasks) of a task type with their states, newest first."""
+        query = f"WorkflowType = '{BATCH_WORKFLOW_TYPE}' AND TaskPlanType = {_quote(task_type)}"
+        tasks: dict[str, TaskState] = {}
+        async for execution in self.client.list_workflows(query, limit=limit):
+            tasks[execution.id] = _task_state(
+                execution.typed_search_attributes.get(SearchAttributes.TASK_STATE)
+            )
+        return tasks
+
+    async def _describe_task(self, name: str) -> WorkflowExecutionDescription:
+        try:
+            return await self.client.get_workflow_handle(name).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise TaskNotFoundError(name) from None
+            raise
+
+    async def task_state(self, name: str) -> TaskState:
+        desc = await self._describe_task(name)
+        return _task_state(desc.typed_search_attributes.get(SearchAttributes.TASK_STATE))
+
+    async def task_counts(self, name: str) -> SubtaskCounts:
+        desc = await self._describe_task(name)
+        handle = self.client.get_workflow_handle_for(BatchWorkflow.run, name, run_id=desc.run_id)
+        if desc.status == WorkflowExecutionStatus.COMPLETED:
+            # A finished batch answers from its result: no replay needed.
+            result = await handle.result(follow_runs=False)
+            unknown = result.num_subtasks - result.num_completed - result.num_failed
+            return SubtaskCounts(
+                total=result.num_subtasks,
+                completed=result.num_completed,
+                failed=result.num_failed,
+                unknown=unknown,
+            )
+        details = await handle.query(BatchWorkflow.details, SubtaskQuery(limit=0), rpc_timeout=QUERY_TIMEOUT)
+        return details.counts
+
+    async def subtask_configs(self, name: str, query: SubtaskQuery | None = None) -> list[SubtaskConfig]:
+        await self._describe_task(name)
+        handle = self.client.get_workflow_handle_for(BatchWorkflow.run, name)
+        return await handle.query(
+            BatchWorkflow.subtask_configs, query or SubtaskQuery(), rpc_timeout=QUERY_TIMEOUT
+        )
+
     async def batch_details(self, name: str, query: SubtaskQuery | None = None) -> BatchDetails:
         handle = self.client.get_workflow_handle_for(BatchWorkflow.run, name)
         try:
@@ -349,3 +396,7 @@ class TaskPlanService:
             if err.status == RPCStatusCode.NOT_FOUND:
                 raise TaskNotFoundError(name) from None
             raise
+
+
+def _task_state(value: str | None) -> TaskState:
+    return TaskState(value) if value is not None and value in TaskState.__members__ else TaskState.NOT_STARTED

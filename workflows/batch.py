@@ -25,6 +25,8 @@ with workflow.unsafe.imports_passed_through():
         BatchResult,
         GeneratedBatch,
         GenerationOutcome,
+        SubtaskConfig,
+        SubtaskCounts,
         SubtaskInput,
         SubtaskOutput,
         SubtaskQuery,
@@ -247,7 +249,37 @@ class BatchWorkflow:
             num_subtasks=len(self._records),
             subtasks=self._records[offset : offset + max(0, page.limit)],
             totals=dict(self._totals),
+            counts=self._counts(),
         )
+
+    def _counts(self) -> SubtaskCounts:
+        counts = SubtaskCounts(total=len(self._records), completed=self._completed, failed=self._failed)
+        for record in self._records:
+            if record.state == SubtaskState.INIT:
+                counts.waiting += 1
+            elif record.state == SubtaskState.RUNNING:
+                counts.running += 1
+            elif record.state == SubtaskState.STOPPED:
+                counts.unknown += 1
+        return counts
+
+    @workflow.query
+    def subtask_configs(self, query: SubtaskQuery | None = None) -> list[SubtaskConfig]:
+        """The configs of a page of subtasks, as the generator made them."""
+        request, batch = self._input, self._batch
+        assert request is not None
+        if batch is None:
+            return []
+        page = query or SubtaskQuery()
+        start = max(0, page.offset)
+        return [
+            SubtaskConfig(
+                subtask_name=subtask_name(request.task_name, i),
+                task_type=request.task_type,
+                configs=batch.subtask_configs(i),
+            )
+            for i in range(start, min(len(batch.subtasks), start + max(0, page.limit)))
+        ]
 
     @workflow.query
     def state(self) -> TaskState:

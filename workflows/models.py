@@ -250,6 +250,24 @@ class BatchDetails(WireModel):
     num_subtasks: int
     subtasks: list[SubtaskRecord]
     totals: dict[str, float] = Field(default_factory=dict)
+    counts: SubtaskCounts = Field(default_factory=lambda: SubtaskCounts())
+
+
+class SubtaskConfig(WireModel):
+    subtask_name: str
+    task_type: str
+    configs: dict[str, str]
+
+
+class SubtaskCounts(WireModel):
+    """Pinot's TaskCount: subtasks by state."""
+
+    waiting: int = 0
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+    unknown: int = 0
+    total: int = 0
 
 
 class SubtaskQuery(WireModel):

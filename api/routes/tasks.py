@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel
 
 from api.deps import CatalogDep, ServiceDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.models import AdhocTaskConfig, PlanCreated
 from api.routes.tables import resolve_tables
-from taskplan.names import validate_task_type
-from taskplan.service import TaskGenerationError
+from taskplan.names import parse_task_name, validate_task_type
+from taskplan.service import TaskGenerationError, TaskPlanService
 from taskplan.triggers import Flow, decide_flow, legacy_refusal, orchestration_switch
-from workflows.models import PlanSource
+from workflows.models import (
+    BatchDetails,
+    PlanSource,
+    SubtaskConfig,
+    SubtaskCounts,
+    SubtaskQuery,
+    SubtaskRecord,
+    SubtaskState,
+    TaskState,
+)
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=ERROR_RESPONSES)
 
@@ -69,3 +80,99 @@ async def execute(
             GENERATION_STATUS.get(exc.error_type or "", 400), f"task generation failed: {exc}"
         ) from exc
     return {table.tableName: name}
+
+
+# ------------------------------------------------------------------ Pinot's task read endpoints
+
+TaskTypePath = Annotated[str, Path(max_length=100, examples=["SegmentPurgeTask"])]
+TaskNamePath = Annotated[str, Path(max_length=150, examples=["Task_SegmentPurgeTask_1700000000000"])]
+SUBTASK_PAGE = 1000
+
+
+class PinotTaskConfigOut(BaseModel):
+    taskType: str
+    configs: dict[str, str]
+
+
+def _task_name(name: str) -> str:
+    parse_task_name(name)
+    return name
+
+
+async def _all_subtasks(service: TaskPlanService, name: str) -> list[SubtaskRecord]:
+    records: list[SubtaskRecord] = []
+    while True:
+        page = await service.batch_details(name, SubtaskQuery(offset=len(records), limit=SUBTASK_PAGE))
+        records.extend(page.subtasks)
+        if len(page.subtasks) < SUBTASK_PAGE:
+            return records
+
+
+async def _all_configs(service: TaskPlanService, name: str) -> list[SubtaskConfig]:
+    configs: list[SubtaskConfig] = []
+    while True:
+        page = await service.subtask_configs(name, SubtaskQuery(offset=len(configs), limit=SUBTASK_PAGE))
+        configs.extend(page)
+        if len(page) < SUBTASK_PAGE:
+            return configs
+
+
+@router.get("/{taskType}/tasks", response_model=list[str], summary="Parent task names of a task type")
+async def tasks_of_type(taskType: TaskTypePath, service: ServiceDep) -> list[str]:
+    return sorted(await service.list_tasks(validate_task_type(taskType)))
+
+
+@router.get("/{taskType}/taskstates", response_model=dict[str, TaskState], summary="Parent task states")
+async def task_states(taskType: TaskTypePath, service: ServiceDep) -> dict[str, TaskState]:
+    return await service.list_tasks(validate_task_type(taskType))
+
+
+@router.get(
+    "/{taskType}/taskcounts",
+    response_model=dict[str, SubtaskCounts],
+    summary="Subtask counts by state, per parent task (the 100 most recent)",
+)
+async def task_counts(taskType: TaskTypePath, service: ServiceDep) -> dict[str, SubtaskCounts]:
+    names = list(await service.list_tasks(validate_task_type(taskType), limit=100))
+    counts = await asyncio.gather(*(service.task_counts(n) for n in names))
+    return dict(zip(names, counts, strict=True))
+
+
+@router.get("/task/{taskName}/state", response_model=TaskState, summary="State of a parent task")
+async def task_state(taskName: TaskNamePath, service: ServiceDep) -> TaskState:
+    return await service.task_state(_task_name(taskName))
+
+
+@router.get("/task/{taskName}/config", response_model=list[PinotTaskConfigOut], summary="Subtask configs")
+async def task_config(taskName: TaskNamePath, service: ServiceDep) -> list[PinotTaskConfigOut]:
+    configs = await _all_configs(service, _task_name(taskName))
+    return [PinotTaskConfigOut(taskType=c.task_type, configs=c.configs) for c in configs]
+
+
+@router.get(
+    "/task/{taskName}/subtasks",
+    response_model=BatchDetails,
+    summary="Subtask reports of a parent task: state, attempts, error, counts, durations (paged)",
+)
+async def task_subtasks(
+    taskName: TaskNamePath,
+    service: ServiceDep,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=0, le=SUBTASK_PAGE)] = SUBTASK_PAGE,
+) -> BatchDetails:
+    return await service.batch_details(_task_name(taskName), SubtaskQuery(offset=offset, limit=limit))
+
+
+@router.get("/subtask/{taskName}/state", response_model=dict[str, SubtaskState], summary="Subtask states")
+async def subtask_states(taskName: TaskNamePath, service: ServiceDep) -> dict[str, SubtaskState]:
+    return {r.subtask_name: r.state for r in await _all_subtasks(service, _task_name(taskName))}
+
+
+@router.get(
+    "/subtask/{taskName}/config",
+    response_model=dict[str, PinotTaskConfigOut],
+    summary="Subtask configs by subtask name",
+)
+async def subtask_configs(taskName: TaskNamePath, service: ServiceDep) -> dict[str, PinotTaskConfigOut]:
+    configs = await _all_configs(service, _task_name(taskName))
+    return {c.subtask_name: PinotTaskConfigOut(taskType=c.task_type, configs=c.configs) for c in configs}
