@@ -26,12 +26,14 @@ from typing import Literal
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.generation import GenerationActivities, TableConfigSource
+from activities.generation import GenerationActivities, ProgressionGate, TableConfigSource
 from activities.subtasks import SubtaskActivities
+from taskplan.catalog import Catalog
 from taskplan.names import CONTROLLER_TASK_QUEUE, DEFAULT_MINION_TAG, minion_task_queue, validate_minion_tag
 from taskplan.plugin import PluginContext
 from taskplan.registry import TaskTypeRegistry
-from taskplan.settings import Settings
+from taskplan.settings import ENABLE_ORCHESTRATION, Settings
+from taskplan.triggers import orchestration_switch
 from workflows.batch import BatchWorkflow
 from workflows.task_plan import TaskPlanWorkflow
 from workflows.validation import ValidateTableConfigWorkflow
@@ -56,19 +58,20 @@ def build_workers(
     registry: TaskTypeRegistry,
     tables: TableConfigSource,
     options: WorkerOptions,
-    catalog: object = None,
+    catalog: Catalog | None = None,
 ) -> list[Worker]:
     context = PluginContext(settings=settings, catalog=catalog)
     workers: list[Worker] = []
     shutdown = timedelta(seconds=options.graceful_shutdown_seconds)
     if options.role in ("controller", "both"):
-        generation = GenerationActivities(registry, context, tables)
+        generation = GenerationActivities(registry, context, tables, progression_gate(settings, catalog))
         workers.append(
             Worker(
                 client,
                 task_queue=CONTROLLER_TASK_QUEUE,
                 workflows=[TaskPlanWorkflow, BatchWorkflow, ValidateTableConfigWorkflow],
                 activities=[
+                    generation.check_progression,
                     generation.generate_next_batch,
                     generation.generate_one_shot,
                     generation.validate_task_configs,
@@ -101,6 +104,18 @@ def build_workers(
                 )
             )
     return workers
+
+
+def progression_gate(settings: Settings, catalog: Catalog | None) -> ProgressionGate:
+    """The cluster's rules for letting a plan take its next batch."""
+
+    def gate(table_name_with_type: str, task_type: str) -> str | None:
+        configs = catalog.cluster_configs() if catalog is not None else {}
+        if not orchestration_switch(configs, settings.enable_task_orchestration):
+            return f"orchestration is disabled cluster-wide ({ENABLE_ORCHESTRATION}=false)"
+        return None
+
+    return gate
 
 
 async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:

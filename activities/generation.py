@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from temporalio import activity
@@ -27,7 +27,13 @@ from taskplan.plugin import (
     TaskGenerator,
 )
 from taskplan.registry import TaskTypeRegistry, UnknownTaskTypeError
-from workflows.models import GenerateBatchInput, GeneratedBatch, OneShotRequest, SubtaskOptions
+from workflows.models import (
+    GenerateBatchInput,
+    GeneratedBatch,
+    OneShotRequest,
+    ProgressionCheck,
+    SubtaskOptions,
+)
 
 # Temporal refuses payloads over 2 MB; keep a margin for headers and the rest of the input.
 MAX_BATCH_PAYLOAD_BYTES = 1_500_000
@@ -42,13 +48,27 @@ class TableConfigSource(Protocol):
     def get_schema_for_table(self, table_name_with_type: str) -> Schema | None: ...
 
 
+ProgressionGate = Callable[[str, str], "str | None"]
+
+
+def always_allowed(table_name_with_type: str, task_type: str) -> str | None:
+    return None
+
+
 class GenerationActivities:
     """Built once per controller worker; generators are created once per task type and reused."""
 
-    def __init__(self, registry: TaskTypeRegistry, context: PluginContext, tables: TableConfigSource) -> None:
+    def __init__(
+        self,
+        registry: TaskTypeRegistry,
+        context: PluginContext,
+        tables: TableConfigSource,
+        gate: ProgressionGate = always_allowed,
+    ) -> None:
         self._registry = registry
         self._context = context
         self._tables = tables
+        self._gate = gate
         self._generators: dict[str, TaskGenerator] = {}
         self._lock = threading.Lock()
 
@@ -67,6 +87,11 @@ class GenerationActivities:
         if config is None:
             raise refuse(f"table {name} does not exist", TABLE_NOT_FOUND)
         return config
+
+    @activity.defn(name="check_progression")
+    def check_progression(self, check: ProgressionCheck) -> str | None:
+        """Why a plan may not progress now (None: it may). A local activity, run before each batch."""
+        return self._gate(check.table_name_with_type, check.task_type)
 
     @activity.defn(name="generate_next_batch")
     def generate_next_batch(self, request: GenerateBatchInput) -> GeneratedBatch:

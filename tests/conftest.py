@@ -66,6 +66,7 @@ async def engine(temporal_client: Client, tables: Catalog) -> AsyncIterator[Clie
         registry,
         tables,
         WorkerOptions(role="both", max_concurrent_subtasks=50, graceful_shutdown_seconds=2),
+        catalog=tables,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(run_workers(workers, stop))

@@ -112,9 +112,9 @@ class PlanOptions(WireModel):
     heartbeat_timeout_s: int = 30
     lost_worker_retries: int = 5
     generation_timeout_s: int = 600
-    max_batches_per_run: int = (
-        0  # continue-as-new after this many batches in one run (0: when Temporal suggests)
-    )
+    # Continue-as-new after this many batches in one run (0: when Temporal suggests it).
+    max_batches_per_run: int = 0
+    blocked_recheck_s: int = 10  # while progression is blocked, look again this often
 
 
 class PlanState(WireModel):
@@ -183,6 +183,11 @@ class PreviousBatchInfo(WireModel):
     task_state: TaskState
     num_subtasks: int
     num_failed_subtasks: int
+
+
+class ProgressionCheck(WireModel):
+    table_name_with_type: str
+    task_type: str
 
 
 class GenerateBatchInput(WireModel):

@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         PlanState,
         PlanStatus,
         PreviousBatchInfo,
+        ProgressionCheck,
         TaskPlan,
         TaskState,
     )
@@ -112,6 +113,9 @@ class TaskPlanWorkflow:
             while True:
                 if state.abort_reason is not None:
                     self._finish(PlanStatus.CANCELLED, f"aborted: {state.abort_reason}")
+                await self._wait_until_progression_allowed(request, state)
+                if state.abort_reason is not None:
+                    continue
                 generated = await self._generate(request, state)
                 if state.abort_reason is not None:
                     continue  # an abort that came during generation: no new batch
@@ -139,6 +143,33 @@ class TaskPlanWorkflow:
                 state.abort_reason = "cancelled through Temporal"
             self._set_status(PlanStatus.CANCELLED, f"aborted: {state.abort_reason}", final=True)
         return state.plan
+
+    async def _wait_until_progression_allowed(self, request: PlanInput, state: PlanState) -> None:
+        """Before each batch: wait (durably, abortably) while the cluster says no (kill switch, ...)."""
+        check = ProgressionCheck(
+            table_name_with_type=request.table_name_with_type, task_type=request.task_type
+        )
+        while True:
+            reason: str | None = await workflow.execute_local_activity(
+                "check_progression",
+                check,
+                result_type=str | None,  # type: ignore[arg-type]  # an optional str is a valid result type
+                start_to_close_timeout=timedelta(seconds=30),
+            )
+            if reason is None:
+                if state.blocked_reason is not None:
+                    state.blocked_reason = None
+                    self._set_status(state.plan.status, "progression resumed")
+                return
+            if state.blocked_reason != reason:
+                state.blocked_reason = reason
+                self._set_status(state.plan.status, f"progression blocked: {reason}")
+            with contextlib.suppress(TimeoutError):  # recheck when the wait runs out
+                await workflow.wait_condition(
+                    lambda: state.abort_reason is not None, timeout=request.options.blocked_recheck_s
+                )
+            if state.abort_reason is not None:
+                return
 
     async def _generate(self, request: PlanInput, state: PlanState) -> GeneratedBatch:
         plan = state.plan

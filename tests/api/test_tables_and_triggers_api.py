@@ -245,3 +245,34 @@ async def test_dropping_a_table_removes_its_plans(http: httpx.AsyncClient) -> No
     assert (await http.get("/tasks/taskPlans/active/ids", params={"tableNameWithType": table})).json() == []
     listed = await http.get("/tasks/taskPlans", params={"tableNameWithType": table, "taskType": COUNTING})
     assert listed.json() == []
+
+
+async def test_switch_off_holds_active_plans_until_it_is_on_again(http: httpx.AsyncClient) -> None:
+    table = await create_table(http, new_name())
+    plan_id = (
+        await http.post(
+            "/tasks/execute",
+            json={
+                "taskType": COUNTING,
+                "tableName": table,
+                "taskConfigs": {"enableTaskOrchestration": "true", "numBatches": "4", "sleepMs": "300"},
+            },
+        )
+    ).json()["taskPlanId"]
+    await http.post("/cluster/configs", json={SWITCH: "false"})
+    try:
+
+        async def blocked() -> dict[str, object]:
+            plan = (await http.get(f"/tasks/taskPlans/{plan_id}")).json()
+            assert "progression blocked" in plan["statusMessage"] and plan["status"] == "ACTIVE"
+            return plan
+
+        held = await eventually(blocked)
+        await asyncio.sleep(2)
+        still = (await http.get(f"/tasks/taskPlans/{plan_id}")).json()
+        assert still["numBatches"] == held["numBatches"] < 4  # no new batch while switched off
+    finally:
+        await http.delete(f"/cluster/configs/{SWITCH}")
+    await wait_inactive(http, plan_id)
+    done = (await http.get(f"/tasks/taskPlans/{plan_id}")).json()
+    assert done["status"] == "COMPLETED" and done["numBatches"] == 4

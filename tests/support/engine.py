@@ -14,7 +14,7 @@ from workflows.models import PlanOptions
 T = TypeVar("T")
 
 # Short heartbeat timeout so a killed minion is noticed within seconds.
-TEST_OPTIONS = PlanOptions(heartbeat_timeout_s=3, max_failed_batches=3)
+TEST_OPTIONS = PlanOptions(heartbeat_timeout_s=3, max_failed_batches=3, blocked_recheck_s=1)
 
 
 def add_table(
