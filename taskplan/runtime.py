@@ -65,7 +65,7 @@ def dev_server_command(settings: Settings, ui_port: int | None = None, headless:
         "--port", str(port),
         "--db-filename", str(data_dir / "temporal.db"),
         "--namespace", settings.temporal_namespace,
-        "--log-level", "warn",
+        "--log-level", "error",
         *dev_server_search_attribute_flags(),
     ]  # fmt: skip
     if headless:
