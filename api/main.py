@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.auth import AccessControl
 from api.errors import install_error_handlers
 from api.routes import cluster, health, schemas, tables, task_plans, tasks
 from taskplan import __version__
@@ -20,6 +21,7 @@ def create_app(stack: Stack | None = None) -> FastAPI:
         current = stack or open_stack()
         client = await current.connect(retries=60)
         app.state.stack = current
+        app.state.access = AccessControl.from_settings(current.settings)
         app.state.client = client
         app.state.service = TaskPlanService(client, current.plan_options())
         yield

@@ -340,13 +340,15 @@ class TaskPlanService:
                 )
         return len(executions)
 
-    async def list_tasks(self, task_type: str, limit: int = 10_000) -> dict[str, TaskState]:
-        """Parent tasks (batches and legacy tasks) of a task type with their states, newest first."""
+    async def list_tasks(self, task_type: str, limit: int = 10_000) -> dict[str, tuple[TaskState, str]]:
+        """Parent tasks (batches and legacy tasks) of a task type: name -> (state, table), newest first."""
         query = f"WorkflowType = '{BATCH_WORKFLOW_TYPE}' AND TaskPlanType = {_quote(task_type)}"
-        tasks: dict[str, TaskState] = {}
+        tasks: dict[str, tuple[TaskState, str]] = {}
         async for execution in self.client.list_workflows(query, limit=limit):
-            tasks[execution.id] = _task_state(
-                execution.typed_search_attributes.get(SearchAttributes.TASK_STATE)
+            table = execution.typed_search_attributes.get(SearchAttributes.TABLE) or ""
+            tasks[execution.id] = (
+                _task_state(execution.typed_search_attributes.get(SearchAttributes.TASK_STATE)),
+                table,
             )
         return tasks
 
@@ -357,6 +359,11 @@ class TaskPlanService:
             if err.status == RPCStatusCode.NOT_FOUND:
                 raise TaskNotFoundError(name) from None
             raise
+
+    async def task_table(self, name: str) -> str:
+        """The (first) table a parent task works on."""
+        desc = await self._describe_task(name)
+        return desc.typed_search_attributes.get(SearchAttributes.TABLE) or ""
 
     async def task_state(self, name: str) -> TaskState:
         desc = await self._describe_task(name)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path
 
+from api.auth import Permission, PrincipalDep, require, require_permission
 from api.deps import CatalogDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.models import StatusResponse
@@ -18,7 +19,12 @@ BOOLEAN_KEYS = (ENABLE_ORCHESTRATION,)
 
 
 @router.get("", summary="Cluster configs: the documented properties (from the properties file) and overrides")
-async def get_configs(catalog: CatalogDep, stack: StackDep) -> dict[str, str]:
+async def get_configs(
+    catalog: CatalogDep,
+    stack: StackDep,
+    principal: PrincipalDep,
+) -> dict[str, str]:
+    require_permission(principal, Permission.READ)
     defaults = {key: stack.settings.property(key) or "" for key in DOCUMENTED}
     return {**defaults, **await asyncio.to_thread(catalog.cluster_configs)}
 
@@ -27,7 +33,9 @@ async def get_configs(catalog: CatalogDep, stack: StackDep) -> dict[str, str]:
 async def set_configs(
     catalog: CatalogDep,
     values: Annotated[dict[str, str], Body(examples=[{ENABLE_ORCHESTRATION: "false"}], max_length=100)],
+    principal: PrincipalDep,
 ) -> StatusResponse:
+    require(principal, Permission.UPDATE)
     for key, value in values.items():
         if not key or len(key) > 300 or len(value) > 10_000:
             raise ApiError(
@@ -43,8 +51,11 @@ async def set_configs(
 
 @router.delete("/{configName}", response_model=StatusResponse, summary="Remove a cluster config override")
 async def delete_config(
-    configName: Annotated[str, Path(max_length=300)], catalog: CatalogDep
+    configName: Annotated[str, Path(max_length=300)],
+    catalog: CatalogDep,
+    principal: PrincipalDep,
 ) -> StatusResponse:
+    require(principal, Permission.DELETE)
     if not await asyncio.to_thread(catalog.delete_cluster_config, configName):
         raise ApiError(404, f"cluster config {configName} is not set")
     return StatusResponse(status=f"Deleted cluster config: {configName}")

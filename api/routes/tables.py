@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 
+from api.auth import Permission, PrincipalDep, readable, require
 from api.deps import CatalogDep, ServiceDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.models import StatusResponse
@@ -50,31 +51,50 @@ async def _validate(config: TableConfig, stack: StackDep, catalog: Catalog, serv
 
 @router.post("", response_model=StatusResponse, summary="Add a table")
 async def add_table(
-    config: TableConfig, catalog: CatalogDep, stack: StackDep, service: ServiceDep
+    config: TableConfig,
+    catalog: CatalogDep,
+    stack: StackDep,
+    service: ServiceDep,
+    principal: PrincipalDep,
 ) -> StatusResponse:
+    require(principal, Permission.CREATE, config.tableName)
     await _validate(config, stack, catalog, service)
     await asyncio.to_thread(catalog.create_table, config)
     return StatusResponse(status=f"Table {config.tableName} successfully added")
 
 
 @router.get("", summary="Raw names of all tables")
-async def list_tables(catalog: CatalogDep) -> dict[str, list[str]]:
+async def list_tables(
+    catalog: CatalogDep,
+    principal: PrincipalDep,
+) -> dict[str, list[str]]:
     configs = await asyncio.to_thread(catalog.list_tables)
-    return {"tables": sorted({c.raw_table_name for c in configs})}
+    visible = readable(principal, [c.tableName for c in configs])
+    return {"tables": sorted({c.raw_table_name for c in configs if c.tableName in visible})}
 
 
 @router.get("/{tableName}", summary="A table's configs, keyed by table type")
 async def get_table(
-    tableName: TableName, catalog: CatalogDep, table_type: TableTypeQuery = None
+    tableName: TableName,
+    catalog: CatalogDep,
+    principal: PrincipalDep,
+    table_type: TableTypeQuery = None,
 ) -> dict[str, Any]:
+    require(principal, Permission.READ, resolve_raw(tableName))
     found = await asyncio.to_thread(resolve_tables, catalog, tableName, table_type)
     return {t.tableType: t.model_dump(mode="json", exclude_none=True) for t in found}
 
 
 @router.put("/{tableName}", response_model=StatusResponse, summary="Update a table config")
 async def update_table(
-    tableName: TableName, config: TableConfig, catalog: CatalogDep, stack: StackDep, service: ServiceDep
+    tableName: TableName,
+    config: TableConfig,
+    catalog: CatalogDep,
+    stack: StackDep,
+    service: ServiceDep,
+    principal: PrincipalDep,
 ) -> StatusResponse:
+    require(principal, Permission.UPDATE, resolve_raw(tableName))
     if config.raw_table_name != resolve_raw(tableName):
         raise ApiError(
             400, f"tableName {config.tableName} in the body does not match {tableName} in the path"
@@ -91,8 +111,13 @@ async def update_table(
     summary="Drop a table: its task plans (every task type) are removed first",
 )
 async def delete_table(
-    tableName: TableName, catalog: CatalogDep, service: ServiceDep, table_type: TableTypeQuery = None
+    tableName: TableName,
+    catalog: CatalogDep,
+    service: ServiceDep,
+    principal: PrincipalDep,
+    table_type: TableTypeQuery = None,
 ) -> StatusResponse:
+    require(principal, Permission.DELETE, resolve_raw(tableName))
     found = await asyncio.to_thread(resolve_tables, catalog, tableName, table_type)
     for config in found:
         await service.remove_table_plans(config.tableName)

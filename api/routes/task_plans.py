@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from api.auth import Permission, Principal, PrincipalDep, readable, require
 from api.deps import CatalogDep, ServiceDep
 from api.errors import ERROR_RESPONSES
 from taskplan.catalog import Catalog
@@ -45,15 +46,19 @@ class PlanActivity(WireModel):
     status: PlanStatus
 
 
-async def _require_plan_table(catalog: Catalog, plan_id: str) -> None:
+async def _require_plan_table(
+    catalog: Catalog, plan_id: str, principal: Principal, permission: Permission = Permission.READ
+) -> None:
     """A plan of a dropped table is gone, even while Temporal is still deleting its history."""
     table, _ = parse_plan_id(plan_id)
+    require(principal, permission, table)
     if await asyncio.to_thread(catalog.get_table_config, table) is None:
         raise PlanNotFoundError(plan_id)
 
 
-async def _existing(catalog: Catalog, plan_ids: list[str]) -> list[str]:
-    names = await asyncio.to_thread(catalog.table_names)
+async def _existing(catalog: Catalog, plan_ids: list[str], principal: Principal) -> list[str]:
+    """Plans of tables that exist and that the principal may read."""
+    names = readable(principal, await asyncio.to_thread(catalog.table_names))
     return [p for p in plan_ids if parse_plan_id(p)[0] in names]
 
 
@@ -67,9 +72,12 @@ def _filters(table: str | None, task_type: str | None) -> None:
 
 @router.get("/isActive/{taskPlanId}", response_model=PlanActivity, summary="Is a task plan active?")
 async def is_active(
-    taskPlanId: Annotated[str, Path(max_length=400)], service: ServiceDep, catalog: CatalogDep
+    taskPlanId: Annotated[str, Path(max_length=400)],
+    service: ServiceDep,
+    catalog: CatalogDep,
+    principal: PrincipalDep,
 ) -> PlanActivity:
-    await _require_plan_table(catalog, taskPlanId)
+    await _require_plan_table(catalog, taskPlanId, principal)
     plan = await service.get_plan(taskPlanId, PlanQuery(batch_limit=0))
     return PlanActivity(plan_id=taskPlanId, active=plan.status.is_active, status=plan.status)
 
@@ -78,13 +86,14 @@ async def is_active(
 async def active_plans(
     service: ServiceDep,
     catalog: CatalogDep,
+    principal: PrincipalDep,
     table: TableQuery = None,
     task_type: TaskTypeQuery = None,
     batch_limit: BatchLimit = 100,
 ) -> list[TaskPlan]:
     _filters(table, task_type)
     plans = await service.list_active_plans(table, task_type, PlanQuery(batch_limit=batch_limit))
-    kept = set(await _existing(catalog, [p.plan_id for p in plans]))
+    kept = set(await _existing(catalog, [p.plan_id for p in plans], principal))
     return [p for p in plans if p.plan_id in kept]
 
 
@@ -92,22 +101,25 @@ async def active_plans(
 async def active_plan_ids(
     service: ServiceDep,
     catalog: CatalogDep,
+    principal: PrincipalDep,
     table: TableQuery = None,
     task_type: TaskTypeQuery = None,
 ) -> list[str]:
     _filters(table, task_type)
-    return await _existing(catalog, await service.list_active_plan_ids(table, task_type))
+    return await _existing(catalog, await service.list_active_plan_ids(table, task_type), principal)
 
 
 @router.get("", response_model=list[str], summary="Every task plan id of a table and task type")
 async def plan_ids(
     service: ServiceDep,
     catalog: CatalogDep,
+    principal: PrincipalDep,
     table: Annotated[str, Query(alias="tableNameWithType", max_length=200)],
     task_type: Annotated[str, Query(alias="taskType", max_length=100)],
 ) -> list[str]:
     _filters(table, task_type)
-    return await _existing(catalog, await service.list_plan_ids(table, task_type))
+    require(principal, Permission.READ, table)
+    return await _existing(catalog, await service.list_plan_ids(table, task_type), principal)
 
 
 @router.get("/{planId}", response_model=TaskPlan, summary="The full details of a task plan")
@@ -115,10 +127,11 @@ async def get_plan(
     planId: PlanIdPath,
     service: ServiceDep,
     catalog: CatalogDep,
+    principal: PrincipalDep,
     batch_offset: BatchOffset = None,
     batch_limit: BatchLimit = 1000,
 ) -> TaskPlan:
-    await _require_plan_table(catalog, planId)
+    await _require_plan_table(catalog, planId, principal)
     return await service.get_plan(planId, PlanQuery(batch_offset=batch_offset, batch_limit=batch_limit))
 
 
@@ -127,6 +140,8 @@ async def get_plan(
     response_model=TaskPlan,
     summary="Abort a task plan: ABORTING, no new batch; poll isActive until it stops",
 )
-async def abort_plan(planId: PlanIdPath, service: ServiceDep, catalog: CatalogDep) -> TaskPlan:
-    await _require_plan_table(catalog, planId)
+async def abort_plan(
+    planId: PlanIdPath, service: ServiceDep, catalog: CatalogDep, principal: PrincipalDep
+) -> TaskPlan:
+    await _require_plan_table(catalog, planId, principal, Permission.DELETE)
     return await service.abort_plan(planId)

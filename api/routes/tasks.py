@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
+from api.auth import Permission, Principal, PrincipalDep, readable, require, require_permission
 from api.deps import CatalogDep, ServiceDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.models import AdhocTaskConfig, PlanCreated
@@ -37,7 +38,8 @@ GENERATION_STATUS = {
 
 
 @router.get("/tasktypes", response_model=list[str], summary="Task types this cluster can run")
-async def task_types(stack: StackDep) -> list[str]:
+async def task_types(stack: StackDep, principal: PrincipalDep) -> list[str]:
+    require_permission(principal, Permission.READ)
     return stack.registry.task_types()
 
 
@@ -47,7 +49,11 @@ async def task_types(stack: StackDep) -> list[str]:
     summary="Ad hoc trigger: a plan if orchestrated, else a legacy batch ({tableNameWithType: taskName})",
 )
 async def execute(
-    request: AdhocTaskConfig, stack: StackDep, catalog: CatalogDep, service: ServiceDep
+    request: AdhocTaskConfig,
+    stack: StackDep,
+    catalog: CatalogDep,
+    service: ServiceDep,
+    principal: PrincipalDep,
 ) -> PlanCreated | dict[str, str]:
     registered = stack.registry.get(validate_task_type(request.taskType))
     tables = await asyncio.to_thread(resolve_tables, catalog, request.tableName)
@@ -56,6 +62,7 @@ async def execute(
             400, f"table {request.tableName} exists as OFFLINE and REALTIME: name it with its type"
         )
     table = tables[0]
+    require(principal, Permission.UPDATE, table.tableName)
     cluster = await asyncio.to_thread(catalog.cluster_configs)
     decision = decide_flow(
         registered,
@@ -94,9 +101,18 @@ class PinotTaskConfigOut(BaseModel):
     configs: dict[str, str]
 
 
-def _task_name(name: str) -> str:
+async def _readable_task(service: TaskPlanService, principal: Principal, name: str) -> str:
     parse_task_name(name)
+    require(principal, Permission.READ, await service.task_table(name))
     return name
+
+
+async def _readable_tasks(
+    service: TaskPlanService, principal: Principal, task_type: str, limit: int = 10_000
+) -> dict[str, TaskState]:
+    tasks = await service.list_tasks(validate_task_type(task_type), limit=limit)
+    allowed = readable(principal, {table for _, table in tasks.values()})
+    return {name: state for name, (state, table) in tasks.items() if table in allowed}
 
 
 async def _all_subtasks(service: TaskPlanService, name: str) -> list[SubtaskRecord]:
@@ -118,13 +134,15 @@ async def _all_configs(service: TaskPlanService, name: str) -> list[SubtaskConfi
 
 
 @router.get("/{taskType}/tasks", response_model=list[str], summary="Parent task names of a task type")
-async def tasks_of_type(taskType: TaskTypePath, service: ServiceDep) -> list[str]:
-    return sorted(await service.list_tasks(validate_task_type(taskType)))
+async def tasks_of_type(taskType: TaskTypePath, service: ServiceDep, principal: PrincipalDep) -> list[str]:
+    return sorted(await _readable_tasks(service, principal, taskType))
 
 
 @router.get("/{taskType}/taskstates", response_model=dict[str, TaskState], summary="Parent task states")
-async def task_states(taskType: TaskTypePath, service: ServiceDep) -> dict[str, TaskState]:
-    return await service.list_tasks(validate_task_type(taskType))
+async def task_states(
+    taskType: TaskTypePath, service: ServiceDep, principal: PrincipalDep
+) -> dict[str, TaskState]:
+    return await _readable_tasks(service, principal, taskType)
 
 
 @router.get(
@@ -132,20 +150,24 @@ async def task_states(taskType: TaskTypePath, service: ServiceDep) -> dict[str, 
     response_model=dict[str, SubtaskCounts],
     summary="Subtask counts by state, per parent task (the 100 most recent)",
 )
-async def task_counts(taskType: TaskTypePath, service: ServiceDep) -> dict[str, SubtaskCounts]:
-    names = list(await service.list_tasks(validate_task_type(taskType), limit=100))
+async def task_counts(
+    taskType: TaskTypePath, service: ServiceDep, principal: PrincipalDep
+) -> dict[str, SubtaskCounts]:
+    names = list(await _readable_tasks(service, principal, taskType, limit=100))
     counts = await asyncio.gather(*(service.task_counts(n) for n in names))
     return dict(zip(names, counts, strict=True))
 
 
 @router.get("/task/{taskName}/state", response_model=TaskState, summary="State of a parent task")
-async def task_state(taskName: TaskNamePath, service: ServiceDep) -> TaskState:
-    return await service.task_state(_task_name(taskName))
+async def task_state(taskName: TaskNamePath, service: ServiceDep, principal: PrincipalDep) -> TaskState:
+    return await service.task_state(await _readable_task(service, principal, taskName))
 
 
 @router.get("/task/{taskName}/config", response_model=list[PinotTaskConfigOut], summary="Subtask configs")
-async def task_config(taskName: TaskNamePath, service: ServiceDep) -> list[PinotTaskConfigOut]:
-    configs = await _all_configs(service, _task_name(taskName))
+async def task_config(
+    taskName: TaskNamePath, service: ServiceDep, principal: PrincipalDep
+) -> list[PinotTaskConfigOut]:
+    configs = await _all_configs(service, await _readable_task(service, principal, taskName))
     return [PinotTaskConfigOut(taskType=c.task_type, configs=c.configs) for c in configs]
 
 
@@ -157,15 +179,23 @@ async def task_config(taskName: TaskNamePath, service: ServiceDep) -> list[Pinot
 async def task_subtasks(
     taskName: TaskNamePath,
     service: ServiceDep,
+    principal: PrincipalDep,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=0, le=SUBTASK_PAGE)] = SUBTASK_PAGE,
 ) -> BatchDetails:
-    return await service.batch_details(_task_name(taskName), SubtaskQuery(offset=offset, limit=limit))
+    return await service.batch_details(
+        await _readable_task(service, principal, taskName), SubtaskQuery(offset=offset, limit=limit)
+    )
 
 
 @router.get("/subtask/{taskName}/state", response_model=dict[str, SubtaskState], summary="Subtask states")
-async def subtask_states(taskName: TaskNamePath, service: ServiceDep) -> dict[str, SubtaskState]:
-    return {r.subtask_name: r.state for r in await _all_subtasks(service, _task_name(taskName))}
+async def subtask_states(
+    taskName: TaskNamePath, service: ServiceDep, principal: PrincipalDep
+) -> dict[str, SubtaskState]:
+    return {
+        r.subtask_name: r.state
+        for r in await _all_subtasks(service, await _readable_task(service, principal, taskName))
+    }
 
 
 @router.get(
@@ -173,6 +203,8 @@ async def subtask_states(taskName: TaskNamePath, service: ServiceDep) -> dict[st
     response_model=dict[str, PinotTaskConfigOut],
     summary="Subtask configs by subtask name",
 )
-async def subtask_configs(taskName: TaskNamePath, service: ServiceDep) -> dict[str, PinotTaskConfigOut]:
-    configs = await _all_configs(service, _task_name(taskName))
+async def subtask_configs(
+    taskName: TaskNamePath, service: ServiceDep, principal: PrincipalDep
+) -> dict[str, PinotTaskConfigOut]:
+    configs = await _all_configs(service, await _readable_task(service, principal, taskName))
     return {c.subtask_name: PinotTaskConfigOut(taskType=c.task_type, configs=c.configs) for c in configs}

@@ -1,0 +1,146 @@
+"""Authentication and table-level authorization, as Pinot's BasicAuthAccessControl does it.
+
+Principals come from properties::
+
+    controller.admin.access.control.principals=admin,reader
+    controller.admin.access.control.principals.admin.password=...
+    controller.admin.access.control.principals.reader.password=...
+    controller.admin.access.control.principals.reader.tables=myTable,otherTable   # raw names; default all
+    controller.admin.access.control.principals.reader.permissions=READ            # default all four
+
+With no principals configured the API is open and serves loopback only (see api/server.py). Cluster-wide
+actions (cluster configs, schedules of every table) need a principal that is not restricted to tables.
+Passwords are compared in constant time and never logged or returned.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.errors import ApiError
+from taskplan.names import InvalidNameError, split_table_name_with_type
+from taskplan.settings import PRINCIPALS, Settings
+
+
+class Permission(StrEnum):
+    READ = "READ"
+    CREATE = "CREATE"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    password: str
+    tables: frozenset[str] | None  # raw table names; None = every table
+    permissions: frozenset[Permission]
+
+    def __repr__(self) -> str:  # never show the password
+        return f"Principal({self.name!r}, tables={self.tables}, permissions={sorted(self.permissions)})"
+
+    def may(self, permission: Permission, table: str | None = None) -> bool:
+        if permission not in self.permissions:
+            return False
+        if table is None or self.tables is None:
+            return table is not None or self.tables is None
+        return raw_name(table) in self.tables
+
+
+def raw_name(table: str) -> str:
+    try:
+        return split_table_name_with_type(table)[0]
+    except InvalidNameError:
+        return table
+
+
+class AccessControl:
+    def __init__(self, principals: Iterable[Principal]) -> None:
+        self._principals = {p.name: p for p in principals}
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._principals)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AccessControl:
+        names = [n.strip() for n in (settings.property(PRINCIPALS) or "").split(",") if n.strip()]
+        principals = []
+        for name in names:
+            prefix = f"{PRINCIPALS}.{name}."
+            password = settings.property(prefix + "password")
+            if not password:
+                raise ValueError(f"principal {name!r} has no {prefix}password")
+            tables = settings.property(prefix + "tables")
+            permissions = settings.property(prefix + "permissions")
+            try:
+                perms = (
+                    frozenset(Permission(p.strip().upper()) for p in permissions.split(",") if p.strip())
+                    if permissions
+                    else frozenset(Permission)
+                )
+            except ValueError as exc:
+                raise ValueError(f"principal {name!r}: {exc}; use READ, CREATE, UPDATE, DELETE") from None
+            principals.append(
+                Principal(
+                    name=name,
+                    password=password,
+                    tables=frozenset(t.strip() for t in tables.split(",") if t.strip()) if tables else None,
+                    permissions=perms,
+                )
+            )
+        return cls(principals)
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization or not authorization.lower().startswith("basic "):
+            raise ApiError(401, "authentication required: send HTTP Basic credentials")
+        try:
+            user, _, password = (
+                base64.b64decode(authorization[6:].strip(), validate=True).decode().partition(":")
+            )
+        except (binascii.Error, UnicodeDecodeError):
+            raise ApiError(401, "malformed Basic credentials") from None
+        principal = self._principals.get(user)
+        expected = principal.password if principal else "\0"
+        # Compare even for unknown users, so timing does not reveal which names exist.
+        if not hmac.compare_digest(expected.encode(), password.encode()) or principal is None:
+            raise ApiError(401, "invalid credentials")
+        return principal
+
+
+OPEN = Principal(name="anonymous", password="", tables=None, permissions=frozenset(Permission))
+
+
+def current_principal(request: Request) -> Principal:
+    access: AccessControl = request.app.state.access
+    if not access.enabled:
+        return OPEN
+    return access.authenticate(request.headers.get("authorization"))
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def require(principal: Principal, permission: Permission, table: str | None = None) -> None:
+    """403 unless the principal may do this (to this table, or cluster-wide when table is None)."""
+    if not principal.may(permission, table):
+        where = f"table {raw_name(table)}" if table else "the whole cluster"
+        raise ApiError(403, f"principal {principal.name} lacks {permission.value} permission on {where}")
+
+
+def require_permission(principal: Principal, permission: Permission) -> None:
+    """403 unless the principal holds the permission at all (for resources of no single table)."""
+    if permission not in principal.permissions:
+        raise ApiError(403, f"principal {principal.name} lacks {permission.value} permission")
+
+
+def readable(principal: Principal, tables: Iterable[str]) -> set[str]:
+    return {t for t in tables if principal.may(Permission.READ, t)}
