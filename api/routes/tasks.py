@@ -13,6 +13,7 @@ from api.deps import CatalogDep, ServiceDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.models import AdhocTaskConfig, PlanCreated
 from api.routes.tables import resolve_tables
+from taskplan.cycle import CycleResult, run_trigger_cycle
 from taskplan.names import parse_task_name, validate_task_type
 from taskplan.service import TaskGenerationError, TaskPlanService
 from taskplan.triggers import Flow, decide_flow, legacy_refusal, orchestration_switch
@@ -208,3 +209,33 @@ async def subtask_configs(
 ) -> dict[str, PinotTaskConfigOut]:
     configs = await _all_configs(service, await _readable_task(service, principal, taskName))
     return {c.subtask_name: PinotTaskConfigOut(taskType=c.task_type, configs=c.configs) for c in configs}
+
+
+@router.post(
+    "/schedule",
+    response_model=dict[str, CycleResult],
+    summary="Run one trigger cycle now, for one table or every table with the task type(s) configured",
+)
+async def schedule(
+    stack: StackDep,
+    catalog: CatalogDep,
+    service: ServiceDep,
+    principal: PrincipalDep,
+    task_type: Annotated[str | None, Query(alias="taskType", max_length=100)] = None,
+    table_name: Annotated[str | None, Query(alias="tableName", max_length=200)] = None,
+) -> dict[str, CycleResult]:
+    if table_name is not None:
+        tables = await asyncio.to_thread(resolve_tables, catalog, table_name)
+        for table in tables:
+            require(principal, Permission.UPDATE, table.tableName)
+    else:
+        require(principal, Permission.UPDATE)
+        tables = await asyncio.to_thread(catalog.list_tables)
+    if task_type is not None:
+        types = [stack.registry.get(validate_task_type(task_type))]
+    else:
+        names = {t for table in tables for t in (table.task.taskTypeConfigsMap if table.task else {})}
+        types = [stack.registry.get(n) for n in sorted(names) if n in stack.registry]
+    cluster = await asyncio.to_thread(catalog.cluster_configs)
+    switch_on = orchestration_switch(cluster, stack.settings.enable_task_orchestration)
+    return {t.task_type: await run_trigger_cycle(service, t, tables, switch_on=switch_on) for t in types}

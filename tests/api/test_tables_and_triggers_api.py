@@ -172,6 +172,8 @@ async def test_force_legacy_wins_and_orchestration_only_refuses_it(http: httpx.A
     assert refused.status_code == 400
     assert "only runs as an orchestrated task plan" in refused.json()["error"]
     assert "forceLegacyTaskFlow" in refused.json()["error"]
+    # Drop it: scheduled cycles span every table, and this one would make them all legacy.
+    assert (await http.delete(f"/tables/{table}")).status_code == 200
 
 
 async def test_cluster_switch_off_routes_triggers_to_legacy(http: httpx.AsyncClient) -> None:
@@ -276,3 +278,46 @@ async def test_switch_off_holds_active_plans_until_it_is_on_again(http: httpx.As
     await wait_inactive(http, plan_id)
     done = (await http.get(f"/tasks/taskPlans/{plan_id}")).json()
     assert done["status"] == "COMPLETED" and done["numBatches"] == 4
+
+
+async def test_schedule_runs_one_cycle_with_the_documented_rules(http: httpx.AsyncClient) -> None:
+    orchestrated = await create_table(
+        http,
+        new_name(),
+        {COUNTING: {"enableTaskOrchestration": "true", "numBatches": "30", "sleepMs": "300"}},
+    )
+    plain = await create_table(http, new_name(), {COUNTING: {"subtasksPerBatch": "1"}})
+    first = await http.post("/tasks/schedule", params={"taskType": COUNTING})
+    assert first.status_code == 200, first.text
+    cycle = first.json()[COUNTING]
+    plan_id = cycle["taskPlans"][orchestrated]
+    assert cycle["legacyTasks"][plain].startswith(f"Task_{COUNTING}_")
+    plan = (await http.get(f"/tasks/taskPlans/{plan_id}")).json()
+    assert plan["source"] == "TABLE_CONFIG" and plan["properties"]["numBatches"] == "30"
+    # A second cycle while the plan is active skips that table instead of failing.
+    second = (
+        await http.post("/tasks/schedule", params={"taskType": COUNTING, "tableName": orchestrated})
+    ).json()
+    assert second[COUNTING]["skipped"] == {orchestrated: plan_id} and second[COUNTING]["taskPlans"] == {}
+    await http.delete(f"/tasks/taskPlans/{plan_id}")
+    await wait_inactive(http, plan_id)
+
+
+async def test_force_legacy_on_one_table_makes_the_whole_cycle_legacy(http: httpx.AsyncClient) -> None:
+    task = "TestSingleAttemptTask"
+    one = await create_table(http, new_name(), {task: {"enableTaskOrchestration": "true", "numBatches": "1"}})
+    two = await create_table(
+        http, new_name(), {task: {"enableTaskOrchestration": "true", "forceLegacyTaskFlow": "true"}}
+    )
+    cycle = (await http.post("/tasks/schedule", params={"taskType": task})).json()[task]
+    assert cycle["taskPlans"] == {}
+    assert "forceLegacyTaskFlow" in cycle["legacyReason"]
+    assert one in cycle["legacyTasks"] and two in cycle["legacyTasks"]
+    assert cycle["legacyTasks"][one] == cycle["legacyTasks"][two]  # one batch for the whole cycle
+    only = await create_table(http, new_name(), {"TestOrchestratedOnlyTask": {"forceLegacyTaskFlow": "true"}})
+    failed = (
+        await http.post("/tasks/schedule", params={"taskType": "TestOrchestratedOnlyTask", "tableName": only})
+    ).json()
+    assert "only runs orchestrated" in failed["TestOrchestratedOnlyTask"]["errors"][only]
+    for table in (one, two, only):  # later cycles span every table: leave no forced-legacy table behind
+        assert (await http.delete(f"/tables/{table}")).status_code == 200

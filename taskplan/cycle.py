@@ -1,0 +1,77 @@
+"""One scheduled trigger cycle for a task type over table configs (POST /tasks/schedule, and cron firings).
+
+Per the documented rules: if any table of the cycle forces the legacy flow, the whole cycle is legacy (one
+one-shot batch over every table, Pinot's generateTasks(tableConfigs)); otherwise each table whose configs
+enable orchestration (and whose task type supports it, with the cluster switch on) gets a plan with source
+TABLE_CONFIG, and a table whose plan is still active is skipped, not rejected. Tables that do not enable
+orchestration share one legacy batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import Field
+
+from taskplan.models.base import WireModel
+from taskplan.models.table import TableConfig
+from taskplan.registry import RegisteredTaskType
+from taskplan.service import PlanAlreadyActiveError, TaskGenerationError, TaskPlanService
+from taskplan.triggers import FORCE_LEGACY_TASK_FLOW, Flow, decide_flow
+from workflows.models import PlanSource
+
+
+class CycleResult(WireModel):
+    task_type: str
+    task_plans: dict[str, str] = Field(default_factory=dict)  # table -> new plan id
+    skipped: dict[str, str] = Field(default_factory=dict)  # table -> the active plan it found
+    legacy_tasks: dict[str, str] = Field(default_factory=dict)  # table -> legacy parent task name
+    errors: dict[str, str] = Field(default_factory=dict)  # table -> why generation failed
+    legacy_reason: str | None = None
+
+
+async def run_trigger_cycle(
+    service: TaskPlanService, task_type: RegisteredTaskType, tables: Sequence[TableConfig], *, switch_on: bool
+) -> CycleResult:
+    name = task_type.task_type
+    result = CycleResult(task_type=name)
+    configured = [t for t in tables if t.task_type_configs(name) is not None]
+    forced = [
+        t.tableName
+        for t in configured
+        if _true((t.task_type_configs(name) or {}).get(FORCE_LEGACY_TASK_FLOW))
+    ]
+    legacy: list[TableConfig] = []
+    if forced:
+        result.legacy_reason = (
+            f"forceLegacyTaskFlow is set for {', '.join(forced)}: the whole cycle is legacy"
+        )
+        legacy = configured
+    else:
+        for table in configured:
+            configs = table.task_type_configs(name) or {}
+            decision = decide_flow(task_type, configs, [table], switch_on=switch_on)
+            if decision.flow is not Flow.ORCHESTRATED:
+                legacy.append(table)
+                continue
+            try:
+                plan_id = await service.start_plan(
+                    table.tableName, name, PlanSource.TABLE_CONFIG, dict(configs)
+                )
+            except PlanAlreadyActiveError as exc:
+                result.skipped[table.tableName] = exc.active_plan_id or ""
+            else:
+                result.task_plans[table.tableName] = plan_id
+    if legacy:
+        tables_named = [t.tableName for t in legacy]
+        try:
+            task_name = await service.run_one_shot(name, tables_named, None)
+        except TaskGenerationError as exc:
+            result.errors.update({t: str(exc) for t in tables_named})
+        else:
+            result.legacy_tasks.update({t: task_name for t in tables_named})
+    return result
+
+
+def _true(value: str | None) -> bool:
+    return (value or "").strip().lower() == "true"
