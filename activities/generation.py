@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from temporalio import activity
@@ -214,7 +214,3 @@ def _factor_common(configs: list[dict[str, str]]) -> tuple[dict[str, str], list[
     first = configs[0]
     common = {k: v for k, v in first.items() if all(c.get(k) == v for c in configs[1:])}
     return common, [{k: v for k, v in c.items() if k not in common} for c in configs]
-
-
-def stringify(values: Mapping[str, object]) -> dict[str, str]:
-    return {str(k): str(v) for k, v in values.items()}

@@ -6,10 +6,11 @@ Every exception a client can provoke maps to a 4xx here; FastAPI's 422 for inval
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -57,6 +58,26 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
+# Domain errors a client can provoke, and the status each one answers with.
+STATUS_OF: dict[type[Exception], int] = {
+    InvalidNameError: 400,
+    PlanNotFoundError: 404,
+    TaskNotFoundError: 404,
+    UnknownTaskTypeError: 404,
+    TableNotFoundError: 404,
+    SchemaNotFoundError: 404,
+    TableExistsError: 409,
+    PlanAlreadyActiveError: 409,
+}
+
+
+def _status_handler(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def handle(_: Request, exc: Exception) -> Response:
+        return error_response(status, str(exc))
+
+    return handle
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
@@ -70,37 +91,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(400, _validation_message(exc))
 
-    @app.exception_handler(InvalidNameError)
-    async def _name(_: Request, exc: InvalidNameError) -> JSONResponse:
-        return error_response(400, str(exc))
-
-    @app.exception_handler(PlanNotFoundError)
-    async def _plan(_: Request, exc: PlanNotFoundError) -> JSONResponse:
-        return error_response(404, str(exc))
-
-    @app.exception_handler(TaskNotFoundError)
-    async def _task(_: Request, exc: TaskNotFoundError) -> JSONResponse:
-        return error_response(404, str(exc))
-
-    @app.exception_handler(UnknownTaskTypeError)
-    async def _task_type(_: Request, exc: UnknownTaskTypeError) -> JSONResponse:
-        return error_response(404, str(exc))
-
-    @app.exception_handler(TableNotFoundError)
-    async def _table(_: Request, exc: TableNotFoundError) -> JSONResponse:
-        return error_response(404, str(exc))
-
-    @app.exception_handler(SchemaNotFoundError)
-    async def _schema(_: Request, exc: SchemaNotFoundError) -> JSONResponse:
-        return error_response(404, str(exc))
-
-    @app.exception_handler(TableExistsError)
-    async def _exists(_: Request, exc: TableExistsError) -> JSONResponse:
-        return error_response(409, str(exc))
-
-    @app.exception_handler(PlanAlreadyActiveError)
-    async def _active(_: Request, exc: PlanAlreadyActiveError) -> JSONResponse:
-        return error_response(409, str(exc))
+    for exc_type, status in STATUS_OF.items():
+        app.add_exception_handler(exc_type, _status_handler(status))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -10,14 +10,10 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from api.main import create_app
 from api.server import check_bind
-from taskplan.bootstrap import Stack
 from taskplan.catalog import Catalog
-from taskplan.registry import build_registry
 from taskplan.settings import Settings
-from tests.support.engine import TEST_OPTIONS
-from tests.support.tasktypes import ALL_SPECS
+from tests.support.api import api_client
 
 P = "controller.admin.access.control.principals"
 COUNTING = "TestCountingTask"
@@ -36,29 +32,14 @@ WRONG = basic("admin", "nope")
 @pytest.fixture
 async def secured(engine: Client, tables: Catalog) -> AsyncIterator[tuple[httpx.AsyncClient, str, str]]:
     mine, other = f"auth{uuid.uuid4().hex[:8]}", f"auth{uuid.uuid4().hex[:8]}"
-    settings = Settings.model_validate(
-        {
-            "temporal.address": engine.service_client.config.target_host,
-            P: "admin,reader",
-            f"{P}.admin.password": "s3cret-admin",
-            f"{P}.reader.password": "r3ader",
-            f"{P}.reader.tables": mine,
-            f"{P}.reader.permissions": "READ",
-        }
-    )
-    stack = Stack(
-        settings=settings,
-        registry=build_registry(ALL_SPECS, entry_points_group=None),
-        catalog=tables,
-        tables=tables,
-    )
-    stack.plan_options = lambda: TEST_OPTIONS  # type: ignore[method-assign]  # short heartbeats in tests
-    app = create_app(stack)
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://t") as http,
-    ):
+    principals = {
+        P: "admin,reader",
+        f"{P}.admin.password": "s3cret-admin",
+        f"{P}.reader.password": "r3ader",
+        f"{P}.reader.tables": mine,
+        f"{P}.reader.permissions": "READ",
+    }
+    async with api_client(engine, tables, principals) as http:
         for name in (mine, other):
             schema = {"schemaName": name, "dimensionFieldSpecs": [{"name": "c", "dataType": "STRING"}]}
             assert (await http.post("/schemas", json=schema, headers=ADMIN)).status_code == 200
