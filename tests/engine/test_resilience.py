@@ -76,7 +76,9 @@ def minion_procs() -> Iterator[list[subprocess.Popen[bytes]]]:
         proc.wait()
 
 
-async def test_minion_killed_mid_subtask_hands_it_to_another(
+@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "graceful-stop"])
+async def test_minion_stopped_mid_subtask_hands_it_to_another(
+    stop_signal: signal.Signals,
     service: TaskPlanService,
     temporal_client: Client,
     tables: Catalog,
@@ -112,7 +114,9 @@ async def test_minion_killed_mid_subtask_hands_it_to_another(
     marker = await eventually(started, timeout=60)
     victim_pid = int(marker.name.split(".")[-2])
     victim = next(p for p in minion_procs if p.pid == victim_pid)
-    victim.send_signal(signal.SIGKILL)
+    # SIGKILL: the heartbeat stops and times out. SIGTERM: the worker's graceful shutdown (1 s here) runs
+    # out, the executor is cancelled and the subtask is handed back at once.
+    victim.send_signal(stop_signal)
     await wait_for_end(service, plan_id, timeout=90)
 
     plan = await service.get_plan(plan_id)
@@ -121,6 +125,9 @@ async def test_minion_killed_mid_subtask_hands_it_to_another(
     record = details.subtasks[0]
     assert record.state == SubtaskState.COMPLETED
     assert record.lost_worker_retries == 1
+    assert record.attempts == 1  # losing the minion did not use up the subtask's only attempt
+    if stop_signal == signal.SIGTERM:
+        assert victim.wait(timeout=30) == 0  # a clean exit, not a crash
     done = list(markers.glob("*.done"))
     assert len(done) == 1 and int(done[0].name.split(".")[-2]) != victim_pid
 
