@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
@@ -95,6 +96,7 @@ async def execute(
 TaskTypePath = Annotated[str, Path(max_length=100, examples=["SegmentPurgeTask"])]
 TaskNamePath = Annotated[str, Path(max_length=150, examples=["Task_SegmentPurgeTask_1700000000000"])]
 SUBTASK_PAGE = 1000
+T = TypeVar("T")
 
 
 class PinotTaskConfigOut(BaseModel):
@@ -116,22 +118,25 @@ async def _readable_tasks(
     return {name: state for name, (state, table) in tasks.items() if table in allowed}
 
 
-async def _all_subtasks(service: TaskPlanService, name: str) -> list[SubtaskRecord]:
-    records: list[SubtaskRecord] = []
+async def _all_pages(fetch: Callable[[SubtaskQuery], Awaitable[Sequence[T]]]) -> list[T]:
+    """Every item of a paged query on a batch (10 pages at most: a batch holds up to 10,000 subtasks)."""
+    items: list[T] = []
     while True:
-        page = await service.batch_details(name, SubtaskQuery(offset=len(records), limit=SUBTASK_PAGE))
-        records.extend(page.subtasks)
-        if len(page.subtasks) < SUBTASK_PAGE:
-            return records
+        page = await fetch(SubtaskQuery(offset=len(items), limit=SUBTASK_PAGE))
+        items.extend(page)
+        if len(page) < SUBTASK_PAGE:
+            return items
+
+
+async def _all_subtasks(service: TaskPlanService, name: str) -> list[SubtaskRecord]:
+    async def fetch(query: SubtaskQuery) -> list[SubtaskRecord]:
+        return (await service.batch_details(name, query)).subtasks
+
+    return await _all_pages(fetch)
 
 
 async def _all_configs(service: TaskPlanService, name: str) -> list[SubtaskConfig]:
-    configs: list[SubtaskConfig] = []
-    while True:
-        page = await service.subtask_configs(name, SubtaskQuery(offset=len(configs), limit=SUBTASK_PAGE))
-        configs.extend(page)
-        if len(page) < SUBTASK_PAGE:
-            return configs
+    return await _all_pages(lambda query: service.subtask_configs(name, query))
 
 
 @router.get("/{taskType}/tasks", response_model=list[str], summary="Parent task names of a task type")
