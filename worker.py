@@ -29,6 +29,7 @@ from temporalio.worker import Worker
 from activities.generation import GenerationActivities, ProgressionGate, TableConfigSource
 from activities.subtasks import SubtaskActivities
 from taskplan.catalog import Catalog
+from taskplan.metrics import serve_metrics
 from taskplan.names import CONTROLLER_TASK_QUEUE, DEFAULT_MINION_TAG, minion_task_queue, validate_minion_tag
 from taskplan.plugin import PluginContext
 from taskplan.registry import TaskTypeRegistry
@@ -72,6 +73,7 @@ def build_workers(
                 workflows=[TaskPlanWorkflow, BatchWorkflow, ValidateTableConfigWorkflow],
                 activities=[
                     generation.check_progression,
+                    generation.record_plan_aborted,
                     generation.generate_next_batch,
                     generation.generate_one_shot,
                     generation.validate_task_configs,
@@ -147,6 +149,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--generator-threads", type=int, default=8)
     parser.add_argument("--graceful-shutdown-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve Prometheus metrics on 127.0.0.1:PORT (default: taskplan.metrics.port; 0 = off)",
+    )
     parser.add_argument("--config", help="properties file (default: $TASKPLAN_CONFIG)")
     return parser.parse_args(argv)
 
@@ -162,6 +170,8 @@ async def main_async(args: argparse.Namespace) -> None:
         generator_threads=args.generator_threads,
         graceful_shutdown_seconds=args.graceful_shutdown_seconds,
     )
+    if args.metrics_port or stack.settings.metrics_port:
+        serve_metrics(args.metrics_port or stack.settings.metrics_port)
     client = await stack.connect(retries=60, identity=options.identity)
     workers = build_workers(client, stack.settings, stack.registry, stack.tables, options, stack.catalog)
     stop = asyncio.Event()

@@ -17,6 +17,7 @@ from activities.errors import (
     describe,
     refuse,
 )
+from taskplan.metrics import OrchestrationMetrics, metrics
 from taskplan.models.table import Schema, TableConfig
 from taskplan.plugin import (
     BatchRequest,
@@ -91,10 +92,33 @@ class GenerationActivities:
     @activity.defn(name="check_progression")
     def check_progression(self, check: ProgressionCheck) -> str | None:
         """Why a plan may not progress now (None: it may). A local activity, run before each batch."""
-        return self._gate(check.table_name_with_type, check.task_type)
+        attrs = OrchestrationMetrics.attributes(check.table_name_with_type, check.task_type)
+        try:
+            reason = self._gate(check.table_name_with_type, check.task_type)
+        except Exception:
+            metrics().orchestration_cycle_failure.add(1, attrs)
+            raise
+        metrics().task_plan_progression_blocked.set(0 if reason is None else 1, attrs)
+        return reason
+
+    @activity.defn(name="record_plan_aborted")
+    def record_plan_aborted(self, check: ProgressionCheck) -> None:
+        """Count a plan aborted by a failure-threshold breach or by its generator (a local activity)."""
+        metrics().task_plan_aborted.add(
+            1, OrchestrationMetrics.attributes(check.table_name_with_type, check.task_type)
+        )
 
     @activity.defn(name="generate_next_batch")
     def generate_next_batch(self, request: GenerateBatchInput) -> GeneratedBatch:
+        try:
+            return self._generate_next_batch(request)
+        except Exception:
+            attrs = OrchestrationMetrics.attributes(request.table_name_with_type, request.task_type)
+            metrics().task_generation_failure_count.add(1, attrs)
+            metrics().orchestration_cycle_failure.add(1, attrs)
+            raise
+
+    def _generate_next_batch(self, request: GenerateBatchInput) -> GeneratedBatch:
         generator = self.generator(request.task_type)
         table = self._table(request.table_name_with_type)
         previous = request.previous_batch
@@ -142,6 +166,16 @@ class GenerationActivities:
 
     @activity.defn(name="generate_one_shot")
     def generate_one_shot(self, request: OneShotRequest) -> GeneratedBatch:
+        try:
+            return self._generate_one_shot(request)
+        except Exception:
+            for table in request.table_names_with_type:
+                metrics().task_generation_failure_count.add(
+                    1, OrchestrationMetrics.attributes(table, request.task_type)
+                )
+            raise
+
+    def _generate_one_shot(self, request: OneShotRequest) -> GeneratedBatch:
         generator = self.generator(request.task_type)
         tables = [self._table(name) for name in request.table_names_with_type]
         try:

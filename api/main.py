@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api.auth import AccessControl
 from api.errors import install_error_handlers
-from api.routes import cluster, health, schemas, tables, task_plans, tasks
+from api.routes import cluster, health, metrics, schemas, tables, task_plans, tasks
 from taskplan import __version__
 from taskplan.bootstrap import Stack, open_stack
 from taskplan.service import TaskPlanService
@@ -40,6 +40,7 @@ def create_app(stack: Stack | None = None) -> FastAPI:
     app.include_router(tables.router)
     app.include_router(schemas.router)
     app.include_router(cluster.router)
+    app.include_router(metrics.router)
     return app
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import Field
 
+from taskplan.metrics import OrchestrationMetrics, metrics
 from taskplan.models.base import WireModel
 from taskplan.models.table import TableConfig
 from taskplan.registry import RegisteredTaskType
@@ -60,6 +61,9 @@ async def run_trigger_cycle(
                 )
             except PlanAlreadyActiveError as exc:
                 result.skipped[table.tableName] = exc.active_plan_id or ""
+                metrics().scheduled_trigger_active_plan_conflict.add(
+                    1, OrchestrationMetrics.attributes(table.tableName, name)
+                )
             else:
                 result.task_plans[table.tableName] = plan_id
     if legacy:

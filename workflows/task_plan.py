@@ -60,6 +60,10 @@ def epoch_ms() -> int:
 class _PlanEnded(Exception):
     """Internal: unwinds the loop once the plan reached a terminal status."""
 
+    def __init__(self, aborted: bool) -> None:
+        super().__init__()
+        self.aborted = aborted  # a failure-threshold breach or a generator abort: counted as taskPlanAborted
+
 
 # Not sandboxed, like TaskBatch (see workflows/batch.py); guarded by tests/engine/test_replay.py.
 @workflow.defn(name="TaskPlan", sandboxed=False)
@@ -120,7 +124,9 @@ class TaskPlanWorkflow:
                 if state.abort_reason is not None:
                     continue  # an abort that came during generation: no new batch
                 if generated.abort_reason:
-                    self._finish(PlanStatus.FAILED, f"aborted by the generator: {generated.abort_reason}")
+                    self._finish(
+                        PlanStatus.FAILED, f"aborted by the generator: {generated.abort_reason}", aborted=True
+                    )
                 self._absorb_progress(state, generated)
                 if generated.no_more_work:
                     self._finish(PlanStatus.COMPLETED, "completed: no more work")
@@ -130,13 +136,21 @@ class TaskPlanWorkflow:
                         PlanStatus.FAILED,
                         f"failure threshold breached: {state.plan.num_failed_batches} batches failed "
                         f"(the plan tolerates {request.options.max_failed_batches})",
+                        aborted=True,
                     )
                 state.batches_this_run += 1
                 if self._should_continue_as_new(request.options, state):
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     workflow.continue_as_new(request.model_copy(update={"carried": state}))
-        except _PlanEnded:
-            pass
+        except _PlanEnded as ended:
+            if ended.aborted:
+                await workflow.execute_local_activity(
+                    "record_plan_aborted",
+                    ProgressionCheck(
+                        table_name_with_type=request.table_name_with_type, task_type=request.task_type
+                    ),
+                    start_to_close_timeout=timedelta(seconds=30),
+                )
         except asyncio.CancelledError:
             # `temporal workflow cancel` is treated as an abort; a running batch was already waited for.
             if state.abort_reason is None:
@@ -334,9 +348,9 @@ class TaskPlanWorkflow:
 
     # ---------------------------------------------------------------- status helpers
 
-    def _finish(self, status: PlanStatus, message: str) -> None:
+    def _finish(self, status: PlanStatus, message: str, *, aborted: bool = False) -> None:
         self._set_status(status, message, final=True)
-        raise _PlanEnded()
+        raise _PlanEnded(aborted)
 
     def _set_status(self, status: PlanStatus, message: str, *, final: bool = False) -> None:
         plan = self._require_state().plan
