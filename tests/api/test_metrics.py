@@ -59,13 +59,9 @@ async def test_skipped_scheduled_trigger_is_counted(http: httpx.AsyncClient) -> 
 
 async def test_progression_blocked_is_set_then_cleared(http: httpx.AsyncClient) -> None:
     table = await create_table(http, new_name())
+    plan_id = await start(http, table, numBatches="6", sleepMs="300")
     await http.post("/cluster/configs", json={SWITCH: "false"})
     try:
-        plan_id = None
-        # With the switch off the trigger goes legacy; start the plan first, then switch off.
-        await http.delete(f"/cluster/configs/{SWITCH}")
-        plan_id = await start(http, table, numBatches="6", sleepMs="300")
-        await http.post("/cluster/configs", json={SWITCH: "false"})
 
         async def blocked() -> None:
             assert await scrape(http, "taskPlanProgressionBlocked", table) == 1
@@ -78,5 +74,4 @@ async def test_progression_blocked_is_set_then_cleared(http: httpx.AsyncClient) 
         assert await scrape(http, "taskPlanProgressionBlocked", table) == 0
 
     await eventually(cleared)
-    if plan_id:
-        await wait_inactive(http, plan_id)
+    await wait_inactive(http, plan_id)
