@@ -32,7 +32,9 @@ from taskplan.catalog import Catalog
 from taskplan.metrics import serve_metrics
 from taskplan.names import CONTROLLER_TASK_QUEUE, DEFAULT_MINION_TAG, minion_task_queue, validate_minion_tag
 from taskplan.plugin import PluginContext
+from taskplan.progress import ProgressPoller
 from taskplan.registry import TaskTypeRegistry
+from taskplan.service import TaskPlanService
 from taskplan.settings import ENABLE_ORCHESTRATION, Settings
 from taskplan.triggers import orchestration_switch
 from workflows.batch import BatchWorkflow
@@ -185,7 +187,12 @@ async def main_async(args: argparse.Namespace) -> None:
         list(options.tags),
         stack.registry.task_types(),
     )
+    background = []
+    if options.role in ("controller", "both"):
+        # The controller's periodic orchestration poll feeds the plan gauges.
+        background.append(asyncio.create_task(ProgressPoller(TaskPlanService(client)).run(stop)))
     await run_workers(workers, stop)
+    await asyncio.gather(*background)
     log.info("worker %s stopped", options.identity)
 
 

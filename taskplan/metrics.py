@@ -9,10 +9,11 @@ documentation advises for controllers.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from opentelemetry.metrics import Counter, Meter
+from opentelemetry.metrics import CallbackOptions, Counter, Meter, Observation
 from opentelemetry.metrics import _Gauge as Gauge  # the API exports the synchronous gauge type privately
 from opentelemetry.sdk.metrics import Counter as SdkCounter
 from opentelemetry.sdk.metrics import MeterProvider
@@ -95,6 +96,11 @@ class OrchestrationMetrics:
     task_plan_progression_blocked: Gauge
     scheduled_trigger_active_plan_conflict: Counter
     task_generation_failure_count: Counter
+    task_plan_inputs_to_process: Gauge
+    task_plan_inputs_being_processed: Gauge
+    task_plan_inputs_processed: Gauge
+    active_task_plans_count: Gauge
+    task_plans_aborting_count: Gauge
 
     @staticmethod
     def attributes(table_name_with_type: str, task_type: str) -> dict[str, str]:
@@ -129,8 +135,41 @@ def metrics() -> OrchestrationMetrics:
                 task_generation_failure_count=meter.create_counter(
                     "taskGenerationFailureCount", description="task generation failures"
                 ),
+                task_plan_inputs_to_process=meter.create_gauge(
+                    "taskPlanInputsToProcess", description="input units a plan has to process in all"
+                ),
+                task_plan_inputs_being_processed=meter.create_gauge(
+                    "taskPlanInputsBeingProcessed", description="input units in the running batch"
+                ),
+                task_plan_inputs_processed=meter.create_gauge(
+                    "taskPlanInputsProcessed", description="input units processed so far"
+                ),
+                active_task_plans_count=meter.create_gauge(
+                    "activeTaskPlansCount", description="ACTIVE plans this controller progresses"
+                ),
+                task_plans_aborting_count=meter.create_gauge(
+                    "taskPlansAbortingCount", description="plans in ABORTING, waiting for their batch"
+                ),
+            )
+            meter.create_observable_gauge(
+                "orchestrationTimeSinceLastPollMs",
+                callbacks=[_time_since_last_poll],
+                description="time since the orchestration poll last ran; rising means it stalled",
             )
         return _metrics
+
+
+_last_poll: float | None = None
+
+
+def set_last_poll(epoch_s: float) -> None:
+    global _last_poll
+    _last_poll = epoch_s
+
+
+def _time_since_last_poll(_options: CallbackOptions) -> Iterable[Observation]:
+    if _last_poll is not None:
+        yield Observation((time.time() - _last_poll) * 1000)
 
 
 def prometheus_text() -> bytes:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from taskplan.progress import ProgressPoller
+from taskplan.service import TaskPlanService
 from tests.api.test_tables_and_triggers_api import COUNTING, SWITCH, create_table, new_name, wait_inactive
 from tests.support.engine import eventually
 
@@ -14,8 +16,7 @@ async def scrape(http: httpx.AsyncClient, name: str, table: str) -> float:
     assert response.status_code == 200
     for family in text_string_to_metric_families(response.text):
         for sample in family.samples:
-            if sample.name in (name, f"{name}_total") and sample.labels.get("tableNameWithType") == table:
-                assert sample.labels["taskType"]
+            if sample.name in (name, f"{name}_total") and sample.labels.get("tableNameWithType", "") == table:
                 return float(sample.value)
     return 0.0
 
@@ -75,3 +76,27 @@ async def test_progression_blocked_is_set_then_cleared(http: httpx.AsyncClient) 
 
     await eventually(cleared)
     await wait_inactive(http, plan_id)
+
+
+async def test_orchestration_poll_sets_the_plan_gauges(
+    http: httpx.AsyncClient, service: TaskPlanService
+) -> None:
+    table = await create_table(http, new_name())
+    plan_id = await start(http, table, numBatches="30", subtasksPerBatch="2", sleepMs="300")
+    poller = ProgressPoller(service)
+
+    async def progressing() -> None:
+        await poller.poll_once()
+        assert await scrape(http, "activeTaskPlansCount", table) == 1
+        assert await scrape(http, "taskPlanInputsToProcess", table) == 60
+        assert await scrape(http, "taskPlanInputsProcessed", table) >= 2
+
+    await eventually(progressing)
+    assert await scrape(http, "orchestrationTimeSinceLastPollMs", "") < 60_000
+    await http.delete(f"/tasks/taskPlans/{plan_id}")
+    await poller.poll_once()
+    assert await scrape(http, "activeTaskPlansCount", table) == 0
+    assert await scrape(http, "taskPlansAbortingCount", table) in (0, 1)  # ABORTING until its batch ends
+    await wait_inactive(http, plan_id)
+    await poller.poll_once()
+    assert await scrape(http, "taskPlansAbortingCount", table) == 0
