@@ -17,27 +17,31 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.generation import GenerationActivities, ProgressionGate, TableConfigSource
 from activities.subtasks import SubtaskActivities
+from activities.triggers import TriggerActivities
+from taskplan.bootstrap import open_stack, plan_options
 from taskplan.catalog import Catalog
 from taskplan.metrics import serve_metrics
 from taskplan.names import CONTROLLER_TASK_QUEUE, DEFAULT_MINION_TAG, minion_task_queue, validate_minion_tag
 from taskplan.plugin import PluginContext
 from taskplan.progress import ProgressPoller
 from taskplan.registry import TaskTypeRegistry
+from taskplan.schedules import ScheduleManager
 from taskplan.service import TaskPlanService
 from taskplan.settings import ENABLE_ORCHESTRATION, Settings
 from taskplan.triggers import orchestration_switch
 from workflows.batch import BatchWorkflow
+from workflows.cron_trigger import CronTriggerWorkflow
 from workflows.task_plan import TaskPlanWorkflow
 from workflows.validation import ValidateTableConfigWorkflow
 
@@ -68,18 +72,22 @@ def build_workers(
     shutdown = timedelta(seconds=options.graceful_shutdown_seconds)
     if options.role in ("controller", "both"):
         generation = GenerationActivities(registry, context, tables, progression_gate(settings, catalog))
+        activities: list[Callable[..., Any]] = [
+            generation.check_progression,
+            generation.record_plan_aborted,
+            generation.generate_next_batch,
+            generation.generate_one_shot,
+            generation.validate_task_configs,
+        ]
+        if catalog is not None:
+            triggers = TriggerActivities(client, settings, registry, catalog, plan_options(settings))
+            activities.append(triggers.run_scheduled_trigger)
         workers.append(
             Worker(
                 client,
                 task_queue=CONTROLLER_TASK_QUEUE,
-                workflows=[TaskPlanWorkflow, BatchWorkflow, ValidateTableConfigWorkflow],
-                activities=[
-                    generation.check_progression,
-                    generation.record_plan_aborted,
-                    generation.generate_next_batch,
-                    generation.generate_one_shot,
-                    generation.validate_task_configs,
-                ],
+                workflows=[TaskPlanWorkflow, BatchWorkflow, ValidateTableConfigWorkflow, CronTriggerWorkflow],
+                activities=activities,
                 activity_executor=ThreadPoolExecutor(
                     options.generator_threads, thread_name_prefix="generator"
                 ),
@@ -162,8 +170,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    from taskplan.bootstrap import open_stack  # the catalog and registry, shared with the API
-
     stack = open_stack(args.config)
     options = WorkerOptions(
         role=args.role,
@@ -188,6 +194,9 @@ async def main_async(args: argparse.Namespace) -> None:
         stack.registry.task_types(),
     )
     background = []
+    if options.role in ("controller", "both") and stack.catalog is not None:
+        # A schedule is never missing or left over: the catalog is the truth.
+        await ScheduleManager(client).reconcile(stack.catalog.list_tables())
     if options.role in ("controller", "both"):
         # The controller's periodic orchestration poll feeds the plan gauges.
         background.append(asyncio.create_task(ProgressPoller(TaskPlanService(client)).run(stop)))

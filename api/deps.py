@@ -9,6 +9,7 @@ from temporalio.client import Client
 
 from taskplan.bootstrap import Stack
 from taskplan.catalog import Catalog
+from taskplan.schedules import ScheduleManager
 from taskplan.service import TaskPlanService
 
 
@@ -27,6 +28,11 @@ def get_service(request: Request) -> TaskPlanService:
     return service
 
 
+def get_schedules(request: Request) -> ScheduleManager:
+    schedules: ScheduleManager = request.app.state.schedules
+    return schedules
+
+
 def get_catalog(request: Request) -> Catalog:
     stack: Stack = request.app.state.stack
     if stack.catalog is None:
@@ -38,3 +44,4 @@ StackDep = Annotated[Stack, Depends(get_stack)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 ClientDep = Annotated[Client, Depends(get_client)]
 ServiceDep = Annotated[TaskPlanService, Depends(get_service)]
+SchedulesDep = Annotated[ScheduleManager, Depends(get_schedules)]

@@ -12,6 +12,7 @@ from api.errors import install_error_handlers
 from api.routes import cluster, health, metrics, schemas, tables, task_plans, tasks
 from taskplan import __version__
 from taskplan.bootstrap import Stack, open_stack
+from taskplan.schedules import ScheduleManager
 from taskplan.service import TaskPlanService
 
 
@@ -24,6 +25,10 @@ def create_app(stack: Stack | None = None) -> FastAPI:
         app.state.access = AccessControl.from_settings(current.settings)
         app.state.client = client
         app.state.service = TaskPlanService(client, current.plan_options())
+        app.state.schedules = ScheduleManager(client)
+        if current.catalog is not None:
+            # A schedule is never missing or left over: the catalog is the truth.
+            await app.state.schedules.reconcile(current.catalog.list_tables())
         yield
 
     app = FastAPI(

@@ -40,15 +40,19 @@ class Stack:
         return await connect(self.settings, retries=retries, identity=identity)
 
     def plan_options(self) -> PlanOptions:
-        s = self.settings
-        return PlanOptions(
-            max_failed_batches=s.max_failed_batches,
-            max_generation_attempts=s.max_generation_attempts,
-            retained_batch_records=s.retained_batch_records,
-            max_pending_subtasks=s.max_pending_subtasks,
-            heartbeat_timeout_s=s.subtask_heartbeat_timeout_s,
-            lost_worker_retries=s.lost_worker_retries,
-        )
+        return plan_options(self.settings)
+
+
+def plan_options(s: Settings) -> PlanOptions:
+    """Plan defaults from the properties (taskplan.plan.*, taskplan.batch.*, taskplan.subtask.*)."""
+    return PlanOptions(
+        max_failed_batches=s.max_failed_batches,
+        max_generation_attempts=s.max_generation_attempts,
+        retained_batch_records=s.retained_batch_records,
+        max_pending_subtasks=s.max_pending_subtasks,
+        heartbeat_timeout_s=s.subtask_heartbeat_timeout_s,
+        lost_worker_retries=s.lost_worker_retries,
+    )
 
 
 def open_stack(config_file: str | os.PathLike[str] | None = None, settings: Settings | None = None) -> Stack:

@@ -11,24 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import Field
-
 from taskplan.metrics import OrchestrationMetrics, metrics
-from taskplan.models.base import WireModel
 from taskplan.models.table import TableConfig
 from taskplan.registry import RegisteredTaskType
 from taskplan.service import PlanAlreadyActiveError, TaskGenerationError, TaskPlanService
 from taskplan.triggers import FORCE_LEGACY_TASK_FLOW, Flow, decide_flow
-from workflows.models import PlanSource
-
-
-class CycleResult(WireModel):
-    task_type: str
-    task_plans: dict[str, str] = Field(default_factory=dict)  # table -> new plan id
-    skipped: dict[str, str] = Field(default_factory=dict)  # table -> the active plan it found
-    legacy_tasks: dict[str, str] = Field(default_factory=dict)  # table -> legacy parent task name
-    errors: dict[str, str] = Field(default_factory=dict)  # table -> why generation failed
-    legacy_reason: str | None = None
+from workflows.models import CycleResult, PlanSource
 
 
 async def run_trigger_cycle(

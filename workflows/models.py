@@ -305,3 +305,22 @@ class SubtaskOutput(WireModel):
     message: str = ""
     samples: list[str] = Field(default_factory=list)
     attempt: int = 1
+
+
+class CronTriggerInput(WireModel):
+    """What a cron Schedule's firing hands its CronTrigger workflow: which table and task type fired."""
+
+    table_name_with_type: str
+    task_type: str
+
+
+class CycleResult(WireModel):
+    """What one trigger cycle did, per table (POST /tasks/schedule, and each cron firing)."""
+
+    task_type: str
+    task_plans: dict[str, str] = Field(default_factory=dict)  # table -> new plan id
+    skipped: dict[str, str] = Field(default_factory=dict)  # table -> the active plan it found
+    legacy_tasks: dict[str, str] = Field(default_factory=dict)  # table -> legacy parent task name
+    errors: dict[str, str] = Field(default_factory=dict)  # table -> why generation failed
+    legacy_reason: str | None = None
+    note: str | None = None

@@ -8,12 +8,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 
 from api.auth import Permission, PrincipalDep, readable, require
-from api.deps import CatalogDep, ServiceDep, StackDep
+from api.deps import CatalogDep, SchedulesDep, ServiceDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.models import StatusResponse
 from taskplan.catalog import Catalog, TableNotFoundError
 from taskplan.models.table import TableConfig
 from taskplan.names import TABLE_TYPES, split_table_name_with_type, validate_raw_table_name
+from taskplan.schedules import ScheduleManager, schedule_problems
 from taskplan.service import TaskPlanService
 
 router = APIRouter(prefix="/tables", tags=["tables"], responses=ERROR_RESPONSES)
@@ -44,9 +45,24 @@ async def _validate(config: TableConfig, stack: StackDep, catalog: Catalog, serv
     unknown = [t for t in (config.task.taskTypeConfigsMap if config.task else {}) if t not in stack.registry]
     if unknown:
         raise ApiError(400, f"task.taskTypeConfigsMap names unknown task types: {', '.join(sorted(unknown))}")
-    problems = await service.validate_table_config(config)
+    problems = schedule_problems(config) or await service.validate_table_config(config)
     if problems:
         raise ApiError(400, "invalid task configs: " + "; ".join(problems))
+
+
+async def _apply_schedules(
+    schedules: ScheduleManager, config: TableConfig, previous: TableConfig | None, catalog: Catalog
+) -> None:
+    """Bring the table's cron Schedules in line with the config just saved; undo the save if that fails."""
+    stale = [] if previous is None or previous.task is None else list(previous.task.taskTypeConfigsMap)
+    try:
+        await schedules.apply(config, stale)
+    except Exception:
+        if previous is None:
+            await asyncio.to_thread(catalog.delete_table, config.tableName)
+        else:
+            await asyncio.to_thread(catalog.update_table, previous)
+        raise
 
 
 @router.post("", response_model=StatusResponse, summary="Add a table")
@@ -55,11 +71,13 @@ async def add_table(
     catalog: CatalogDep,
     stack: StackDep,
     service: ServiceDep,
+    schedules: SchedulesDep,
     principal: PrincipalDep,
 ) -> StatusResponse:
     require(principal, Permission.CREATE, config.tableName)
     await _validate(config, stack, catalog, service)
     await asyncio.to_thread(catalog.create_table, config)
+    await _apply_schedules(schedules, config, None, catalog)
     return StatusResponse(status=f"Table {config.tableName} successfully added")
 
 
@@ -92,6 +110,7 @@ async def update_table(
     catalog: CatalogDep,
     stack: StackDep,
     service: ServiceDep,
+    schedules: SchedulesDep,
     principal: PrincipalDep,
 ) -> StatusResponse:
     require(principal, Permission.UPDATE, resolve_raw(tableName))
@@ -99,9 +118,10 @@ async def update_table(
         raise ApiError(
             400, f"tableName {config.tableName} in the body does not match {tableName} in the path"
         )
-    await asyncio.to_thread(catalog.require_table, config.tableName)
+    previous = await asyncio.to_thread(catalog.require_table, config.tableName)
     await _validate(config, stack, catalog, service)
     await asyncio.to_thread(catalog.update_table, config)
+    await _apply_schedules(schedules, config, previous, catalog)
     return StatusResponse(status=f"Table config updated for {config.tableName}")
 
 
@@ -114,12 +134,15 @@ async def delete_table(
     tableName: TableName,
     catalog: CatalogDep,
     service: ServiceDep,
+    schedules: SchedulesDep,
     principal: PrincipalDep,
     table_type: TableTypeQuery = None,
 ) -> StatusResponse:
     require(principal, Permission.DELETE, resolve_raw(tableName))
     found = await asyncio.to_thread(resolve_tables, catalog, tableName, table_type)
     for config in found:
+        task_types = list(config.task.taskTypeConfigsMap) if config.task else []
+        await schedules.remove_table(config.tableName, task_types)  # first: no firing after the drop
         await service.remove_table_plans(config.tableName)
         await asyncio.to_thread(catalog.delete_table, config.tableName)
     return StatusResponse(status=f"Tables: {[c.tableName for c in found]} deleted")

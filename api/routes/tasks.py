@@ -14,12 +14,13 @@ from api.deps import CatalogDep, ServiceDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.models import AdhocTaskConfig, PlanCreated
 from api.routes.tables import resolve_tables
-from taskplan.cycle import CycleResult, run_trigger_cycle
+from taskplan.cycle import run_trigger_cycle
 from taskplan.names import parse_task_name, validate_task_type
 from taskplan.service import TaskGenerationError, TaskPlanService
 from taskplan.triggers import Flow, decide_flow, legacy_refusal, orchestration_switch
 from workflows.models import (
     BatchDetails,
+    CycleResult,
     PlanSource,
     SubtaskConfig,
     SubtaskCounts,

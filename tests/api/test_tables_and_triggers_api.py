@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -264,8 +265,8 @@ async def test_switch_off_holds_active_plans_until_it_is_on_again(http: httpx.As
     await http.post("/cluster/configs", json={SWITCH: "false"})
     try:
 
-        async def blocked() -> dict[str, object]:
-            plan = (await http.get(f"/tasks/taskPlans/{plan_id}")).json()
+        async def blocked() -> dict[str, Any]:
+            plan: dict[str, Any] = (await http.get(f"/tasks/taskPlans/{plan_id}")).json()
             assert "progression blocked" in plan["statusMessage"] and plan["status"] == "ACTIVE"
             return plan
 

@@ -1,0 +1,215 @@
+"""Cron triggers from table configs, kept as Temporal Schedules.
+
+A table config's ``task.taskTypeConfigsMap.<TaskType>.schedule`` (Quartz cron, optional
+``scheduleTimeZone``, UTC by default) becomes one Schedule, id ``taskplan-cron__<table>__<TaskType>``,
+whose action starts a ``CronTrigger`` workflow on the controller queue. Schedules follow the table configs:
+created, updated and deleted with them, and reconciled against the catalog when the controller starts.
+
+Policy, explicit: a firing that finds the previous firing's trigger still running is skipped (overlap
+SKIP, so firings never pile up); after downtime, only a firing missed by less than ``CATCHUP_WINDOW`` is
+still run, once; older ones are dropped, never replayed in a burst. A paused schedule (``temporal schedule
+toggle --pause``) stays paused when its table config changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
+
+from taskplan.models.table import TableConfig
+from taskplan.names import CONTROLLER_TASK_QUEUE, SearchAttributes
+from taskplan.quartz import CronTranslationError, translate
+from workflows.models import CronTriggerInput
+
+log = logging.getLogger(__name__)
+
+SCHEDULE_KEY = "schedule"
+SCHEDULE_TIME_ZONE_KEY = "scheduleTimeZone"
+DEFAULT_TIME_ZONE = "UTC"
+SCHEDULE_ID_PREFIX = "taskplan-cron__"
+TRIGGER_WORKFLOW = "CronTrigger"
+CATCHUP_WINDOW = timedelta(minutes=1)
+
+
+def schedule_id(table_name_with_type: str, task_type: str) -> str:
+    return f"{SCHEDULE_ID_PREFIX}{table_name_with_type}__{task_type}"
+
+
+def trigger_workflow_id(table_name_with_type: str, task_type: str) -> str:
+    """Temporal appends each firing's time to this id."""
+    return f"taskplan-cron-trigger__{table_name_with_type}__{task_type}"
+
+
+@dataclass(frozen=True)
+class CronSchedule:
+    table: str
+    task_type: str
+    expression: str
+    time_zone: str = DEFAULT_TIME_ZONE
+
+    @property
+    def id(self) -> str:
+        return schedule_id(self.table, self.task_type)
+
+    @property
+    def field(self) -> str:
+        return f"task.taskTypeConfigsMap.{self.task_type}.{SCHEDULE_KEY}"
+
+    def to_temporal(self) -> Schedule:
+        return Schedule(
+            action=ScheduleActionStartWorkflow(
+                TRIGGER_WORKFLOW,
+                CronTriggerInput(table_name_with_type=self.table, task_type=self.task_type),
+                id=trigger_workflow_id(self.table, self.task_type),
+                task_queue=CONTROLLER_TASK_QUEUE,
+                execution_timeout=timedelta(hours=1),
+                typed_search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(SearchAttributes.TABLE, self.table),
+                        SearchAttributePair(SearchAttributes.TASK_TYPE, self.task_type),
+                    ]
+                ),
+            ),
+            spec=ScheduleSpec(calendars=translate(self.expression), time_zone_name=self.time_zone),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=CATCHUP_WINDOW),
+            state=ScheduleState(
+                note=f"{self.field} = {self.expression!r} ({self.time_zone}) from table config {self.table}"
+            ),
+        )
+
+
+def cron_schedules(config: TableConfig) -> list[CronSchedule]:
+    """The schedules a table config asks for (its task types with a ``schedule`` key)."""
+    found = []
+    for task_type, configs in sorted((config.task.taskTypeConfigsMap if config.task else {}).items()):
+        expression = (configs.get(SCHEDULE_KEY) or "").strip()
+        if expression:
+            time_zone = (configs.get(SCHEDULE_TIME_ZONE_KEY) or "").strip() or DEFAULT_TIME_ZONE
+            found.append(CronSchedule(config.tableName, task_type, expression, time_zone))
+    return found
+
+
+def schedule_problems(config: TableConfig) -> list[str]:
+    """Why the table config's schedules cannot run exactly as written, naming each field; [] if they can."""
+    problems = []
+    for schedule in cron_schedules(config):
+        try:
+            translate(schedule.expression)
+        except CronTranslationError as exc:
+            problems.append(f"{schedule.field}: {exc}")
+        try:
+            ZoneInfo(schedule.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(
+                f"task.taskTypeConfigsMap.{schedule.task_type}.{SCHEDULE_TIME_ZONE_KEY}: "
+                f"unknown time zone {schedule.time_zone!r}"
+            )
+    return problems
+
+
+@dataclass
+class ReconcileReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+
+class ScheduleManager:
+    """Creates, updates and deletes a table's cron Schedules to match its config."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    async def upsert(self, schedule: CronSchedule) -> str:
+        """Create the schedule, or update it in place (keeping an operator's pause). 'created'/'updated'."""
+        definition = schedule.to_temporal()
+        try:
+            await self.client.create_schedule(schedule.id, definition)
+            return "created"
+        except ScheduleAlreadyRunningError:
+            pass
+
+        def keep_pause(current: ScheduleUpdateInput) -> ScheduleUpdate:
+            old_state = current.description.schedule.state
+            definition.state.paused = old_state.paused
+            if old_state.paused:
+                definition.state.note = old_state.note
+            return ScheduleUpdate(schedule=definition)
+
+        await self.client.get_schedule_handle(schedule.id).update(keep_pause)
+        return "updated"
+
+    async def delete(self, schedule_id_: str) -> bool:
+        try:
+            await self.client.get_schedule_handle(schedule_id_).delete()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return True
+
+    async def apply(
+        self, config: TableConfig, task_types: Iterable[str] = (), report: ReconcileReport | None = None
+    ) -> ReconcileReport:
+        """Make the table's schedules match ``config``; those of ``task_types`` it no longer asks for go."""
+        report = report or ReconcileReport()
+        wanted = cron_schedules(config)
+        for schedule in wanted:
+            outcome = await self.upsert(schedule)
+            (report.created if outcome == "created" else report.updated).append(schedule.id)
+        keep = {s.id for s in wanted}
+        for task_type in sorted(set(task_types)):
+            sid = schedule_id(config.tableName, task_type)
+            if sid not in keep and await self.delete(sid):
+                report.deleted.append(sid)
+        return report
+
+    async def remove_table(self, table_name_with_type: str, task_types: Iterable[str]) -> list[str]:
+        deleted = []
+        for task_type in sorted(set(task_types)):
+            sid = schedule_id(table_name_with_type, task_type)
+            if await self.delete(sid):
+                deleted.append(sid)
+        return deleted
+
+    async def existing_ids(self) -> set[str]:
+        ids = set()
+        async for listed in await self.client.list_schedules():
+            if listed.id.startswith(SCHEDULE_ID_PREFIX):
+                ids.add(listed.id)
+        return ids
+
+    async def reconcile(self, tables: Iterable[TableConfig]) -> ReconcileReport:
+        """Every schedule the catalog asks for exists and matches it; no other taskplan schedule is left."""
+        report = ReconcileReport()
+        wanted: set[str] = set()
+        for config in tables:
+            if schedule_problems(config):
+                log.error("table %s: schedule not created: %s", config.tableName, schedule_problems(config))
+                continue
+            await self.apply(config, report=report)
+            wanted.update(s.id for s in cron_schedules(config))
+        for sid in sorted(await self.existing_ids() - wanted):
+            if await self.delete(sid):
+                report.deleted.append(sid)
+        if report.created or report.deleted:
+            log.info("cron schedules reconciled: created %s, deleted %s", report.created, report.deleted)
+        return report

@@ -1,0 +1,40 @@
+"""CronTrigger: what a table config's cron Schedule starts at each firing.
+
+It runs one trigger cycle for its table and task type in an activity (which re-reads the table config, so a
+changed config applies from the next firing): create a plan (source TABLE_CONFIG), skip because a plan is
+active (counted in scheduledTriggerActivePlanConflict), or take the legacy one-shot flow. A firing whose
+generation failed ends FAILED, so it shows in the Temporal UI and in `temporal workflow list`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+from workflows.models import CronTriggerInput, CycleResult
+
+TRIGGER_FAILED = "TriggerGenerationFailed"
+
+
+@workflow.defn(name="CronTrigger", sandboxed=False)
+class CronTriggerWorkflow:
+    @workflow.run
+    async def run(self, trigger: CronTriggerInput) -> CycleResult:
+        result: CycleResult = await workflow.execute_activity(
+            "run_scheduled_trigger",
+            trigger,
+            result_type=CycleResult,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["TableNotFound"]),
+        )
+        if result.errors:
+            raise ApplicationError(
+                "; ".join(f"{table}: {why}" for table, why in sorted(result.errors.items())),
+                result.model_dump(mode="json"),
+                type=TRIGGER_FAILED,
+                non_retryable=True,
+            )
+        return result
