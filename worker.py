@@ -26,11 +26,14 @@ from typing import Any, Literal
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.generation import GenerationActivities, ProgressionGate, TableConfigSource
+from activities.generation import GenerationActivities, TableConfigSource
 from activities.subtasks import SubtaskActivities
 from activities.triggers import TriggerActivities
 from taskplan.bootstrap import open_stack, plan_options
 from taskplan.catalog import Catalog
+from taskplan.data.maintenance import SegmentMaintenance
+from taskplan.data.segments import SegmentManager
+from taskplan.gate import ClusterGate
 from taskplan.metrics import serve_metrics
 from taskplan.names import CONTROLLER_TASK_QUEUE, DEFAULT_MINION_TAG, minion_task_queue, validate_minion_tag
 from taskplan.plugin import PluginContext
@@ -38,8 +41,7 @@ from taskplan.progress import ProgressPoller
 from taskplan.registry import TaskTypeRegistry
 from taskplan.schedules import ScheduleManager
 from taskplan.service import TaskPlanService
-from taskplan.settings import ENABLE_ORCHESTRATION, Settings
-from taskplan.triggers import orchestration_switch
+from taskplan.settings import Settings
 from workflows.batch import BatchWorkflow
 from workflows.cron_trigger import CronTriggerWorkflow
 from workflows.task_plan import TaskPlanWorkflow
@@ -71,7 +73,8 @@ def build_workers(
     workers: list[Worker] = []
     shutdown = timedelta(seconds=options.graceful_shutdown_seconds)
     if options.role in ("controller", "both"):
-        generation = GenerationActivities(registry, context, tables, progression_gate(settings, catalog))
+        gate = ClusterGate(settings, catalog, client, _running_loop())
+        generation = GenerationActivities(registry, context, tables, gate)
         activities: list[Callable[..., Any]] = [
             generation.check_progression,
             generation.record_plan_aborted,
@@ -118,16 +121,11 @@ def build_workers(
     return workers
 
 
-def progression_gate(settings: Settings, catalog: Catalog | None) -> ProgressionGate:
-    """The cluster's rules for letting a plan take its next batch."""
-
-    def gate(table_name_with_type: str, task_type: str) -> str | None:
-        configs = catalog.cluster_configs() if catalog is not None else {}
-        if not orchestration_switch(configs, settings.enable_task_orchestration):
-            return f"orchestration is disabled cluster-wide ({ENABLE_ORCHESTRATION}=false)"
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
         return None
-
-    return gate
 
 
 async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
@@ -200,6 +198,11 @@ async def main_async(args: argparse.Namespace) -> None:
     if options.role in ("controller", "both"):
         # The controller's periodic orchestration poll feeds the plan gauges.
         background.append(asyncio.create_task(ProgressPoller(TaskPlanService(client)).run(stop)))
+        if stack.catalog is not None:
+            upkeep = SegmentMaintenance(
+                SegmentManager.from_settings(stack.settings, stack.catalog), stack.catalog
+            )
+            background.append(asyncio.create_task(upkeep.run(stop)))
     await run_workers(workers, stop)
     await asyncio.gather(*background)
     log.info("worker %s stopped", options.identity)

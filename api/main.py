@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api.auth import AccessControl
 from api.errors import install_error_handlers
-from api.routes import cluster, health, metrics, schemas, tables, task_plans, tasks
+from api.routes import cluster, health, metrics, schemas, segments, tables, task_plans, tasks
 from taskplan import __version__
 from taskplan.bootstrap import Stack, open_stack
 from taskplan.schedules import ScheduleManager
@@ -44,6 +44,7 @@ def create_app(stack: Stack | None = None) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(tables.router)
     app.include_router(schemas.router)
+    app.include_router(segments.router)
     app.include_router(cluster.router)
     app.include_router(metrics.router)
     return app

@@ -58,6 +58,8 @@ def plan_options(s: Settings) -> PlanOptions:
 def open_stack(config_file: str | os.PathLike[str] | None = None, settings: Settings | None = None) -> Stack:
     settings = settings or load_settings(config_file)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    for root in (*settings.allowed_input_roots, *settings.allowed_export_roots):
+        root.mkdir(parents=True, exist_ok=True)
     registry = build_registry(settings.plugins)
     log.info("task types: %s", ", ".join(registry.task_types()) or "none")
     catalog = Catalog(settings.resolved_catalog_url)

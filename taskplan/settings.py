@@ -42,6 +42,14 @@ class Settings(BaseModel):
     subtask_heartbeat_timeout_s: int = Field(30, alias="taskplan.subtask.heartbeatTimeoutSeconds", ge=2)
     lost_worker_retries: int = Field(5, alias="taskplan.subtask.lostWorkerRetries", ge=0)
     metrics_port: int = Field(0, alias="taskplan.metrics.port", ge=0, le=65535)
+    max_in_flight_subtasks_per_table: int = Field(
+        0, alias="taskplan.limits.maxInFlightSubtasksPerTable", ge=0
+    )
+    max_in_flight_subtasks: int = Field(0, alias="taskplan.limits.maxInFlightSubtasks", ge=0)
+    plan_retention_s: int = Field(7 * 86400, alias="taskplan.plan.retentionSeconds", ge=60)
+    deep_store_dir: Path | None = Field(None, alias="taskplan.deepStore.dir")
+    ingestion_allowed_roots: str = Field("", alias="taskplan.ingestion.allowedRoots")
+    export_allowed_roots: str = Field("", alias="taskplan.export.allowedRoots")
 
     @field_validator("plugins")
     @classmethod
@@ -51,6 +59,20 @@ class Settings(BaseModel):
     @property
     def resolved_catalog_url(self) -> str:
         return self.catalog_url or f"sqlite:///{(self.data_dir / 'catalog.db').resolve()}"
+
+    @property
+    def resolved_deep_store_dir(self) -> Path:
+        return (self.deep_store_dir or self.data_dir / "deepstore").resolve()
+
+    @property
+    def allowed_input_roots(self) -> list[Path]:
+        """Directories files may be ingested from (default: ``input/`` under the data directory)."""
+        return _roots(self.ingestion_allowed_roots) or [(self.data_dir / "input").resolve()]
+
+    @property
+    def allowed_export_roots(self) -> list[Path]:
+        """Directories DataExportTask may write Parquet files under (default: ``export/`` there)."""
+        return _roots(self.export_allowed_roots) or [(self.data_dir / "export").resolve()]
 
     def property(self, key: str, default: str | None = None) -> str | None:
         """Any property by its dotted name, typed or not (e.g. principals)."""
@@ -75,6 +97,10 @@ class Settings(BaseModel):
         values = self.model_dump(by_alias=True)
         values.update(self.model_extra or {})
         return values
+
+
+def _roots(value: str) -> list[Path]:
+    return [Path(part.strip()).expanduser().resolve() for part in value.split(",") if part.strip()]
 
 
 def _render(value: object) -> str:

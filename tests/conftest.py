@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
+import httpx
 import pytest
+import sqlalchemy
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from taskplan.binaries import temporal_cli
 from taskplan.catalog import Catalog
+from taskplan.catalog.schema import metadata
 from taskplan.names import SearchAttributes
 from taskplan.registry import build_registry
 from taskplan.service import TaskPlanService
 from taskplan.settings import Settings
+from tests.support.api import api_client
 from tests.support.engine import TEST_OPTIONS, add_table
 from tests.support.tasktypes import ALL_SPECS
 from worker import WorkerOptions, build_workers, run_workers
@@ -49,20 +55,34 @@ def task_queue() -> str:
 
 
 @pytest.fixture(scope="session")
-def tables(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's data directory: deep store, input/ and export/ roots, the catalog file."""
+    path = tmp_path_factory.mktemp("data")
+    for sub in ("input", "export"):
+        (path / sub).mkdir()
+    return path.resolve()
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path) -> Settings:
+    return Settings.model_validate({"taskplan.dataDir": str(data_dir)})
+
+
+@pytest.fixture(scope="session")
+def tables(data_dir: Path) -> Catalog:
     """The session's catalog (a SQLite file): the engine's table configs come from it."""
-    catalog = Catalog(f"sqlite:///{tmp_path_factory.mktemp('catalog') / 'catalog.db'}")
+    catalog = Catalog(f"sqlite:///{data_dir / 'catalog.db'}")
     catalog.migrate()
     return catalog
 
 
 @pytest.fixture(scope="session")
-async def engine(temporal_client: Client, tables: Catalog) -> AsyncIterator[Client]:
+async def engine(temporal_client: Client, tables: Catalog, settings: Settings) -> AsyncIterator[Client]:
     client = temporal_client
     registry = build_registry(ALL_SPECS, entry_points_group=None)
     workers = build_workers(
         client,
-        Settings(),
+        settings,
         registry,
         tables,
         WorkerOptions(role="both", max_concurrent_subtasks=50, graceful_shutdown_seconds=2),
@@ -76,6 +96,13 @@ async def engine(temporal_client: Client, tables: Catalog) -> AsyncIterator[Clie
 
 
 @pytest.fixture
+async def http(engine: Client, tables: Catalog, data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the real API app, on the session's engine, catalog and data directory."""
+    async with api_client(engine, tables, {"taskplan.dataDir": str(data_dir)}) as client:
+        yield client
+
+
+@pytest.fixture
 def service(engine: Client) -> TaskPlanService:
     return TaskPlanService(engine, TEST_OPTIONS)
 
@@ -85,3 +112,49 @@ def table(tables: Catalog) -> str:
     name = f"t{uuid.uuid4().hex[:12]}_OFFLINE"
     add_table(tables, name)
     return name
+
+
+# ---------------------------------------------------------------- catalogs on both databases
+
+POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    name = f"taskplan_test_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sqlalchemy.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is not reachable: {exc}")
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    cat = Catalog(url)
+    cat.migrate()
+    yield cat
+    if request.param == "postgresql":
+        with cat.engine.begin() as conn:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+    cat.close()
+
+
+@pytest.fixture
+def minion_procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
 
 with workflow.unsafe.imports_passed_through():
@@ -216,7 +217,11 @@ class BatchWorkflow:
 
     def _set_state(self, state: TaskState) -> None:
         self._state = state
-        workflow.upsert_search_attributes([SearchAttributes.TASK_STATE.value_set(state.value)])
+        updates: list[SearchAttributeUpdate[Any]] = [SearchAttributes.TASK_STATE.value_set(state.value)]
+        # A running batch shows its size, for the in-flight subtask limits (taskplan/gate.py).
+        if state is TaskState.IN_PROGRESS and workflow.patched("batch-subtasks-search-attribute"):
+            updates.append(SearchAttributes.BATCH_SUBTASKS.value_set(len(self._records)))
+        workflow.upsert_search_attributes(updates)
 
     def _result(self) -> BatchResult:
         request = self._input

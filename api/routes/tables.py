@@ -12,6 +12,7 @@ from api.deps import CatalogDep, SchedulesDep, ServiceDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.models import StatusResponse
 from taskplan.catalog import Catalog, TableNotFoundError
+from taskplan.data.segments import SegmentManager
 from taskplan.models.table import TableConfig
 from taskplan.names import TABLE_TYPES, split_table_name_with_type, validate_raw_table_name
 from taskplan.schedules import ScheduleManager, schedule_problems
@@ -135,6 +136,7 @@ async def delete_table(
     catalog: CatalogDep,
     service: ServiceDep,
     schedules: SchedulesDep,
+    stack: StackDep,
     principal: PrincipalDep,
     table_type: TableTypeQuery = None,
 ) -> StatusResponse:
@@ -145,6 +147,8 @@ async def delete_table(
         await schedules.remove_table(config.tableName, task_types)  # first: no firing after the drop
         await service.remove_table_plans(config.tableName)
         await asyncio.to_thread(catalog.delete_table, config.tableName)
+        manager = SegmentManager.from_settings(stack.settings, catalog)
+        await asyncio.to_thread(manager.drop_table, config.tableName)
     return StatusResponse(status=f"Tables: {[c.tableName for c in found]} deleted")
 
 

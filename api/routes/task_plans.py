@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from api.auth import Permission, Principal, PrincipalDep, readable, require
 from api.deps import CatalogDep, ServiceDep
-from api.errors import ERROR_RESPONSES
+from api.errors import ERROR_RESPONSES, ApiError
 from taskplan.catalog import Catalog
 from taskplan.models.base import WireModel
 from taskplan.names import parse_plan_id, split_table_name_with_type, validate_task_type
@@ -20,6 +21,7 @@ from workflows.models import PlanQuery, PlanStatus, TaskPlan
 router = APIRouter(prefix="/tasks/taskPlans", tags=["task plans"], responses=ERROR_RESPONSES)
 
 PLAN_ID_EXAMPLE = "myTable_OFFLINE__SegmentPurgeTask__0b1c5a0e-5d2a-4a4e-9d1e-2b7c1f0a9e11"
+MAX_WAIT_S = 3600
 PlanIdPath = Annotated[
     str,
     Path(max_length=400, examples=[PLAN_ID_EXAMPLE], description="<tableNameWithType>__<taskType>__<uuid>"),
@@ -130,9 +132,31 @@ async def get_plan(
     principal: PrincipalDep,
     batch_offset: BatchOffset = None,
     batch_limit: BatchLimit = 1000,
+    wait_for_terminal_s: Annotated[
+        float | None,
+        Query(
+            alias="waitForTerminalSeconds",
+            ge=0,
+            le=MAX_WAIT_S,
+            description="wait up to this long for the plan to end; 408 if it is still active then",
+        ),
+    ] = None,
 ) -> TaskPlan:
     await _require_plan_table(catalog, planId, principal)
-    return await service.get_plan(planId, PlanQuery(batch_offset=batch_offset, batch_limit=batch_limit))
+    query = PlanQuery(batch_offset=batch_offset, batch_limit=batch_limit)
+    plan = await service.get_plan(planId, query)
+    if wait_for_terminal_s is None:
+        return plan
+    deadline = time.monotonic() + wait_for_terminal_s
+    interval = 0.1
+    while plan.status.is_active:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ApiError(408, f"task plan {planId} is still {plan.status} after {wait_for_terminal_s:g} s")
+        await asyncio.sleep(min(interval, remaining))
+        interval = min(interval * 2, 1.0)
+        plan = await service.get_plan(planId, query)
+    return plan
 
 
 @router.delete(

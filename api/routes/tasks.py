@@ -12,9 +12,11 @@ from pydantic import BaseModel
 from api.auth import Permission, Principal, PrincipalDep, readable, require, require_permission
 from api.deps import CatalogDep, ServiceDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
-from api.models import AdhocTaskConfig, PlanCreated
+from api.models import AdhocTaskConfig, PlanCreated, StatusResponse
 from api.routes.tables import resolve_tables
 from taskplan.cycle import run_trigger_cycle
+from taskplan.gate import QueueState, queue_state, set_queue_state
+from taskplan.models.table import TableTaskConfig
 from taskplan.names import parse_task_name, validate_task_type
 from taskplan.service import TaskGenerationError, TaskPlanService
 from taskplan.triggers import Flow, decide_flow, legacy_refusal, orchestration_switch
@@ -73,6 +75,14 @@ async def execute(
         tables,
         switch_on=orchestration_switch(cluster, stack.settings.enable_task_orchestration),
     )
+    # Refuse bad task configs (a predicate that is not one expression, a path outside the allowed roots)
+    # now, with a 400, rather than as a failed plan.
+    trial = table.model_copy(
+        update={"task": TableTaskConfig(taskTypeConfigsMap={registered.task_type: dict(request.taskConfigs)})}
+    )
+    problems = await service.validate_table_config(trial)
+    if problems:
+        raise ApiError(400, "invalid task configs: " + "; ".join(problems))
     if decision.flow is Flow.ORCHESTRATED:
         plan_id = await service.start_plan(
             table.tableName, registered.task_type, PlanSource.ADHOC_CONFIG, dict(request.taskConfigs)
@@ -138,6 +148,36 @@ async def _all_subtasks(service: TaskPlanService, name: str) -> list[SubtaskReco
 
 async def _all_configs(service: TaskPlanService, name: str) -> list[SubtaskConfig]:
     return await _all_pages(lambda query: service.subtask_configs(name, query))
+
+
+@router.put("/{taskType}/stop", response_model=StatusResponse, summary="Stop a task type's queue")
+async def stop_queue(
+    taskType: TaskTypePath, stack: StackDep, catalog: CatalogDep, principal: PrincipalDep
+) -> StatusResponse:
+    """No plan of the task type starts a new batch until it is resumed (running batches finish)."""
+    require(principal, Permission.UPDATE)
+    name = stack.registry.get(validate_task_type(taskType)).task_type
+    await asyncio.to_thread(set_queue_state, catalog, name, QueueState.STOPPED)
+    return StatusResponse(status=f"Successfully stopped task queue for task type: {name}")
+
+
+@router.put("/{taskType}/resume", response_model=StatusResponse, summary="Resume a task type's queue")
+async def resume_queue(
+    taskType: TaskTypePath, stack: StackDep, catalog: CatalogDep, principal: PrincipalDep
+) -> StatusResponse:
+    require(principal, Permission.UPDATE)
+    name = stack.registry.get(validate_task_type(taskType)).task_type
+    await asyncio.to_thread(set_queue_state, catalog, name, QueueState.IN_PROGRESS)
+    return StatusResponse(status=f"Successfully resumed task queue for task type: {name}")
+
+
+@router.get("/{taskType}/state", response_model=QueueState, summary="State of a task type's queue")
+async def queue_state_of(
+    taskType: TaskTypePath, stack: StackDep, catalog: CatalogDep, principal: PrincipalDep
+) -> QueueState:
+    require_permission(principal, Permission.READ)
+    name = stack.registry.get(validate_task_type(taskType)).task_type
+    return await asyncio.to_thread(queue_state, catalog, name)
 
 
 @router.get("/{taskType}/tasks", response_model=list[str], summary="Parent task names of a task type")

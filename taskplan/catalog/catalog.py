@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from taskplan.catalog.errors import SchemaNotFoundError, TableExistsError, TableNotFoundError
 from taskplan.catalog.schema import cluster_configs, schemas, states, tables
+from taskplan.catalog.segments import SegmentCatalog
 from taskplan.models.table import Schema, TableConfig
 from taskplan.names import split_table_name_with_type
 
@@ -39,6 +40,7 @@ class Catalog:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine: Engine = _make_engine(url)
+        self.segments = SegmentCatalog(self)
 
     def close(self) -> None:
         self.engine.dispose()

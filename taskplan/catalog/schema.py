@@ -40,3 +40,66 @@ states = Table(
     Column("name", String(300), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# Segment metadata, Pinot style. Which segments a reader sees is decided by the lineage below.
+segments = Table(
+    "tp_segments",
+    metadata,
+    Column("table_name", String(200), primary_key=True),
+    Column("segment_name", String(300), primary_key=True),
+    Column("status", String(16), nullable=False),  # IN_PROGRESS (consuming) or DONE
+    Column("total_docs", BigInteger, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("crc", String(64), nullable=False),
+    Column("time_column", String(128)),
+    Column("start_time", BigInteger),
+    Column("end_time", BigInteger),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("committed_ms", BigInteger),
+    Column("file_name", String(400), nullable=False),
+    Column("source", Text),
+    Column("custom_json", Text, nullable=False),
+)
+
+# Pinot's segment lineage: an atomic replacement of segments_from by segments_to.
+segment_lineage = Table(
+    "tp_segment_lineage",
+    metadata,
+    Column("table_name", String(200), primary_key=True),
+    Column("lineage_id", String(100), primary_key=True),
+    Column("state", String(16), nullable=False),  # IN_PROGRESS, COMPLETED, REVERTED
+    Column("owner", String(300), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+lineage_segments = Table(
+    "tp_lineage_segments",
+    metadata,
+    Column("table_name", String(200), primary_key=True),
+    Column("lineage_id", String(100), primary_key=True),
+    Column("role", String(4), primary_key=True),  # "from" or "to"
+    Column("segment_name", String(300), primary_key=True),
+)
+
+# Input files ingested into a table (FileIngestionTask): each at most once per fingerprint.
+processed_files = Table(
+    "tp_processed_files",
+    metadata,
+    Column("table_name", String(200), primary_key=True),
+    Column("file_uri", String(1000), primary_key=True),
+    Column("fingerprint", String(128), nullable=False),
+    Column("segment_name", String(300), nullable=False),
+    Column("processed_ms", BigInteger, nullable=False),
+)
+
+# Segments exported per target (DataExportTask): each exactly once.
+exported_segments = Table(
+    "tp_exported_segments",
+    metadata,
+    Column("table_name", String(200), primary_key=True),
+    Column("target", String(500), primary_key=True),
+    Column("segment_name", String(300), primary_key=True),
+    Column("total_docs", BigInteger, nullable=False),
+    Column("exported_ms", BigInteger, nullable=False),
+)

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -27,53 +25,16 @@ from taskplan.service import TaskPlanService
 from taskplan.settings import Settings
 from tests.engine.test_plans import COUNTING, wait_for_end
 from tests.support.engine import TEST_OPTIONS, add_table, eventually
+from tests.support.minions import start_minion
 from tests.support.tasktypes import ALL_SPECS
 from worker import WorkerOptions, build_workers, run_workers
 from workflows.models import PlanQuery, PlanSource, PlanStatus, SubtaskQuery, SubtaskState, TaskState
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def start_minion(address: str, tag: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": address,
-        "TASKPLAN_PLUGINS": ALL_SPECS,
-        "TASKPLAN_DATADIR": str(log.parent),
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "worker.py",
-                "--role",
-                "minion",
-                "--tag",
-                tag,
-                "--graceful-shutdown-seconds",
-                "1",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-@pytest.fixture
-def minion_procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "graceful-stop"])

@@ -202,8 +202,8 @@ async def test_firings_create_a_plan_then_skip_while_it_is_active(
         assert len(runs) == 4 and all(r.status == WorkflowExecutionStatus.COMPLETED for r in runs)
 
     await eventually(fourth, timeout=30)
-    plans = (await http.get(f"/tasks/taskPlans?tableName={table}&taskType={COUNTING}")).json()
-    assert len(plans) == 2, plans
+    plans = (await http.get(f"/tasks/taskPlans?tableNameWithType={table}&taskType={COUNTING}")).json()
+    assert isinstance(plans, list) and len(plans) == 2, plans
 
 
 async def test_a_firing_that_cannot_generate_fails_visibly(http: httpx.AsyncClient, engine: Client) -> None:

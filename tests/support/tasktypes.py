@@ -147,6 +147,17 @@ COUNTING = TaskTypePlugin(generator=CountingGenerator, executor=CountingExecutor
 LEGACY = TaskTypePlugin(generator=LegacyOnlyGenerator, executor=CountingExecutor)
 ORCHESTRATED_ONLY = TaskTypePlugin(generator=OrchestrationOnlyGenerator, executor=CountingExecutor)
 SINGLE_ATTEMPT = TaskTypePlugin(generator=SingleAttemptGenerator, executor=CountingExecutor)
+TEST_TASK_TYPES = ("COUNTING", "LEGACY", "ORCHESTRATED_ONLY", "SINGLE_ATTEMPT")
 ALL_SPECS = ",".join(
-    f"tests.support.tasktypes:{n}" for n in ("COUNTING", "LEGACY", "ORCHESTRATED_ONLY", "SINGLE_ATTEMPT")
+    [
+        *(
+            f"tests.support.tasktypes:{n}"
+            for n in ("COUNTING", "LEGACY", "ORCHESTRATED_ONLY", "SINGLE_ATTEMPT")
+        ),
+        "taskplan.tasktypes.segment_purge:SEGMENT_PURGE",
+        "taskplan.tasktypes.segment_purge:PURGE",
+        "taskplan.tasktypes.file_ingestion:FILE_INGESTION",
+        "taskplan.tasktypes.file_ingestion:SEGMENT_GENERATION_AND_PUSH",
+        "taskplan.tasktypes.data_export:DATA_EXPORT",
+    ]
 )

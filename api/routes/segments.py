@@ -1,0 +1,124 @@
+"""Pinot's segment listing and ``POST /ingestFromFile``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, UploadFile
+from fastapi import Path as PathParam
+
+from api.auth import Permission, PrincipalDep, require
+from api.deps import CatalogDep, StackDep
+from api.errors import ERROR_RESPONSES, ApiError
+from api.routes.tables import TableTypeQuery, resolve_raw, resolve_tables
+from taskplan.catalog import Catalog
+from taskplan.data.rows import InputFormat, ReaderInitError, RowReader, TooManyParseExceptions
+from taskplan.data.segments import SegmentManager
+from taskplan.names import split_table_name_with_type
+from taskplan.tasktypes.common import short_hash
+
+router = APIRouter(tags=["segments"], responses=ERROR_RESPONSES)
+MAX_UPLOAD_BYTES = 256 * 1024 * 1024
+
+
+@router.get("/segments/{tableName}", summary="A table's segments (visible ones), keyed by table type")
+async def list_segments(
+    tableName: Annotated[str, PathParam(max_length=200)],
+    catalog: CatalogDep,
+    principal: PrincipalDep,
+    table_type: TableTypeQuery = None,
+) -> list[dict[str, list[dict[str, Any]]]]:
+    require(principal, Permission.READ, resolve_raw(tableName))
+    found = await asyncio.to_thread(resolve_tables, catalog, tableName, table_type)
+    result: list[dict[str, list[dict[str, Any]]]] = []
+    for config in found:
+        segments = await asyncio.to_thread(catalog.segments.visible_segments, config.tableName)
+        result.append({str(config.tableType): [s.to_pinot() for s in segments]})
+    return result
+
+
+def _batch_config(raw: str) -> dict[str, str]:
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"batchConfigMapStr is not JSON: {exc.msg}") from None
+    if not isinstance(parsed, dict):
+        raise ApiError(400, "batchConfigMapStr must be a JSON object")
+    return {str(k): str(v) for k, v in parsed.items()}
+
+
+@router.post("/ingestFromFile", summary="Ingest an uploaded file into a table (a new segment, or the "
+             "consuming segment of a REALTIME table)")  # fmt: skip
+async def ingest_from_file(
+    file: UploadFile,
+    catalog: CatalogDep,
+    stack: StackDep,
+    principal: PrincipalDep,
+    table_name_with_type: Annotated[str, Query(alias="tableNameWithType", max_length=200)],
+    batch_config_map_str: Annotated[str, Query(alias="batchConfigMapStr", max_length=10_000)] = "{}",
+) -> dict[str, Any]:
+    try:
+        raw, _ = split_table_name_with_type(table_name_with_type)
+    except ValueError as exc:
+        raise ApiError(400, f"tableNameWithType: {exc}") from None
+    require(principal, Permission.UPDATE, raw)
+    configs = _batch_config(batch_config_map_str)
+    try:
+        input_format = InputFormat.parse(configs.get("inputFormat", ""))
+    except ValueError as exc:
+        raise ApiError(400, f"batchConfigMapStr: {exc}") from None
+    limit_raw = configs.get("maxParseExceptions")
+    if limit_raw is not None and not limit_raw.isdigit():
+        raise ApiError(400, "batchConfigMapStr: maxParseExceptions must be a non-negative integer")
+    table = await asyncio.to_thread(catalog.require_table, table_name_with_type)
+    await asyncio.to_thread(catalog.require_schema, table.raw_table_name)  # 404 before the upload
+    staging = stack.settings.data_dir.resolve() / "uploads"
+    staging.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=staging, suffix=f".{input_format.value}") as upload:
+        size = 0
+        while chunk := await file.read(1 << 20):
+            size += len(chunk)
+            if size > MAX_UPLOAD_BYTES:
+                raise ApiError(413, f"the file is larger than {MAX_UPLOAD_BYTES} bytes")
+            upload.write(chunk)
+        upload.flush()
+        manager = SegmentManager.from_settings(stack.settings, catalog)
+        return await asyncio.to_thread(
+            _ingest, manager, catalog, table_name_with_type, Path(upload.name), input_format,
+            None if limit_raw is None else int(limit_raw), file.filename or "upload",
+        )  # fmt: skip
+
+
+def _ingest(
+    manager: SegmentManager,
+    catalog: Catalog,
+    table_name: str,
+    path: Path,
+    input_format: InputFormat,
+    max_parse_exceptions: int | None,
+    file_name: str,
+) -> dict[str, Any]:
+    table = catalog.require_table(table_name)
+    schema = catalog.require_schema(table.raw_table_name)
+    reader = RowReader(schema, max_parse_exceptions=max_parse_exceptions, source_name=file_name)
+    try:
+        rows = list(reader.read(path, input_format))
+    except (ReaderInitError, TooManyParseExceptions) as exc:
+        raise ApiError(400, str(exc)) from None
+    if table.tableType == "REALTIME":
+        segment = manager.append_realtime(table, schema, rows)
+    else:
+        stamp = int(time.time() * 1000)
+        name = f"{table.raw_table_name}_{stamp}_{short_hash(file_name, str(stamp), str(path), length=8)}"
+        segment = manager.upload(table, schema, rows, name, source=f"ingestFromFile:{file_name}")
+    return {
+        "status": f"Successfully ingested file into table: {table_name} as segment: {segment.segment_name}",
+        "segment": segment.to_pinot(),
+        "rowStats": reader.stats.counts(),
+        "samples": reader.stats.samples,
+    }

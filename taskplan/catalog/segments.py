@@ -1,0 +1,554 @@
+"""Segment metadata and segment lineage in the catalog (SQL only; files live in the deep store).
+
+Which segments a reader sees is decided in one SQL statement from the lineage, Pinot's way: a segment is
+hidden while it is the target of an IN_PROGRESS (or REVERTED) replacement, and once it is the source of a
+COMPLETED one. So a replacement is atomic for readers: the flip from IN_PROGRESS to COMPLETED is a single
+row update, and every read sees the old set or the new set, never both or neither.
+
+Writes that check then change (start a replacement, add a segment to one) run in a write transaction that
+serialises writers of the table: ``BEGIN IMMEDIATE`` on SQLite, an advisory transaction lock on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, and_, delete, exists, insert, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from taskplan.catalog.errors import CatalogError
+from taskplan.catalog.schema import (
+    exported_segments,
+    lineage_segments,
+    processed_files,
+    segment_lineage,
+    segments,
+)
+
+if TYPE_CHECKING:
+    from taskplan.catalog.catalog import Catalog
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SegmentStatus(StrEnum):
+    IN_PROGRESS = "IN_PROGRESS"  # a REALTIME table's consuming segment
+    DONE = "DONE"
+
+
+class LineageState(StrEnum):
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    REVERTED = "REVERTED"
+
+
+class SegmentConflictError(CatalogError):
+    """A replacement cannot start or end: its segments are gone or taken by another replacement."""
+
+
+class LineageNotFoundError(CatalogError, LookupError):
+    def __init__(self, table: str, lineage_id: str) -> None:
+        super().__init__(f"segment lineage {lineage_id} of table {table} does not exist")
+
+
+@dataclass(frozen=True)
+class SegmentMetadata:
+    table_name: str
+    segment_name: str
+    status: SegmentStatus
+    total_docs: int
+    size_bytes: int
+    crc: str
+    file_name: str
+    created_ms: int
+    time_column: str | None = None
+    start_time: int | None = None
+    end_time: int | None = None
+    committed_ms: int | None = None
+    source: str | None = None
+    custom: dict[str, str] = field(default_factory=dict)
+
+    def to_pinot(self) -> dict[str, Any]:
+        """The shape GET /segments/{tableName} returns for each segment."""
+        return {
+            "segmentName": self.segment_name,
+            "totalDocs": self.total_docs,
+            "status": self.status.value,
+            "startTime": self.start_time,
+            "endTime": self.end_time,
+            "timeColumn": self.time_column,
+            "sizeInBytes": self.size_bytes,
+            "crc": self.crc,
+            "creationTimeMs": self.created_ms,
+            "commitTimeMs": self.committed_ms,
+            "source": self.source,
+            "custom": dict(self.custom),
+        }
+
+    def _row(self) -> dict[str, Any]:
+        return {
+            "table_name": self.table_name,
+            "segment_name": self.segment_name,
+            "status": self.status.value,
+            "total_docs": self.total_docs,
+            "size_bytes": self.size_bytes,
+            "crc": self.crc,
+            "file_name": self.file_name,
+            "created_ms": self.created_ms,
+            "time_column": self.time_column,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "committed_ms": self.committed_ms,
+            "source": self.source,
+            "custom_json": json.dumps(self.custom, sort_keys=True),
+        }
+
+
+@dataclass(frozen=True)
+class LineageEntry:
+    lineage_id: str
+    state: LineageState
+    owner: str
+    segments_from: tuple[str, ...]
+    segments_to: tuple[str, ...]
+    created_ms: int
+    updated_ms: int
+
+
+def _segment(row: Any) -> SegmentMetadata:
+    return SegmentMetadata(
+        table_name=row.table_name,
+        segment_name=row.segment_name,
+        status=SegmentStatus(row.status),
+        total_docs=row.total_docs,
+        size_bytes=row.size_bytes,
+        crc=row.crc,
+        file_name=row.file_name,
+        created_ms=row.created_ms,
+        time_column=row.time_column,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        committed_ms=row.committed_ms,
+        source=row.source,
+        custom=json.loads(row.custom_json),
+    )
+
+
+def _lineage_entry(row: Any, members: Sequence[Any]) -> LineageEntry:
+    return LineageEntry(
+        lineage_id=row.lineage_id,
+        state=LineageState(row.state),
+        owner=row.owner,
+        segments_from=tuple(sorted(m.segment_name for m in members if m.role == "from")),
+        segments_to=tuple(sorted(m.segment_name for m in members if m.role == "to")),
+        created_ms=row.created_ms,
+        updated_ms=row.updated_ms,
+    )
+
+
+def _membership() -> Any:
+    """Lineage members joined with their lineage entry (for its state)."""
+    return lineage_segments.join(
+        segment_lineage,
+        and_(
+            segment_lineage.c.table_name == lineage_segments.c.table_name,
+            segment_lineage.c.lineage_id == lineage_segments.c.lineage_id,
+        ),
+    )
+
+
+def _hidden_by_lineage() -> Any:
+    """SQL condition: the segment row is hidden by the lineage."""
+    return exists(
+        select(1)
+        .select_from(_membership())
+        .where(
+            lineage_segments.c.table_name == segments.c.table_name,
+            lineage_segments.c.segment_name == segments.c.segment_name,
+            or_(
+                and_(
+                    lineage_segments.c.role == "to",
+                    segment_lineage.c.state.in_([LineageState.IN_PROGRESS, LineageState.REVERTED]),
+                ),
+                and_(lineage_segments.c.role == "from", segment_lineage.c.state == LineageState.COMPLETED),
+            ),
+        )
+    )
+
+
+class SegmentCatalog:
+    def __init__(self, catalog: Catalog) -> None:
+        self.engine = catalog.engine
+
+    @contextlib.contextmanager
+    def _write(self, table: str) -> Iterator[Connection]:
+        """A transaction that serialises the table's segment writers (see the module docstring)."""
+        with self.engine.connect() as conn:
+            if self.engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(table.encode()) - 2**31}
+                )
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+    # ---------------------------------------------------------------- reads
+
+    def visible_segments(self, table: str) -> list[SegmentMetadata]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(segments)
+                .where(segments.c.table_name == table, ~_hidden_by_lineage())
+                .order_by(segments.c.segment_name)
+            ).all()
+        return [_segment(r) for r in rows]
+
+    def all_segments(self, table: str) -> list[SegmentMetadata]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(segments).where(segments.c.table_name == table).order_by(segments.c.segment_name)
+            ).all()
+        return [_segment(r) for r in rows]
+
+    def get_segment(self, table: str, name: str) -> SegmentMetadata | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(segments).where(segments.c.table_name == table, segments.c.segment_name == name)
+            ).first()
+        return None if row is None else _segment(row)
+
+    def lineage(self, table: str) -> list[LineageEntry]:
+        with self.engine.connect() as conn:
+            entries = conn.execute(
+                select(segment_lineage)
+                .where(segment_lineage.c.table_name == table)
+                .order_by(segment_lineage.c.created_ms, segment_lineage.c.lineage_id)
+            ).all()
+            members = conn.execute(
+                select(lineage_segments).where(lineage_segments.c.table_name == table)
+            ).all()
+        return [_lineage_entry(e, [m for m in members if m.lineage_id == e.lineage_id]) for e in entries]
+
+    def get_lineage(self, table: str, lineage_id: str) -> LineageEntry | None:
+        return next((e for e in self.lineage(table) if e.lineage_id == lineage_id), None)
+
+    def processed_files(self, table: str) -> dict[str, tuple[str, str]]:
+        """Input file URI -> (fingerprint, segment name) for the table's ingested files."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(processed_files).where(processed_files.c.table_name == table)).all()
+        return {r.file_uri: (r.fingerprint, r.segment_name) for r in rows}
+
+    def exported(self, table: str, target: str) -> set[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(exported_segments.c.segment_name).where(
+                    exported_segments.c.table_name == table, exported_segments.c.target == target
+                )
+            ).all()
+        return {r[0] for r in rows}
+
+    # ---------------------------------------------------------------- writes
+
+    def add_segment(
+        self,
+        segment: SegmentMetadata,
+        *,
+        lineage_id: str | None = None,
+        processed_file: tuple[str, str] | None = None,
+    ) -> bool:
+        """Record an uploaded segment (replacing a row of the same name). False if it was there already.
+
+        With ``lineage_id`` the segment joins that IN_PROGRESS replacement's targets (hidden until it
+        completes). With ``processed_file`` (uri, fingerprint) the input file is recorded in the same
+        transaction, so a file and its segment are ingested together or not at all.
+        """
+        table = segment.table_name
+        with self._write(table) as conn:
+            if lineage_id is not None:
+                state = conn.execute(
+                    select(segment_lineage.c.state).where(
+                        segment_lineage.c.table_name == table, segment_lineage.c.lineage_id == lineage_id
+                    )
+                ).scalar()
+                if state != LineageState.IN_PROGRESS:
+                    raise SegmentConflictError(
+                        f"segment lineage {lineage_id} of {table} is {state or 'missing'}, not IN_PROGRESS: "
+                        f"segment {segment.segment_name} cannot join it"
+                    )
+                _insert_ignore(
+                    conn,
+                    lineage_segments,
+                    table_name=table,
+                    lineage_id=lineage_id,
+                    role="to",
+                    segment_name=segment.segment_name,
+                )
+            existed = (
+                conn.execute(
+                    delete(segments).where(
+                        segments.c.table_name == table, segments.c.segment_name == segment.segment_name
+                    )
+                ).rowcount
+                > 0
+            )
+            conn.execute(insert(segments).values(**segment._row()))
+            if processed_file is not None:
+                uri, fingerprint = processed_file
+                _put_processed_file(conn, table, uri, fingerprint, segment.segment_name)
+        return not existed
+
+    def update_segment(self, segment: SegmentMetadata) -> None:
+        with self._write(segment.table_name) as conn:
+            row = segment._row()
+            conn.execute(
+                update(segments)
+                .where(
+                    segments.c.table_name == segment.table_name,
+                    segments.c.segment_name == segment.segment_name,
+                )
+                .values(**{k: v for k, v in row.items() if k not in ("table_name", "segment_name")})
+            )
+
+    def start_replace(
+        self,
+        table: str,
+        segments_from: Sequence[str],
+        segments_to: Sequence[str] = (),
+        *,
+        lineage_id: str | None = None,
+        owner: str = "",
+    ) -> str:
+        """Open a replacement of ``segments_from`` (all visible now) by ``segments_to`` (uploaded later).
+
+        Idempotent for a given ``lineage_id``: starting it again while IN_PROGRESS returns it unchanged.
+        """
+        lineage_id = lineage_id or uuid.uuid4().hex
+        with self._write(table) as conn:
+            state = conn.execute(
+                select(segment_lineage.c.state).where(
+                    segment_lineage.c.table_name == table, segment_lineage.c.lineage_id == lineage_id
+                )
+            ).scalar()
+            if state is not None:
+                if state != LineageState.IN_PROGRESS:
+                    raise SegmentConflictError(f"segment lineage {lineage_id} of {table} is already {state}")
+                return lineage_id
+            wanted = set(segments_from)
+            visible = {
+                r[0]
+                for r in conn.execute(
+                    select(segments.c.segment_name).where(
+                        segments.c.table_name == table,
+                        segments.c.segment_name.in_(wanted),
+                        ~_hidden_by_lineage(),
+                    )
+                )
+            }
+            if visible != wanted:
+                raise SegmentConflictError(
+                    f"cannot replace segments of {table} that are not visible: {sorted(wanted - visible)}"
+                )
+            busy = conn.execute(
+                select(lineage_segments.c.segment_name)
+                .select_from(_membership())
+                .where(
+                    lineage_segments.c.table_name == table,
+                    lineage_segments.c.role == "from",
+                    lineage_segments.c.segment_name.in_(wanted),
+                    segment_lineage.c.state == LineageState.IN_PROGRESS,
+                )
+            ).all()
+            if busy:
+                raise SegmentConflictError(
+                    f"segments of {table} already being replaced: {sorted(r[0] for r in busy)}"
+                )
+            stamp = _now_ms()
+            conn.execute(
+                insert(segment_lineage).values(
+                    table_name=table,
+                    lineage_id=lineage_id,
+                    state=LineageState.IN_PROGRESS,
+                    owner=owner,
+                    created_ms=stamp,
+                    updated_ms=stamp,
+                )
+            )
+            for role, names in (("from", wanted), ("to", set(segments_to))):
+                for name in sorted(names):
+                    conn.execute(
+                        insert(lineage_segments).values(
+                            table_name=table, lineage_id=lineage_id, role=role, segment_name=name
+                        )
+                    )
+        return lineage_id
+
+    def end_replace(self, table: str, lineage_id: str) -> list[str]:
+        """Complete the replacement (idempotent): its targets become visible and its sources hidden at once.
+
+        Returns the retired source segments (their files can go)."""
+        with self._write(table) as conn:
+            entry = self._entry(conn, table, lineage_id)
+            if entry.state == LineageState.REVERTED:
+                raise SegmentConflictError(f"segment lineage {lineage_id} of {table} was reverted")
+            if entry.state == LineageState.IN_PROGRESS:
+                present = {
+                    r[0]
+                    for r in conn.execute(
+                        select(segments.c.segment_name).where(
+                            segments.c.table_name == table, segments.c.segment_name.in_(entry.segments_to)
+                        )
+                    )
+                }
+                missing = sorted(set(entry.segments_to) - present)
+                if missing:
+                    raise SegmentConflictError(
+                        f"cannot end replacement {lineage_id} of {table}: segments not uploaded: {missing}"
+                    )
+                self._set_state(conn, table, lineage_id, LineageState.COMPLETED)
+        return list(entry.segments_from)
+
+    def revert_replace(self, table: str, lineage_id: str) -> list[str]:
+        """Abandon the replacement (idempotent): sources stay visible; returns the targets to delete."""
+        with self._write(table) as conn:
+            entry = self._entry(conn, table, lineage_id)
+            if entry.state == LineageState.COMPLETED:
+                raise SegmentConflictError(f"segment lineage {lineage_id} of {table} already completed")
+            if entry.state == LineageState.IN_PROGRESS:
+                self._set_state(conn, table, lineage_id, LineageState.REVERTED)
+        return list(entry.segments_to)
+
+    def _entry(self, conn: Connection, table: str, lineage_id: str) -> LineageEntry:
+        row = conn.execute(
+            select(segment_lineage).where(
+                segment_lineage.c.table_name == table, segment_lineage.c.lineage_id == lineage_id
+            )
+        ).first()
+        if row is None:
+            raise LineageNotFoundError(table, lineage_id)
+        members = conn.execute(
+            select(lineage_segments).where(
+                lineage_segments.c.table_name == table, lineage_segments.c.lineage_id == lineage_id
+            )
+        ).all()
+        return _lineage_entry(row, members)
+
+    def _set_state(self, conn: Connection, table: str, lineage_id: str, state: LineageState) -> None:
+        conn.execute(
+            update(segment_lineage)
+            .where(segment_lineage.c.table_name == table, segment_lineage.c.lineage_id == lineage_id)
+            .values(state=state, updated_ms=_now_ms())
+        )
+
+    def delete_segments(self, table: str, names: Iterable[str]) -> list[SegmentMetadata]:
+        """Forget segments (and the input files recorded as ingested into them); returns what was deleted."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return []
+        with self._write(table) as conn:
+            rows = conn.execute(
+                select(segments).where(segments.c.table_name == table, segments.c.segment_name.in_(wanted))
+            ).all()
+            conn.execute(
+                delete(segments).where(segments.c.table_name == table, segments.c.segment_name.in_(wanted))
+            )
+            conn.execute(
+                delete(processed_files).where(
+                    processed_files.c.table_name == table, processed_files.c.segment_name.in_(wanted)
+                )
+            )
+        return [_segment(r) for r in rows]
+
+    def record_processed_file(self, table: str, uri: str, fingerprint: str, segment_name: str) -> None:
+        with self._write(table) as conn:
+            _put_processed_file(conn, table, uri, fingerprint, segment_name)
+
+    def withdraw_from_lineage(self, table: str, lineage_id: str, segment_name: str) -> None:
+        """Take a not-yet-published target out of an IN_PROGRESS replacement."""
+        with self._write(table) as conn:
+            entry = self._entry(conn, table, lineage_id)
+            if entry.state is not LineageState.IN_PROGRESS:
+                raise SegmentConflictError(f"segment lineage {lineage_id} of {table} is {entry.state}")
+            conn.execute(
+                delete(lineage_segments).where(
+                    lineage_segments.c.table_name == table,
+                    lineage_segments.c.lineage_id == lineage_id,
+                    lineage_segments.c.role == "to",
+                    lineage_segments.c.segment_name == segment_name,
+                )
+            )
+
+    def forget_lineage(self, table: str, lineage_id: str) -> None:
+        with self._write(table) as conn:
+            for t in (lineage_segments, segment_lineage):
+                conn.execute(delete(t).where(t.c.table_name == table, t.c.lineage_id == lineage_id))
+
+    def delete_processed_file(self, table: str, uri: str) -> None:
+        with self._write(table) as conn:
+            conn.execute(
+                delete(processed_files).where(
+                    processed_files.c.table_name == table, processed_files.c.file_uri == uri
+                )
+            )
+
+    def record_export(self, table: str, target: str, segment: str, total_docs: int) -> bool:
+        """Mark a segment exported to a target; False if it already was (exactly once per target)."""
+        try:
+            with self._write(table) as conn:
+                conn.execute(
+                    insert(exported_segments).values(
+                        table_name=table,
+                        target=target,
+                        segment_name=segment,
+                        total_docs=total_docs,
+                        exported_ms=_now_ms(),
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def delete_table_data(self, table: str) -> list[SegmentMetadata]:
+        """Forget everything about a table's data; returns its segments (for their files)."""
+        with self._write(table) as conn:
+            rows = conn.execute(select(segments).where(segments.c.table_name == table)).all()
+            for t in (segments, lineage_segments, segment_lineage, processed_files, exported_segments):
+                conn.execute(delete(t).where(t.c.table_name == table))
+        return [_segment(r) for r in rows]
+
+
+def _put_processed_file(conn: Connection, table: str, uri: str, fingerprint: str, segment: str) -> None:
+    conn.execute(
+        delete(processed_files).where(
+            processed_files.c.table_name == table, processed_files.c.file_uri == uri
+        )
+    )
+    conn.execute(
+        insert(processed_files).values(
+            table_name=table,
+            file_uri=uri,
+            fingerprint=fingerprint,
+            segment_name=segment,
+            processed_ms=_now_ms(),
+        )
+    )
+
+
+def _insert_ignore(conn: Connection, table: Any, **values: Any) -> None:
+    condition = [table.c[k] == v for k, v in values.items()]
+    if conn.execute(select(1).select_from(table).where(*condition)).first() is None:
+        conn.execute(insert(table).values(**values))

@@ -1,0 +1,133 @@
+"""Segment files: typed rows written to Parquet and read back with DuckDB, and their metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from taskplan.models.table import FieldSpec, Schema, TableConfig
+
+# Pinot data types as stored in the segment's Parquet file.
+DUCKDB_TYPES = {
+    "INT": "INTEGER",
+    "LONG": "BIGINT",
+    "FLOAT": "FLOAT",
+    "DOUBLE": "DOUBLE",
+    "BIG_DECIMAL": "VARCHAR",
+    "BOOLEAN": "BOOLEAN",
+    "TIMESTAMP": "BIGINT",  # epoch millis, as Pinot stores it
+    "STRING": "VARCHAR",
+    "JSON": "VARCHAR",
+    "BYTES": "VARCHAR",  # hex
+}
+
+
+def column_type(spec: FieldSpec) -> str:
+    base = DUCKDB_TYPES[spec.dataType]
+    return base if spec.singleValueField else f"{base}[]"
+
+
+def column_types(schema: Schema) -> dict[str, str]:
+    return {spec.name: column_type(spec) for spec in schema.fields}
+
+
+def time_column(table: TableConfig, schema: Schema) -> str | None:
+    """The table's time column: segmentsConfig.timeColumnName, else the schema's first date-time field."""
+    configured = table.segmentsConfig.get("timeColumnName")
+    if isinstance(configured, str) and configured:
+        return configured
+    return schema.dateTimeFieldSpecs[0].name if schema.dateTimeFieldSpecs else None
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def connect(*allowed_dirs: Path) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that can touch files under ``allowed_dirs`` only (and nothing else, ever)."""
+    conn = duckdb.connect()
+    dirs = ", ".join(sql_string(str(d.resolve()) + "/") for d in allowed_dirs)
+    conn.execute(f"SET allowed_directories = [{dirs}]")
+    conn.execute("SET enable_external_access = false")
+    conn.execute("SET lock_configuration = true")
+    return conn
+
+
+def write_rows(rows: Iterable[Mapping[str, Any]], schema: Schema, dest: Path) -> int:
+    """Write already-typed rows (dicts keyed by column) to ``dest`` as Parquet; returns the row count."""
+    types = column_types(schema)
+    count = 0
+    with tempfile.NamedTemporaryFile(
+        "w", suffix=".jsonl", dir=dest.parent, delete=False, encoding="utf-8"
+    ) as staged_rows:
+        for row in rows:
+            staged_rows.write(json.dumps({c: row.get(c) for c in types}, separators=(",", ":")))
+            staged_rows.write("\n")
+            count += 1
+    try:
+        columns = "{" + ", ".join(f"{sql_string(c)}: {sql_string(t)}" for c, t in types.items()) + "}"
+        select = ", ".join(quote(c) for c in types)
+        with connect(dest.parent) as conn:
+            conn.execute(
+                f"COPY (SELECT {select} FROM read_json({sql_string(staged_rows.name)}, "
+                f"format='newline_delimited', columns={columns})) "
+                f"TO {sql_string(str(dest))} (FORMAT parquet)"
+            )
+    finally:
+        os.unlink(staged_rows.name)
+    return count
+
+
+@dataclass(frozen=True)
+class FileStats:
+    total_docs: int
+    size_bytes: int
+    crc: str
+    start_time: int | None
+    end_time: int | None
+
+
+def file_crc(path: Path) -> str:
+    crc = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return str(crc)
+
+
+def file_stats(path: Path, time_col: str | None, numeric_time: bool) -> FileStats:
+    with connect(path.parent) as conn:
+        source = f"read_parquet({sql_string(str(path))})"
+        if time_col is not None and numeric_time:
+            row = conn.execute(
+                f"SELECT count(*), min({quote(time_col)}), max({quote(time_col)}) FROM {source}"
+            ).fetchone()
+        else:
+            row = conn.execute(f"SELECT count(*), NULL, NULL FROM {source}").fetchone()
+    assert row is not None
+    return FileStats(
+        total_docs=int(row[0]),
+        size_bytes=path.stat().st_size,
+        crc=file_crc(path),
+        start_time=None if row[1] is None else int(row[1]),
+        end_time=None if row[2] is None else int(row[2]),
+    )
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    with connect(path.parent) as conn:
+        cursor = conn.execute(f"SELECT * FROM read_parquet({sql_string(str(path))})")
+        names = [d[0] for d in cursor.description or []]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -1,0 +1,163 @@
+"""SegmentPurgeTask's ``purgeFilter``: one SQL boolean expression over the table's columns, nothing else.
+
+The expression is parsed by DuckDB's own parser (``json_serialize_sql``) inside a fixed statement, and the
+parse tree is checked against an allow-list: column references to the schema's columns, constants,
+comparisons, AND/OR/NOT, IN, BETWEEN, IS NULL, LIKE, CASE, CAST, arithmetic and a few scalar functions. A
+second statement, a subquery, a table function, a set operation, a comment or an unknown column is refused
+with a message naming it. The purge itself also runs on a DuckDB connection that can only touch the
+segment's own directory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import duckdb
+
+from taskplan.data.parquet import quote
+
+MAX_FILTER_LENGTH = 10_000
+_PLACEHOLDER_TABLE = "__taskplan_segment__"
+
+ALLOWED_CLASSES = {
+    "COMPARISON",
+    "CONJUNCTION",
+    "OPERATOR",
+    "COLUMN_REF",
+    "CONSTANT",
+    "BETWEEN",
+    "CASE",
+    "CAST",
+    "FUNCTION",
+    "TYPE",
+}
+ALLOWED_FUNCTIONS = {
+    # operators DuckDB parses as functions
+    "+", "-", "*", "/", "//", "%", "||", "~~", "!~~", "~~*", "!~~*", "~~~",
+    # scalar functions with no side effects
+    "lower", "upper", "length", "abs", "round", "floor", "ceil", "coalesce", "nullif", "substring",
+    "substr", "trim", "ltrim", "rtrim", "starts_with", "ends_with", "contains", "regexp_matches",
+    "like_escape", "concat", "least", "greatest", "mod", "sign", "strlen", "prefix", "suffix",
+    "epoch_ms", "year", "month", "day", "hour", "minute", "second", "date_part", "list_contains",
+    "array_contains", "len",
+}  # fmt: skip
+
+
+class PurgeFilterError(ValueError):
+    pass
+
+
+def _parse(expression: str) -> dict[str, Any]:
+    statement = f"SELECT * FROM {_PLACEHOLDER_TABLE} WHERE ({expression})"
+    with duckdb.connect() as conn:
+        row = conn.execute("SELECT json_serialize_sql(?)", [statement]).fetchone()
+    assert row is not None
+    parsed: dict[str, Any] = json.loads(row[0])
+    if parsed.get("error"):
+        raise PurgeFilterError(f"purgeFilter is not a valid SQL expression: {parsed.get('error_message')}")
+    return parsed
+
+
+def validate_purge_filter(expression: str, columns: Iterable[str]) -> str:
+    """Return the expression, stripped, if it is one boolean expression over ``columns``; else raise."""
+    text = expression.strip()
+    if not text:
+        raise PurgeFilterError("purgeFilter is empty: give a SQL boolean expression, e.g. country = 'US'")
+    if len(text) > MAX_FILTER_LENGTH:
+        raise PurgeFilterError(f"purgeFilter is longer than {MAX_FILTER_LENGTH} characters")
+    for token, what in ((";", "a statement separator ';'"), ("--", "a comment '--'"), ("/*", "a comment")):
+        if token in text:
+            raise PurgeFilterError(f"purgeFilter must be one expression: it contains {what}")
+    if not _balanced(text):
+        raise PurgeFilterError("purgeFilter must be one expression: its parentheses do not balance")
+    parsed = _parse(text)
+    statements = parsed.get("statements") or []
+    if len(statements) != 1:
+        raise PurgeFilterError("purgeFilter must be one expression, not several statements")
+    node = statements[0]["node"]
+    if node.get("type") != "SELECT_NODE":
+        raise PurgeFilterError(
+            "purgeFilter must be one expression: it closes the expression and adds a query"
+        )
+    from_table = node.get("from_table") or {}
+    extra_clauses = [
+        name
+        for name in ("group_expressions", "group_sets", "having", "sample", "qualify", "modifiers")
+        if node.get(name)
+    ]
+    cte = (node.get("cte_map") or {}).get("map")
+    if (
+        from_table.get("type") != "BASE_TABLE"
+        or from_table.get("table_name") != _PLACEHOLDER_TABLE
+        or extra_clauses
+        or cte
+        or len(node.get("select_list") or []) != 1
+    ):
+        raise PurgeFilterError("purgeFilter must be one expression: it adds clauses to the query")
+    known = {c.lower(): c for c in columns}
+    _check(node["where_clause"], known)
+    return text
+
+
+def _balanced(text: str) -> bool:
+    """Parentheses balance outside quoted strings and identifiers (so the expression cannot close ours)."""
+    depth, quote_char = 0, ""
+    for char in text:
+        if quote_char:
+            if char == quote_char:
+                quote_char = ""
+        elif char in "'\"":
+            quote_char = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0 and not quote_char
+
+
+def _check(node: Any, columns: dict[str, str]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _check(item, columns)
+        return
+    if not isinstance(node, dict):
+        return
+    cls = node.get("class")
+    if cls is not None:
+        if cls not in ALLOWED_CLASSES:
+            what = {"SUBQUERY": "a subquery", "STAR": "*", "WINDOW": "a window function"}.get(cls, cls)
+            raise PurgeFilterError(f"purgeFilter may not contain {what}")
+        if cls == "COLUMN_REF":
+            names = node.get("column_names") or []
+            if len(names) != 1:
+                raise PurgeFilterError(f"purgeFilter: use bare column names, not {'.'.join(names)}")
+            if names[0].lower() not in columns:
+                raise PurgeFilterError(
+                    f"purgeFilter names column {names[0]!r}, which the table's schema does not have"
+                )
+        if cls == "FUNCTION":
+            name = str(node.get("function_name", "")).lower()
+            if name not in ALLOWED_FUNCTIONS or node.get("schema") or node.get("catalog"):
+                raise PurgeFilterError(f"purgeFilter may not call function {name!r}")
+            if node.get("is_operator") is False and node.get("distinct"):
+                raise PurgeFilterError("purgeFilter may not use DISTINCT")
+    for key, value in node.items():
+        if key in ("class", "type", "alias", "query_location", "query_location_length"):
+            continue
+        _check(value, columns)
+
+
+def keep_rows_sql(expression: str) -> str:
+    """The WHERE condition of the rows a purge keeps: those the filter is not true for (NULL is kept)."""
+    return f"NOT coalesce(({expression}), false)"
+
+
+def count_matching_sql(expression: str) -> str:
+    return f"count(*) FILTER (WHERE coalesce(({expression}), false))"
+
+
+__all__ = ["PurgeFilterError", "keep_rows_sql", "quote", "validate_purge_filter"]

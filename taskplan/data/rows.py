@@ -1,0 +1,287 @@
+"""Input files (CSV, JSON lines, Parquet) read into typed rows, with Druid's row counters.
+
+- ``processed``: rows ingested cleanly; ``processedBytes``: input bytes read;
+- ``processedWithError``: rows ingested with some value that could not be typed (stored as null);
+- ``unparseable``: rows that are not a record at all (broken JSON, a CSV line with the wrong number of
+  fields), dropped;
+- ``thrownAway``: records with none of the schema's columns, dropped.
+
+A few messages are kept as samples. More than ``max_parse_exceptions`` (processedWithError + unparseable)
+raises :class:`TooManyParseExceptions`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from taskplan.data.parquet import connect, sql_string
+from taskplan.models.table import FieldSpec, Schema
+
+MAX_SAMPLES = 5
+MULTI_VALUE_DELIMITER = ";"  # Pinot's CSV multi-value delimiter
+
+
+class InputFormat(StrEnum):
+    CSV = "csv"
+    JSON = "json"
+    PARQUET = "parquet"
+
+    @classmethod
+    def parse(cls, value: str) -> InputFormat:
+        try:
+            return cls(value.strip().lower())
+        except ValueError:
+            raise ValueError(
+                f"inputFormat {value!r} is not supported: use one of {', '.join(f.value for f in cls)}"
+            ) from None
+
+
+class ReaderInitError(Exception):
+    """The file cannot be opened as the given format (Pinot: the record reader fails to initialise)."""
+
+
+class TooManyParseExceptions(Exception):
+    pass
+
+
+class BadValue(ValueError):
+    """A value that cannot be typed for its column."""
+
+
+@dataclass
+class RowStats:
+    processed: int = 0
+    processed_bytes: int = 0
+    processed_with_error: int = 0
+    thrown_away: int = 0
+    unparseable: int = 0
+    samples: list[str] = field(default_factory=list)
+
+    @property
+    def parse_exceptions(self) -> int:
+        return self.processed_with_error + self.unparseable
+
+    def sample(self, message: str) -> None:
+        if len(self.samples) < MAX_SAMPLES:
+            self.samples.append(message)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "processed": self.processed,
+            "processedBytes": self.processed_bytes,
+            "processedWithError": self.processed_with_error,
+            "thrownAway": self.thrown_away,
+            "unparseable": self.unparseable,
+        }
+
+    def add(self, other: RowStats) -> None:
+        self.processed += other.processed
+        self.processed_bytes += other.processed_bytes
+        self.processed_with_error += other.processed_with_error
+        self.thrown_away += other.thrown_away
+        self.unparseable += other.unparseable
+        for s in other.samples:
+            self.sample(s)
+
+
+def _scalar(spec: FieldSpec, value: Any) -> Any:
+    if value is None or (isinstance(value, str) and value == "" and spec.dataType != "STRING"):
+        return None
+    kind = spec.dataType
+    if kind in ("INT", "LONG"):
+        if isinstance(value, bool):
+            raise BadValue("a boolean is not a number")
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise BadValue(f"{value} is not a whole number")
+            value = int(value)
+        number = int(str(value).strip())
+        limit = 2**31 if kind == "INT" else 2**63
+        if not -limit <= number < limit:
+            raise BadValue(f"{number} is out of range for {kind}")
+        return number
+    if kind in ("FLOAT", "DOUBLE"):
+        if isinstance(value, bool):
+            raise BadValue("a boolean is not a number")
+        return float(str(value).strip())
+    if kind == "BOOLEAN":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+        raise BadValue(f"{value!r} is not a boolean")
+    if kind == "TIMESTAMP":
+        if isinstance(value, datetime):
+            return int(value.timestamp() * 1000)
+        text = str(value).strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    if kind == "BIG_DECIMAL":
+        try:
+            return str(Decimal(str(value).strip()))
+        except InvalidOperation:
+            raise BadValue(f"{value!r} is not a decimal") from None
+    if kind == "JSON":
+        return value if isinstance(value, str) else json.dumps(value)
+    if kind == "BYTES":
+        if isinstance(value, bytes | bytearray):
+            return bytes(value).hex()
+        text = str(value).strip()
+        bytes.fromhex(text)
+        return text.lower()
+    return value if isinstance(value, str) else str(value)
+
+
+def convert(spec: FieldSpec, value: Any, from_text: bool) -> Any:
+    """One value typed for its column; raises ValueError when it cannot be."""
+    if spec.singleValueField:
+        return _scalar(spec, value)
+    if value is None:
+        return None
+    if isinstance(value, str) and from_text:
+        parts: list[Any] = [p for p in value.split(MULTI_VALUE_DELIMITER) if p != ""]
+    elif isinstance(value, list | tuple):
+        parts = list(value)
+    else:
+        parts = [value]
+    return [_scalar(spec, p) for p in parts]
+
+
+class RowReader:
+    """Reads one input file into typed rows, counting as it goes."""
+
+    def __init__(
+        self, schema: Schema, *, max_parse_exceptions: int | None = None, source_name: str = ""
+    ) -> None:
+        self.schema = schema
+        self.fields = {spec.name: spec for spec in schema.fields}
+        self.max_parse_exceptions = max_parse_exceptions
+        self.source_name = source_name
+        self.stats = RowStats()
+
+    def _fail(self, message: str, *, unparseable: bool) -> None:
+        if unparseable:
+            self.stats.unparseable += 1
+        else:
+            self.stats.processed_with_error += 1
+        self.stats.sample(message)
+        limit = self.max_parse_exceptions
+        if limit is not None and self.stats.parse_exceptions > limit:
+            raise TooManyParseExceptions(
+                f"{self.source_name}: more than {limit} parse exceptions (maxParseExceptions); "
+                f"first: {'; '.join(self.stats.samples)}"
+            )
+
+    def _typed(self, record: Mapping[str, Any], where: str, from_text: bool) -> dict[str, Any] | None:
+        known = [name for name in self.fields if name in record]
+        if not known:
+            self.stats.thrown_away += 1
+            return None
+        row: dict[str, Any] = {}
+        errors = []
+        for name, spec in self.fields.items():
+            try:
+                row[name] = convert(spec, record.get(name), from_text)
+            except (ValueError, TypeError) as exc:
+                row[name] = None
+                errors.append(f"{name}: {exc}")
+        if errors:
+            self._fail(f"{where}: {'; '.join(errors)}", unparseable=False)
+        else:
+            self.stats.processed += 1
+        return row
+
+    def read(self, path: Path, fmt: InputFormat) -> Iterator[dict[str, Any]]:
+        if fmt is InputFormat.PARQUET:
+            yield from self._parquet(path)
+        elif fmt is InputFormat.CSV:
+            yield from self._csv(path)
+        else:
+            yield from self._json(path)
+
+    def _lines(self, path: Path) -> Iterator[tuple[int, str]]:
+        try:
+            handle = path.open("rb")
+        except OSError as exc:
+            raise ReaderInitError(f"cannot open {path}: {exc}") from exc
+        with handle:
+            for number, raw in enumerate(handle, start=1):
+                self.stats.processed_bytes += len(raw)
+                try:
+                    yield number, raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    if number == 1:
+                        raise ReaderInitError(f"{path} is not UTF-8 text") from None
+                    self._fail(f"line {number}: not UTF-8", unparseable=True)
+
+    def _csv(self, path: Path) -> Iterator[dict[str, Any]]:
+        lines = self._lines(path)
+        try:
+            _, header_line = next(lines)
+        except StopIteration:
+            return
+        header = next(csv.reader([header_line]))
+        if not any(name in self.fields for name in header):
+            raise ReaderInitError(f"{path}: the CSV header names none of the schema's columns: {header}")
+        for number, line in lines:
+            if not line.strip():
+                continue
+            try:
+                values = next(csv.reader(io.StringIO(line)))
+            except csv.Error as exc:
+                self._fail(f"line {number}: {exc}", unparseable=True)
+                continue
+            if len(values) != len(header):
+                self._fail(
+                    f"line {number}: {len(values)} fields, the header has {len(header)}", unparseable=True
+                )
+                continue
+            row = self._typed(dict(zip(header, values, strict=True)), f"line {number}", True)
+            if row is not None:
+                yield row
+
+    def _json(self, path: Path) -> Iterator[dict[str, Any]]:
+        for number, line in self._lines(path):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                self._fail(f"line {number}: {exc.msg}", unparseable=True)
+                continue
+            if not isinstance(record, dict):
+                self._fail(f"line {number}: not a JSON object", unparseable=True)
+                continue
+            row = self._typed(record, f"line {number}", False)
+            if row is not None:
+                yield row
+
+    def _parquet(self, path: Path) -> Iterator[dict[str, Any]]:
+        try:
+            with connect(path.parent) as conn:
+                cursor = conn.execute(f"SELECT * FROM read_parquet({sql_string(str(path))})")
+                names = [d[0] for d in cursor.description or []]
+                records = cursor.fetchall()
+        except duckdb.Error as exc:
+            raise ReaderInitError(f"cannot read {path} as Parquet: {exc}") from exc
+        self.stats.processed_bytes += path.stat().st_size
+        for number, values in enumerate(records, start=1):
+            record = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in zip(names, values, strict=True)}
+            row = self._typed(record, f"row {number}", False)
+            if row is not None:
+                yield row

@@ -1,0 +1,93 @@
+"""What the data task types share: config parsing, the catalog and segments, allowed directories."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from taskplan.catalog import Catalog
+from taskplan.data.segments import SegmentManager
+from taskplan.models.table import Schema, TableConfig
+from taskplan.plugin import ExecutionContext, FatalTaskError, PluginContext, TaskConfigError
+
+TABLE_MAX_NUM_TASKS = "tableMaxNumTasks"
+DEFAULT_TABLE_MAX_NUM_TASKS = 10
+MAX_TABLE_MAX_NUM_TASKS = 10_000
+
+
+def int_config(
+    configs: Mapping[str, str], key: str, default: int | None, *, low: int = 0, high: int = 2**31 - 1
+) -> int | None:
+    raw = configs.get(key)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise TaskConfigError(f"{key} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise TaskConfigError(f"{key} must be between {low} and {high}, got {value}")
+    return value
+
+
+def bool_config(configs: Mapping[str, str], key: str, default: bool = False) -> bool:
+    raw = configs.get(key)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in ("true", "false"):
+        raise TaskConfigError(f'{key} must be "true" or "false", got {raw!r}')
+    return value == "true"
+
+
+def table_max_num_tasks(configs: Mapping[str, str]) -> int:
+    value = int_config(
+        configs, TABLE_MAX_NUM_TASKS, DEFAULT_TABLE_MAX_NUM_TASKS, low=1, high=MAX_TABLE_MAX_NUM_TASKS
+    )
+    assert value is not None
+    return value
+
+
+def plugin_catalog(context: PluginContext | ExecutionContext | None) -> Catalog:
+    catalog = None if context is None else context.catalog
+    if not isinstance(catalog, Catalog):
+        raise FatalTaskError("this task type needs the catalog (taskplan.catalog.url); the worker has none")
+    return catalog
+
+
+def segment_manager(context: PluginContext | ExecutionContext | None) -> SegmentManager:
+    assert context is not None
+    return SegmentManager.from_settings(context.settings, plugin_catalog(context))
+
+
+def require_schema(catalog: Catalog, table: TableConfig) -> Schema:
+    schema = catalog.get_schema(table.raw_table_name)
+    if schema is None:
+        raise TaskConfigError(f"table {table.tableName} has no schema {table.raw_table_name}")
+    return schema
+
+
+def short_hash(*parts: str, length: int = 10) -> str:
+    digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+    return digest[:length]
+
+
+def resolve_under(path_text: str, roots: Sequence[Path], what: str) -> Path:
+    """The real path of ``path_text`` (a path or file:// URI) if it lies under one of ``roots``."""
+    text = path_text.strip()
+    if text.startswith("file://"):
+        text = text.removeprefix("file://")
+    elif "://" in text:
+        raise TaskConfigError(f"{what} {path_text!r}: only local paths and file:// URIs are supported")
+    if not text:
+        raise TaskConfigError(f"{what} is empty")
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        raise TaskConfigError(f"{what} {path_text!r} must be an absolute path")
+    real = path.resolve()
+    for root in roots:
+        if real == root or root in real.parents:
+            return real
+    allowed = ", ".join(str(r) for r in roots)
+    raise TaskConfigError(f"{what} {path_text!r} is outside the allowed directories ({allowed})")

@@ -1,0 +1,262 @@
+"""DataExportTask: export a REALTIME table's completed segments to an external target, each exactly once.
+
+Task configs: ``externalTable.target``, either a directory (a path or ``file://`` URI under
+``taskplan.export.allowedRoots``) that receives one Parquet file per segment, or a PostgreSQL URL
+(``postgresql://user@host:5432/db``) whose table ``externalTable.tableName`` (default: the raw table name)
+receives the rows; ``bufferTimePeriod`` (default ``2d``, Pinot's): only segments committed at least that long
+ago are exported; ``tableMaxNumTasks``: segments per batch. One subtask per segment. Segments committed while
+the plan runs flow into later batches until none is left.
+
+Exactly once per target: a directory target gets ``<table>/<segment>.parquet`` written under a staging name
+and renamed (a retry rewrites the same file); a PostgreSQL target gets the rows and a row in
+``taskplan_exported_segments`` in one transaction, so a retried or duplicated subtask inserts nothing. The
+catalog then records the export, and the generator never picks the segment again for that target.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import psycopg
+from psycopg import sql
+
+from taskplan.catalog.segments import SegmentMetadata, SegmentStatus
+from taskplan.data.parquet import connect, sql_string
+from taskplan.data.segments import now_ms, parse_period_ms
+from taskplan.models.table import Schema, TableConfig
+from taskplan.plugin import (
+    BaseTaskExecutor,
+    BaseTaskGenerator,
+    BatchGeneration,
+    BatchRequest,
+    ExecutionContext,
+    FatalTaskError,
+    PinotTaskConfig,
+    SubtaskResult,
+    TaskConfigError,
+    TaskTypePlugin,
+)
+from taskplan.tasktypes.common import (
+    plugin_catalog,
+    require_schema,
+    resolve_under,
+    segment_manager,
+    table_max_num_tasks,
+)
+
+TARGET = "externalTable.target"
+TARGET_TABLE = "externalTable.tableName"
+BUFFER_TIME_PERIOD = "bufferTimePeriod"
+DEFAULT_BUFFER = "2d"
+SEGMENT_NAME = "segmentName"
+EXPORT_LOG_TABLE = "taskplan_exported_segments"
+
+PG_TYPES = {
+    "INT": "integer",
+    "LONG": "bigint",
+    "FLOAT": "real",
+    "DOUBLE": "double precision",
+    "BIG_DECIMAL": "numeric",
+    "BOOLEAN": "boolean",
+    "TIMESTAMP": "bigint",
+    "STRING": "text",
+    "JSON": "jsonb",
+    "BYTES": "text",
+}
+
+
+@dataclass(frozen=True)
+class ExportTarget:
+    kind: str  # "dir" or "postgresql"
+    location: str  # directory, or connection URL
+    table: str | None = None
+
+    @property
+    def key(self) -> str:
+        """How the catalog names the target in its export records."""
+        return self.location if self.kind == "dir" else f"{self.location}#{self.table}"
+
+
+def parse_target(table: TableConfig, configs: Mapping[str, str], roots: Sequence[Path]) -> ExportTarget:
+    raw = (configs.get(TARGET) or "").strip()
+    if not raw:
+        raise TaskConfigError(f"{TARGET} is required: a directory or a postgresql:// URL")
+    if raw.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        url = raw.replace("postgresql+psycopg://", "postgresql://", 1)
+        name = (configs.get(TARGET_TABLE) or table.raw_table_name).strip()
+        if not name.replace("_", "").isalnum():
+            raise TaskConfigError(f"{TARGET_TABLE} {name!r} must be letters, digits and underscores")
+        return ExportTarget("postgresql", url, name)
+    return ExportTarget("dir", str(resolve_under(raw, roots, TARGET)))
+
+
+def buffer_ms(configs: Mapping[str, str]) -> int:
+    raw = configs.get(BUFFER_TIME_PERIOD) or DEFAULT_BUFFER
+    try:
+        return parse_period_ms(raw)
+    except ValueError as exc:
+        raise TaskConfigError(f"{BUFFER_TIME_PERIOD}: {exc}") from None
+
+
+class DataExportTaskGenerator(BaseTaskGenerator):
+    task_type: ClassVar[str] = "DataExportTask"
+    supports_orchestration: ClassVar[bool] = True
+
+    def _roots(self) -> list[Path]:
+        assert self.context is not None
+        return self.context.settings.allowed_export_roots
+
+    def validate_task_configs(
+        self, table_config: TableConfig, schema: Schema | None, task_configs: Mapping[str, str]
+    ) -> None:
+        if table_config.tableType != "REALTIME":
+            raise TaskConfigError(
+                f"{self.task_type} exports REALTIME tables' completed segments; {table_config.tableName} "
+                "is not REALTIME"
+            )
+        parse_target(table_config, task_configs, self._roots())
+        buffer_ms(task_configs)
+        table_max_num_tasks(task_configs)
+
+    def _pending(self, table: TableConfig, configs: Mapping[str, str]) -> tuple[list[SegmentMetadata], str]:
+        self.validate_task_configs(table, None, configs)
+        target = parse_target(table, configs, self._roots())
+        store = plugin_catalog(self.context).segments
+        done = store.exported(table.tableName, target.key)
+        cutoff = now_ms() - buffer_ms(configs)
+        pending = [
+            s
+            for s in store.visible_segments(table.tableName)
+            if s.status is SegmentStatus.DONE
+            and s.committed_ms is not None
+            and s.committed_ms <= cutoff
+            and s.segment_name not in done
+        ]
+        pending.sort(key=lambda s: (s.committed_ms or 0, s.segment_name))
+        return pending, target.key
+
+    def generate_adhoc_tasks(
+        self, table_config: TableConfig, task_configs: Mapping[str, str]
+    ) -> list[PinotTaskConfig]:
+        pending, _ = self._pending(table_config, task_configs)
+        return self._subtasks(table_config, task_configs, pending)
+
+    def _subtasks(
+        self, table: TableConfig, configs: Mapping[str, str], pending: Sequence[SegmentMetadata]
+    ) -> list[PinotTaskConfig]:
+        keep = {k: v for k, v in configs.items() if k in (TARGET, TARGET_TABLE)}
+        return [
+            self.task(table.tableName, {**keep, SEGMENT_NAME: s.segment_name})
+            for s in pending[: table_max_num_tasks(configs)]
+        ]
+
+    def generate_next_batch(self, request: BatchRequest) -> BatchGeneration:
+        pending, _ = self._pending(request.table_config, request.properties)
+        if not pending:
+            return BatchGeneration.done(inputs_to_process=request.inputs_processed, input_unit="segments")
+        subtasks = self._subtasks(request.table_config, request.properties, pending)
+        return BatchGeneration(
+            subtasks=subtasks,
+            inputs_in_batch=len(subtasks),
+            inputs_to_process=request.inputs_processed + len(pending),
+            input_unit="segments",
+        )
+
+
+class DataExportTaskExecutor(BaseTaskExecutor):
+    def execute(self, task: PinotTaskConfig, context: ExecutionContext) -> SubtaskResult:
+        catalog = plugin_catalog(context)
+        manager = segment_manager(context)
+        table = catalog.require_table(task.table_name)
+        schema = require_schema(catalog, table)
+        try:
+            target = parse_target(table, task.configs, context.settings.allowed_export_roots)
+        except TaskConfigError as exc:
+            raise FatalTaskError(str(exc)) from None
+        name = task.configs[SEGMENT_NAME]
+        if name in manager.store.exported(table.tableName, target.key):
+            return SubtaskResult(counts={"segmentsSkipped": 1}, message=f"{name} was exported already")
+        segment = manager.store.get_segment(table.tableName, name)
+        if segment is None:
+            raise FatalTaskError(f"segment {name} of {table.tableName} no longer exists")
+        source = manager.path_of(segment)
+        if target.kind == "dir":
+            rows = self._to_directory(Path(target.location), table, segment, source)
+        else:
+            rows = self._to_postgres(target, table, schema, segment, manager.read(segment))
+        manager.store.record_export(table.tableName, target.key, name, segment.total_docs)
+        return SubtaskResult(counts={"rowsExported": rows, "segmentsExported": 1})
+
+    def _to_directory(self, root: Path, table: TableConfig, segment: SegmentMetadata, source: Path) -> int:
+        directory = root / table.tableName
+        directory.mkdir(parents=True, exist_ok=True)
+        staged = directory / f".staging-{segment.segment_name}-{os.getpid()}.parquet"
+        with connect(source.parent, directory) as conn:
+            conn.execute(
+                f"COPY (SELECT * FROM read_parquet({sql_string(str(source))})) "
+                f"TO {sql_string(str(staged))} (FORMAT parquet)"
+            )
+        os.replace(staged, directory / f"{segment.segment_name}.parquet")
+        return segment.total_docs
+
+    def _to_postgres(
+        self,
+        target: ExportTarget,
+        table: TableConfig,
+        schema: Schema,
+        segment: SegmentMetadata,
+        rows: Sequence[dict[str, Any]],
+    ) -> int:
+        assert target.table is not None
+        columns = list(schema.fields)
+        try:
+            with psycopg.connect(target.location, connect_timeout=10) as conn, conn.transaction():
+                conn.execute(
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {} (source_table text NOT NULL, segment_name text NOT "
+                        "NULL, total_docs bigint NOT NULL, exported_at timestamptz NOT NULL DEFAULT now(), "
+                        "PRIMARY KEY (source_table, segment_name))"
+                    ).format(sql.Identifier(EXPORT_LOG_TABLE))
+                )
+                definitions = sql.SQL(", ").join(
+                    sql.SQL("{} {}").format(
+                        sql.Identifier(f.name),
+                        sql.SQL(PG_TYPES[f.dataType] + ("" if f.singleValueField else "[]")),
+                    )
+                    for f in columns
+                )
+                conn.execute(
+                    sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
+                        sql.Identifier(target.table), definitions
+                    )
+                )
+                claimed = conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {} (source_table, segment_name, total_docs) VALUES (%s, %s, %s) "
+                        "ON CONFLICT DO NOTHING RETURNING 1"
+                    ).format(sql.Identifier(EXPORT_LOG_TABLE)),
+                    (table.tableName, segment.segment_name, segment.total_docs),
+                ).fetchone()
+                if claimed is None:
+                    return 0  # exported already, by an earlier attempt or a duplicate
+                insert = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                    sql.Identifier(target.table),
+                    sql.SQL(", ").join(sql.Identifier(f.name) for f in columns),
+                    sql.SQL(", ").join(sql.Placeholder() for _ in columns),
+                )
+                with conn.cursor() as cursor:
+                    cursor.executemany(insert, [[row.get(f.name) for f in columns] for row in rows])
+        except psycopg.OperationalError as exc:
+            raise RuntimeError(f"export target {target.table}: {exc}") from exc  # retried
+        return len(rows)
+
+
+DATA_EXPORT = TaskTypePlugin(
+    generator=DataExportTaskGenerator,
+    executor=DataExportTaskExecutor,
+    description="exports a REALTIME table's completed segments to a directory or PostgreSQL, once each",
+)
