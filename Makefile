@@ -29,5 +29,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## Benchmarks: quick sizes (under 10 minutes on 2 cores), and the issue's full sizes (hours).
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+bench-full: $(STAMP)
+	$(BIN)/python -m bench.run --full
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -31,6 +31,7 @@ from activities.subtasks import SubtaskActivities
 from activities.triggers import TriggerActivities
 from taskplan.bootstrap import open_stack, plan_options
 from taskplan.catalog import Catalog
+from taskplan.cleanup import PlanJanitor
 from taskplan.data.maintenance import SegmentMaintenance
 from taskplan.data.segments import SegmentManager
 from taskplan.gate import ClusterGate
@@ -199,10 +200,16 @@ async def main_async(args: argparse.Namespace) -> None:
         # The controller's periodic orchestration poll feeds the plan gauges.
         background.append(asyncio.create_task(ProgressPoller(TaskPlanService(client)).run(stop)))
         if stack.catalog is not None:
-            upkeep = SegmentMaintenance(
-                SegmentManager.from_settings(stack.settings, stack.catalog), stack.catalog
+            # Segment upkeep (flush by time, crash leftovers) and the plan cleanup sweep.
+            segments = SegmentManager.from_settings(stack.settings, stack.catalog)
+            janitor = PlanJanitor(
+                TaskPlanService(client),
+                stack.catalog,
+                interval_s=stack.settings.orphaned_plan_cleanup_interval_s,
+                retention_s=stack.settings.plan_retention_s,
             )
-            background.append(asyncio.create_task(upkeep.run(stop)))
+            background.append(asyncio.create_task(SegmentMaintenance(segments, stack.catalog).run(stop)))
+            background.append(asyncio.create_task(janitor.run(stop)))
     await run_workers(workers, stop)
     await asyncio.gather(*background)
     log.info("worker %s stopped", options.identity)

@@ -1,8 +1,12 @@
-"""The `taskplan` command: run the embedded stack, serve the API, run a worker.
+"""The `taskplan` command: run the embedded stack, serve the API, run a worker, operate plans.
 
 taskplan run                 # everything, in the foreground (what `make run` does)
 taskplan api [--port 9000]   # the REST API only
 taskplan worker --role minion --tag minion_untagged
+taskplan execute SegmentPurgeTask sales_OFFLINE -c "purgeFilter=country = 'US'"
+taskplan plans list | show ID | watch ID | abort ID      (--json for scripts)
+taskplan tables
+taskplan schedule --task-type SegmentPurgeTask
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from taskplan.operator import add_operator_commands, run_operator_command
 from taskplan.settings import load_settings
 
 
@@ -29,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     api.add_argument("--host", default=None)
     api.add_argument("--port", type=int, default=None)
     sub.add_parser("worker", help="run a worker (options: python worker.py --help)", add_help=False)
+    add_operator_commands(sub)
     if args_list and args_list[0] == "worker":
         import worker
 
@@ -44,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from api.server import serve
 
         return serve(settings, args.config, host=args.host, port=args.port)
+    if args.command in ("execute", "plans", "tables", "schedule"):
+        return run_operator_command(args, f"http://{settings.controller_host}:{settings.controller_port}")
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -42,6 +42,7 @@ DOCUMENTED_NAMES = {
         "activeTaskPlansCount",
         "taskPlansAbortingCount",
         "orchestrationTimeSinceLastPollMs",
+        "taskPlansCleanedUp",
     )
 }
 
@@ -101,6 +102,7 @@ class OrchestrationMetrics:
     task_plan_inputs_processed: Gauge
     active_task_plans_count: Gauge
     task_plans_aborting_count: Gauge
+    task_plans_cleaned_up: Counter
 
     @staticmethod
     def attributes(table_name_with_type: str, task_type: str) -> dict[str, str]:
@@ -149,6 +151,10 @@ def metrics() -> OrchestrationMetrics:
                 ),
                 task_plans_aborting_count=meter.create_gauge(
                     "taskPlansAbortingCount", description="plans in ABORTING, waiting for their batch"
+                ),
+                task_plans_cleaned_up=meter.create_counter(
+                    "taskPlansCleanedUp",
+                    description="executions removed by the cleanup sweep (reason: orphan, retention)",
                 ),
             )
             meter.create_observable_gauge(

@@ -88,6 +88,11 @@ class TaskGenerationError(Exception):
         self.error_type = error_type
 
 
+def quote_value(value: str) -> str:
+    """A string literal for a visibility query."""
+    return _quote(value)
+
+
 def _quote(value: str) -> str:
     # Values reaching a visibility query are validated names; quoting still guards against quotes.
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -322,15 +327,25 @@ class TaskPlanService:
 
     async def remove_table_plans(self, table_name_with_type: str) -> int:
         """Stop and delete every plan (all task types, all runs) and batch of a table. Returns how many."""
-        query = f"TaskPlanTable = {_quote(table_name_with_type)}"
-        executions = [(e.id, e.run_id, e.status) async for e in self.client.list_workflows(query)]
-        for workflow_id, run_id, status in executions:
+        return await self.delete_executions(
+            f"TaskPlanTable = {_quote(table_name_with_type)}", reason=f"table {table_name_with_type} dropped"
+        )
+
+    async def delete_executions(self, query: str, reason: str = "cleanup") -> int:
+        """Terminate (if running) and delete every workflow execution the visibility query finds."""
+        return sum((await self.delete_executions_by_table(query, reason)).values())
+
+    async def delete_executions_by_table(self, query: str, reason: str = "cleanup") -> dict[str, int]:
+        executions = [
+            (e.id, e.run_id, e.status, e.typed_search_attributes.get(SearchAttributes.TABLE) or "")
+            async for e in self.client.list_workflows(query)
+        ]
+        for workflow_id, run_id, status, _ in executions:
             if status == WorkflowExecutionStatus.RUNNING:
                 with contextlib.suppress(RPCError):
-                    await self.client.get_workflow_handle(workflow_id, run_id=run_id).terminate(
-                        reason=f"table {table_name_with_type} dropped"
-                    )
-        for workflow_id, run_id, _ in executions:
+                    await self.client.get_workflow_handle(workflow_id, run_id=run_id).terminate(reason=reason)
+        removed: dict[str, int] = {}
+        for workflow_id, run_id, _, table in executions:
             with contextlib.suppress(RPCError):
                 await self.client.workflow_service.delete_workflow_execution(
                     DeleteWorkflowExecutionRequest(
@@ -338,7 +353,8 @@ class TaskPlanService:
                         workflow_execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id or ""),
                     )
                 )
-        return len(executions)
+                removed[table] = removed.get(table, 0) + 1
+        return removed
 
     async def list_tasks(self, task_type: str, limit: int = 10_000) -> dict[str, tuple[TaskState, str]]:
         """Parent tasks (batches and legacy tasks) of a task type: name -> (state, table), newest first."""

@@ -13,6 +13,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from taskplan.names import SearchAttributes
 from taskplan.settings import Settings
+from taskplan.telemetry import client_interceptors, sdk_runtime
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +24,15 @@ async def connect(settings: Settings, *, retries: int = 1, identity: str | None 
     for attempt in range(max(1, retries)):
         try:
             kwargs = {"identity": identity} if identity else {}
+            runtime = sdk_runtime(settings)
+            if runtime is not None:
+                kwargs["runtime"] = runtime  # type: ignore[assignment]  # a Runtime, not a str
             return await Client.connect(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
                 data_converter=pydantic_data_converter,
-                **kwargs,  # type: ignore[arg-type]  # identity is optional in Client.connect
+                interceptors=client_interceptors(settings),
+                **kwargs,  # type: ignore[arg-type]  # identity and runtime are optional in Client.connect
             )
         except Exception as exc:  # the server may still be starting
             last = exc

@@ -105,20 +105,29 @@ def _ingest(
 ) -> dict[str, Any]:
     table = catalog.require_table(table_name)
     schema = catalog.require_schema(table.raw_table_name)
-    reader = RowReader(schema, max_parse_exceptions=max_parse_exceptions, source_name=file_name)
+    stamp = int(time.time() * 1000)
+    name = f"{table.raw_table_name}_{stamp}_{short_hash(file_name, str(stamp), str(path), length=8)}"
+    source = f"ingestFromFile:{file_name}"
     try:
-        rows = list(reader.read(path, input_format))
+        if table.tableType == "OFFLINE" and input_format is InputFormat.CSV:
+            segment, staged, stats = manager.build_from_csv(
+                table, schema, path, name, source=source, max_parse_exceptions=max_parse_exceptions
+            )
+            manager.deep_store.publish(staged, table.tableName, segment.file_name)
+            manager.store.add_segment(segment)
+        else:
+            reader = RowReader(schema, max_parse_exceptions=max_parse_exceptions, source_name=file_name)
+            rows = list(reader.read(path, input_format))
+            stats = reader.stats
+            if table.tableType == "REALTIME":
+                segment = manager.append_realtime(table, schema, rows)
+            else:
+                segment = manager.upload(table, schema, rows, name, source=source)
     except (ReaderInitError, TooManyParseExceptions) as exc:
         raise ApiError(400, str(exc)) from None
-    if table.tableType == "REALTIME":
-        segment = manager.append_realtime(table, schema, rows)
-    else:
-        stamp = int(time.time() * 1000)
-        name = f"{table.raw_table_name}_{stamp}_{short_hash(file_name, str(stamp), str(path), length=8)}"
-        segment = manager.upload(table, schema, rows, name, source=f"ingestFromFile:{file_name}")
     return {
         "status": f"Successfully ingested file into table: {table_name} as segment: {segment.segment_name}",
         "segment": segment.to_pinot(),
-        "rowStats": reader.stats.counts(),
-        "samples": reader.stats.samples,
+        "rowStats": stats.counts(),
+        "samples": stats.samples,
     }

@@ -22,8 +22,10 @@ from typing import Any
 
 from taskplan.catalog import Catalog
 from taskplan.catalog.segments import LineageState, SegmentMetadata, SegmentStatus
+from taskplan.data.csv_loader import load_csv
 from taskplan.data.deepstore import DeepStore
 from taskplan.data.parquet import file_stats, read_rows, time_column, write_rows
+from taskplan.data.rows import RowStats
 from taskplan.models.table import Schema, TableConfig
 from taskplan.settings import Settings
 
@@ -129,6 +131,30 @@ class SegmentManager:
             source=source,
             custom=dict(custom or {}),
         )
+
+    def build_from_csv(
+        self,
+        table: TableConfig,
+        schema: Schema,
+        path: Path,
+        segment_name: str,
+        *,
+        source: str | None = None,
+        max_parse_exceptions: int | None = None,
+    ) -> tuple[SegmentMetadata, Path, RowStats]:
+        """A segment straight from a CSV file (DuckDB all the way); the staged path to publish."""
+        staged = self.deep_store.staging_path(table.tableName)
+        try:
+            stats = load_csv(
+                path, schema, staged, max_parse_exceptions=max_parse_exceptions, source_name=source or ""
+            )
+            segment = self.describe_file(
+                table, schema, staged, segment_name, SegmentStatus.DONE, source, None, 0
+            )
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        return segment, staged, stats
 
     def upload(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -14,6 +15,11 @@ from taskplan.plugin import ExecutionContext, FatalTaskError, PluginContext, Tas
 TABLE_MAX_NUM_TASKS = "tableMaxNumTasks"
 DEFAULT_TABLE_MAX_NUM_TASKS = 10
 MAX_TABLE_MAX_NUM_TASKS = 10_000
+
+
+def default_concurrency() -> int:
+    """Subtasks of a data task type one minion runs at once: one per CPU (DuckDB is multithreaded too)."""
+    return max(1, os.cpu_count() or 1)
 
 
 def int_config(

@@ -41,6 +41,7 @@ from taskplan.plugin import (
     TaskTypePlugin,
 )
 from taskplan.tasktypes.common import (
+    default_concurrency,
     plugin_catalog,
     require_schema,
     resolve_under,
@@ -105,6 +106,9 @@ def buffer_ms(configs: Mapping[str, str]) -> int:
 class DataExportTaskGenerator(BaseTaskGenerator):
     task_type: ClassVar[str] = "DataExportTask"
     supports_orchestration: ClassVar[bool] = True
+
+    def get_num_concurrent_tasks_per_instance(self, minion_tag: str) -> int:
+        return default_concurrency()
 
     def _roots(self) -> list[Path]:
         assert self.context is not None

@@ -48,6 +48,7 @@ from taskplan.plugin import (
 )
 from taskplan.tasktypes.common import (
     bool_config,
+    default_concurrency,
     int_config,
     plugin_catalog,
     require_schema,
@@ -187,6 +188,9 @@ def plan_lineage_id(plan_id: str) -> str:
 class FileIngestionTaskGenerator(BaseTaskGenerator):
     task_type: ClassVar[str] = "FileIngestionTask"
     supports_orchestration: ClassVar[bool] = True
+
+    def get_num_concurrent_tasks_per_instance(self, minion_tag: str) -> int:
+        return default_concurrency()
 
     def _roots(self) -> list[Path]:
         assert self.context is not None
@@ -344,9 +348,17 @@ class FileIngestionTaskExecutor(BaseTaskExecutor):
         if previous is not None and previous == (fp, name):
             return SubtaskResult(counts={"filesSkipped": 1}, message=f"{uri} was ingested already")
         limit = int_config(configs, MAX_PARSE_EXCEPTIONS, None, low=0)
-        reader = RowReader(schema, max_parse_exceptions=limit, source_name=uri)
+        input_format = InputFormat.parse(configs[INPUT_FORMAT])
         try:
-            rows = list(reader.read(path, InputFormat.parse(configs[INPUT_FORMAT])))
+            if input_format is InputFormat.CSV:
+                segment, staged, stats = manager.build_from_csv(
+                    table, schema, path, name, source=uri, max_parse_exceptions=limit
+                )
+            else:
+                reader = RowReader(schema, max_parse_exceptions=limit, source_name=uri)
+                rows = list(reader.read(path, input_format))
+                segment, staged = manager.build(table, schema, rows, name, source=uri)
+                stats = reader.stats
         except ReaderInitError as exc:
             if configs.get(SKIP_UNREADABLE) == "true":
                 marker = f"{SKIPPED}{lineage_id or ''}"
@@ -357,7 +369,6 @@ class FileIngestionTaskExecutor(BaseTaskExecutor):
             raise FatalTaskError(str(exc)) from None
         except FileNotFoundError:
             raise FatalTaskError(f"{uri} disappeared before it could be ingested") from None
-        segment, staged = manager.build(table, schema, rows, name, source=uri)
         manager.deep_store.publish(staged, table.tableName, segment.file_name)
         replaces = configs.get(REPLACES)
         try:
@@ -372,8 +383,8 @@ class FileIngestionTaskExecutor(BaseTaskExecutor):
                 manager.store.add_segment(segment, processed_file=(uri, fp))
         except SegmentConflictError as exc:
             raise FatalTaskError(str(exc)) from None
-        counts: dict[str, int | float] = {**reader.stats.counts(), "segments": 1}
-        return SubtaskResult(counts=counts, samples=reader.stats.samples)
+        counts: dict[str, int | float] = {**stats.counts(), "segments": 1}
+        return SubtaskResult(counts=counts, samples=stats.samples)
 
     def _replace_one(
         self,

@@ -34,6 +34,7 @@ from taskplan.plugin import (
     TaskTypePlugin,
 )
 from taskplan.tasktypes.common import (
+    default_concurrency,
     plugin_catalog,
     require_schema,
     segment_manager,
@@ -59,6 +60,9 @@ def purged_name(segment: str, expression: str) -> str:
 class SegmentPurgeTaskGenerator(BaseTaskGenerator):
     task_type: ClassVar[str] = "SegmentPurgeTask"
     supports_orchestration: ClassVar[bool] = True
+
+    def get_num_concurrent_tasks_per_instance(self, minion_tag: str) -> int:
+        return default_concurrency()
 
     def validate_task_configs(
         self, table_config: TableConfig, schema: Schema | None, task_configs: Mapping[str, str]

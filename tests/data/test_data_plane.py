@@ -10,8 +10,10 @@ import pytest
 
 from taskplan.catalog import Catalog
 from taskplan.catalog.segments import SegmentStatus
+from taskplan.data.csv_loader import load_csv
 from taskplan.data.deepstore import DeepStore
 from taskplan.data.maintenance import SegmentMaintenance
+from taskplan.data.parquet import read_rows
 from taskplan.data.predicate import PurgeFilterError, validate_purge_filter
 from taskplan.data.rows import InputFormat, ReaderInitError, RowReader, TooManyParseExceptions
 from taskplan.data.segments import SegmentManager
@@ -45,6 +47,40 @@ def test_csv_rows_are_typed_and_bad_ones_counted(tmp_path: Path) -> None:
     assert any("amount" in s for s in reader.stats.samples) and any(
         "line 4" in s for s in reader.stats.samples
     )
+
+
+def test_csv_loads_through_duckdb_with_the_same_counters(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text(
+        "id,country,amount,ts,tags\n"
+        "1,US,2.5,1700000000000,a;b\n"
+        "2,FR,not-a-number,1700000000001,\n"  # typed with an error: amount is null
+        "3,DE\n"  # wrong number of fields: unparseable
+        ",,,,\n"  # none of the columns: thrown away
+        "4,IT,1,1700000000004,x;y\n",
+        encoding="utf-8",
+    )
+    dest = tmp_path / "out.parquet"
+    stats = load_csv(path, events_schema("t"), dest, source_name="in.csv")
+    assert stats.counts() == {
+        "processed": 2,
+        "processedBytes": path.stat().st_size,
+        "processedWithError": 1,
+        "thrownAway": 1,
+        "unparseable": 1,
+    }
+    rows = read_rows(dest)
+    assert [(r["id"], r["amount"], r["tags"]) for r in rows] == [
+        (1, 2.5, ["a", "b"]),
+        (2, None, None),
+        (4, 1.0, ["x", "y"]),
+    ]
+    assert any("cannot type amount" in s for s in stats.samples)
+    with pytest.raises(TooManyParseExceptions):
+        load_csv(path, events_schema("t"), tmp_path / "strict.parquet", max_parse_exceptions=1)
+    (tmp_path / "bad.csv").write_text("nothing,here\n1,2\n", encoding="utf-8")
+    with pytest.raises(ReaderInitError, match="names none of the schema's columns"):
+        load_csv(tmp_path / "bad.csv", events_schema("t"), tmp_path / "x.parquet")
 
 
 def test_json_lines_count_unparseable_and_thrown_away(tmp_path: Path) -> None:

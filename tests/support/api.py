@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import uvicorn
+from fastapi import FastAPI
 from temporalio.client import Client
 
 from api.main import create_app
@@ -17,10 +20,7 @@ from tests.support.engine import TEST_OPTIONS
 from tests.support.tasktypes import ALL_SPECS
 
 
-@asynccontextmanager
-async def api_client(
-    engine: Client, catalog: Catalog, properties: dict[str, str] | None = None
-) -> AsyncIterator[httpx.AsyncClient]:
+def app_for_tests(engine: Client, catalog: Catalog, properties: dict[str, str] | None = None) -> FastAPI:
     settings = Settings.model_validate(
         {"temporal.address": engine.service_client.config.target_host, **(properties or {})}
     )
@@ -31,10 +31,39 @@ async def api_client(
         tables=catalog,
     )
     stack.plan_options = lambda: TEST_OPTIONS  # type: ignore[method-assign]  # short heartbeats in tests
-    app = create_app(stack)
+    return create_app(stack)
+
+
+@asynccontextmanager
+async def api_client(
+    engine: Client, catalog: Catalog, properties: dict[str, str] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = app_for_tests(engine, catalog, properties)
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=transport, base_url="http://taskplan.test") as client,
     ):
         yield client
+
+
+@asynccontextmanager
+async def live_api(
+    engine: Client, catalog: Catalog, properties: dict[str, str] | None = None
+) -> AsyncIterator[str]:
+    """The API served by uvicorn on a free loopback port, in this event loop; yields its URL."""
+    config = uvicorn.Config(
+        app_for_tests(engine, catalog, properties), host="127.0.0.1", port=0, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

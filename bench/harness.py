@@ -1,0 +1,202 @@
+"""A benchmark stack: a Temporal dev server (SQLite file), the controller in this process, minion
+processes, a catalog, and the API app in process; plus timing and result helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from api.main import create_app
+from bench.baseline import BASELINE_QUEUE, BaselineBatchesWorkflow
+from taskplan.binaries import temporal_cli
+from taskplan.bootstrap import Stack
+from taskplan.catalog import Catalog
+from taskplan.models.table import TableConfig
+from taskplan.names import SearchAttributes
+from taskplan.registry import build_registry
+from taskplan.service import TaskPlanService
+from taskplan.settings import Settings
+from taskplan.temporal import connect
+from worker import WorkerOptions, build_workers, run_workers
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def rss_mb(pid: int | None = None) -> float:
+    """Peak resident memory (VmHWM) of a process, in MB."""
+    path = Path(f"/proc/{pid or os.getpid()}/status")
+    for line in path.read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    }
+
+
+@dataclass
+class Row:
+    scenario: str
+    metric: str
+    value: str
+    target: str = ""
+    verdict: str = ""
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, scenario: str, metric: str, value: str, target: str = "", ok: bool | None = None) -> None:
+        verdict = "" if ok is None else ("met" if ok else "MISSED")
+        self.rows.append(Row(scenario, metric, value, target, verdict))
+
+    def table(self) -> str:
+        headers = ("scenario", "metric", "value", "target", "")
+        cells = [headers, *[(r.scenario, r.metric, r.value, r.target, r.verdict) for r in self.rows]]
+        widths = [max(len(str(c[i])) for c in cells) for i in range(5)]
+        lines = [
+            "| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+            for row in cells
+        ]
+        lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+        return "\n".join(lines)
+
+    def write(self, name: str) -> Path:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path = RESULTS / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}.json"
+        body = {"machine": machine(), "rows": [r.__dict__ for r in self.rows], "data": self.data}
+        path.write_text(json.dumps(body, indent=2, default=str))
+        return path
+
+
+@dataclass
+class BenchStack:
+    client: Client
+    settings: Settings
+    catalog: Catalog
+    service: TaskPlanService
+    data_dir: Path
+    minions: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start_minions(self, count: int, *, concurrency: int | None = None) -> None:
+        env = {
+            **os.environ,
+            "TEMPORAL_ADDRESS": self.settings.temporal_address,
+            "TASKPLAN_DATADIR": str(self.data_dir),
+            "TASKPLAN_CATALOG_URL": self.settings.resolved_catalog_url,
+        }
+        log = (self.data_dir / "minions.log").open("ab")
+        for _ in range(count):
+            command = [sys.executable, "worker.py", "--role", "minion", "--graceful-shutdown-seconds", "1"]
+            if concurrency:
+                command += ["--max-concurrent-subtasks", str(concurrency)]
+            self.minions.append(
+                subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            )
+
+    def stop_minions(self) -> None:
+        for proc in self.minions:
+            proc.terminate()
+        for proc in self.minions:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.minions.clear()
+
+    def add_table(self, raw: str, table_type: str = "OFFLINE") -> str:
+        config = TableConfig.model_validate({"tableName": raw, "tableType": table_type})
+        self.catalog.create_table(config)
+        return config.tableName
+
+    @asynccontextmanager
+    async def api(self) -> AsyncIterator[httpx.AsyncClient]:
+        stack = Stack(self.settings, build_registry(""), self.catalog, self.catalog)
+        app = create_app(stack)
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=120) as http,
+        ):
+            yield http
+
+
+@asynccontextmanager
+async def bench_stack() -> AsyncIterator[BenchStack]:
+    """Dev server on a SQLite file, controller workers in process; minions are started by scenarios."""
+    with tempfile.TemporaryDirectory(prefix="taskplan-bench-") as tmp:
+        data_dir = Path(tmp)
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=temporal_cli(),
+            search_attributes=SearchAttributes.ALL,
+            dev_server_extra_args=["--db-filename", str(data_dir / "temporal.db"), "--log-level", "error"],
+        )
+        try:
+            settings = Settings.model_validate(
+                {
+                    "temporal.address": env.client.service_client.config.target_host,
+                    "taskplan.dataDir": str(data_dir),
+                }
+            )
+            catalog = Catalog(settings.resolved_catalog_url)
+            catalog.migrate()
+            client = await connect(settings)
+            registry = build_registry("")
+            workers = build_workers(
+                client, settings, registry, catalog, WorkerOptions(role="controller"), catalog=catalog
+            )
+            workers.append(Worker(client, task_queue=BASELINE_QUEUE, workflows=[BaselineBatchesWorkflow]))
+            stop = asyncio.Event()
+            running = asyncio.create_task(run_workers(workers, stop))
+            stack = BenchStack(client, settings, catalog, TaskPlanService(client), data_dir)
+            try:
+                yield stack
+            finally:
+                stack.stop_minions()
+                stop.set()
+                await running
+        finally:
+            await env.shutdown()
+
+
+def new_raw_name(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
