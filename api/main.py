@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from api.auth import AccessControl
 from api.errors import install_error_handlers
+from api.limits import RequestSizeLimit
 from api.routes import cluster, health, metrics, schemas, segments, tables, task_plans, tasks
 from taskplan import __version__
 from taskplan.bootstrap import Stack, open_stack
@@ -39,6 +40,7 @@ def create_app(stack: Stack | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(RequestSizeLimit)
     app.include_router(health.router)
     app.include_router(task_plans.router)
     app.include_router(tasks.router)

@@ -216,9 +216,14 @@ class TaskPlanService:
     async def abort_plan(self, plan_id: str, reason: str = "") -> TaskPlan:
         handle, running = await self._plan_handle(plan_id)
         if running:
-            await handle.signal(
-                TaskPlanWorkflow.abort, AbortRequest(reason=reason or "aborted through the API")
-            )
+            try:
+                await handle.signal(
+                    TaskPlanWorkflow.abort, AbortRequest(reason=reason or "aborted through the API")
+                )
+            except RPCError as err:
+                # The plan ended between the check and the signal: its final state is the answer.
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
         return await self.get_plan(plan_id)
 
     async def list_plan_ids(self, table_name_with_type: str, task_type: str) -> list[str]:

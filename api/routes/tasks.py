@@ -14,6 +14,7 @@ from api.deps import CatalogDep, ServiceDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.models import AdhocTaskConfig, PlanCreated, StatusResponse
 from api.routes.tables import resolve_tables
+from taskplan.bootstrap import Stack
 from taskplan.cycle import run_trigger_cycle
 from taskplan.gate import QueueState, queue_state, set_queue_state
 from taskplan.models.table import TableTaskConfig
@@ -115,6 +116,11 @@ class PinotTaskConfigOut(BaseModel):
     configs: dict[str, str]
 
 
+def _known(stack: Stack, task_type: str) -> str:
+    """The task type's registered name; 404 naming it when no plugin registers it."""
+    return stack.registry.get(validate_task_type(task_type)).task_type
+
+
 async def _readable_task(service: TaskPlanService, principal: Principal, name: str) -> str:
     parse_task_name(name)
     require(principal, Permission.READ, await service.task_table(name))
@@ -181,15 +187,17 @@ async def queue_state_of(
 
 
 @router.get("/{taskType}/tasks", response_model=list[str], summary="Parent task names of a task type")
-async def tasks_of_type(taskType: TaskTypePath, service: ServiceDep, principal: PrincipalDep) -> list[str]:
-    return sorted(await _readable_tasks(service, principal, taskType))
+async def tasks_of_type(
+    taskType: TaskTypePath, stack: StackDep, service: ServiceDep, principal: PrincipalDep
+) -> list[str]:
+    return sorted(await _readable_tasks(service, principal, _known(stack, taskType)))
 
 
 @router.get("/{taskType}/taskstates", response_model=dict[str, TaskState], summary="Parent task states")
 async def task_states(
-    taskType: TaskTypePath, service: ServiceDep, principal: PrincipalDep
+    taskType: TaskTypePath, stack: StackDep, service: ServiceDep, principal: PrincipalDep
 ) -> dict[str, TaskState]:
-    return await _readable_tasks(service, principal, taskType)
+    return await _readable_tasks(service, principal, _known(stack, taskType))
 
 
 @router.get(
@@ -198,9 +206,9 @@ async def task_states(
     summary="Subtask counts by state, per parent task (the 100 most recent)",
 )
 async def task_counts(
-    taskType: TaskTypePath, service: ServiceDep, principal: PrincipalDep
+    taskType: TaskTypePath, stack: StackDep, service: ServiceDep, principal: PrincipalDep
 ) -> dict[str, SubtaskCounts]:
-    names = list(await _readable_tasks(service, principal, taskType, limit=100))
+    names = list(await _readable_tasks(service, principal, _known(stack, taskType), limit=100))
     counts = await asyncio.gather(*(service.task_counts(n) for n in names))
     return dict(zip(names, counts, strict=True))
 

@@ -140,3 +140,22 @@ def test_unauthenticated_api_refuses_a_public_bind() -> None:
     assert check_bind(secured, "0.0.0.0").enabled
     with pytest.raises(ValueError, match="principal 'b' has no"):
         check_bind(Settings.model_validate({P: "b"}), "127.0.0.1")
+
+
+async def test_passwords_are_never_logged_or_returned(
+    secured: tuple[httpx.AsyncClient, str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    http, mine, _ = secured
+    caplog.set_level("DEBUG")
+    answers = [
+        await http.get("/tables", headers=WRONG),
+        await http.get("/tables", headers=ADMIN),
+        await http.get("/cluster/configs", headers=ADMIN),
+        await http.get(f"/tables/{mine}", headers=READER),
+        await http.get("/openapi.json"),
+        await http.get("/metrics", headers=ADMIN),
+    ]
+    assert answers[0].status_code == 401
+    for secret in ("s3cret-admin", "r3ader", "nope"):
+        assert all(secret not in a.text for a in answers)
+        assert secret not in caplog.text
