@@ -36,5 +36,9 @@ bench: $(STAMP)
 bench-full: $(STAMP)
 	$(BIN)/python -m bench.run --full
 
+## Fault injection on a real cluster: 20 minion kills plus controller, API and dev-server faults.
+chaos: $(STAMP)
+	CHAOS_TRIALS=20 CHAOS_REPORT_DIR=$(CURDIR)/bench/results $(BIN)/python -m pytest tests/chaos -s
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -193,7 +193,7 @@ async def many_plans(stack: BenchStack, report: Report, full: bool) -> None:
 
 
 async def long_plan(stack: BenchStack, report: Report, full: bool) -> None:
-    batches = 20_000 if full else 1_000
+    batches = 20_000 if full else 300
     stack.start_minions(1)
     table = stack.add_table(new_raw_name("long"))
     plan_id = await stack.service.start_plan(

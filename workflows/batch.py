@@ -59,9 +59,12 @@ class BatchWorkflow:
         self._completed = 0
         self._totals: dict[str, float] = {}
         self._submitted_at_ms = 0
+        self._size_attribute = False
 
     @workflow.run
     async def run(self, request: BatchInput) -> BatchResult:
+        # Decided before any command, so the patch marker has a fixed place in the history.
+        self._size_attribute = workflow.patched("batch-subtasks-search-attribute")
         self._input = request
         self._submitted_at_ms = epoch_ms()
         batch = request.batch or await self._generate(request)
@@ -219,7 +222,7 @@ class BatchWorkflow:
         self._state = state
         updates: list[SearchAttributeUpdate[Any]] = [SearchAttributes.TASK_STATE.value_set(state.value)]
         # A running batch shows its size, for the in-flight subtask limits (taskplan/gate.py).
-        if state is TaskState.IN_PROGRESS and workflow.patched("batch-subtasks-search-attribute"):
+        if state is TaskState.IN_PROGRESS and self._size_attribute:
             updates.append(SearchAttributes.BATCH_SUBTASKS.value_set(len(self._records)))
         workflow.upsert_search_attributes(updates)
 

@@ -24,6 +24,7 @@ from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     ChildWorkflowError,
+    FailureError,
     WorkflowAlreadyStartedError,
 )
 from temporalio.workflow import ParentClosePolicy
@@ -71,6 +72,7 @@ class TaskPlanWorkflow:
     def __init__(self) -> None:
         self._state: PlanState | None = None
         self._input: PlanInput | None = None
+        self._local_generation = False
 
     # ---------------------------------------------------------------- handlers
 
@@ -95,6 +97,9 @@ class TaskPlanWorkflow:
 
     @workflow.run
     async def run(self, request: PlanInput) -> TaskPlan:
+        # Patches are decided first thing in a run, before any command, so that their markers sit at a
+        # fixed place in every history (a patch asked for later, between local activities, does not replay).
+        self._local_generation = workflow.patched("generate-as-local-activity")
         self._input = request
         if self._state is None:
             self._state = request.carried or PlanState(
@@ -209,18 +214,13 @@ class TaskPlanWorkflow:
         while True:
             attempt += 1
             try:
-                generated: GeneratedBatch = await workflow.execute_activity(
-                    "generate_next_batch",
-                    generate_input,
-                    result_type=GeneratedBatch,
-                    start_to_close_timeout=timedelta(seconds=request.options.generation_timeout_s),
-                    retry_policy=RetryPolicy(maximum_attempts=1),
-                )
+                generated = await self._generate_once(request, generate_input)
                 if attempt > 1:
                     self._set_status(plan.status, "batch generation recovered")
                 return generated
-            except ActivityError as err:
-                cause = err.cause
+            except FailureError as err:
+                # A local activity's failure arrives unwrapped (the ApplicationError or TimeoutError itself).
+                cause = err.cause if isinstance(err, ActivityError) else err
                 message = str(cause) if cause is not None else str(err)
                 fatal = isinstance(cause, ApplicationError) and (
                     cause.non_retryable or cause.type in NON_RETRYABLE
@@ -239,6 +239,28 @@ class TaskPlanWorkflow:
                     await workflow.wait_condition(lambda: state.abort_reason is not None, timeout=backoff)
                 if state.abort_reason is not None:
                     return GeneratedBatch(no_more_work=False)
+
+    async def _generate_once(self, request: PlanInput, generate_input: GenerateBatchInput) -> GeneratedBatch:
+        timeout = timedelta(seconds=request.options.generation_timeout_s)
+        # A local activity (the generator runs on this controller either way) saves a task-queue round
+        # trip per batch (see the README's performance notes). Older histories replay as before.
+        if self._local_generation:
+            local: GeneratedBatch = await workflow.execute_local_activity(
+                "generate_next_batch",
+                generate_input,
+                result_type=GeneratedBatch,
+                start_to_close_timeout=timeout,
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+            return local
+        remote: GeneratedBatch = await workflow.execute_activity(
+            "generate_next_batch",
+            generate_input,
+            result_type=GeneratedBatch,
+            start_to_close_timeout=timeout,
+            retry_policy=RetryPolicy(maximum_attempts=1),
+        )
+        return remote
 
     def _absorb_progress(self, state: PlanState, generated: GeneratedBatch) -> None:
         plan = state.plan
