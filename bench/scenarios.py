@@ -17,7 +17,7 @@ from taskplan.catalog.segments import SegmentStatus
 from taskplan.data.segments import SegmentManager
 from taskplan.models.table import Schema
 from taskplan.names import minion_task_queue
-from workflows.models import PlanQuery, PlanSource, TaskPlan
+from workflows.models import PlanQuery, PlanSource, PlanStatus, TaskPlan
 
 NOOP = "NoOpTask"
 NOOP_QUEUE = minion_task_queue("minion_untagged", NOOP)
@@ -28,6 +28,8 @@ async def run_plan(stack: BenchStack, table: str, task_type: str, configs: dict[
     while True:
         plan = await stack.service.get_plan(plan_id, PlanQuery(batch_limit=1000))
         if not plan.status.is_active:
+            if plan.status != PlanStatus.COMPLETED:
+                raise RuntimeError(f"plan {plan_id} ended {plan.status}: {plan.status_message}")
             return plan
         await asyncio.sleep(0.2)
 

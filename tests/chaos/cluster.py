@@ -37,6 +37,7 @@ class Cluster:
     api: subprocess.Popen[bytes] | None = None
     minions: list[subprocess.Popen[bytes]] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings:
@@ -55,6 +56,7 @@ class Cluster:
             "TASKPLAN_DATADIR": str(self.data_dir),
             "TASKPLAN_SUBTASK_HEARTBEATTIMEOUTSECONDS": "3",  # a dead minion is noticed in seconds
             "CONTROLLER_PORT": str(self.api_port),
+            **self.extra_env,
         }
 
     def _spawn(self, *command: str) -> subprocess.Popen[bytes]:
