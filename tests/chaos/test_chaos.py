@@ -92,6 +92,16 @@ async def finish(http: httpx.AsyncClient, plan_id: str) -> dict[str, Any]:
     raise AssertionError(f"{plan_id} did not end")
 
 
+async def handbacks(http: httpx.AsyncClient, plan_id: str) -> int:
+    """Subtasks handed to another minion because theirs died (kills that landed mid-subtask)."""
+    plan = await call(http, "GET", f"/tasks/taskPlans/{plan_id}", params={"batchLimit": 1000})
+    total = 0
+    for batch in plan["batches"]:
+        subtasks = await call(http, "GET", f"/tasks/task/{batch['submittedTaskName']}/subtasks")
+        total += sum(s.get("lostWorkerRetries", 0) for s in subtasks["subtasks"])
+    return total
+
+
 def ids(manager: SegmentManager, table: str) -> list[int]:
     return sorted(r["id"] for s in manager.store.visible_segments(table) for r in manager.read(s))
 
@@ -144,7 +154,13 @@ async def test_faults_lose_and_duplicate_nothing(tmp_path: Path) -> None:
             assert plan["status"] == "COMPLETED", plan
             expected = list(range(files * ROWS_PER_FILE))
             assert ids(manager, events) == expected  # every file's rows, exactly once
-            figures["append"] = {"files": files, "rows": len(expected), "minion_kills": TRIALS}
+            handed_back = await handbacks(http, plan_id)
+            figures["append"] = {
+                "files": files,
+                "rows": len(expected),
+                "minion_kills": TRIALS,
+                "subtasks_handed_back": handed_back,
+            }
 
             # 2. Purge with the controller killed mid-plan.
             plan_id = await execute(

@@ -112,6 +112,7 @@ def test_a_nearest_weekday_skips_to_monday_when_the_first_is_a_saturday() -> Non
 
 def test_croniter_agrees_on_plain_expressions() -> None:
     from croniter import croniter
+
     after = datetime(2026, 11, 23, 7, 3, tzinfo=UTC)
     for expression in ["0 0 2 * * ?", "0 0/5 14,18 * * ?", "*/10 * * * * ?", "0 0 22-23 1/5 * ?"]:
         it = croniter(expression.replace("?", "*"), after, second_at_beginning=True)
