@@ -15,6 +15,7 @@ from api.errors import ERROR_RESPONSES, ApiError
 from api.models import AdhocTaskConfig, PlanCreated, StatusResponse
 from api.routes.tables import resolve_tables
 from taskplan.bootstrap import Stack
+from taskplan.catalog import Catalog
 from taskplan.cycle import run_trigger_cycle
 from taskplan.gate import QueueState, queue_state, set_queue_state
 from taskplan.models.table import TableTaskConfig
@@ -156,14 +157,21 @@ async def _all_configs(service: TaskPlanService, name: str) -> list[SubtaskConfi
     return await _all_pages(lambda query: service.subtask_configs(name, query))
 
 
+async def _set_queue(
+    stack: Stack, catalog: Catalog, principal: Principal, task_type: str, state: QueueState
+) -> str:
+    require(principal, Permission.UPDATE)
+    name = _known(stack, task_type)
+    await asyncio.to_thread(set_queue_state, catalog, name, state)
+    return name
+
+
 @router.put("/{taskType}/stop", response_model=StatusResponse, summary="Stop a task type's queue")
 async def stop_queue(
     taskType: TaskTypePath, stack: StackDep, catalog: CatalogDep, principal: PrincipalDep
 ) -> StatusResponse:
     """No plan of the task type starts a new batch until it is resumed (running batches finish)."""
-    require(principal, Permission.UPDATE)
-    name = stack.registry.get(validate_task_type(taskType)).task_type
-    await asyncio.to_thread(set_queue_state, catalog, name, QueueState.STOPPED)
+    name = await _set_queue(stack, catalog, principal, taskType, QueueState.STOPPED)
     return StatusResponse(status=f"Successfully stopped task queue for task type: {name}")
 
 
@@ -171,9 +179,7 @@ async def stop_queue(
 async def resume_queue(
     taskType: TaskTypePath, stack: StackDep, catalog: CatalogDep, principal: PrincipalDep
 ) -> StatusResponse:
-    require(principal, Permission.UPDATE)
-    name = stack.registry.get(validate_task_type(taskType)).task_type
-    await asyncio.to_thread(set_queue_state, catalog, name, QueueState.IN_PROGRESS)
+    name = await _set_queue(stack, catalog, principal, taskType, QueueState.IN_PROGRESS)
     return StatusResponse(status=f"Successfully resumed task queue for task type: {name}")
 
 
@@ -182,8 +188,7 @@ async def queue_state_of(
     taskType: TaskTypePath, stack: StackDep, catalog: CatalogDep, principal: PrincipalDep
 ) -> QueueState:
     require_permission(principal, Permission.READ)
-    name = stack.registry.get(validate_task_type(taskType)).task_type
-    return await asyncio.to_thread(queue_state, catalog, name)
+    return await asyncio.to_thread(queue_state, catalog, _known(stack, taskType))
 
 
 @router.get("/{taskType}/tasks", response_model=list[str], summary="Parent task names of a task type")
