@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from taskplan.data.parquet import DUCKDB_TYPES, connect, quote, sql_string
+from taskplan.data.parquet import DUCKDB_TYPES, FileStats, connect, copy_to_parquet, quote, sql_string
 from taskplan.data.rows import MULTI_VALUE_DELIMITER, ReaderInitError, RowStats, TooManyParseExceptions
 from taskplan.models.table import FieldSpec, Schema
 
@@ -68,9 +68,17 @@ def _header(path: Path, name: str) -> list[str]:
 
 
 def load_csv(
-    path: Path, schema: Schema, dest: Path, *, max_parse_exceptions: int | None = None, source_name: str = ""
-) -> RowStats:
-    """Write the CSV file's rows, typed for ``schema``, to ``dest`` (Parquet); returns the row counters."""
+    path: Path,
+    schema: Schema,
+    dest: Path,
+    *,
+    max_parse_exceptions: int | None = None,
+    source_name: str = "",
+    time_col: str | None = None,
+    numeric_time: bool = False,
+) -> tuple[RowStats, FileStats]:
+    """Write the CSV file's rows, typed for ``schema``, to ``dest`` (Parquet); returns the row counters and
+    the written file's stats."""
     stats = RowStats(processed_bytes=path.stat().st_size)
     name = source_name or str(path)
     header = _header(path, name)
@@ -128,8 +136,6 @@ def load_csv(
                 f"first: {'; '.join(stats.samples)}"
             )
         columns = ", ".join(quote(f.name) for f in schema.fields)
-        conn.execute(
-            f"COPY (SELECT {columns} FROM checked WHERE __kept ORDER BY __line) "
-            f"TO {sql_string(str(dest))} (FORMAT parquet)"
-        )
-    return stats
+        query = f"SELECT {columns} FROM checked WHERE __kept ORDER BY __line"
+        written = copy_to_parquet(conn, query, dest, time_col, numeric_time)
+    return stats, written

@@ -47,6 +47,16 @@ def time_column(table: TableConfig, schema: Schema) -> str | None:
     return schema.dateTimeFieldSpecs[0].name if schema.dateTimeFieldSpecs else None
 
 
+def time_column_of(table: TableConfig, schema: Schema) -> tuple[str | None, bool]:
+    """The time column and whether it holds numbers (so that its min and max are a time range)."""
+    column = time_column(table, schema)
+    numeric = column is not None and any(
+        f.name == column and f.dataType in ("INT", "LONG", "TIMESTAMP") and f.singleValueField
+        for f in schema.fields
+    )
+    return column, numeric
+
+
 def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -123,6 +133,28 @@ def file_stats(path: Path, time_col: str | None, numeric_time: bool) -> FileStat
         crc=file_crc(path),
         start_time=None if row[1] is None else int(row[1]),
         end_time=None if row[2] is None else int(row[2]),
+    )
+
+
+def copy_to_parquet(
+    conn: duckdb.DuckDBPyConnection, query: str, dest: Path, time_col: str | None, numeric_time: bool
+) -> FileStats:
+    """Write ``query``'s rows to ``dest`` and return the file's stats from DuckDB's own write statistics,
+    so the file is not read again for its row count and time range (only once more, for its CRC)."""
+    row = conn.execute(f"COPY ({query}) TO {sql_string(str(dest))} (FORMAT parquet, RETURN_STATS)").fetchone()
+    assert row is not None
+    columns: dict[str, dict[str, str]] = row[4] or {}
+    start = end = None
+    if time_col is not None and numeric_time:
+        column = columns.get(quote(time_col)) or columns.get(time_col) or {}
+        start = int(column["min"]) if column.get("min") not in (None, "") else None
+        end = int(column["max"]) if column.get("max") not in (None, "") else None
+    return FileStats(
+        total_docs=int(row[1]),
+        size_bytes=dest.stat().st_size,
+        crc=file_crc(dest),
+        start_time=start,
+        end_time=end,
     )
 
 

@@ -24,7 +24,7 @@ from taskplan.catalog import Catalog
 from taskplan.catalog.segments import LineageState, SegmentMetadata, SegmentStatus
 from taskplan.data.csv_loader import load_csv
 from taskplan.data.deepstore import DeepStore
-from taskplan.data.parquet import file_stats, read_rows, time_column, write_rows
+from taskplan.data.parquet import FileStats, file_stats, read_rows, time_column_of, write_rows
 from taskplan.data.rows import RowStats
 from taskplan.models.table import Schema, TableConfig
 from taskplan.settings import Settings
@@ -108,12 +108,32 @@ class SegmentManager:
         custom: Mapping[str, str] | None,
         version: int,
     ) -> SegmentMetadata:
-        time_col = time_column(table, schema)
-        numeric = time_col is not None and any(
-            f.name == time_col and f.dataType in ("INT", "LONG", "TIMESTAMP") and f.singleValueField
-            for f in schema.fields
-        )
+        time_col, numeric = time_column_of(table, schema)
         stats = file_stats(path, time_col, numeric)
+        return self.metadata(
+            table,
+            segment_name,
+            status,
+            stats,
+            time_col=time_col,
+            source=source,
+            custom=custom,
+            version=version,
+        )
+
+    def metadata(
+        self,
+        table: TableConfig,
+        segment_name: str,
+        status: SegmentStatus,
+        stats: FileStats,
+        *,
+        time_col: str | None,
+        source: str | None = None,
+        custom: Mapping[str, str] | None = None,
+        version: int = 0,
+    ) -> SegmentMetadata:
+        """Metadata of a segment file whose stats are known."""
         stamp = now_ms()
         return SegmentMetadata(
             table_name=table.tableName,
@@ -144,16 +164,23 @@ class SegmentManager:
     ) -> tuple[SegmentMetadata, Path, RowStats]:
         """A segment straight from a CSV file (DuckDB all the way); the staged path to publish."""
         staged = self.deep_store.staging_path(table.tableName)
+        time_col, numeric = time_column_of(table, schema)
         try:
-            stats = load_csv(
-                path, schema, staged, max_parse_exceptions=max_parse_exceptions, source_name=source or ""
-            )
-            segment = self.describe_file(
-                table, schema, staged, segment_name, SegmentStatus.DONE, source, None, 0
+            stats, written = load_csv(
+                path,
+                schema,
+                staged,
+                max_parse_exceptions=max_parse_exceptions,
+                source_name=source or "",
+                time_col=time_col,
+                numeric_time=numeric,
             )
         except BaseException:
             staged.unlink(missing_ok=True)
             raise
+        segment = self.metadata(
+            table, segment_name, SegmentStatus.DONE, written, time_col=time_col, source=source
+        )
         return segment, staged, stats
 
     def upload(

@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import ClassVar
 
 from taskplan.catalog.segments import SegmentConflictError, SegmentMetadata, SegmentStatus
-from taskplan.data.parquet import connect, sql_string
+from taskplan.data.parquet import connect, copy_to_parquet, sql_string, time_column_of
 from taskplan.data.predicate import PurgeFilterError, keep_rows_sql, validate_purge_filter
 from taskplan.data.segments import SegmentManager
 from taskplan.models.table import Schema, TableConfig
@@ -156,30 +156,34 @@ class SegmentPurgeTaskExecutor(BaseTaskExecutor):
     ) -> tuple[int, int]:
         source = manager.path_of(segment)
         markers = {**segment.custom, marker: "true"}
-        with connect(source.parent) as conn:
-            row = conn.execute(
-                f"SELECT count(*), count(*) FILTER (WHERE NOT {keep_rows_sql(expression)}) "
-                f"FROM read_parquet({sql_string(str(source))})"
-            ).fetchone()
-        assert row is not None
-        scanned, purged = int(row[0]), int(row[1])
-        if purged == 0:
-            manager.store.update_segment(replace(segment, custom=markers))
-            return scanned, 0
         new_name = purged_name(segment.segment_name, expression)
         staged = manager.deep_store.staging_path(table.tableName)
+        time_col, numeric = time_column_of(table, schema)
         try:
+            # One read of the segment: the rows kept are written, and the write's statistics count them.
             with connect(source.parent) as conn:
-                conn.execute(
-                    f"COPY (SELECT * FROM read_parquet({sql_string(str(source))}) "
-                    f"WHERE {keep_rows_sql(expression)}) TO {sql_string(str(staged))} (FORMAT parquet)"
+                kept = (
+                    f"SELECT * FROM read_parquet({sql_string(str(source))}) WHERE {keep_rows_sql(expression)}"
                 )
-            purged_segment = manager.describe_file(
-                table, schema, staged, new_name, SegmentStatus.DONE, segment.source, markers, 0
-            )
+                stats = copy_to_parquet(conn, kept, staged, time_col, numeric)
         except BaseException:
             staged.unlink(missing_ok=True)
             raise
+        scanned = segment.total_docs
+        purged = scanned - stats.total_docs
+        if purged == 0:
+            staged.unlink(missing_ok=True)
+            manager.store.update_segment(replace(segment, custom=markers))
+            return scanned, 0
+        purged_segment = manager.metadata(
+            table,
+            new_name,
+            SegmentStatus.DONE,
+            stats,
+            time_col=time_col,
+            source=segment.source,
+            custom=markers,
+        )
         purged_segment = replace(purged_segment, created_ms=segment.created_ms)
         lineage_id = f"purge-{short_hash(segment.segment_name, expression, length=24)}"
         try:

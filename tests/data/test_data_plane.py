@@ -61,7 +61,9 @@ def test_csv_loads_through_duckdb_with_the_same_counters(tmp_path: Path) -> None
         encoding="utf-8",
     )
     dest = tmp_path / "out.parquet"
-    stats = load_csv(path, events_schema("t"), dest, source_name="in.csv")
+    stats, written = load_csv(
+        path, events_schema("t"), dest, source_name="in.csv", time_col="ts", numeric_time=True
+    )
     assert stats.counts() == {
         "processed": 2,
         "processedBytes": path.stat().st_size,
@@ -70,6 +72,11 @@ def test_csv_loads_through_duckdb_with_the_same_counters(tmp_path: Path) -> None
         "unparseable": 1,
     }
     rows = read_rows(dest)
+    assert (written.total_docs, written.start_time, written.end_time) == (
+        3,
+        1_700_000_000_000,
+        1_700_000_000_004,
+    )
     assert [(r["id"], r["amount"], r["tags"]) for r in rows] == [
         (1, 2.5, ["a", "b"]),
         (2, None, None),
