@@ -70,7 +70,7 @@ class CronSchedule:
         return schedule_id(self.table, self.task_type)
 
     @property
-    def field(self) -> str:
+    def config_field(self) -> str:
         return f"task.taskTypeConfigsMap.{self.task_type}.{SCHEDULE_KEY}"
 
     def to_temporal(self) -> Schedule:
@@ -91,7 +91,8 @@ class CronSchedule:
             spec=ScheduleSpec(calendars=translate(self.expression), time_zone_name=self.time_zone),
             policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=CATCHUP_WINDOW),
             state=ScheduleState(
-                note=f"{self.field} = {self.expression!r} ({self.time_zone}) from table config {self.table}"
+                note=f"{self.config_field} = {self.expression!r} ({self.time_zone}) "
+                f"from table config {self.table}"
             ),
         )
 
@@ -114,7 +115,7 @@ def schedule_problems(config: TableConfig) -> list[str]:
         try:
             translate(schedule.expression)
         except CronTranslationError as exc:
-            problems.append(f"{schedule.field}: {exc}")
+            problems.append(f"{schedule.config_field}: {exc}")
         try:
             ZoneInfo(schedule.time_zone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -202,8 +203,9 @@ class ScheduleManager:
         report = ReconcileReport()
         wanted: set[str] = set()
         for config in tables:
-            if schedule_problems(config):
-                log.error("table %s: schedule not created: %s", config.tableName, schedule_problems(config))
+            problems = schedule_problems(config)
+            if problems:
+                log.error("table %s: schedule not created: %s", config.tableName, problems)
                 continue
             await self.apply(config, report=report)
             wanted.update(s.id for s in cron_schedules(config))

@@ -245,7 +245,11 @@ class SegmentCatalog:
         return [_lineage_entry(e, [m for m in members if m.lineage_id == e.lineage_id]) for e in entries]
 
     def get_lineage(self, table: str, lineage_id: str) -> LineageEntry | None:
-        return next((e for e in self.lineage(table) if e.lineage_id == lineage_id), None)
+        with self.engine.connect() as conn:
+            try:
+                return self._entry(conn, table, lineage_id)
+            except LineageNotFoundError:
+                return None
 
     def processed_files(self, table: str) -> dict[str, tuple[str, str]]:
         """Input file URI -> (fingerprint, segment name) for the table's ingested files."""

@@ -6,11 +6,18 @@ import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from taskplan.catalog import Catalog
 from taskplan.data.segments import SegmentManager
 from taskplan.models.table import Schema, TableConfig
-from taskplan.plugin import ExecutionContext, FatalTaskError, PluginContext, TaskConfigError
+from taskplan.plugin import (
+    BaseTaskGenerator,
+    ExecutionContext,
+    FatalTaskError,
+    PluginContext,
+    TaskConfigError,
+)
 
 TABLE_MAX_NUM_TASKS = "tableMaxNumTasks"
 DEFAULT_TABLE_MAX_NUM_TASKS = 10
@@ -20,6 +27,15 @@ MAX_TABLE_MAX_NUM_TASKS = 10_000
 def default_concurrency() -> int:
     """Subtasks of a data task type one minion runs at once: one per CPU (DuckDB is multithreaded too)."""
     return max(1, os.cpu_count() or 1)
+
+
+class DataTaskGenerator(BaseTaskGenerator):
+    """Generators of the data task types: they chain batches, and a minion runs one subtask per CPU."""
+
+    supports_orchestration: ClassVar[bool] = True
+
+    def get_num_concurrent_tasks_per_instance(self, minion_tag: str) -> int:
+        return default_concurrency()
 
 
 def int_config(

@@ -30,7 +30,6 @@ from taskplan.data.segments import now_ms, parse_period_ms
 from taskplan.models.table import Schema, TableConfig
 from taskplan.plugin import (
     BaseTaskExecutor,
-    BaseTaskGenerator,
     BatchGeneration,
     BatchRequest,
     ExecutionContext,
@@ -41,7 +40,7 @@ from taskplan.plugin import (
     TaskTypePlugin,
 )
 from taskplan.tasktypes.common import (
-    default_concurrency,
+    DataTaskGenerator,
     plugin_catalog,
     require_schema,
     resolve_under,
@@ -103,12 +102,8 @@ def buffer_ms(configs: Mapping[str, str]) -> int:
         raise TaskConfigError(f"{BUFFER_TIME_PERIOD}: {exc}") from None
 
 
-class DataExportTaskGenerator(BaseTaskGenerator):
+class DataExportTaskGenerator(DataTaskGenerator):
     task_type: ClassVar[str] = "DataExportTask"
-    supports_orchestration: ClassVar[bool] = True
-
-    def get_num_concurrent_tasks_per_instance(self, minion_tag: str) -> int:
-        return default_concurrency()
 
     def _roots(self) -> list[Path]:
         assert self.context is not None

@@ -36,7 +36,6 @@ from taskplan.data.segments import SegmentManager
 from taskplan.models.table import Schema, TableConfig
 from taskplan.plugin import (
     BaseTaskExecutor,
-    BaseTaskGenerator,
     BatchGeneration,
     BatchRequest,
     ExecutionContext,
@@ -47,8 +46,8 @@ from taskplan.plugin import (
     TaskTypePlugin,
 )
 from taskplan.tasktypes.common import (
+    DataTaskGenerator,
     bool_config,
-    default_concurrency,
     int_config,
     plugin_catalog,
     require_schema,
@@ -185,12 +184,8 @@ def plan_lineage_id(plan_id: str) -> str:
     return f"ingest-{short_hash(plan_id, length=24)}"
 
 
-class FileIngestionTaskGenerator(BaseTaskGenerator):
+class FileIngestionTaskGenerator(DataTaskGenerator):
     task_type: ClassVar[str] = "FileIngestionTask"
-    supports_orchestration: ClassVar[bool] = True
-
-    def get_num_concurrent_tasks_per_instance(self, minion_tag: str) -> int:
-        return default_concurrency()
 
     def _roots(self) -> list[Path]:
         assert self.context is not None

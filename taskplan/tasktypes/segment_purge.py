@@ -23,7 +23,6 @@ from taskplan.data.segments import SegmentManager
 from taskplan.models.table import Schema, TableConfig
 from taskplan.plugin import (
     BaseTaskExecutor,
-    BaseTaskGenerator,
     BatchGeneration,
     BatchRequest,
     ExecutionContext,
@@ -34,7 +33,7 @@ from taskplan.plugin import (
     TaskTypePlugin,
 )
 from taskplan.tasktypes.common import (
-    default_concurrency,
+    DataTaskGenerator,
     plugin_catalog,
     require_schema,
     segment_manager,
@@ -57,12 +56,8 @@ def purged_name(segment: str, expression: str) -> str:
     return f"{base}__p{short_hash(segment, expression, length=8)}"
 
 
-class SegmentPurgeTaskGenerator(BaseTaskGenerator):
+class SegmentPurgeTaskGenerator(DataTaskGenerator):
     task_type: ClassVar[str] = "SegmentPurgeTask"
-    supports_orchestration: ClassVar[bool] = True
-
-    def get_num_concurrent_tasks_per_instance(self, minion_tag: str) -> int:
-        return default_concurrency()
 
     def validate_task_configs(
         self, table_config: TableConfig, schema: Schema | None, task_configs: Mapping[str, str]
