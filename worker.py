@@ -75,11 +75,14 @@ def build_workers(
     shutdown = timedelta(seconds=options.graceful_shutdown_seconds)
     if options.role in ("controller", "both"):
         gate = ClusterGate(settings, catalog, client, _running_loop())
-        generation = GenerationActivities(registry, context, tables, gate)
+        generation = GenerationActivities(
+            registry, context, tables, gate, tasks=catalog.tasks if catalog is not None else None
+        )
         activities: list[Callable[..., Any]] = [
             generation.check_progression,
             generation.record_plan_aborted,
             generation.generate_next_batch,
+            generation.record_batch_end,
             generation.generate_one_shot,
             generation.validate_task_configs,
         ]
@@ -203,7 +206,7 @@ async def main_async(args: argparse.Namespace) -> None:
             # Segment upkeep (flush by time, crash leftovers) and the plan cleanup sweep.
             segments = SegmentManager.from_settings(stack.settings, stack.catalog)
             janitor = PlanJanitor(
-                TaskPlanService(client),
+                TaskPlanService(client, tasks=stack.catalog.tasks),
                 stack.catalog,
                 interval_s=stack.settings.orphaned_plan_cleanup_interval_s,
                 retention_s=stack.settings.plan_retention_s,

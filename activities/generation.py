@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -17,6 +18,7 @@ from activities.errors import (
     describe,
     refuse,
 )
+from taskplan.catalog.tasks import TaskStore
 from taskplan.metrics import OrchestrationMetrics, metrics
 from taskplan.models.table import Schema, TableConfig
 from taskplan.plugin import (
@@ -29,6 +31,7 @@ from taskplan.plugin import (
 )
 from taskplan.registry import TaskTypeRegistry, UnknownTaskTypeError
 from workflows.models import (
+    BatchEnd,
     GenerateBatchInput,
     GeneratedBatch,
     OneShotRequest,
@@ -49,10 +52,10 @@ class TableConfigSource(Protocol):
     def get_schema_for_table(self, table_name_with_type: str) -> Schema | None: ...
 
 
-ProgressionGate = Callable[[str, str], "str | None"]
+ProgressionGate = Callable[[str, str, "str | None"], "str | None"]
 
 
-def always_allowed(table_name_with_type: str, task_type: str) -> str | None:
+def always_allowed(table_name_with_type: str, task_type: str, plan_id: str | None = None) -> str | None:
     return None
 
 
@@ -65,11 +68,13 @@ class GenerationActivities:
         context: PluginContext,
         tables: TableConfigSource,
         gate: ProgressionGate = always_allowed,
+        tasks: TaskStore | None = None,
     ) -> None:
         self._registry = registry
         self._context = context
         self._tables = tables
         self._gate = gate
+        self._tasks = tasks  # task records of plan batches (None: not kept)
         self._generators: dict[str, TaskGenerator] = {}
         self._lock = threading.Lock()
 
@@ -94,7 +99,7 @@ class GenerationActivities:
         """Why a plan may not progress now (None: it may). A local activity, run before each batch."""
         attrs = OrchestrationMetrics.attributes(check.table_name_with_type, check.task_type)
         try:
-            reason = self._gate(check.table_name_with_type, check.task_type)
+            reason = self._gate(check.table_name_with_type, check.task_type, check.plan_id)
         except Exception:
             metrics().orchestration_cycle_failure.add(1, attrs)
             raise
@@ -111,7 +116,18 @@ class GenerationActivities:
     @activity.defn(name="generate_next_batch")
     def generate_next_batch(self, request: GenerateBatchInput) -> GeneratedBatch:
         try:
-            return self._generate_next_batch(request)
+            batch = self._generate_next_batch(request)
+            if request.task_name and self._tasks is not None and not batch.no_more_work:
+                name = self._tasks.record_started(
+                    request.task_name,
+                    table_name=request.table_name_with_type,
+                    plan_id=request.plan_id,
+                    batch_sequence=request.batch_sequence,
+                    submitted_ms=request.submitted_at_ms or int(time.time() * 1000),
+                    batch=batch,
+                )
+                batch = batch.model_copy(update={"task_name": name})
+            return batch
         except Exception:
             attrs = OrchestrationMetrics.attributes(request.table_name_with_type, request.task_type)
             metrics().task_generation_failure_count.add(1, attrs)
@@ -163,6 +179,12 @@ class GenerationActivities:
                 "cursor": {str(k): str(v) for k, v in generation.cursor.items()},
             }
         )
+
+    @activity.defn(name="record_batch_end")
+    def record_batch_end(self, end: BatchEnd) -> None:
+        """A local activity when a plan's batch ended: its task record takes the result and reports."""
+        if self._tasks is not None and not self._tasks.record_ended(end):
+            activity.logger.warning("batch %s ended but has no task record (table dropped?)", end.task_name)
 
     @activity.defn(name="generate_one_shot")
     def generate_one_shot(self, request: OneShotRequest) -> GeneratedBatch:

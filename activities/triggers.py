@@ -26,7 +26,7 @@ class TriggerActivities:
         catalog: Catalog,
         options: PlanOptions,
     ) -> None:
-        self.service = TaskPlanService(client, options)
+        self.service = TaskPlanService(client, options, catalog.tasks)
         self.settings = settings
         self.registry = registry
         self.catalog = catalog

@@ -25,7 +25,8 @@ def create_app(stack: Stack | None = None) -> FastAPI:
         app.state.stack = current
         app.state.access = AccessControl.from_settings(current.settings)
         app.state.client = client
-        app.state.service = TaskPlanService(client, current.plan_options())
+        tasks = current.catalog.tasks if current.catalog is not None else None
+        app.state.service = TaskPlanService(client, current.plan_options(), tasks)
         app.state.schedules = ScheduleManager(client)
         if current.catalog is not None:
             # A schedule is never missing or left over: the catalog is the truth.

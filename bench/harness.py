@@ -187,7 +187,8 @@ async def bench_stack() -> AsyncIterator[BenchStack]:
             workers.append(Worker(client, task_queue=BASELINE_QUEUE, workflows=[BaselineBatchesWorkflow]))
             stop = asyncio.Event()
             running = asyncio.create_task(run_workers(workers, stop))
-            stack = BenchStack(client, settings, catalog, TaskPlanService(client), data_dir)
+            service = TaskPlanService(client, tasks=catalog.tasks)
+            stack = BenchStack(client, settings, catalog, service, data_dir)
             try:
                 yield stack
             finally:

@@ -4,7 +4,7 @@
 - orphans: plans (every run, batch and cron trigger) of a table that is no longer in the catalog, for
   example one removed from the catalog by hand, are stopped and deleted;
 - retention: plans that ended more than ``taskplan.plan.retentionSeconds`` ago (default 7 days) are deleted
-  with their batches, and so are legacy batches and cron-trigger runs that old.
+  with their batches' task records, and so are legacy batches and cron-trigger runs that old.
 
 What it removes is counted in ``taskPlansCleanedUp`` (attributes ``tableNameWithType``, ``reason``).
 """
@@ -53,6 +53,8 @@ class PlanJanitor:
             table = execution.typed_search_attributes.get(SearchAttributes.TABLE)
             if table:
                 tables.add(table)
+        if self.service.tasks is not None:
+            tables |= await asyncio.to_thread(self.service.tasks.table_names)
         for table in sorted(tables - known):
             count = await self.service.remove_table_plans(table)
             report.orphans[table] = count
@@ -71,6 +73,8 @@ class PlanJanitor:
         for plan_id, table in plan_ids.items():
             query = f"TaskPlanId = {_quote(plan_id)}"
             removed[table] += await self.service.delete_executions(query, "retention")
+            if self.service.tasks is not None:
+                removed[table] += await asyncio.to_thread(self.service.tasks.delete_plans, [plan_id])
         loose = f"WorkflowType IN ('TaskBatch', 'CronTrigger') AND TaskPlanId IS NULL AND {old}"
         removed.update(await self.service.delete_executions_by_table(loose, "retention"))
         for table, count in removed.items():

@@ -7,8 +7,9 @@ at or above ``taskplan.limits.maxInFlightSubtasksPerTable`` / ``taskplan.limits.
 durably, says why in its statusMessage and sets ``taskPlanProgressionBlocked``; it asks again every few
 seconds and goes on by itself once the cause clears.
 
-In-flight subtasks are counted from Temporal visibility: each running batch carries its subtask count in
-the search attribute ``TaskPlanBatchSubtasks``.
+In-flight subtasks are the subtasks of running batches: those of plans from their task records in the
+catalog (taskplan/catalog/tasks.py), those of legacy tasks (TaskBatch workflows) from Temporal visibility,
+where each running one carries its subtask count in the search attribute ``TaskPlanBatchSubtasks``.
 """
 
 from __future__ import annotations
@@ -46,11 +47,13 @@ def set_queue_state(catalog: Catalog, task_type: str, state: QueueState) -> None
     catalog.set_state(QUEUE_STATE_SCOPE, task_type, state.value)
 
 
-async def in_flight_subtasks(client: Client) -> dict[str, int]:
-    """Subtasks of running batches per table (from visibility)."""
+async def in_flight_subtasks(client: Client, except_plan_id: str | None = None) -> dict[str, int]:
+    """Subtasks of running TaskBatch workflows per table (visibility), leaving out one plan's own."""
     per_table: dict[str, int] = defaultdict(int)
     async for execution in client.list_workflows(RUNNING_BATCHES):
         attributes = execution.typed_search_attributes
+        if except_plan_id is not None and attributes.get(SearchAttributes.PLAN_ID) == except_plan_id:
+            continue
         table = attributes.get(SearchAttributes.TABLE)
         size = attributes.get(SearchAttributes.BATCH_SUBTASKS)
         if table and size:
@@ -84,22 +87,25 @@ class ClusterGate:
         self.client = client
         self.loop = loop
 
-    def __call__(self, table_name_with_type: str, task_type: str) -> str | None:
+    def __call__(self, table_name_with_type: str, task_type: str, plan_id: str | None = None) -> str | None:
         configs = self.catalog.cluster_configs() if self.catalog is not None else {}
         if not orchestration_switch(configs, self.settings.enable_task_orchestration):
             return f"orchestration is disabled cluster-wide ({ENABLE_ORCHESTRATION}=false)"
         if self.catalog is not None and queue_state(self.catalog, task_type) is QueueState.STOPPED:
             return f"the task queue of {task_type} is stopped (PUT /tasks/{task_type}/resume resumes it)"
-        return self._limits(table_name_with_type, configs)
+        return self._limits(table_name_with_type, configs, plan_id)
 
-    def _limits(self, table: str, configs: dict[str, str]) -> str | None:
+    def _limits(self, table: str, configs: dict[str, str], plan_id: str | None) -> str | None:
         per_table_limit = _limit(configs, PER_TABLE_LIMIT, self.settings.max_in_flight_subtasks_per_table)
         cluster_limit = _limit(configs, CLUSTER_LIMIT, self.settings.max_in_flight_subtasks)
         if not (per_table_limit or cluster_limit) or self.client is None or self.loop is None:
             return None
-        counts = asyncio.run_coroutine_threadsafe(in_flight_subtasks(self.client), self.loop).result(
+        counts = asyncio.run_coroutine_threadsafe(in_flight_subtasks(self.client, plan_id), self.loop).result(
             timeout=30
         )
+        if self.catalog is not None:
+            for name, count in self.catalog.tasks.in_flight(except_plan_id=plan_id).items():
+                counts[name] = counts.get(name, 0) + count
         if per_table_limit and counts.get(table, 0) >= per_table_limit:
             return (
                 f"{counts[table]} subtasks of {table} are in flight; the limit per table is "

@@ -1,7 +1,8 @@
 """Client-side operations on plans and tasks, shared by the REST API, the CLI and the tests.
 
 Plans live in Temporal only: a running plan answers the ``details`` query; a finished one is read from its
-workflow result, so reading it needs no worker.
+workflow result, so reading it needs no worker. The batches of plans are task records in the catalog (the
+running one's subtasks are asked of its plan); legacy tasks are TaskBatch workflows.
 """
 
 from __future__ import annotations
@@ -25,13 +26,16 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from taskplan.catalog.tasks import StoredTask, TaskStore
 from taskplan.models.table import TableConfig
 from taskplan.names import (
     CONTROLLER_TASK_QUEUE,
     SearchAttributes,
     new_plan_id,
     parse_plan_id,
+    parse_task_name,
     plan_workflow_id,
+    subtask_name,
     task_name,
 )
 from workflows.batch import BatchWorkflow
@@ -39,6 +43,7 @@ from workflows.models import (
     AbortRequest,
     BatchDetails,
     BatchInput,
+    BatchPageQuery,
     OneShotRequest,
     PlanInput,
     PlanOptions,
@@ -48,6 +53,8 @@ from workflows.models import (
     SubtaskConfig,
     SubtaskCounts,
     SubtaskQuery,
+    SubtaskRecord,
+    SubtaskState,
     TaskPlan,
     TaskState,
 )
@@ -99,9 +106,12 @@ def _quote(value: str) -> str:
 
 
 class TaskPlanService:
-    def __init__(self, client: Client, options: PlanOptions | None = None) -> None:
+    def __init__(
+        self, client: Client, options: PlanOptions | None = None, tasks: TaskStore | None = None
+    ) -> None:
         self.client = client
         self.options = options or PlanOptions()
+        self.tasks = tasks  # task records of plan batches (catalog); None: only legacy tasks are found
 
     # ---------------------------------------------------------------- plans
 
@@ -243,17 +253,23 @@ class TaskPlanService:
     async def list_active_plan_ids(
         self, table_name_with_type: str | None = None, task_type: str | None = None
     ) -> list[str]:
+        return sorted(await self._running_plans(table_name_with_type, task_type))
+
+    async def _running_plans(
+        self, table_name_with_type: str | None, task_type: str | None
+    ) -> dict[str, tuple[str, str]]:
+        """Running plans: plan id -> (workflow id, run id), from one visibility listing."""
         query = f"WorkflowType = '{PLAN_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running'"
         if table_name_with_type:
             query += f" AND TaskPlanTable = {_quote(table_name_with_type)}"
         if task_type:
             query += f" AND TaskPlanType = {_quote(task_type)}"
-        ids: list[str] = []
+        running: dict[str, tuple[str, str]] = {}
         async for execution in self.client.list_workflows(query):
             plan_id = execution.typed_search_attributes.get(SearchAttributes.PLAN_ID)
             if plan_id:
-                ids.append(plan_id)
-        return sorted(ids)
+                running[plan_id] = (execution.id, execution.run_id)
+        return running
 
     async def list_active_plans(
         self,
@@ -261,17 +277,24 @@ class TaskPlanService:
         task_type: str | None = None,
         query: PlanQuery | None = None,
     ) -> list[TaskPlan]:
-        ids = await self.list_active_plan_ids(table_name_with_type, task_type)
-        limit = asyncio.Semaphore(32)
+        running = await self._running_plans(table_name_with_type, task_type)
+        limit = asyncio.Semaphore(64)
 
-        async def one(plan_id: str) -> TaskPlan | None:
+        async def one(plan_id: str, workflow_id: str, run_id: str) -> TaskPlan | None:
             async with limit:
+                # The listing named the run: ask it directly (one call); a plan that ended meanwhile
+                # (or continued as new) is read the long way.
+                handle = self.client.get_workflow_handle_for(TaskPlanWorkflow.run, workflow_id, run_id=run_id)
+                try:
+                    return await handle.query(TaskPlanWorkflow.details, query or PlanQuery())
+                except RPCError:
+                    pass
                 try:
                     return await self.get_plan(plan_id, query)
                 except PlanNotFoundError:
                     return None
 
-        plans = await asyncio.gather(*(one(p) for p in ids))
+        plans = await asyncio.gather(*(one(p, w, r) for p, (w, r) in sorted(running.items())))
         return [p for p in plans if p is not None]
 
     # ---------------------------------------------------------------- legacy flow and batches
@@ -332,9 +355,13 @@ class TaskPlanService:
 
     async def remove_table_plans(self, table_name_with_type: str) -> int:
         """Stop and delete every plan (all task types, all runs) and batch of a table. Returns how many."""
-        return await self.delete_executions(
+        removed = await self.delete_executions(
             f"TaskPlanTable = {_quote(table_name_with_type)}", reason=f"table {table_name_with_type} dropped"
         )
+        if self.tasks is not None:
+            records = await asyncio.to_thread(self.tasks.delete_tables, [table_name_with_type])
+            removed += records.get(table_name_with_type, 0)
+        return removed
 
     async def delete_executions(self, query: str, reason: str = "cleanup") -> int:
         """Terminate (if running) and delete every workflow execution the visibility query finds."""
@@ -362,16 +389,22 @@ class TaskPlanService:
         return removed
 
     async def list_tasks(self, task_type: str, limit: int = 10_000) -> dict[str, tuple[TaskState, str]]:
-        """Parent tasks (batches and legacy tasks) of a task type: name -> (state, table), newest first."""
+        """Parent tasks (plan batches, legacy tasks) of a task type: name -> (state, table), newest first."""
         query = f"WorkflowType = '{BATCH_WORKFLOW_TYPE}' AND TaskPlanType = {_quote(task_type)}"
-        tasks: dict[str, tuple[TaskState, str]] = {}
+        found: list[tuple[str, TaskState, str]] = []
         async for execution in self.client.list_workflows(query, limit=limit):
             table = execution.typed_search_attributes.get(SearchAttributes.TABLE) or ""
-            tasks[execution.id] = (
-                _task_state(execution.typed_search_attributes.get(SearchAttributes.TASK_STATE)),
-                table,
-            )
-        return tasks
+            state = _task_state(execution.typed_search_attributes.get(SearchAttributes.TASK_STATE))
+            found.append((execution.id, state, table))
+        if self.tasks is not None:
+            stored = await asyncio.to_thread(self.tasks.list_tasks, task_type, limit)
+            found.extend((name, state, table) for name, (state, table) in stored.items())
+        # Newest first: a task name ends with its submission time in milliseconds.
+        found.sort(key=lambda item: parse_task_name(item[0])[1], reverse=True)
+        return {name: (state, table) for name, state, table in found[:limit]}
+
+    async def _stored_task(self, name: str) -> StoredTask | None:
+        return None if self.tasks is None else await asyncio.to_thread(self.tasks.get, name)
 
     async def _describe_task(self, name: str) -> WorkflowExecutionDescription:
         try:
@@ -383,14 +416,22 @@ class TaskPlanService:
 
     async def task_table(self, name: str) -> str:
         """The (first) table a parent task works on."""
+        stored = await self._stored_task(name)
+        if stored is not None:
+            return stored.table_name
         desc = await self._describe_task(name)
         return desc.typed_search_attributes.get(SearchAttributes.TABLE) or ""
 
     async def task_state(self, name: str) -> TaskState:
+        stored = await self._stored_task(name)
+        if stored is not None:
+            return stored.state
         desc = await self._describe_task(name)
         return _task_state(desc.typed_search_attributes.get(SearchAttributes.TASK_STATE))
 
     async def task_counts(self, name: str) -> SubtaskCounts:
+        if await self._stored_task(name) is not None:
+            return (await self.batch_details(name, SubtaskQuery(limit=0))).counts
         desc = await self._describe_task(name)
         handle = self.client.get_workflow_handle_for(BatchWorkflow.run, name, run_id=desc.run_id)
         if desc.status == WorkflowExecutionStatus.COMPLETED:
@@ -403,27 +444,88 @@ class TaskPlanService:
                 failed=result.num_failed,
                 unknown=unknown,
             )
-        details = await handle.query(BatchWorkflow.details, SubtaskQuery(limit=0), rpc_timeout=QUERY_TIMEOUT)
-        return details.counts
+        return (await self.batch_details(name, SubtaskQuery(limit=0))).counts
 
     async def subtask_configs(self, name: str, query: SubtaskQuery | None = None) -> list[SubtaskConfig]:
+        page = query or SubtaskQuery()
+        stored = await self._stored_task(name)
+        if stored is not None:
+            batch = stored.batch()
+            end = min(len(batch.subtasks), page.offset + page.limit)
+            return [
+                SubtaskConfig(
+                    subtask_name=subtask_name(name, i),
+                    task_type=stored.task_type,
+                    configs=batch.subtask_configs(i),
+                )
+                for i in range(page.offset, end)
+            ]
         await self._describe_task(name)
         handle = self.client.get_workflow_handle_for(BatchWorkflow.run, name)
-        return await handle.query(
-            BatchWorkflow.subtask_configs, query or SubtaskQuery(), rpc_timeout=QUERY_TIMEOUT
-        )
+        return await handle.query(BatchWorkflow.subtask_configs, page, rpc_timeout=QUERY_TIMEOUT)
 
     async def batch_details(self, name: str, query: SubtaskQuery | None = None) -> BatchDetails:
+        page = query or SubtaskQuery()
+        stored = await self._stored_task(name)
+        if stored is not None:
+            if stored.state is TaskState.IN_PROGRESS:
+                live = await self._live_batch_details(stored.plan_id, name, page)
+                if live is not None:
+                    return live
+                # Ended this very moment (its record is being written) or its plan is gone: read again.
+                stored = await self._stored_task(name) or stored
+            return _stored_details(stored, page)
         handle = self.client.get_workflow_handle_for(BatchWorkflow.run, name)
         try:
             # A finished batch is replayed to answer: allow time for a large one (10,000 subtasks).
-            return await handle.query(
-                BatchWorkflow.details, query or SubtaskQuery(), rpc_timeout=QUERY_TIMEOUT
-            )
+            return await handle.query(BatchWorkflow.details, page, rpc_timeout=QUERY_TIMEOUT)
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 raise TaskNotFoundError(name) from None
             raise
+
+    async def _live_batch_details(self, plan_id: str, name: str, page: SubtaskQuery) -> BatchDetails | None:
+        """A plan's running batch: its subtasks run in the plan, which answers for them."""
+        table, task_type = parse_plan_id(plan_id)
+        handle = self.client.get_workflow_handle_for(TaskPlanWorkflow.run, plan_workflow_id(table, task_type))
+        try:
+            return await handle.query(
+                TaskPlanWorkflow.batch_details,
+                BatchPageQuery(task_name=name, page=page),
+                rpc_timeout=QUERY_TIMEOUT,
+            )
+        except RPCError:
+            return None  # the plan is not running (any more)
+
+
+def _stored_details(stored: StoredTask, page: SubtaskQuery) -> BatchDetails:
+    """A plan batch's details from its task record (ended, or orphaned by a plan that stopped)."""
+    ended = stored.ended()
+    if ended is not None:
+        records = ended.subtasks
+        totals = ended.result.totals
+        completed, failed = ended.result.num_completed, ended.result.num_failed
+    else:
+        records = [
+            SubtaskRecord(subtask_name=subtask_name(stored.task_name, i), state=SubtaskState.INIT)
+            for i in range(stored.num_subtasks)
+        ]
+        totals, completed, failed = {}, 0, 0
+    offset = max(0, page.offset)
+    return BatchDetails(
+        task_name=stored.task_name,
+        task_type=stored.task_type,
+        plan_id=stored.plan_id,
+        batch_sequence=stored.batch_sequence,
+        table_names_with_type=[stored.table_name],
+        task_state=stored.state,
+        submitted_at_ms=stored.submitted_ms,
+        status_message=stored.message,
+        num_subtasks=stored.num_subtasks,
+        subtasks=records[offset : offset + max(0, page.limit)],
+        totals=dict(totals),
+        counts=SubtaskCounts.of(records, completed=completed, failed=failed),
+    )
 
 
 def _task_state(value: str | None) -> TaskState:

@@ -103,8 +103,8 @@ async def http(engine: Client, tables: Catalog, data_dir: Path) -> AsyncIterator
 
 
 @pytest.fixture
-def service(engine: Client) -> TaskPlanService:
-    return TaskPlanService(engine, TEST_OPTIONS)
+def service(engine: Client, tables: Catalog) -> TaskPlanService:
+    return TaskPlanService(engine, TEST_OPTIONS, tables.tasks)
 
 
 @pytest.fixture

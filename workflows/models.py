@@ -173,6 +173,7 @@ class GeneratedBatch(WireModel):
     input_unit: str | None = None
     custom_stats: dict[str, str] = Field(default_factory=dict)
     cursor: dict[str, str] = Field(default_factory=dict)
+    task_name: str | None = None  # the name generation recorded the batch under (plans only)
 
     def subtask_configs(self, index: int) -> dict[str, str]:
         return {**self.common, **self.subtasks[index]}
@@ -188,6 +189,7 @@ class PreviousBatchInfo(WireModel):
 class ProgressionCheck(WireModel):
     table_name_with_type: str
     task_type: str
+    plan_id: str | None = None  # the asking plan: its own (just ended) batches are not counted in flight
 
 
 class GenerateBatchInput(WireModel):
@@ -199,6 +201,9 @@ class GenerateBatchInput(WireModel):
     cursor: dict[str, str] = Field(default_factory=dict)
     inputs_processed: int = 0
     previous_batch: PreviousBatchInfo | None = None
+    # The name the batch gets if there is one: generation then records it as a running task (catalog).
+    task_name: str | None = None
+    submitted_at_ms: int = 0
 
 
 class OneShotRequest(WireModel):
@@ -274,12 +279,40 @@ class SubtaskCounts(WireModel):
     unknown: int = 0
     total: int = 0
 
+    @classmethod
+    def of(cls, records: list[SubtaskRecord], *, completed: int, failed: int) -> SubtaskCounts:
+        counts = cls(total=len(records), completed=completed, failed=failed)
+        for record in records:
+            if record.state == SubtaskState.INIT:
+                counts.waiting += 1
+            elif record.state == SubtaskState.RUNNING:
+                counts.running += 1
+            elif record.state == SubtaskState.STOPPED:
+                counts.unknown += 1
+        return counts
+
 
 class SubtaskQuery(WireModel):
     """A page of subtask records; answers stay far below Temporal's 2 MB payload limit."""
 
     offset: int = 0
     limit: int = Field(1000, ge=0, le=1000)
+
+
+class BatchPageQuery(WireModel):
+    """A page of the subtasks of a plan's running batch, by task name (asked of the plan)."""
+
+    task_name: str
+    page: SubtaskQuery = Field(default_factory=lambda: SubtaskQuery())
+
+
+class BatchEnd(WireModel):
+    """A plan's batch that ended, for the catalog's task records (local activity ``record_batch_end``)."""
+
+    task_name: str
+    finished_at_ms: int
+    result: BatchResult
+    subtasks: list[SubtaskRecord] = Field(default_factory=list)
 
 
 class GenerationOutcome(WireModel):

@@ -33,9 +33,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.errors import NON_RETRYABLE
     from taskplan.names import SearchAttributes, task_name
     from workflows.batch import BatchWorkflow
+    from workflows.batch_run import BatchRun
     from workflows.models import (
         AbortRequest,
+        BatchDetails,
+        BatchEnd,
         BatchInput,
+        BatchPageQuery,
         BatchRecord,
         BatchResult,
         GenerateBatchInput,
@@ -73,6 +77,9 @@ class TaskPlanWorkflow:
         self._state: PlanState | None = None
         self._input: PlanInput | None = None
         self._local_generation = False
+        self._inline_batches = False
+        self._batch: BatchRun | None = None  # the running batch (inline)
+        self._batch_task: asyncio.Task[BatchResult] | None = None
 
     # ---------------------------------------------------------------- handlers
 
@@ -93,6 +100,22 @@ class TaskPlanWorkflow:
     def status(self) -> PlanStatus:
         return self._require_state().plan.status
 
+    @workflow.query
+    def batch_details(self, query: BatchPageQuery) -> BatchDetails | None:
+        """A page of the running batch's subtasks, live (None when that batch is not running here)."""
+        batch = self._batch
+        if batch is None or batch.task_name != query.task_name:
+            return None
+        return batch.details(query.page)
+
+    @workflow.signal
+    def stop_batch(self, task_name: str) -> None:
+        """Stop the running batch of that name (its subtasks are cancelled, it ends STOPPED); the plan
+        goes on. ``temporal workflow signal -w <plan workflow id> --name stop_batch --input '"Task_..."'``
+        """
+        if self._batch is not None and self._batch.task_name == task_name and self._batch_task is not None:
+            self._batch_task.cancel()
+
     # ---------------------------------------------------------------- main loop
 
     @workflow.run
@@ -100,6 +123,7 @@ class TaskPlanWorkflow:
         # Patches are decided first thing in a run, before any command, so that their markers sit at a
         # fixed place in every history (a patch asked for later, between local activities, does not replay).
         self._local_generation = workflow.patched("generate-as-local-activity")
+        self._inline_batches = workflow.patched("inline-batches")
         self._input = request
         if self._state is None:
             self._state = request.carried or PlanState(
@@ -166,7 +190,9 @@ class TaskPlanWorkflow:
     async def _wait_until_progression_allowed(self, request: PlanInput, state: PlanState) -> None:
         """Before each batch: wait (durably, abortably) while the cluster says no (kill switch, ...)."""
         check = ProgressionCheck(
-            table_name_with_type=request.table_name_with_type, task_type=request.task_type
+            table_name_with_type=request.table_name_with_type,
+            task_type=request.task_type,
+            plan_id=request.plan_id,
         )
         while True:
             reason: str | None = await workflow.execute_local_activity(
@@ -209,6 +235,9 @@ class TaskPlanWorkflow:
                 num_subtasks=previous.num_subtasks,
                 num_failed_subtasks=previous.num_failed_subtasks,
             ),
+            # Inline batches: generation records the batch as a task under this name (or the next free
+            # millisecond's) in the catalog.
+            task_name=task_name(plan.task_type, epoch_ms()) if self._inline_batches else None,
         )
         attempt = 0
         while True:
@@ -273,8 +302,11 @@ class TaskPlanWorkflow:
         state.cursor = dict(generated.cursor)
 
     async def _run_batch(self, request: PlanInput, state: PlanState, generated: GeneratedBatch) -> None:
+        if self._inline_batches:
+            await self._run_batch_inline(request, state, generated)
+            return
+        # Histories from before "inline-batches": each batch ran as a TaskBatch child workflow.
         plan = state.plan
-        sequence = plan.num_batches
         submitted_at = epoch_ms()
         handle = None
         name = ""
@@ -284,33 +316,84 @@ class TaskPlanWorkflow:
             try:
                 handle = await workflow.start_child_workflow(
                     BatchWorkflow.run,
-                    BatchInput(
-                        task_name=name,
-                        task_type=plan.task_type,
-                        table_names_with_type=[plan.table_name_with_type],
-                        plan_id=plan.plan_id,
-                        batch_sequence=sequence,
-                        batch=generated,
-                        options=request.options,
-                    ),
+                    self._batch_input(request, state, name, generated),
                     id=name,
                     parent_close_policy=ParentClosePolicy.TERMINATE,
-                    search_attributes=TypedSearchAttributes(
-                        [
-                            SearchAttributePair(SearchAttributes.PLAN_ID, plan.plan_id),
-                            SearchAttributePair(SearchAttributes.TABLE, plan.table_name_with_type),
-                            SearchAttributePair(SearchAttributes.TASK_TYPE, plan.task_type),
-                            SearchAttributePair(SearchAttributes.TASK_STATE, TaskState.NOT_STARTED.value),
-                            SearchAttributePair(SearchAttributes.BATCH_SEQUENCE, sequence),
-                        ]
-                    ),
+                    search_attributes=self._batch_search_attributes(state),
                 )
                 break
             except WorkflowAlreadyStartedError:
                 continue
         assert handle is not None
+        record = self._begin_batch(request, state, name, submitted_at, generated)
+        result = await self._await_batch(handle, state)
+        self._end_batch(state, record, generated, result)
+
+    async def _run_batch_inline(
+        self, request: PlanInput, state: PlanState, generated: GeneratedBatch
+    ) -> None:
+        """Run the subtasks here, so the next batch follows the last one without a child's round trips.
+
+        The batch's task record (name, state, configs, subtask reports) is in the catalog: generation
+        recorded it as running, ``record_batch_end`` records how it ended. While it runs, this workflow
+        answers for its subtasks (the ``batch_details`` query).
+        """
+        submitted_at = epoch_ms()
+        name = generated.task_name or task_name(state.plan.task_type, submitted_at)
+        run = BatchRun(self._batch_input(request, state, name, generated), generated)
+        record = self._begin_batch(request, state, name, submitted_at, generated)
+        self._batch, self._batch_task = run, asyncio.create_task(run.run())
+        try:
+            result = await self._await_inline_batch(self._batch_task, state)
+        finally:
+            self._batch_task = None
+        try:
+            await workflow.execute_local_activity(
+                "record_batch_end",
+                BatchEnd(task_name=name, finished_at_ms=epoch_ms(), result=result, subtasks=run.records),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=5),
+            )
+        except FailureError as err:
+            # The catalog is out of reach: the plan goes on; its own batch record has the outcome.
+            workflow.logger.warning("batch %s: its task record was not updated: %s", name, err)
+        finally:
+            self._batch = None
+        self._end_batch(state, record, generated, result)
+
+    def _batch_input(
+        self, request: PlanInput, state: PlanState, name: str, generated: GeneratedBatch
+    ) -> BatchInput:
+        plan = state.plan
+        return BatchInput(
+            task_name=name,
+            task_type=plan.task_type,
+            table_names_with_type=[plan.table_name_with_type],
+            plan_id=plan.plan_id,
+            batch_sequence=plan.num_batches,
+            batch=generated,
+            options=request.options,
+        )
+
+    @staticmethod
+    def _batch_search_attributes(state: PlanState) -> TypedSearchAttributes:
+        plan = state.plan
+        return TypedSearchAttributes(
+            [
+                SearchAttributePair(SearchAttributes.PLAN_ID, plan.plan_id),
+                SearchAttributePair(SearchAttributes.TABLE, plan.table_name_with_type),
+                SearchAttributePair(SearchAttributes.TASK_TYPE, plan.task_type),
+                SearchAttributePair(SearchAttributes.TASK_STATE, TaskState.NOT_STARTED.value),
+                SearchAttributePair(SearchAttributes.BATCH_SEQUENCE, plan.num_batches),
+            ]
+        )
+
+    def _begin_batch(
+        self, request: PlanInput, state: PlanState, name: str, submitted_at: int, generated: GeneratedBatch
+    ) -> BatchRecord:
+        plan = state.plan
         record = BatchRecord(
-            batch_sequence=sequence,
+            batch_sequence=plan.num_batches,
             submitted_at_ms=submitted_at,
             submitted_task_name=name,
             task_state=TaskState.IN_PROGRESS,
@@ -323,10 +406,15 @@ class TaskPlanWorkflow:
         del plan.batches[: max(0, len(plan.batches) - request.options.retained_batch_records)]
         if plan.status == PlanStatus.ACTIVE:
             self._set_status(
-                plan.status, f"batch {sequence} ({name}) running: {len(generated.subtasks)} subtasks"
+                plan.status,
+                f"batch {record.batch_sequence} ({name}) running: {len(generated.subtasks)} subtasks",
             )
+        return record
 
-        result = await self._await_batch(handle, state)
+    def _end_batch(
+        self, state: PlanState, record: BatchRecord, generated: GeneratedBatch, result: BatchResult
+    ) -> None:
+        plan = state.plan
         record.task_state = result.task_state
         record.num_failed_subtasks = result.num_failed
         record.finished_at_ms = epoch_ms()
@@ -337,8 +425,20 @@ class TaskPlanWorkflow:
             plan.num_failed_batches += 1
         if plan.status == PlanStatus.ACTIVE:
             self._set_status(
-                plan.status, f"batch {sequence} ({name}) {result.task_state.value}: {result.status_message}"
+                plan.status,
+                f"batch {record.batch_sequence} ({record.submitted_task_name}) "
+                f"{result.task_state.value}: {result.status_message}",
             )
+
+    async def _await_inline_batch(self, batch: asyncio.Task[BatchResult], state: PlanState) -> BatchResult:
+        """Wait for the batch even through a Temporal cancel of the plan: the running batch may finish."""
+        while True:
+            try:
+                return await asyncio.shield(batch)
+            except asyncio.CancelledError:
+                if batch.done():
+                    return batch.result()
+                self._note_temporal_cancel(state)
 
     async def _await_batch(
         self, handle: workflow.ChildWorkflowHandle[BatchWorkflow, BatchResult], state: PlanState
@@ -348,10 +448,7 @@ class TaskPlanWorkflow:
             try:
                 return await asyncio.shield(handle)
             except asyncio.CancelledError:
-                # `temporal workflow cancel` on the plan is an abort: note it, keep waiting for the batch.
-                if state.abort_reason is None:
-                    state.abort_reason = "cancelled through Temporal"
-                    self._set_status(PlanStatus.ABORTING, f"aborting: {state.abort_reason}")
+                self._note_temporal_cancel(state)
             except ChildWorkflowError as err:
                 return BatchResult(
                     task_name=handle.id,
@@ -361,6 +458,12 @@ class TaskPlanWorkflow:
                     num_failed=0,
                     status_message=str(err.cause or err),
                 )
+
+    def _note_temporal_cancel(self, state: PlanState) -> None:
+        # `temporal workflow cancel` on the plan is an abort: note it, keep waiting for the batch.
+        if state.abort_reason is None:
+            state.abort_reason = "cancelled through Temporal"
+            self._set_status(PlanStatus.ABORTING, f"aborting: {state.abort_reason}")
 
     @staticmethod
     def _should_continue_as_new(options: PlanOptions, state: PlanState) -> bool:

@@ -1,7 +1,7 @@
 """The catalog: table configs, schemas, cluster configs and named states in SQL.
 
-SQLite file by default (WAL mode, busy timeout: several processes share it), PostgreSQL by URL. Plans,
-batches and subtasks are NOT here: they live in Temporal only.
+SQLite file by default (WAL mode, busy timeout: several processes share it), PostgreSQL by URL. Plans live
+in Temporal only; the batches of plans have their task records here (taskplan/catalog/tasks.py).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from taskplan.catalog.errors import SchemaNotFoundError, TableExistsError, TableNotFoundError
 from taskplan.catalog.schema import cluster_configs, schemas, states, tables
 from taskplan.catalog.segments import SegmentCatalog
+from taskplan.catalog.tasks import TaskStore
 from taskplan.models.table import Schema, TableConfig
 from taskplan.names import split_table_name_with_type
 
@@ -41,6 +42,7 @@ class Catalog:
         self.url = url
         self.engine: Engine = _make_engine(url)
         self.segments = SegmentCatalog(self)
+        self.tasks = TaskStore(self)
 
     def close(self) -> None:
         self.engine.dispose()

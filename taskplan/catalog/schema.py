@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, UniqueConstraint
 
 metadata = MetaData()
 
@@ -102,4 +102,24 @@ exported_segments = Table(
     Column("segment_name", String(300), primary_key=True),
     Column("total_docs", BigInteger, nullable=False),
     Column("exported_ms", BigInteger, nullable=False),
+)
+
+# Pinot's task metadata for the batches of plans (a plan runs its batches in its own workflow history):
+# one row per batch, written by the plan's controller when the batch starts and when it ends.
+tasks = Table(
+    "tp_tasks",
+    metadata,
+    Column("task_name", String(200), primary_key=True),
+    Column("task_type", String(100), nullable=False, index=True),
+    Column("table_name", String(200), nullable=False, index=True),
+    Column("plan_id", String(400), nullable=False),
+    Column("batch_sequence", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),  # IN_PROGRESS, then COMPLETED / FAILED / STOPPED
+    Column("num_subtasks", BigInteger, nullable=False),
+    Column("submitted_ms", BigInteger, nullable=False),
+    Column("finished_ms", BigInteger),
+    Column("message", Text, nullable=False),
+    Column("batch_json", Text, nullable=False),  # the generated batch: subtask configs, options
+    Column("result_json", Text),  # once ended: the batch's result and its subtask reports
+    UniqueConstraint("plan_id", "batch_sequence", name="uq_tasks_plan_batch"),
 )

@@ -256,3 +256,47 @@ async def test_orchestration_only_type_refuses_the_legacy_flow(service: TaskPlan
         await service.run_one_shot("TestOrchestratedOnlyTask", [table], {})
     assert info.value.error_type == "TaskConfigError"
     assert "only runs orchestrated" in str(info.value)
+
+
+async def test_running_batch_is_read_live_and_can_be_stopped_alone(
+    service: TaskPlanService, engine: Client, table: str
+) -> None:
+    """A plan runs its batches itself: the running one answers live through the task APIs' service, its
+    task record says IN_PROGRESS, and the `stop_batch` signal stops it while the plan goes on."""
+    plan_id = await service.start_plan(
+        table,
+        COUNTING,
+        PlanSource.ADHOC_CONFIG,
+        {"numBatches": "2", "subtasksPerBatch": "2", "sleepMs": "30000"},
+    )
+
+    async def first_batch_running() -> str:
+        plan = await service.get_plan(plan_id)
+        assert plan.batches, "no batch yet"
+        name = plan.batches[0].submitted_task_name
+        details = await service.batch_details(name)
+        assert [s.state for s in details.subtasks] == [SubtaskState.RUNNING] * 2
+        return name
+
+    name = await eventually(first_batch_running, timeout=30)
+    assert await service.task_state(name) == TaskState.IN_PROGRESS
+    assert name in await service.list_tasks(COUNTING)
+    assert (await service.task_counts(name)).running == 2
+
+    plan_handle = engine.get_workflow_handle(plan_workflow_id(table, COUNTING))
+    await plan_handle.signal("stop_batch", name)
+
+    async def second_batch_started() -> None:
+        plan = await service.get_plan(plan_id)
+        assert plan.num_batches == 2
+        assert plan.batches[0].task_state == TaskState.STOPPED
+
+    await eventually(second_batch_started, timeout=30)
+    stopped = await service.batch_details(name)
+    assert stopped.task_state == TaskState.STOPPED
+    assert [s.state for s in stopped.subtasks] == [SubtaskState.STOPPED] * 2
+    assert await service.task_state(name) == TaskState.STOPPED
+    await service.abort_plan(plan_id, "test over")
+    await plan_handle.signal("stop_batch", (await service.get_plan(plan_id)).batches[1].submitted_task_name)
+    await wait_for_end(service, plan_id)
+    assert (await service.get_plan(plan_id)).status == PlanStatus.CANCELLED

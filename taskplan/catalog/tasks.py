@@ -1,0 +1,184 @@
+"""Task records of plan batches: Pinot's task metadata, in the catalog.
+
+A plan runs its batches in its own workflow history (no workflow per batch), so a batch's name, state,
+subtask configs and, once it ended, its subtask reports are kept here: the task endpoints
+(``/tasks/{taskType}/tasks``, ``/tasks/task/{taskName}/...``) read them, and the in-flight subtask limits
+count the running ones. The plan's controller writes a row when generation made the batch and updates it
+when the batch ends (local activities). While a batch runs, its live subtask states come from the plan
+itself (see TaskPlanService.batch_details).
+
+Names are Pinot's ``Task_<taskType>_<epochMillis>``, unique per task type: two plans of one type that
+start a batch in the same millisecond get consecutive milliseconds. One row per (plan, batch sequence): a
+generation repeated after a controller crash replaces the row it left.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from taskplan.catalog.errors import CatalogError
+from taskplan.catalog.schema import tasks
+from taskplan.names import parse_task_name, task_name
+from workflows.models import BatchEnd, GeneratedBatch, TaskState
+
+if TYPE_CHECKING:
+    from taskplan.catalog.catalog import Catalog
+
+MAX_NAME_STEPS = 1000
+
+
+@dataclass(frozen=True)
+class StoredTask:
+    task_name: str
+    task_type: str
+    table_name: str
+    plan_id: str
+    batch_sequence: int
+    state: TaskState
+    num_subtasks: int
+    submitted_ms: int
+    finished_ms: int | None
+    message: str
+    batch_json: str
+    result_json: str | None
+
+    def batch(self) -> GeneratedBatch:
+        return GeneratedBatch.model_validate_json(self.batch_json)
+
+    def ended(self) -> BatchEnd | None:
+        return None if self.result_json is None else BatchEnd.model_validate_json(self.result_json)
+
+
+class TaskStore:
+    def __init__(self, catalog: Catalog) -> None:
+        self.engine = catalog.engine
+
+    # ---------------------------------------------------------------- writes
+
+    def record_started(
+        self,
+        proposed_name: str,
+        *,
+        table_name: str,
+        plan_id: str,
+        batch_sequence: int,
+        submitted_ms: int,
+        batch: GeneratedBatch,
+    ) -> str:
+        """Record a running batch; returns its name (the proposed one, or the next free millisecond's)."""
+        task_type, ms = parse_task_name(proposed_name)
+        batch_json = batch.model_dump_json(exclude_defaults=True)
+        for step in range(MAX_NAME_STEPS):
+            name = task_name(task_type, ms + step)
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        delete(tasks).where(
+                            tasks.c.plan_id == plan_id, tasks.c.batch_sequence == batch_sequence
+                        )
+                    )
+                    conn.execute(
+                        tasks.insert().values(
+                            task_name=name,
+                            task_type=task_type,
+                            table_name=table_name,
+                            plan_id=plan_id,
+                            batch_sequence=batch_sequence,
+                            state=TaskState.IN_PROGRESS.value,
+                            num_subtasks=len(batch.subtasks),
+                            submitted_ms=submitted_ms,
+                            message=f"{len(batch.subtasks)} subtasks",
+                            batch_json=batch_json,
+                        )
+                    )
+                return name
+            except IntegrityError:
+                continue  # another plan's batch has this name: try the next millisecond
+        raise CatalogError(f"no free task name after {proposed_name} ({MAX_NAME_STEPS} tried)")
+
+    def record_ended(self, end: BatchEnd) -> bool:
+        """Record how a batch ended (its result and subtask reports). False if its row is gone."""
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(tasks)
+                .where(tasks.c.task_name == end.task_name)
+                .values(
+                    state=end.result.task_state.value,
+                    finished_ms=end.finished_at_ms,
+                    message=end.result.status_message,
+                    result_json=end.model_dump_json(exclude_defaults=True),
+                )
+            ).rowcount
+        return bool(changed)
+
+    def delete_tables(self, table_names: Iterable[str]) -> dict[str, int]:
+        """Remove the task records of tables (dropped ones). Returns how many per table."""
+        removed: dict[str, int] = {}
+        with self.engine.begin() as conn:
+            for table in table_names:
+                count = conn.execute(delete(tasks).where(tasks.c.table_name == table)).rowcount
+                if count:
+                    removed[table] = count
+        return removed
+
+    def delete_plans(self, plan_ids: Iterable[str]) -> int:
+        with self.engine.begin() as conn:
+            return sum(conn.execute(delete(tasks).where(tasks.c.plan_id == p)).rowcount for p in plan_ids)
+
+    # ---------------------------------------------------------------- reads
+
+    def get(self, name: str) -> StoredTask | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(tasks).where(tasks.c.task_name == name)).mappings().first()
+        if row is None:
+            return None
+        return StoredTask(
+            task_name=row["task_name"],
+            task_type=row["task_type"],
+            table_name=row["table_name"],
+            plan_id=row["plan_id"],
+            batch_sequence=int(row["batch_sequence"]),
+            state=TaskState(row["state"]),
+            num_subtasks=int(row["num_subtasks"]),
+            submitted_ms=int(row["submitted_ms"]),
+            finished_ms=None if row["finished_ms"] is None else int(row["finished_ms"]),
+            message=row["message"],
+            batch_json=row["batch_json"],
+            result_json=row["result_json"],
+        )
+
+    def list_tasks(self, task_type: str, limit: int) -> dict[str, tuple[TaskState, str]]:
+        """Task name -> (state, table) for a task type, newest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(tasks.c.task_name, tasks.c.state, tasks.c.table_name)
+                .where(tasks.c.task_type == task_type)
+                .order_by(tasks.c.submitted_ms.desc())
+                .limit(limit)
+            ).all()
+        return {name: (TaskState(state), table) for name, state, table in rows}
+
+    def in_flight(self, except_plan_id: str | None = None) -> dict[str, int]:
+        """Subtasks of running batches per table, leaving out one plan's (the one asking)."""
+        query = (
+            select(tasks.c.table_name, func.sum(tasks.c.num_subtasks))
+            .where(tasks.c.state == TaskState.IN_PROGRESS.value)
+            .group_by(tasks.c.table_name)
+        )
+        if except_plan_id is not None:
+            query = query.where(tasks.c.plan_id != except_plan_id)
+        per_table: dict[str, int] = defaultdict(int)
+        with self.engine.connect() as conn:
+            for table, count in conn.execute(query).all():
+                per_table[table] += int(count or 0)
+        return dict(per_table)
+
+    def table_names(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.scalars(select(tasks.c.table_name).distinct()).all())

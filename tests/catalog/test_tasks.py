@@ -1,0 +1,122 @@
+"""Task records of plan batches on SQLite and PostgreSQL: names, one row per batch, ends, counts, cleanup."""
+
+from __future__ import annotations
+
+import threading
+
+from taskplan.catalog import Catalog
+from taskplan.names import subtask_name
+from workflows.models import BatchEnd, BatchResult, GeneratedBatch, SubtaskRecord, SubtaskState, TaskState
+
+TYPE = "SegmentPurgeTask"
+
+
+def batch(n: int) -> GeneratedBatch:
+    return GeneratedBatch(
+        common={"tableName": "t_OFFLINE"}, subtasks=[{"segment": f"s{i}"} for i in range(n)]
+    )
+
+
+def start(catalog: Catalog, name: str, plan: str, sequence: int, n: int = 3, table: str = "t_OFFLINE") -> str:
+    return catalog.tasks.record_started(
+        name,
+        table_name=table,
+        plan_id=plan,
+        batch_sequence=sequence,
+        submitted_ms=int(name.rsplit("_", 1)[1]),
+        batch=batch(n),
+    )
+
+
+def test_a_running_batch_then_its_end(catalog: Catalog) -> None:
+    name = start(catalog, f"Task_{TYPE}_1000", "plan-a", 0)
+    assert name == f"Task_{TYPE}_1000"
+    stored = catalog.tasks.get(name)
+    assert stored is not None
+    assert (stored.state, stored.num_subtasks, stored.plan_id) == (TaskState.IN_PROGRESS, 3, "plan-a")
+    assert stored.batch().subtask_configs(2) == {"tableName": "t_OFFLINE", "segment": "s2"}
+    assert stored.ended() is None
+
+    records = [
+        SubtaskRecord(subtask_name=subtask_name(name, i), state=SubtaskState.COMPLETED, attempts=1)
+        for i in range(3)
+    ]
+    result = BatchResult(
+        task_name=name,
+        task_state=TaskState.COMPLETED,
+        num_subtasks=3,
+        num_completed=3,
+        num_failed=0,
+        status_message="3 of 3 subtasks completed",
+        totals={"rows": 30.0},
+    )
+    end = BatchEnd(task_name=name, finished_at_ms=5, result=result, subtasks=records)
+    assert catalog.tasks.record_ended(end)
+    stored = catalog.tasks.get(name)
+    assert stored is not None
+    assert (stored.state, stored.finished_ms, stored.message) == (
+        TaskState.COMPLETED,
+        5,
+        result.status_message,
+    )
+    assert stored.ended() == end
+    assert not catalog.tasks.record_ended(end.model_copy(update={"task_name": f"Task_{TYPE}_1"}))
+
+
+def test_names_stay_unique_per_task_type(catalog: Catalog) -> None:
+    """Two plans of one task type starting a batch in the same millisecond get consecutive ones."""
+    first = start(catalog, f"Task_{TYPE}_2000", "plan-a", 0)
+    second = start(catalog, f"Task_{TYPE}_2000", "plan-b", 0)
+    other_type = start(catalog, "Task_DataExportTask_2000", "plan-c", 0)
+    assert (first, second, other_type) == (
+        f"Task_{TYPE}_2000",
+        f"Task_{TYPE}_2001",
+        "Task_DataExportTask_2000",
+    )
+
+
+def test_concurrent_plans_never_share_a_name(catalog: Catalog) -> None:
+    names: list[str] = []
+    lock = threading.Lock()
+
+    def plan(index: int) -> None:
+        for sequence in range(5):
+            name = start(catalog, f"Task_{TYPE}_{3000 + sequence}", f"plan-{index}", sequence)
+            with lock:
+                names.append(name)
+
+    threads = [threading.Thread(target=plan, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(names) == len(set(names)) == 30
+
+
+def test_a_generation_repeated_after_a_crash_replaces_its_row(catalog: Catalog) -> None:
+    start(catalog, f"Task_{TYPE}_4000", "plan-a", 7)
+    again = start(catalog, f"Task_{TYPE}_4100", "plan-a", 7)  # the controller died before the batch ran
+    assert catalog.tasks.get(f"Task_{TYPE}_4000") is None
+    assert catalog.tasks.list_tasks(TYPE, 10) == {again: (TaskState.IN_PROGRESS, "t_OFFLINE")}
+
+
+def test_in_flight_counts_running_batches_per_table_but_the_askers(catalog: Catalog) -> None:
+    start(catalog, f"Task_{TYPE}_5000", "plan-a", 0, n=4, table="a_OFFLINE")
+    start(catalog, f"Task_{TYPE}_5001", "plan-b", 0, n=6, table="a_OFFLINE")
+    done = start(catalog, f"Task_{TYPE}_5002", "plan-c", 0, n=5, table="b_OFFLINE")
+    result = BatchResult(
+        task_name=done, task_state=TaskState.FAILED, num_subtasks=5, num_completed=0, num_failed=5
+    )
+    catalog.tasks.record_ended(BatchEnd(task_name=done, finished_at_ms=1, result=result))
+    assert catalog.tasks.in_flight() == {"a_OFFLINE": 10}
+    assert catalog.tasks.in_flight(except_plan_id="plan-b") == {"a_OFFLINE": 4}
+
+
+def test_listing_and_cleanup(catalog: Catalog) -> None:
+    for ms in (6002, 6000, 6001):
+        start(catalog, f"Task_{TYPE}_{ms}", f"plan-{ms}", 0, table="a_OFFLINE" if ms != 6001 else "b_OFFLINE")
+    assert list(catalog.tasks.list_tasks(TYPE, 2)) == [f"Task_{TYPE}_6002", f"Task_{TYPE}_6001"]
+    assert catalog.tasks.table_names() == {"a_OFFLINE", "b_OFFLINE"}
+    assert catalog.tasks.delete_plans(["plan-6002"]) == 1
+    assert catalog.tasks.delete_tables(["a_OFFLINE", "c_OFFLINE"]) == {"a_OFFLINE": 1}
+    assert list(catalog.tasks.list_tasks(TYPE, 10)) == [f"Task_{TYPE}_6001"]
