@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -16,10 +18,17 @@ from taskplan.bootstrap import Stack, open_stack
 from taskplan.schedules import ScheduleManager
 from taskplan.service import TaskPlanService
 
+API_THREADS = 32
+
 
 def create_app(stack: Stack | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Catalog calls run in threads (asyncio.to_thread): enough of them that a burst of triggers does not
+        # queue the reads behind it (asyncio's default is cpu_count + 4).
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(API_THREADS, thread_name_prefix="api-catalog")
+        )
         current = stack or open_stack()
         client = await current.connect(retries=60)
         app.state.stack = current

@@ -4,9 +4,11 @@ processes, a catalog, and the API app in process; plus timing and result helpers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -24,10 +26,8 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from api.main import create_app
 from bench.baseline import BASELINE_QUEUE, BaselineBatchesWorkflow
 from taskplan.binaries import temporal_cli
-from taskplan.bootstrap import Stack
 from taskplan.catalog import Catalog
 from taskplan.models.table import TableConfig
 from taskplan.names import SearchAttributes
@@ -117,13 +117,16 @@ class BenchStack:
     data_dir: Path
     minions: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start_minions(self, count: int, *, concurrency: int | None = None) -> None:
-        env = {
+    def _environment(self) -> dict[str, str]:
+        return {
             **os.environ,
             "TEMPORAL_ADDRESS": self.settings.temporal_address,
             "TASKPLAN_DATADIR": str(self.data_dir),
             "TASKPLAN_CATALOG_URL": self.settings.resolved_catalog_url,
         }
+
+    def start_minions(self, count: int, *, concurrency: int | None = None) -> None:
+        env = self._environment()
         log = (self.data_dir / "minions.log").open("ab")
         for _ in range(count):
             command = [sys.executable, "worker.py", "--role", "minion", "--graceful-shutdown-seconds", "1"]
@@ -149,15 +152,29 @@ class BenchStack:
         return config.tableName
 
     @asynccontextmanager
-    async def api(self) -> AsyncIterator[httpx.AsyncClient]:
-        stack = Stack(self.settings, build_registry(""), self.catalog, self.catalog)
-        app = create_app(stack)
-        transport = httpx.ASGITransport(app=app)
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=120) as http,
-        ):
-            yield http
+    async def api(self) -> AsyncIterator[tuple[httpx.AsyncClient, int]]:
+        """The REST API in its own process, as deployed (`taskplan api`); yields a client and its pid."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        log = (self.data_dir / "api.log").open("ab")
+        command = [sys.executable, "-m", "taskplan.cli", "api", "--host", "127.0.0.1", "--port", str(port)]
+        server = await asyncio.create_subprocess_exec(
+            *command, cwd=REPO, env=self._environment(), stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
+                for _ in range(600):
+                    with contextlib.suppress(httpx.TransportError):
+                        if (await http.get("/health")).status_code == 200:
+                            break
+                    await asyncio.sleep(0.1)
+                else:
+                    raise RuntimeError(f"the API did not come up (see {log.name})")
+                yield http, server.pid
+        finally:
+            server.terminate()
+            await asyncio.wait_for(server.wait(), timeout=30)
 
 
 @asynccontextmanager

@@ -154,6 +154,19 @@ class TaskPlanService:
         except WorkflowAlreadyStartedError:
             active = await self.active_plan_id(table_name_with_type, task_type)
             raise PlanAlreadyActiveError(table_name_with_type, task_type, active) from None
+        if self.tasks is not None:
+            # Listed from the start (the plan saves its own snapshots as its batches end).
+            created = TaskPlan(
+                plan_id=plan_id,
+                table_name_with_type=table_name_with_type,
+                task_type=task_type,
+                status=PlanStatus.ACTIVE,
+                source=source,
+                properties=dict(properties),
+                status_message="plan created",
+                created_at_ms=int(time.time() * 1000),
+            )
+            await asyncio.to_thread(self.tasks.record_plan_started, created)
         return plan_id
 
     async def active_plan_id(self, table_name_with_type: str, task_type: str) -> str | None:
@@ -257,18 +270,19 @@ class TaskPlanService:
 
     async def _running_plans(
         self, table_name_with_type: str | None, task_type: str | None
-    ) -> dict[str, tuple[str, str]]:
-        """Running plans: plan id -> (workflow id, run id), from one visibility listing."""
+    ) -> dict[str, tuple[str, str, str | None]]:
+        """Running plans: plan id -> (workflow id, run id, status), from one visibility listing."""
         query = f"WorkflowType = '{PLAN_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running'"
         if table_name_with_type:
             query += f" AND TaskPlanTable = {_quote(table_name_with_type)}"
         if task_type:
             query += f" AND TaskPlanType = {_quote(task_type)}"
-        running: dict[str, tuple[str, str]] = {}
+        running: dict[str, tuple[str, str, str | None]] = {}
         async for execution in self.client.list_workflows(query):
-            plan_id = execution.typed_search_attributes.get(SearchAttributes.PLAN_ID)
+            attributes = execution.typed_search_attributes
+            plan_id = attributes.get(SearchAttributes.PLAN_ID)
             if plan_id:
-                running[plan_id] = (execution.id, execution.run_id)
+                running[plan_id] = (execution.id, execution.run_id, attributes.get(SearchAttributes.STATUS))
         return running
 
     async def list_active_plans(
@@ -277,7 +291,17 @@ class TaskPlanService:
         task_type: str | None = None,
         query: PlanQuery | None = None,
     ) -> list[TaskPlan]:
+        """Every running plan: from its snapshot in the catalog (saved at each batch's end, with its batch
+        records and its status from visibility), else (no batch ended yet) by asking the plan."""
+        page = query or PlanQuery()
         running = await self._running_plans(table_name_with_type, task_type)
+        plans: dict[str, TaskPlan] = {}
+        if self.tasks is not None and page.batch_offset is None:
+            plans = await asyncio.to_thread(self.tasks.plan_snapshots, list(running), page.batch_limit)
+            for plan_id, plan in plans.items():
+                status = running[plan_id][2]
+                if status is not None and status in PlanStatus.__members__:
+                    plan.status = PlanStatus(status)
         limit = asyncio.Semaphore(64)
 
         async def one(plan_id: str, workflow_id: str, run_id: str) -> TaskPlan | None:
@@ -294,8 +318,11 @@ class TaskPlanService:
                 except PlanNotFoundError:
                     return None
 
-        plans = await asyncio.gather(*(one(p, w, r) for p, (w, r) in sorted(running.items())))
-        return [p for p in plans if p is not None]
+        missing = [(p, w, r) for p, (w, r, _) in running.items() if p not in plans]
+        for asked in await asyncio.gather(*(one(p, w, r) for p, w, r in missing)):
+            if asked is not None:
+                plans[asked.plan_id] = asked
+        return [plans[p] for p in sorted(plans)]
 
     # ---------------------------------------------------------------- legacy flow and batches
 

@@ -313,6 +313,7 @@ class BatchEnd(WireModel):
     finished_at_ms: int
     result: BatchResult
     subtasks: list[SubtaskRecord] = Field(default_factory=list)
+    plan: TaskPlan | None = None  # the plan after this batch, without its batches (for the listings)
 
 
 class GenerationOutcome(WireModel):

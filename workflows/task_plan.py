@@ -80,6 +80,7 @@ class TaskPlanWorkflow:
         self._inline_batches = False
         self._batch: BatchRun | None = None  # the running batch (inline)
         self._batch_task: asyncio.Task[BatchResult] | None = None
+        self._submitted_at_ms = 0  # when the batch being generated was asked for
 
     # ---------------------------------------------------------------- handlers
 
@@ -236,9 +237,11 @@ class TaskPlanWorkflow:
                 num_failed_subtasks=previous.num_failed_subtasks,
             ),
             # Inline batches: generation records the batch as a task under this name (or the next free
-            # millisecond's) in the catalog.
+            # millisecond's) in the catalog, submitted now.
             task_name=task_name(plan.task_type, epoch_ms()) if self._inline_batches else None,
+            submitted_at_ms=epoch_ms(),
         )
+        self._submitted_at_ms = generate_input.submitted_at_ms
         attempt = 0
         while True:
             attempt += 1
@@ -338,7 +341,7 @@ class TaskPlanWorkflow:
         recorded it as running, ``record_batch_end`` records how it ended. While it runs, this workflow
         answers for its subtasks (the ``batch_details`` query).
         """
-        submitted_at = epoch_ms()
+        submitted_at = self._submitted_at_ms  # as in the task record
         name = generated.task_name or task_name(state.plan.task_type, submitted_at)
         run = BatchRun(self._batch_input(request, state, name, generated), generated)
         record = self._begin_batch(request, state, name, submitted_at, generated)
@@ -347,10 +350,18 @@ class TaskPlanWorkflow:
             result = await self._await_inline_batch(self._batch_task, state)
         finally:
             self._batch_task = None
+        self._end_batch(state, record, generated, result)
+        end = BatchEnd(
+            task_name=name,
+            finished_at_ms=record.finished_at_ms or epoch_ms(),
+            result=result,
+            subtasks=run.records,
+            plan=state.plan.model_copy(update={"batches": []}),
+        )
         try:
             await workflow.execute_local_activity(
                 "record_batch_end",
-                BatchEnd(task_name=name, finished_at_ms=epoch_ms(), result=result, subtasks=run.records),
+                end,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=5),
             )
@@ -359,7 +370,6 @@ class TaskPlanWorkflow:
             workflow.logger.warning("batch %s: its task record was not updated: %s", name, err)
         finally:
             self._batch = None
-        self._end_batch(state, record, generated, result)
 
     def _batch_input(
         self, request: PlanInput, state: PlanState, name: str, generated: GeneratedBatch

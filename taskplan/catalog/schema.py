@@ -116,10 +116,23 @@ tasks = Table(
     Column("batch_sequence", BigInteger, nullable=False),
     Column("state", String(16), nullable=False),  # IN_PROGRESS, then COMPLETED / FAILED / STOPPED
     Column("num_subtasks", BigInteger, nullable=False),
+    Column("num_failed", BigInteger, nullable=False),
+    Column("inputs_in_batch", BigInteger, nullable=False),
     Column("submitted_ms", BigInteger, nullable=False),
     Column("finished_ms", BigInteger),
     Column("message", Text, nullable=False),
     Column("batch_json", Text, nullable=False),  # the generated batch: subtask configs, options
     Column("result_json", Text),  # once ended: the batch's result and its subtask reports
     UniqueConstraint("plan_id", "batch_sequence", name="uq_tasks_plan_batch"),
+)
+
+# The latest snapshot of each plan (without its batches), written by its controller when a batch ends: the
+# active-plans listing reads these instead of asking every running plan (a plan itself is in Temporal).
+plan_snapshots = Table(
+    "tp_plan_snapshots",
+    metadata,
+    Column("plan_id", String(400), primary_key=True),
+    Column("table_name", String(200), nullable=False, index=True),
+    Column("updated_ms", BigInteger, nullable=False),
+    Column("plan_json", Text, nullable=False),
 )

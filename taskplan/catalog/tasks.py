@@ -7,6 +7,10 @@ count the running ones. The plan's controller writes a row when generation made 
 when the batch ends (local activities). While a batch runs, its live subtask states come from the plan
 itself (see TaskPlanService.batch_details).
 
+Each batch's end also saves the plan's snapshot (its counters and status message, without its batches): the
+active-plans listing reads those with the task records, in two SQL statements, instead of asking every
+running plan.
+
 Names are Pinot's ``Task_<taskType>_<epochMillis>``, unique per task type: two plans of one type that
 start a batch in the same millisecond get consecutive milliseconds. One row per (plan, batch sequence): a
 generation repeated after a controller crash replaces the row it left.
@@ -15,17 +19,17 @@ generation repeated after a controller crash replaces the row it left.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from taskplan.catalog.errors import CatalogError
-from taskplan.catalog.schema import tasks
+from taskplan.catalog.schema import plan_snapshots, tasks
 from taskplan.names import parse_task_name, task_name
-from workflows.models import BatchEnd, GeneratedBatch, TaskState
+from workflows.models import BatchEnd, BatchRecord, GeneratedBatch, TaskPlan, TaskState
 
 if TYPE_CHECKING:
     from taskplan.catalog.catalog import Catalog
@@ -92,6 +96,8 @@ class TaskStore:
                             batch_sequence=batch_sequence,
                             state=TaskState.IN_PROGRESS.value,
                             num_subtasks=len(batch.subtasks),
+                            num_failed=0,
+                            inputs_in_batch=batch.inputs_in_batch,
                             submitted_ms=submitted_ms,
                             message=f"{len(batch.subtasks)} subtasks",
                             batch_json=batch_json,
@@ -103,33 +109,62 @@ class TaskStore:
         raise CatalogError(f"no free task name after {proposed_name} ({MAX_NAME_STEPS} tried)")
 
     def record_ended(self, end: BatchEnd) -> bool:
-        """Record how a batch ended (its result and subtask reports). False if its row is gone."""
+        """Record how a batch ended (its result and subtask reports) and the plan's snapshot after it.
+        False if the batch's row is gone (its table was dropped)."""
         with self.engine.begin() as conn:
             changed = conn.execute(
                 update(tasks)
                 .where(tasks.c.task_name == end.task_name)
                 .values(
                     state=end.result.task_state.value,
+                    num_failed=end.result.num_failed,
                     finished_ms=end.finished_at_ms,
                     message=end.result.status_message,
-                    result_json=end.model_dump_json(exclude_defaults=True),
+                    result_json=end.model_copy(update={"plan": None}).model_dump_json(exclude_defaults=True),
                 )
             ).rowcount
+            if changed and end.plan is not None:
+                self._save_snapshot(conn, end.plan, end.finished_at_ms)
         return bool(changed)
 
+    def record_plan_started(self, plan: TaskPlan) -> None:
+        """A new plan's first snapshot (unless its first batch already saved a newer one)."""
+        with self.engine.begin() as conn:
+            present = conn.execute(
+                select(plan_snapshots.c.plan_id).where(plan_snapshots.c.plan_id == plan.plan_id)
+            ).first()
+            if present is None:
+                self._save_snapshot(conn, plan, plan.created_at_ms)
+
+    @staticmethod
+    def _save_snapshot(conn: Connection, plan: TaskPlan, updated_ms: int) -> None:
+        values = {
+            "table_name": plan.table_name_with_type,
+            "updated_ms": updated_ms,
+            "plan_json": plan.model_copy(update={"batches": []}).model_dump_json(),
+        }
+        key = plan_snapshots.c.plan_id == plan.plan_id
+        if not conn.execute(update(plan_snapshots).where(key).values(**values)).rowcount:
+            conn.execute(plan_snapshots.insert().values(plan_id=plan.plan_id, **values))
+
     def delete_tables(self, table_names: Iterable[str]) -> dict[str, int]:
-        """Remove the task records of tables (dropped ones). Returns how many per table."""
+        """Remove the task records (and plan snapshots) of tables. Returns how many task records per table."""
         removed: dict[str, int] = {}
         with self.engine.begin() as conn:
             for table in table_names:
+                conn.execute(delete(plan_snapshots).where(plan_snapshots.c.table_name == table))
                 count = conn.execute(delete(tasks).where(tasks.c.table_name == table)).rowcount
                 if count:
                     removed[table] = count
         return removed
 
     def delete_plans(self, plan_ids: Iterable[str]) -> int:
+        removed = 0
         with self.engine.begin() as conn:
-            return sum(conn.execute(delete(tasks).where(tasks.c.plan_id == p)).rowcount for p in plan_ids)
+            for plan_id in plan_ids:
+                conn.execute(delete(plan_snapshots).where(plan_snapshots.c.plan_id == plan_id))
+                removed += conn.execute(delete(tasks).where(tasks.c.plan_id == plan_id)).rowcount
+        return removed
 
     # ---------------------------------------------------------------- reads
 
@@ -181,4 +216,56 @@ class TaskStore:
 
     def table_names(self) -> set[str]:
         with self.engine.connect() as conn:
-            return set(conn.scalars(select(tasks.c.table_name).distinct()).all())
+            names = set(conn.scalars(select(tasks.c.table_name).distinct()).all())
+            return names | set(conn.scalars(select(plan_snapshots.c.table_name).distinct()).all())
+
+    def plan_snapshots(self, plan_ids: Sequence[str], batch_limit: int) -> dict[str, TaskPlan]:
+        """The latest snapshots of these plans, each with its most recent ``batch_limit`` batch records
+        (from the task records, so the running batch is there too). Plans without a snapshot are left out."""
+        if not plan_ids:
+            return {}
+        with self.engine.connect() as conn:
+            plans = {
+                plan_id: TaskPlan.model_validate_json(plan_json)
+                for plan_id, plan_json in conn.execute(
+                    select(plan_snapshots.c.plan_id, plan_snapshots.c.plan_json).where(
+                        plan_snapshots.c.plan_id.in_(list(plan_ids))
+                    )
+                ).all()
+            }
+            if not plans or batch_limit <= 0:
+                return plans
+            numbered = select(
+                tasks.c.plan_id,
+                tasks.c.batch_sequence,
+                tasks.c.submitted_ms,
+                tasks.c.task_name,
+                tasks.c.state,
+                tasks.c.num_subtasks,
+                tasks.c.num_failed,
+                tasks.c.inputs_in_batch,
+                tasks.c.finished_ms,
+                func.row_number()
+                .over(partition_by=tasks.c.plan_id, order_by=tasks.c.batch_sequence.desc())
+                .label("recent"),
+            ).where(tasks.c.plan_id.in_(list(plans)))
+            recent = numbered.subquery()
+            rows = conn.execute(
+                select(recent)
+                .where(recent.c.recent <= batch_limit)
+                .order_by(recent.c.plan_id, recent.c.batch_sequence)
+            ).all()
+        for row in rows:
+            plans[row.plan_id].batches.append(
+                BatchRecord(
+                    batch_sequence=int(row.batch_sequence),
+                    submitted_at_ms=int(row.submitted_ms),
+                    submitted_task_name=row.task_name,
+                    task_state=TaskState(row.state),
+                    num_subtasks=int(row.num_subtasks),
+                    num_failed_subtasks=int(row.num_failed),
+                    inputs_in_batch=int(row.inputs_in_batch),
+                    finished_at_ms=None if row.finished_ms is None else int(row.finished_ms),
+                )
+            )
+        return plans

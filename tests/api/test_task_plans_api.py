@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from taskplan.service import TaskPlanService
@@ -90,3 +92,41 @@ async def test_errors_are_pinot_shaped(http: httpx.AsyncClient, table: str) -> N
     assert wrong.status_code == 400 and "_OFFLINE or _REALTIME" in wrong.json()["error"]
     limit = await http.get(f"/tasks/taskPlans/{unknown}", params={"batchLimit": -1})
     assert limit.status_code == 400
+
+
+async def test_active_listing_reads_snapshots_that_keep_up_with_the_plan(
+    http: httpx.AsyncClient, service: TaskPlanService, table: str
+) -> None:
+    """The listing reads each plan's snapshot (saved at every batch's end) and its task records instead of
+    asking every plan: it is at most the running batch behind the plan itself, and shows an abort at once."""
+    plan_id = await service.start_plan(
+        table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "40", "sleepMs": "300"}
+    )
+
+    async def three_batches_listed() -> dict[str, Any]:
+        active = (await http.get("/tasks/taskPlans/active", params={"tableNameWithType": table})).json()
+        assert [p["planId"] for p in active] == [plan_id]
+        assert len(active[0]["batches"]) >= 3
+        return dict(active[0])
+
+    listed = await eventually(three_batches_listed, timeout=30)
+    live = (await http.get(f"/tasks/taskPlans/{plan_id}")).json()
+    listed_names = [b["submittedTaskName"] for b in listed["batches"]]
+    live_names = [b["submittedTaskName"] for b in live["batches"]]
+    assert live_names[: len(listed_names)] == listed_names
+    assert len(live_names) - len(listed_names) <= 1
+    assert listed["batches"][0] == live["batches"][0]
+    assert 0 <= live["inputsProcessed"] - listed["inputsProcessed"] <= 1
+    params = {"tableNameWithType": table, "batchLimit": 2}
+    limited = (await http.get("/tasks/taskPlans/active", params=params)).json()
+    sequences = [b["batchSequence"] for b in limited[0]["batches"]]
+    assert len(sequences) == 2 and sequences[1] == sequences[0] + 1  # the two most recent
+    assert sequences[1] >= listed["batches"][-1]["batchSequence"]
+
+    assert (await http.delete(f"/tasks/taskPlans/{plan_id}")).status_code == 200
+
+    async def aborting_listed() -> None:
+        active = (await http.get("/tasks/taskPlans/active", params={"tableNameWithType": table})).json()
+        assert active == [] or active[0]["status"] == "ABORTING"
+
+    await eventually(aborting_listed, timeout=30)

@@ -6,7 +6,17 @@ import threading
 
 from taskplan.catalog import Catalog
 from taskplan.names import subtask_name
-from workflows.models import BatchEnd, BatchResult, GeneratedBatch, SubtaskRecord, SubtaskState, TaskState
+from workflows.models import (
+    BatchEnd,
+    BatchResult,
+    GeneratedBatch,
+    PlanSource,
+    PlanStatus,
+    SubtaskRecord,
+    SubtaskState,
+    TaskPlan,
+    TaskState,
+)
 
 TYPE = "SegmentPurgeTask"
 
@@ -120,3 +130,50 @@ def test_listing_and_cleanup(catalog: Catalog) -> None:
     assert catalog.tasks.delete_plans(["plan-6002"]) == 1
     assert catalog.tasks.delete_tables(["a_OFFLINE", "c_OFFLINE"]) == {"a_OFFLINE": 1}
     assert list(catalog.tasks.list_tasks(TYPE, 10)) == [f"Task_{TYPE}_6001"]
+
+
+def test_plan_snapshots_come_with_their_most_recent_batches(catalog: Catalog) -> None:
+    plan = TaskPlan(
+        plan_id="plan-s",
+        table_name_with_type="t_OFFLINE",
+        task_type=TYPE,
+        status=PlanStatus.ACTIVE,
+        source=PlanSource.ADHOC_CONFIG,
+        status_message="batch 2 running",
+    )
+    names = [start(catalog, f"Task_{TYPE}_{7000 + i}", "plan-s", i) for i in range(4)]
+    assert catalog.tasks.plan_snapshots(["plan-s"], 10) == {}  # no batch ended yet
+    for i, name in enumerate(names[:3]):
+        failed = 1 if i == 1 else 0
+        result = BatchResult(
+            task_name=name,
+            task_state=TaskState.FAILED if failed else TaskState.COMPLETED,
+            num_subtasks=3,
+            num_completed=3 - failed,
+            num_failed=failed,
+        )
+        snapshot = plan.model_copy(update={"num_batches": i + 1, "inputs_processed": 3 * (i + 1)})
+        catalog.tasks.record_ended(
+            BatchEnd(task_name=name, finished_at_ms=8000 + i, result=result, plan=snapshot)
+        )
+    start(catalog, f"Task_{TYPE}_7100", "plan-other", 0)
+
+    snapshots = catalog.tasks.plan_snapshots(["plan-s", "plan-other", "plan-none"], 2)
+    assert list(snapshots) == ["plan-s"]
+    listed = snapshots["plan-s"]
+    assert (listed.num_batches, listed.inputs_processed, listed.status_message) == (3, 9, "batch 2 running")
+    assert [(b.batch_sequence, b.task_state, b.num_failed_subtasks) for b in listed.batches] == [
+        (2, TaskState.COMPLETED, 0),
+        (3, TaskState.IN_PROGRESS, 0),
+    ]
+    assert listed.batches[0].finished_at_ms == 8002 and listed.batches[1].submitted_task_name == names[3]
+    assert [
+        b.num_failed_subtasks for b in catalog.tasks.plan_snapshots(["plan-s"], 10)["plan-s"].batches
+    ] == [
+        0,
+        1,
+        0,
+        0,
+    ]
+    catalog.tasks.delete_plans(["plan-s"])
+    assert catalog.tasks.plan_snapshots(["plan-s"], 10) == {}

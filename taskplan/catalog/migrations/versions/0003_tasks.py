@@ -1,4 +1,4 @@
-"""Task records of plan batches (a plan runs its batches in its own workflow history).
+"""Task records of plan batches (a plan runs its batches in its own workflow history), plan snapshots.
 
 Revision ID: 0003
 Revises: 0002
@@ -25,6 +25,8 @@ def upgrade() -> None:
         sa.Column("batch_sequence", sa.BigInteger, nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("num_subtasks", sa.BigInteger, nullable=False),
+        sa.Column("num_failed", sa.BigInteger, nullable=False),
+        sa.Column("inputs_in_batch", sa.BigInteger, nullable=False),
         sa.Column("submitted_ms", sa.BigInteger, nullable=False),
         sa.Column("finished_ms", sa.BigInteger),
         sa.Column("message", sa.Text, nullable=False),
@@ -34,9 +36,19 @@ def upgrade() -> None:
     )
     op.create_index("ix_tp_tasks_task_type", "tp_tasks", ["task_type"])
     op.create_index("ix_tp_tasks_table_name", "tp_tasks", ["table_name"])
+    op.create_table(
+        "tp_plan_snapshots",
+        sa.Column("plan_id", sa.String(400), primary_key=True),
+        sa.Column("table_name", sa.String(200), nullable=False),
+        sa.Column("updated_ms", sa.BigInteger, nullable=False),
+        sa.Column("plan_json", sa.Text, nullable=False),
+    )
+    op.create_index("ix_tp_plan_snapshots_table_name", "tp_plan_snapshots", ["table_name"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_tp_plan_snapshots_table_name", "tp_plan_snapshots")
+    op.drop_table("tp_plan_snapshots")
     op.drop_index("ix_tp_tasks_table_name", "tp_tasks")
     op.drop_index("ix_tp_tasks_task_type", "tp_tasks")
     op.drop_table("tp_tasks")
