@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+import threading
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,29 @@ def connect(*allowed_dirs: Path) -> duckdb.DuckDBPyConnection:
     conn.execute("SET enable_external_access = false")
     conn.execute("SET lock_configuration = true")
     return conn
+
+
+_pooled = threading.local()
+POOLED_PER_THREAD = 4
+
+
+@contextlib.contextmanager
+def pooled_connection(*allowed_dirs: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A sandboxed connection (see ``connect``) that this thread reuses for the same directories: opening
+    one costs about 20 ms, as much as purging a 100,000-row segment. Only for statements that leave nothing
+    behind (no temporary tables); a connection whose statement failed or was interrupted is closed."""
+    key = tuple(str(d.resolve()) for d in allowed_dirs)
+    pool: dict[tuple[str, ...], duckdb.DuckDBPyConnection] = getattr(_pooled, "connections", {})
+    _pooled.connections = pool
+    conn = pool.pop(key, None) or connect(*allowed_dirs)
+    try:
+        yield conn
+    except BaseException:
+        conn.close()
+        raise
+    pool[key] = conn  # the most recently used last
+    while len(pool) > POOLED_PER_THREAD:
+        pool.pop(next(iter(pool))).close()
 
 
 def write_rows(rows: Iterable[Mapping[str, Any]], schema: Schema, dest: Path) -> int:

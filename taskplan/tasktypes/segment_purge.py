@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import ClassVar
 
 from taskplan.catalog.segments import SegmentConflictError, SegmentMetadata, SegmentStatus
-from taskplan.data.parquet import connect, copy_to_parquet, sql_string, time_column_of
+from taskplan.data.parquet import copy_to_parquet, pooled_connection, sql_string, time_column_of
 from taskplan.data.predicate import PurgeFilterError, keep_rows_sql, validate_purge_filter
 from taskplan.data.segments import SegmentManager
 from taskplan.models.table import Schema, TableConfig
@@ -156,7 +156,7 @@ class SegmentPurgeTaskExecutor(BaseTaskExecutor):
         time_col, numeric = time_column_of(table, schema)
         try:
             # One read of the segment: the rows kept are written, and the write's statistics count them.
-            with connect(source.parent) as conn:
+            with pooled_connection(source.parent) as conn:
                 kept = (
                     f"SELECT * FROM read_parquet({sql_string(str(source))}) WHERE {keep_rows_sql(expression)}"
                 )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from taskplan.catalog import Catalog
@@ -13,7 +15,7 @@ from taskplan.catalog.segments import SegmentStatus
 from taskplan.data.csv_loader import load_csv
 from taskplan.data.deepstore import DeepStore
 from taskplan.data.maintenance import SegmentMaintenance
-from taskplan.data.parquet import read_rows
+from taskplan.data.parquet import pooled_connection, read_rows
 from taskplan.data.predicate import PurgeFilterError, validate_purge_filter
 from taskplan.data.rows import InputFormat, ReaderInitError, RowReader, TooManyParseExceptions
 from taskplan.data.segments import SegmentManager
@@ -255,3 +257,27 @@ def test_maintenance_commits_due_segments_and_sweeps(catalog: Catalog, tmp_path:
     [segment] = manager.store.all_segments(table.tableName)
     assert segment.status is SegmentStatus.DONE
     assert not orphan.exists()
+
+
+def test_pooled_connections_are_reused_per_thread_and_stay_sandboxed(tmp_path: Path) -> None:
+    inside, outside = tmp_path / "inside", tmp_path / "outside"
+    inside.mkdir()
+    outside.mkdir()
+    for directory in (inside, outside):
+        with duckdb.connect() as conn:
+            conn.execute(f"COPY (SELECT 1 AS x) TO '{directory / 'f.parquet'}' (FORMAT parquet)")
+    with pooled_connection(inside) as first:
+        assert first.execute(f"SELECT x FROM read_parquet('{inside / 'f.parquet'}')").fetchall() == [(1,)]
+    with pooled_connection(inside) as again:
+        assert again is first
+    other: list[object] = []
+    thread = threading.Thread(target=lambda: other.append(pooled_connection(inside).__enter__()))
+    thread.start()
+    thread.join()
+    assert other[0] is not first  # one pool per thread: a DuckDB connection is not shared
+    with pytest.raises(duckdb.PermissionException), pooled_connection(inside) as conn:
+        conn.execute(f"SELECT x FROM read_parquet('{outside / 'f.parquet'}')")
+    with pooled_connection(inside) as fresh:
+        assert fresh is not first  # the one that failed was closed, not reused
+        with pytest.raises(duckdb.Error):
+            fresh.execute("SET allowed_directories = ['/']")
