@@ -34,6 +34,8 @@ from workflows.models import (
     BatchEnd,
     GenerateBatchInput,
     GeneratedBatch,
+    NextBatch,
+    NextBatchInput,
     OneShotRequest,
     ProgressionCheck,
     SubtaskOptions,
@@ -179,6 +181,16 @@ class GenerationActivities:
                 "cursor": {str(k): str(v) for k, v in generation.cursor.items()},
             }
         )
+
+    @activity.defn(name="next_batch")
+    def next_batch(self, step: NextBatchInput) -> NextBatch:
+        """A plan's step between batches (a local activity): last batch's end, the gate, the next batch."""
+        if step.ended is not None:
+            self.record_batch_end(step.ended)
+        reason = self.check_progression(step.check)
+        if reason is not None:
+            return NextBatch(blocked_reason=reason)
+        return NextBatch(batch=self.generate_next_batch(step.generate))
 
     @activity.defn(name="record_batch_end")
     def record_batch_end(self, end: BatchEnd) -> None:

@@ -316,6 +316,20 @@ class BatchEnd(WireModel):
     plan: TaskPlan | None = None  # the plan after this batch, without its batches (for the listings)
 
 
+class NextBatchInput(WireModel):
+    """A plan's step between two batches, one local activity: record how the last batch ended, ask the
+    cluster's gate, and if it allows, generate (and record) the next batch."""
+
+    generate: GenerateBatchInput
+    check: ProgressionCheck
+    ended: BatchEnd | None = None
+
+
+class NextBatch(WireModel):
+    batch: GeneratedBatch | None = None
+    blocked_reason: str | None = None  # the gate said no: nothing was generated
+
+
 class GenerationOutcome(WireModel):
     """Answer of the batch's `generated` update: how many subtasks the legacy generation produced."""
 

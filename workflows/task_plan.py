@@ -44,6 +44,8 @@ with workflow.unsafe.imports_passed_through():
         BatchResult,
         GenerateBatchInput,
         GeneratedBatch,
+        NextBatch,
+        NextBatchInput,
         PlanInput,
         PlanOptions,
         PlanQuery,
@@ -81,6 +83,7 @@ class TaskPlanWorkflow:
         self._batch: BatchRun | None = None  # the running batch (inline)
         self._batch_task: asyncio.Task[BatchResult] | None = None
         self._submitted_at_ms = 0  # when the batch being generated was asked for
+        self._pending_end: BatchEnd | None = None  # the last batch's end, until the catalog has it
 
     # ---------------------------------------------------------------- handlers
 
@@ -104,7 +107,7 @@ class TaskPlanWorkflow:
     @workflow.query
     def batch_details(self, query: BatchPageQuery) -> BatchDetails | None:
         """A page of the running batch's subtasks, live (None when that batch is not running here)."""
-        batch = self._batch
+        batch = self._batch  # the running batch, or the last one until its end is recorded
         if batch is None or batch.task_name != query.task_name:
             return None
         return batch.details(query.page)
@@ -147,9 +150,10 @@ class TaskPlanWorkflow:
             while True:
                 if state.abort_reason is not None:
                     self._finish(PlanStatus.CANCELLED, f"aborted: {state.abort_reason}")
-                await self._wait_until_progression_allowed(request, state)
-                if state.abort_reason is not None:
-                    continue
+                if not self._inline_batches:  # inline: the gate is asked in the same step as generation
+                    await self._wait_until_progression_allowed(request, state)
+                    if state.abort_reason is not None:
+                        continue
                 generated = await self._generate(request, state)
                 if state.abort_reason is not None:
                     continue  # an abort that came during generation: no new batch
@@ -170,9 +174,11 @@ class TaskPlanWorkflow:
                     )
                 state.batches_this_run += 1
                 if self._should_continue_as_new(request.options, state):
+                    await self._record_pending_end()
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     workflow.continue_as_new(request.model_copy(update={"carried": state}))
         except _PlanEnded as ended:
+            await self._record_pending_end()
             if ended.aborted:
                 await workflow.execute_local_activity(
                     "record_plan_aborted",
@@ -186,6 +192,7 @@ class TaskPlanWorkflow:
             if state.abort_reason is None:
                 state.abort_reason = "cancelled through Temporal"
             self._set_status(PlanStatus.CANCELLED, f"aborted: {state.abort_reason}", final=True)
+            await self._record_pending_end()
         return state.plan
 
     async def _wait_until_progression_allowed(self, request: PlanInput, state: PlanState) -> None:
@@ -203,19 +210,26 @@ class TaskPlanWorkflow:
                 start_to_close_timeout=timedelta(seconds=30),
             )
             if reason is None:
-                if state.blocked_reason is not None:
-                    state.blocked_reason = None
-                    self._set_status(state.plan.status, "progression resumed")
+                self._note_progression_allowed(state)
                 return
-            if state.blocked_reason != reason:
-                state.blocked_reason = reason
-                self._set_status(state.plan.status, f"progression blocked: {reason}")
-            with contextlib.suppress(TimeoutError):  # recheck when the wait runs out
-                await workflow.wait_condition(
-                    lambda: state.abort_reason is not None, timeout=request.options.blocked_recheck_s
-                )
+            await self._wait_while_blocked(request, state, reason)
             if state.abort_reason is not None:
                 return
+
+    def _note_progression_allowed(self, state: PlanState) -> None:
+        if state.blocked_reason is not None:
+            state.blocked_reason = None
+            self._set_status(state.plan.status, "progression resumed")
+
+    async def _wait_while_blocked(self, request: PlanInput, state: PlanState, reason: str) -> None:
+        """Say why the plan waits, then wait (durably, abortably) until it is time to ask again."""
+        if state.blocked_reason != reason:
+            state.blocked_reason = reason
+            self._set_status(state.plan.status, f"progression blocked: {reason}")
+        with contextlib.suppress(TimeoutError):  # ask again when the wait runs out
+            await workflow.wait_condition(
+                lambda: state.abort_reason is not None, timeout=request.options.blocked_recheck_s
+            )
 
     async def _generate(self, request: PlanInput, state: PlanState) -> GeneratedBatch:
         plan = state.plan
@@ -246,10 +260,7 @@ class TaskPlanWorkflow:
         while True:
             attempt += 1
             try:
-                generated = await self._generate_once(request, generate_input)
-                if attempt > 1:
-                    self._set_status(plan.status, "batch generation recovered")
-                return generated
+                step = await self._generate_once(request, generate_input)
             except FailureError as err:
                 # A local activity's failure arrives unwrapped (the ApplicationError or TimeoutError itself).
                 cause = err.cause if isinstance(err, ActivityError) else err
@@ -271,9 +282,43 @@ class TaskPlanWorkflow:
                     await workflow.wait_condition(lambda: state.abort_reason is not None, timeout=backoff)
                 if state.abort_reason is not None:
                     return GeneratedBatch(no_more_work=False)
+                continue
+            if step.blocked_reason is not None:
+                # Inline: the cluster said no (kill switch, stopped queue, in-flight limit): wait, ask again.
+                attempt -= 1
+                await self._wait_while_blocked(request, state, step.blocked_reason)
+                if state.abort_reason is not None:
+                    return GeneratedBatch(no_more_work=False)
+                continue
+            self._note_progression_allowed(state)
+            if attempt > 1:
+                self._set_status(plan.status, "batch generation recovered")
+            assert step.batch is not None
+            return step.batch
 
-    async def _generate_once(self, request: PlanInput, generate_input: GenerateBatchInput) -> GeneratedBatch:
+    async def _generate_once(self, request: PlanInput, generate_input: GenerateBatchInput) -> NextBatch:
         timeout = timedelta(seconds=request.options.generation_timeout_s)
+        if self._inline_batches:
+            # One local activity per batch: record how the last batch ended, ask the cluster's gate, and
+            # generate (and record) the next batch, so the next subtasks follow in the same workflow task.
+            state = self._require_state()
+            step: NextBatch = await workflow.execute_local_activity(
+                "next_batch",
+                NextBatchInput(
+                    generate=generate_input,
+                    check=ProgressionCheck(
+                        table_name_with_type=state.plan.table_name_with_type,
+                        task_type=state.plan.task_type,
+                        plan_id=state.plan.plan_id,
+                    ),
+                    ended=self._pending_end,
+                ),
+                result_type=NextBatch,
+                start_to_close_timeout=timeout,
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+            self._pending_end, self._batch = None, None  # the last batch's end is recorded
+            return step
         # A local activity (the generator runs on this controller either way) saves a task-queue round
         # trip per batch (see the README's performance notes). Older histories replay as before.
         if self._local_generation:
@@ -284,7 +329,7 @@ class TaskPlanWorkflow:
                 start_to_close_timeout=timeout,
                 retry_policy=RetryPolicy(maximum_attempts=1),
             )
-            return local
+            return NextBatch(batch=local)
         remote: GeneratedBatch = await workflow.execute_activity(
             "generate_next_batch",
             generate_input,
@@ -292,7 +337,7 @@ class TaskPlanWorkflow:
             start_to_close_timeout=timeout,
             retry_policy=RetryPolicy(maximum_attempts=1),
         )
-        return remote
+        return NextBatch(batch=remote)
 
     def _absorb_progress(self, state: PlanState, generated: GeneratedBatch) -> None:
         plan = state.plan
@@ -351,13 +396,21 @@ class TaskPlanWorkflow:
         finally:
             self._batch_task = None
         self._end_batch(state, record, generated, result)
-        end = BatchEnd(
+        # Recorded by the next step's local activity (or, if there is none, by _record_pending_end); until
+        # then this workflow answers for the batch (batch_details).
+        self._pending_end = BatchEnd(
             task_name=name,
             finished_at_ms=record.finished_at_ms or epoch_ms(),
             result=result,
             subtasks=run.records,
             plan=state.plan.model_copy(update={"batches": []}),
         )
+
+    async def _record_pending_end(self) -> None:
+        """The last batch's end, when no next step records it (the plan ends or continues as new)."""
+        end = self._pending_end
+        if end is None:
+            return
         try:
             await workflow.execute_local_activity(
                 "record_batch_end",
@@ -366,10 +419,10 @@ class TaskPlanWorkflow:
                 retry_policy=RetryPolicy(maximum_attempts=5),
             )
         except FailureError as err:
-            # The catalog is out of reach: the plan goes on; its own batch record has the outcome.
-            workflow.logger.warning("batch %s: its task record was not updated: %s", name, err)
-        finally:
-            self._batch = None
+            # The catalog is out of reach: the plan's own batch record has the outcome.
+            workflow.logger.warning("batch %s: its task record was not updated: %s", end.task_name, err)
+        self._pending_end = None
+        self._batch = None
 
     def _batch_input(
         self, request: PlanInput, state: PlanState, name: str, generated: GeneratedBatch

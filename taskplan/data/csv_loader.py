@@ -40,6 +40,19 @@ def _typed_scalar(spec: FieldSpec, raw: str) -> str:
     return f"TRY_CAST(trim({raw}) AS {DUCKDB_TYPES[kind]})"
 
 
+RAW_PREFIX = "__raw_"
+
+
+def _failed_after_typing(spec: FieldSpec) -> str:
+    """SQL condition on a row of typed columns (and the raw ones, prefixed): the value did not type."""
+    raw, typed = quote(RAW_PREFIX + spec.name), quote(spec.name)
+    if spec.singleValueField:
+        if spec.dataType == "STRING":
+            return "false"
+        return f"({raw} IS NOT NULL AND {raw} <> '' AND {typed} IS NULL)"
+    return f"({raw} IS NOT NULL AND list_contains(list_transform({typed}, lambda x: x IS NULL), true))"
+
+
 def _typed(spec: FieldSpec, column: str) -> tuple[str, str]:
     """(typed expression, SQL condition: the raw value is present but did not type)."""
     raw = quote(column)
@@ -85,7 +98,7 @@ def load_csv(
     columns = "{" + ", ".join(f"{sql_string(c)}: 'VARCHAR'" for c in header) + "}"
     options = (
         f"header=true, auto_detect=false, delim=',', quote='\"', escape='\"', columns={columns}, "
-        "store_rejects=true, rejects_table='rejects', rejects_scan='reject_scans', parallel=false"
+        "store_rejects=true, rejects_table='rejects', rejects_scan='reject_scans', parallel=true"
     )
     with connect(path.parent, dest.parent) as conn:
         known = [f for f in schema.fields if f.name in header]
@@ -93,8 +106,7 @@ def load_csv(
             raise ReaderInitError(f"{name}: the CSV header names none of the schema's columns: {header}")
         try:
             conn.execute(
-                f"CREATE TEMP TABLE raw AS SELECT row_number() OVER () + 1 AS __line, * "
-                f"FROM read_csv({sql_string(str(path))}, {options})"
+                f"CREATE TEMP TABLE raw AS SELECT * FROM read_csv({sql_string(str(path))}, {options})"
             )
         except duckdb.Error as exc:
             raise ReaderInitError(f"cannot read {name} as CSV: {exc}") from None
@@ -114,20 +126,27 @@ def load_csv(
             else:
                 typed.append(f"NULL AS {quote(spec.name)}")
         empty = " AND ".join(f"{quote(f.name)} IS NULL" for f in known)
+        # One pass types the rows and flags the ones with a value that did not type (a cheap test on the
+        # typed column); which columns failed is worked out again only for the few rows sampled.
+        flagged = " OR ".join(_failed_after_typing(f) for f in known) or "false"
         conn.execute(
-            f"CREATE TEMP TABLE checked AS SELECT __line, NOT ({empty}) AS __kept, "
-            f"list_filter([{', '.join(failures)}], lambda x: x IS NOT NULL) AS __errors, "
-            f"{', '.join(typed)} FROM raw"
+            # A row's line: its place among the parsed rows (rowid, in file order) after the header.
+            f"CREATE TEMP TABLE checked AS SELECT __line, __kept, ({flagged}) AS __failed, "
+            f"{', '.join(quote(f.name) for f in schema.fields)} FROM ("
+            f"SELECT rowid + 2 AS __line, NOT ({empty}) AS __kept, "
+            f"{', '.join(f'{quote(f.name)} AS {quote(RAW_PREFIX + f.name)}' for f in known)}, "
+            f"{', '.join(typed)} FROM raw)"
         )
         counts = conn.execute(
-            "SELECT count(*) FILTER (WHERE NOT __kept), "
-            "count(*) FILTER (WHERE __kept AND len(__errors) > 0), "
-            "count(*) FILTER (WHERE __kept AND len(__errors) = 0) FROM checked"
+            "SELECT count(*) FILTER (WHERE NOT __kept), count(*) FILTER (WHERE __kept AND __failed), "
+            "count(*) FILTER (WHERE __kept AND NOT __failed) FROM checked"
         ).fetchone()
         assert counts is not None
         stats.thrown_away, stats.processed_with_error, stats.processed = (int(c) for c in counts)
+        sampled = "SELECT __line FROM checked WHERE __kept AND __failed ORDER BY __line LIMIT 5"
         for line, errors in conn.execute(
-            "SELECT __line, __errors FROM checked WHERE __kept AND len(__errors) > 0 ORDER BY __line LIMIT 5"
+            f"SELECT rowid + 2, list_filter([{', '.join(failures)}], lambda x: x IS NOT NULL) FROM raw "
+            f"WHERE rowid + 2 IN ({sampled}) ORDER BY rowid"
         ).fetchall():
             stats.sample(f"row {line - 1}: cannot type {', '.join(errors)}")
         if max_parse_exceptions is not None and stats.parse_exceptions > max_parse_exceptions:
@@ -136,6 +155,7 @@ def load_csv(
                 f"first: {'; '.join(stats.samples)}"
             )
         columns = ", ".join(quote(f.name) for f in schema.fields)
-        query = f"SELECT {columns} FROM checked WHERE __kept ORDER BY __line"
+        # In file order: DuckDB keeps insertion order (preserve_insertion_order), no sort needed.
+        query = f"SELECT {columns} FROM checked WHERE __kept"
         written = copy_to_parquet(conn, query, dest, time_col, numeric_time)
     return stats, written
