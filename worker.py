@@ -202,7 +202,8 @@ async def main_async(args: argparse.Namespace) -> None:
         await ScheduleManager(client).reconcile(stack.catalog.list_tables())
     if options.role in ("controller", "both"):
         # The controller's periodic orchestration poll feeds the plan gauges.
-        background.append(asyncio.create_task(ProgressPoller(TaskPlanService(client)).run(stop)))
+        tasks = stack.catalog.tasks if stack.catalog is not None else None
+        background.append(asyncio.create_task(ProgressPoller(TaskPlanService(client, tasks=tasks)).run(stop)))
         if stack.catalog is not None:
             # Segment upkeep (flush by time, crash leftovers) and the plan cleanup sweep.
             segments = SegmentManager.from_settings(stack.settings, stack.catalog)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import httpx
 from temporalio.client import WorkflowHandle
 
 from bench.baseline import BASELINE_QUEUE, BaselineBatch, BaselineBatchesWorkflow, BaselineInput
@@ -177,7 +178,7 @@ async def many_plans(stack: BenchStack, report: Report, full: bool) -> None:
             while True:
                 t0 = time.monotonic()
                 in_burst = not submitting.done()
-                active = (await http.get("/tasks/taskPlans/active", params={"batchLimit": 0})).json()
+                active = (await poll.get("/tasks/taskPlans/active", params={"batchLimit": 0})).json()
                 list_ms.append((time.monotonic() - t0) * 1000)
                 (burst_ms if in_burst else after_ms).append(list_ms[-1])
                 seen[:] = [p["planId"] for p in active]
@@ -190,14 +191,17 @@ async def many_plans(stack: BenchStack, report: Report, full: bool) -> None:
             while not done.is_set():
                 if seen:
                     t0 = time.monotonic()
-                    (await http.get(f"/tasks/taskPlans/{random.choice(seen)}")).raise_for_status()
+                    (await poll.get(f"/tasks/taskPlans/{random.choice(seen)}")).raise_for_status()
                     get_ms.append((time.monotonic() - t0) * 1000)
                 await asyncio.sleep(0.2)
 
-        pollers = asyncio.gather(poll_listing(), poll_plans())
-        await submitting
-        submitted = time.monotonic() - started
-        await pollers
+        # The polls have connections of their own: in the submitting client's pool (100 connections) they
+        # would queue behind the submissions.
+        async with httpx.AsyncClient(base_url=http.base_url, timeout=120) as poll:
+            pollers = asyncio.gather(poll_listing(), poll_plans())
+            await submitting
+            submitted = time.monotonic() - started
+            await pollers
         elapsed = time.monotonic() - started
         api_mb = rss_mb(api_pid)
     minion_mb = max(rss_mb(p.pid) for p in stack.minions)

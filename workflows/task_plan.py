@@ -382,9 +382,9 @@ class TaskPlanWorkflow:
     ) -> None:
         """Run the subtasks here, so the next batch follows the last one without a child's round trips.
 
-        The batch's task record (name, state, configs, subtask reports) is in the catalog: generation
-        recorded it as running, ``record_batch_end`` records how it ended. While it runs, this workflow
-        answers for its subtasks (the ``batch_details`` query).
+        The batch's task record (name, state, configs, subtask reports) is in the catalog: the step that
+        generated it recorded it as running, the next step (or ``record_batch_end``) records how it ended.
+        Until then this workflow answers for its subtasks (the ``batch_details`` query).
         """
         submitted_at = self._submitted_at_ms  # as in the task record
         name = generated.task_name or task_name(state.plan.task_type, submitted_at)
