@@ -50,6 +50,9 @@ class Settings(BaseModel):
     deep_store_dir: Path | None = Field(None, alias="taskplan.deepStore.dir")
     ingestion_allowed_roots: str = Field("", alias="taskplan.ingestion.allowedRoots")
     export_allowed_roots: str = Field("", alias="taskplan.export.allowedRoots")
+    # The data task types run one subtask per CPU on a minion: one DuckDB thread each keeps the CPUs busy
+    # without oversubscribing them (a 1M-row purge: 0.68 of plain DuckDB with DuckDB's default, 0.86 with 1).
+    duckdb_threads: int = Field(1, alias="taskplan.duckdb.threadsPerSubtask", ge=1, le=256)
 
     @field_validator("plugins")
     @classmethod

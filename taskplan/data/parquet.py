@@ -67,9 +67,18 @@ def sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+_threads = 1  # DuckDB threads per connection (taskplan.duckdb.threadsPerSubtask)
+
+
+def set_threads_per_connection(threads: int) -> None:
+    """How many threads each new DuckDB connection of this process uses (set once, at worker start)."""
+    global _threads
+    _threads = max(1, threads)
+
+
 def connect(*allowed_dirs: Path) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection that can touch files under ``allowed_dirs`` only (and nothing else, ever)."""
-    conn = duckdb.connect()
+    conn = duckdb.connect(config={"threads": _threads})
     dirs = ", ".join(sql_string(str(d.resolve()) + "/") for d in allowed_dirs)
     conn.execute(f"SET allowed_directories = [{dirs}]")
     conn.execute("SET enable_external_access = false")

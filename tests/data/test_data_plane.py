@@ -270,6 +270,8 @@ def test_pooled_connections_are_reused_per_thread_and_stay_sandboxed(tmp_path: P
         assert first.execute(f"SELECT x FROM read_parquet('{inside / 'f.parquet'}')").fetchall() == [(1,)]
     with pooled_connection(inside) as again:
         assert again is first
+        # One DuckDB thread per subtask by default (taskplan.duckdb.threadsPerSubtask).
+        assert again.execute("SELECT current_setting('threads')").fetchone() == (1,)
     other: list[object] = []
     thread = threading.Thread(target=lambda: other.append(pooled_connection(inside).__enter__()))
     thread.start()
