@@ -225,6 +225,16 @@ class SegmentCatalog:
             ).all()
         return [_segment(r) for r in rows]
 
+    def visible_segment(self, table: str, name: str) -> SegmentMetadata | None:
+        """The segment if it is visible (not hidden by a replacement), without listing the table's."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(segments).where(
+                    segments.c.table_name == table, segments.c.segment_name == name, ~_hidden_by_lineage()
+                )
+            ).first()
+        return None if row is None else _segment(row)
+
     def get_segment(self, table: str, name: str) -> SegmentMetadata | None:
         with self.engine.connect() as conn:
             row = conn.execute(
@@ -302,15 +312,7 @@ class SegmentCatalog:
                     role="to",
                     segment_name=segment.segment_name,
                 )
-            existed = (
-                conn.execute(
-                    delete(segments).where(
-                        segments.c.table_name == table, segments.c.segment_name == segment.segment_name
-                    )
-                ).rowcount
-                > 0
-            )
-            conn.execute(insert(segments).values(**segment._row()))
+            existed = _upsert_segment(conn, segment)
             if processed_file is not None:
                 uri, fingerprint = processed_file
                 _put_processed_file(conn, table, uri, fingerprint, segment.segment_name)
@@ -406,25 +408,45 @@ class SegmentCatalog:
 
         Returns the retired source segments (their files can go)."""
         with self._write(table) as conn:
+            return list(self._end_replace(conn, table, self._entry(conn, table, lineage_id)).segments_from)
+
+    def swap(
+        self, table: str, lineage_id: str, uploaded: Sequence[SegmentMetadata] = ()
+    ) -> list[SegmentMetadata]:
+        """In one transaction: record the replacement's ``uploaded`` targets, complete it (idempotent) and
+        forget the segments it replaced; returns those (their files can go once this has committed)."""
+        with self._write(table) as conn:
             entry = self._entry(conn, table, lineage_id)
-            if entry.state == LineageState.REVERTED:
-                raise SegmentConflictError(f"segment lineage {lineage_id} of {table} was reverted")
             if entry.state == LineageState.IN_PROGRESS:
-                present = {
-                    r[0]
-                    for r in conn.execute(
-                        select(segments.c.segment_name).where(
-                            segments.c.table_name == table, segments.c.segment_name.in_(entry.segments_to)
+                for segment in uploaded:
+                    if segment.table_name != table or segment.segment_name not in entry.segments_to:
+                        raise SegmentConflictError(
+                            f"segment {segment.segment_name} is not a target of replacement {lineage_id} "
+                            f"of {table}"
                         )
+                    _upsert_segment(conn, segment)
+            self._end_replace(conn, table, entry)
+            return self._delete_segments(conn, table, entry.segments_from)
+
+    def _end_replace(self, conn: Connection, table: str, entry: LineageEntry) -> LineageEntry:
+        if entry.state == LineageState.REVERTED:
+            raise SegmentConflictError(f"segment lineage {entry.lineage_id} of {table} was reverted")
+        if entry.state == LineageState.IN_PROGRESS:
+            present = {
+                r[0]
+                for r in conn.execute(
+                    select(segments.c.segment_name).where(
+                        segments.c.table_name == table, segments.c.segment_name.in_(entry.segments_to)
                     )
-                }
-                missing = sorted(set(entry.segments_to) - present)
-                if missing:
-                    raise SegmentConflictError(
-                        f"cannot end replacement {lineage_id} of {table}: segments not uploaded: {missing}"
-                    )
-                self._set_state(conn, table, lineage_id, LineageState.COMPLETED)
-        return list(entry.segments_from)
+                )
+            }
+            missing = sorted(set(entry.segments_to) - present)
+            if missing:
+                raise SegmentConflictError(
+                    f"cannot end replacement {entry.lineage_id} of {table}: segments not uploaded: {missing}"
+                )
+            self._set_state(conn, table, entry.lineage_id, LineageState.COMPLETED)
+        return entry
 
     def revert_replace(self, table: str, lineage_id: str) -> list[str]:
         """Abandon the replacement (idempotent): sources stay visible; returns the targets to delete."""
@@ -460,21 +482,26 @@ class SegmentCatalog:
 
     def delete_segments(self, table: str, names: Iterable[str]) -> list[SegmentMetadata]:
         """Forget segments (and the input files recorded as ingested into them); returns what was deleted."""
+        if not names:
+            return []
+        with self._write(table) as conn:
+            return self._delete_segments(conn, table, names)
+
+    def _delete_segments(self, conn: Connection, table: str, names: Iterable[str]) -> list[SegmentMetadata]:
         wanted = sorted(set(names))
         if not wanted:
             return []
-        with self._write(table) as conn:
-            rows = conn.execute(
-                select(segments).where(segments.c.table_name == table, segments.c.segment_name.in_(wanted))
-            ).all()
-            conn.execute(
-                delete(segments).where(segments.c.table_name == table, segments.c.segment_name.in_(wanted))
+        rows = conn.execute(
+            select(segments).where(segments.c.table_name == table, segments.c.segment_name.in_(wanted))
+        ).all()
+        conn.execute(
+            delete(segments).where(segments.c.table_name == table, segments.c.segment_name.in_(wanted))
+        )
+        conn.execute(
+            delete(processed_files).where(
+                processed_files.c.table_name == table, processed_files.c.segment_name.in_(wanted)
             )
-            conn.execute(
-                delete(processed_files).where(
-                    processed_files.c.table_name == table, processed_files.c.segment_name.in_(wanted)
-                )
-            )
+        )
         return [_segment(r) for r in rows]
 
     def record_processed_file(self, table: str, uri: str, fingerprint: str, segment_name: str) -> None:
@@ -550,6 +577,20 @@ def _put_processed_file(conn: Connection, table: str, uri: str, fingerprint: str
             processed_ms=_now_ms(),
         )
     )
+
+
+def _upsert_segment(conn: Connection, segment: SegmentMetadata) -> bool:
+    """Write the segment's row (replacing one of the same name); True if there was one."""
+    existed = (
+        conn.execute(
+            delete(segments).where(
+                segments.c.table_name == segment.table_name, segments.c.segment_name == segment.segment_name
+            )
+        ).rowcount
+        > 0
+    )
+    conn.execute(insert(segments).values(**segment._row()))
+    return existed
 
 
 def _insert_ignore(conn: Connection, table: Any, **values: Any) -> None:

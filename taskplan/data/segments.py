@@ -219,10 +219,15 @@ class SegmentManager:
             self.deep_store.delete(table, segment.file_name)
         return [s.segment_name for s in deleted]
 
-    def finish_replace(self, table: str, lineage_id: str) -> list[str]:
-        """End a replacement (idempotent) and retire what it replaced."""
-        retired = self.store.end_replace(table, lineage_id)
-        return self.retire(table, retired)
+    def finish_replace(
+        self, table: str, lineage_id: str, uploaded: Sequence[SegmentMetadata] = ()
+    ) -> list[str]:
+        """End a replacement (idempotent), recording its ``uploaded`` targets first, and retire what it
+        replaced: one catalog transaction, then the retired segments' files are deleted."""
+        retired = self.store.swap(table, lineage_id, uploaded)
+        for segment in retired:
+            self.deep_store.delete(table, segment.file_name)
+        return [s.segment_name for s in retired]
 
     def abandon_replace(self, table: str, lineage_id: str) -> list[str]:
         """Revert a replacement (idempotent) and delete the segments it had uploaded."""
@@ -238,12 +243,10 @@ class SegmentManager:
         """Replace published-but-unrecorded segments ``new`` for ``segments_from`` in one atomic step."""
         lineage_id = self.store.start_replace(table, segments_from, [s.segment_name for s in new])
         try:
-            for segment in new:
-                self.store.add_segment(segment)
+            self.finish_replace(table, lineage_id, new)
         except BaseException:
             self.abandon_replace(table, lineage_id)
             raise
-        self.finish_replace(table, lineage_id)
 
     # ---------------------------------------------------------------- REALTIME: the consuming segment
 

@@ -131,9 +131,7 @@ class SegmentPurgeTaskExecutor(BaseTaskExecutor):
         except PurgeFilterError as exc:
             raise FatalTaskError(str(exc)) from None
         marker = filter_marker(expression)
-        segment = next(
-            (s for s in manager.store.visible_segments(table_name) if s.segment_name == name), None
-        )
+        segment = manager.store.visible_segment(table_name, name)
         if segment is None or marker in segment.custom:
             # Purged already, by an earlier attempt or a duplicate of this subtask.
             return SubtaskResult(counts={"rowsScanned": 0, "rowsPurged": 0, "segmentsSkipped": 1})
@@ -189,8 +187,7 @@ class SegmentPurgeTaskExecutor(BaseTaskExecutor):
             staged.unlink(missing_ok=True)
             return scanned, 0  # a duplicate got there first; the visible copy is (being) purged
         manager.deep_store.publish(staged, table.tableName, purged_segment.file_name)
-        manager.store.add_segment(purged_segment)
-        manager.finish_replace(table.tableName, lineage_id)
+        manager.finish_replace(table.tableName, lineage_id, [purged_segment])
         return scanned, purged
 
 

@@ -44,6 +44,31 @@ def test_replacement_flips_the_visible_set_at_once(catalog: Catalog) -> None:
     assert (entry.state, entry.segments_from, entry.segments_to) == (LineageState.COMPLETED, ("s1",), ("s3",))
 
 
+def test_swap_records_the_uploads_completes_and_forgets_the_replaced_in_one_step(catalog: Catalog) -> None:
+    store = catalog.segments
+    store.add_segment(seg("s1"), processed_file=("file:///in/a.csv", "10-1"))
+    store.add_segment(seg("s2"))
+    lineage = store.start_replace(TABLE, ["s1"], ["s3"])
+    assert store.visible_segment(TABLE, "s1") == seg("s1") and store.visible_segment(TABLE, "s3") is None
+    with pytest.raises(SegmentConflictError, match="not a target"):
+        store.swap(TABLE, lineage, [seg("s3"), seg("s4")])
+    assert visible(catalog) == {"s1", "s2"} and store.get_segment(TABLE, "s3") is None  # nothing applied
+    assert store.get_lineage(TABLE, lineage).state == LineageState.IN_PROGRESS  # type: ignore[union-attr]
+    with pytest.raises(SegmentConflictError, match="not uploaded"):
+        store.swap(TABLE, lineage)
+    assert [s.segment_name for s in store.swap(TABLE, lineage, [seg("s3", docs=7)])] == ["s1"]
+    assert visible(catalog) == {"s2", "s3"} and store.visible_segment(TABLE, "s1") is None
+    assert store.get_segment(TABLE, "s1") is None and store.processed_files(TABLE) == {}
+    assert store.visible_segment(TABLE, "s3") == seg("s3", docs=7)
+    assert store.swap(TABLE, lineage, [seg("s3", docs=99)]) == []  # done already: a retry changes nothing
+    assert store.visible_segment(TABLE, "s3") == seg("s3", docs=7)
+    reverted = store.start_replace(TABLE, ["s2"], ["s5"])
+    store.revert_replace(TABLE, reverted)
+    with pytest.raises(SegmentConflictError, match="reverted"):
+        store.swap(TABLE, reverted, [seg("s5")])
+    assert visible(catalog) == {"s2", "s3"}
+
+
 def test_reverted_replacement_leaves_the_old_set(catalog: Catalog) -> None:
     store = catalog.segments
     store.add_segment(seg("s1"))

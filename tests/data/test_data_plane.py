@@ -12,13 +12,14 @@ import pytest
 
 from taskplan.catalog import Catalog
 from taskplan.catalog.segments import SegmentStatus
-from taskplan.data.csv_loader import load_csv
+from taskplan.data.csv_loader import READER_TYPED, _CsvLoad, _reader_types, load_csv
 from taskplan.data.deepstore import DeepStore
 from taskplan.data.maintenance import SegmentMaintenance
-from taskplan.data.parquet import pooled_connection, read_rows
+from taskplan.data.parquet import FileStats, pooled_connection, read_rows
 from taskplan.data.predicate import PurgeFilterError, validate_purge_filter
-from taskplan.data.rows import InputFormat, ReaderInitError, RowReader, TooManyParseExceptions
+from taskplan.data.rows import InputFormat, ReaderInitError, RowReader, RowStats, TooManyParseExceptions
 from taskplan.data.segments import SegmentManager
+from taskplan.models.table import FieldSpec, Schema
 from tests.support.data import event, events_schema, make_table, table_rows, write_parquet
 
 COLUMNS = ["id", "country", "amount", "ts", "tags"]
@@ -90,6 +91,99 @@ def test_csv_loads_through_duckdb_with_the_same_counters(tmp_path: Path) -> None
     (tmp_path / "bad.csv").write_text("nothing,here\n1,2\n", encoding="utf-8")
     with pytest.raises(ReaderInitError, match="names none of the schema's columns"):
         load_csv(tmp_path / "bad.csv", events_schema("t"), tmp_path / "x.parquet")
+
+
+EDGE_VALUES = [
+    " 12",
+    "12 ",
+    "\t3",
+    "1e3",
+    "0x10",
+    "0b101",
+    "1_000",
+    "1__0",
+    "+5",
+    "-0",
+    "00012",
+    "1.5",
+    ".5",
+    "5.",
+    "NaN",
+    "-inf",
+    "Infinity",
+    "1e400",
+    "3000000000",
+    "99999999999999999999",
+    "0xFFFFFFFF",
+    "1 000",
+    "true",
+    "",
+    " ",
+    "x",
+]
+
+
+def _loaded(loaded: tuple[RowStats, FileStats] | None, dest: Path) -> tuple[dict[str, int], str] | None:
+    """A load's counters and rows (as text, so that NaN equals NaN)."""
+    return None if loaded is None else (loaded[0].counts(), repr(read_rows(dest)))
+
+
+@pytest.mark.parametrize("data_type", sorted(READER_TYPED))
+def test_csv_reader_typing_is_the_same_as_typing_from_text(tmp_path: Path, data_type: str) -> None:
+    """DuckDB's reader types numbers itself when it types them as our expressions would: value by value,
+    the route through the reader either gives up (and the text route is taken) or gives the same rows and
+    counters as the text route."""
+    schema = Schema.model_validate(
+        {
+            "schemaName": "t",
+            "dimensionFieldSpecs": [
+                {"name": "v", "dataType": data_type},
+                {"name": "s", "dataType": "STRING"},
+                {"name": "tags", "dataType": "STRING", "singleValueField": False},
+            ],
+        }
+    )
+    taken = 0
+    for n, value in enumerate(EDGE_VALUES):
+        path = tmp_path / f"{n}.csv"
+        path.write_text(f"v,s,tags,other\n{value},a,x;;y,1\n,,,2\n3,b\n", encoding="utf-8")
+        header = ["v", "s", "tags", "other"]
+        types = _reader_types(schema, header)
+        assert types is not None
+
+        dest = tmp_path / f"{n}.parquet"
+        load = _CsvLoad(path, schema, header, dest, path.name, None, None, False)
+        by_reader = _loaded(load.typed_by_reader(types), dest)
+        from_text = _loaded(load.typed_from_text(), dest)
+        assert from_text is not None and from_text[0]["unparseable"] == 1 and from_text[0]["thrownAway"] == 1
+        if by_reader is not None:
+            taken += 1
+            assert by_reader == from_text, value
+    assert taken >= len(EDGE_VALUES) // 2  # the route is taken for most values, clean ones included
+
+
+def test_csv_reader_route_is_left_for_types_it_does_not_type_as_we_do() -> None:
+    header = ["id", "country", "tags", "when", "flag"]
+    schema = Schema.model_validate(
+        {
+            "schemaName": "t",
+            "dimensionFieldSpecs": [
+                {"name": "id", "dataType": "LONG"},
+                {"name": "country", "dataType": "STRING"},
+                {"name": "tags", "dataType": "STRING", "singleValueField": False},
+            ],
+        }
+    )
+    assert _reader_types(schema, header) == dict.fromkeys(header, "VARCHAR") | {"id": "BIGINT"}
+    for spec in (
+        {"name": "flag", "dataType": "BOOLEAN"},
+        {"name": "when", "dataType": "TIMESTAMP"},
+        {"name": "ids", "dataType": "LONG", "singleValueField": False},
+    ):
+        other = schema.model_copy(
+            update={"dimensionFieldSpecs": [*schema.dimensionFieldSpecs, FieldSpec(**spec)]}
+        )
+        assert _reader_types(other, [*header, "ids"]) is None, spec
 
 
 def test_json_lines_count_unparseable_and_thrown_away(tmp_path: Path) -> None:
