@@ -313,7 +313,9 @@ def make_parquet(path: Path, start: int, rows: int) -> None:
         conn.execute(f"COPY ({ROWS_SQL.format(start=start, end=start + rows)}) TO '{path}' (FORMAT parquet)")
 
 
-async def purge(stack: BenchStack, report: Report, label: str, segments: int, rows: int) -> None:
+async def purge(
+    stack: BenchStack, report: Report, label: str, segments: int, rows: int, per_subtask: int = 1
+) -> None:
     raw = new_raw_name("purge")
     stack.catalog.put_schema(Schema.model_validate({"schemaName": raw, **SCHEMA}))
     table = stack.add_table(raw)
@@ -341,9 +343,11 @@ async def purge(stack: BenchStack, report: Report, label: str, segments: int, ro
                 f"TO '{target}' (FORMAT parquet)"
             )
     direct_s = time.monotonic() - t0
-    plan = await run_plan(
-        stack, table, "SegmentPurgeTask", {"purgeFilter": predicate, "tableMaxNumTasks": str(segments)}
-    )
+    configs = {"purgeFilter": predicate, "tableMaxNumTasks": str(segments)}
+    if per_subtask > 1:
+        configs["maxNumSegmentsPerTask"] = str(per_subtask)
+        label += f", {per_subtask} per subtask"
+    plan = await run_plan(stack, table, "SegmentPurgeTask", configs)
     plan_s = plan_seconds(plan)
     total = segments * rows
     kept = sum(s.total_docs for s in stack.catalog.segments.visible_segments(table))
@@ -400,9 +404,9 @@ async def data_plane(stack: BenchStack, report: Report, full: bool) -> None:
     stack.start_minions(1)
     big_rows = 1_000_000 if full else 200_000
     await purge(stack, report, f"20 x {big_rows:,} rows", 20, big_rows)
-    await purge(
-        stack, report, "100 x 100,000 rows" if full else "100 x 10,000 rows", 100, 100_000 if full else 10_000
-    )
+    small_label, small_rows = ("100 x 100,000 rows", 100_000) if full else ("100 x 10,000 rows", 10_000)
+    await purge(stack, report, small_label, 100, small_rows)
+    await purge(stack, report, small_label, 100, small_rows, per_subtask=10)
     await ingest(stack, report, 10, 500_000 if full else 100_000)
     stack.stop_minions()
 

@@ -16,7 +16,7 @@ import json
 import time
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -209,13 +209,13 @@ class SegmentCatalog:
 
     # ---------------------------------------------------------------- reads
 
-    def visible_segments(self, table: str) -> list[SegmentMetadata]:
+    def visible_segments(self, table: str, names: Collection[str] | None = None) -> list[SegmentMetadata]:
+        """The table's visible segments (not hidden by a replacement), or those of them named in ``names``."""
+        query = select(segments).where(segments.c.table_name == table, ~_hidden_by_lineage())
+        if names is not None:
+            query = query.where(segments.c.segment_name.in_(sorted(set(names))))
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(segments)
-                .where(segments.c.table_name == table, ~_hidden_by_lineage())
-                .order_by(segments.c.segment_name)
-            ).all()
+            rows = conn.execute(query.order_by(segments.c.segment_name)).all()
         return [_segment(r) for r in rows]
 
     def all_segments(self, table: str) -> list[SegmentMetadata]:
@@ -224,16 +224,6 @@ class SegmentCatalog:
                 select(segments).where(segments.c.table_name == table).order_by(segments.c.segment_name)
             ).all()
         return [_segment(r) for r in rows]
-
-    def visible_segment(self, table: str, name: str) -> SegmentMetadata | None:
-        """The segment if it is visible (not hidden by a replacement), without listing the table's."""
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(segments).where(
-                    segments.c.table_name == table, segments.c.segment_name == name, ~_hidden_by_lineage()
-                )
-            ).first()
-        return None if row is None else _segment(row)
 
     def get_segment(self, table: str, name: str) -> SegmentMetadata | None:
         with self.engine.connect() as conn:
@@ -319,16 +309,26 @@ class SegmentCatalog:
         return not existed
 
     def update_segment(self, segment: SegmentMetadata) -> None:
-        with self._write(segment.table_name) as conn:
-            row = segment._row()
-            conn.execute(
-                update(segments)
-                .where(
-                    segments.c.table_name == segment.table_name,
-                    segments.c.segment_name == segment.segment_name,
+        self.update_segments([segment])
+
+    def update_segments(self, updated: Sequence[SegmentMetadata]) -> None:
+        """Rewrite existing segments' metadata (of one table) in one transaction."""
+        if not updated:
+            return
+        tables = {s.table_name for s in updated}
+        if len(tables) > 1:
+            raise ValueError(f"update_segments takes segments of one table, got {sorted(tables)}")
+        with self._write(updated[0].table_name) as conn:
+            for segment in updated:
+                row = segment._row()
+                conn.execute(
+                    update(segments)
+                    .where(
+                        segments.c.table_name == segment.table_name,
+                        segments.c.segment_name == segment.segment_name,
+                    )
+                    .values(**{k: v for k, v in row.items() if k not in ("table_name", "segment_name")})
                 )
-                .values(**{k: v for k, v in row.items() if k not in ("table_name", "segment_name")})
-            )
 
     def start_replace(
         self,
@@ -424,7 +424,7 @@ class SegmentCatalog:
                             f"segment {segment.segment_name} is not a target of replacement {lineage_id} "
                             f"of {table}"
                         )
-                    _upsert_segment(conn, segment)
+                _upsert_segments(conn, table, uploaded)
             self._end_replace(conn, table, entry)
             return self._delete_segments(conn, table, entry.segments_from)
 
@@ -581,16 +581,20 @@ def _put_processed_file(conn: Connection, table: str, uri: str, fingerprint: str
 
 def _upsert_segment(conn: Connection, segment: SegmentMetadata) -> bool:
     """Write the segment's row (replacing one of the same name); True if there was one."""
-    existed = (
-        conn.execute(
-            delete(segments).where(
-                segments.c.table_name == segment.table_name, segments.c.segment_name == segment.segment_name
-            )
-        ).rowcount
-        > 0
-    )
-    conn.execute(insert(segments).values(**segment._row()))
-    return existed
+    return _upsert_segments(conn, segment.table_name, [segment]) > 0
+
+
+def _upsert_segments(conn: Connection, table: str, written: Sequence[SegmentMetadata]) -> int:
+    """Write the segments' rows (replacing those of the same names) in two statements; returns how many
+    rows were replaced."""
+    if not written:
+        return 0
+    names = [s.segment_name for s in written]
+    replaced = conn.execute(
+        delete(segments).where(segments.c.table_name == table, segments.c.segment_name.in_(names))
+    ).rowcount
+    conn.execute(insert(segments), [s._row() for s in written])
+    return int(replaced)
 
 
 def _insert_ignore(conn: Connection, table: Any, **values: Any) -> None:

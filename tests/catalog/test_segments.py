@@ -49,7 +49,7 @@ def test_swap_records_the_uploads_completes_and_forgets_the_replaced_in_one_step
     store.add_segment(seg("s1"), processed_file=("file:///in/a.csv", "10-1"))
     store.add_segment(seg("s2"))
     lineage = store.start_replace(TABLE, ["s1"], ["s3"])
-    assert store.visible_segment(TABLE, "s1") == seg("s1") and store.visible_segment(TABLE, "s3") is None
+    assert store.visible_segments(TABLE, ["s1", "s3", "s2"]) == [seg("s1"), seg("s2")]
     with pytest.raises(SegmentConflictError, match="not a target"):
         store.swap(TABLE, lineage, [seg("s3"), seg("s4")])
     assert visible(catalog) == {"s1", "s2"} and store.get_segment(TABLE, "s3") is None  # nothing applied
@@ -57,11 +57,11 @@ def test_swap_records_the_uploads_completes_and_forgets_the_replaced_in_one_step
     with pytest.raises(SegmentConflictError, match="not uploaded"):
         store.swap(TABLE, lineage)
     assert [s.segment_name for s in store.swap(TABLE, lineage, [seg("s3", docs=7)])] == ["s1"]
-    assert visible(catalog) == {"s2", "s3"} and store.visible_segment(TABLE, "s1") is None
+    assert visible(catalog) == {"s2", "s3"} and store.visible_segments(TABLE, ["s1"]) == []
     assert store.get_segment(TABLE, "s1") is None and store.processed_files(TABLE) == {}
-    assert store.visible_segment(TABLE, "s3") == seg("s3", docs=7)
+    assert store.visible_segments(TABLE, ["s3"]) == [seg("s3", docs=7)]
     assert store.swap(TABLE, lineage, [seg("s3", docs=99)]) == []  # done already: a retry changes nothing
-    assert store.visible_segment(TABLE, "s3") == seg("s3", docs=7)
+    assert store.visible_segments(TABLE, ["s3"]) == [seg("s3", docs=7)]
     reverted = store.start_replace(TABLE, ["s2"], ["s5"])
     store.revert_replace(TABLE, reverted)
     with pytest.raises(SegmentConflictError, match="reverted"):

@@ -119,6 +119,56 @@ def test_a_duplicated_or_retried_purge_subtask_changes_nothing(settings: Setting
     assert [r["id"] for r in table_rows(manager, table.tableName)] == [0, 2, 4]
 
 
+def test_purge_subtasks_can_carry_several_segments(settings: Settings, catalog: Catalog) -> None:
+    """maxNumSegmentsPerTask packs small segments into one subtask (one orchestration round trip each)."""
+    manager = manager_of(settings, catalog)
+    table = make_table(catalog, name("pack"))
+    schema = events_schema(table.raw_table_name)
+    for s in range(7):
+        manager.upload(
+            table, schema, [event(s * 10 + i, "US" if i % 2 else "FR") for i in range(4)], f"seg{s}"
+        )
+    configs = {"purgeFilter": "country = 'US'", "tableMaxNumTasks": "2", "maxNumSegmentsPerTask": "3"}
+    generator = generator_of(SEGMENT_PURGE, settings, catalog)
+    first = generator.generate_next_batch(request(table, configs))
+    assert [t.configs["segmentName"] for t in first.subtasks] == ["seg0,seg1,seg2", "seg3,seg4,seg5"]
+    assert (first.inputs_in_batch, first.inputs_to_process) == (6, 7)
+
+    # A subtask cut short after its first segment swaps nothing in; its retry purges all three at once.
+    cancelled = ExecutionContext(subtask_name="t", attempt=1, plugin=PluginContext(settings, catalog))
+    heartbeats: list[object] = []
+    cancelled._heartbeat = lambda *details: (heartbeats.append(details), cancelled.cancelled.set())
+    partial = SEGMENT_PURGE.executor().execute(first.subtasks[0], cancelled)
+    assert partial.counts == {"rowsScanned": 0, "rowsPurged": 0}
+    assert heartbeats == [({"segmentsRewritten": 1, "segments": 3},)]
+    assert (
+        len(table_rows(manager, table.tableName)) == 28
+        and deep_store_leaks(manager, table.tableName) == set()
+    )
+    retried = execute(SEGMENT_PURGE, settings, catalog, first.subtasks[0])
+    assert retried.counts == {"rowsScanned": 12, "rowsPurged": 6, "segmentsPurged": 3}
+    [lineage] = catalog.segments.lineage(table.tableName)  # one replacement for the subtask's segments
+    assert lineage.segments_from == ("seg0", "seg1", "seg2")
+    again = execute(SEGMENT_PURGE, settings, catalog, first.subtasks[0])
+    assert again.counts == {"rowsScanned": 0, "rowsPurged": 0, "segmentsSkipped": 3}
+
+    # Another replacement holds seg4: the others are purged one by one, seg4 is left for a later batch.
+    catalog.segments.start_replace(table.tableName, ["seg4"], [], lineage_id="other")
+    held = execute(SEGMENT_PURGE, settings, catalog, first.subtasks[1])
+    assert held.counts == {"rowsScanned": 8, "rowsPurged": 4, "segmentsPurged": 2, "segmentsSkipped": 1}
+    catalog.segments.revert_replace(table.tableName, "other")
+
+    run = run_plan_directly(SEGMENT_PURGE, settings, catalog, table, configs)
+    assert run.batches == 1  # seg4 and seg6 in one subtask
+    assert run.total("segmentsPurged") == 2 and run.total("rowsPurged") == 4
+    assert {r["country"] for r in table_rows(manager, table.tableName)} == {"FR"}
+    assert len(table_rows(manager, table.tableName)) == 14
+    assert deep_store_leaks(manager, table.tableName) == set()
+    for bad in ("0", "1001", "x"):
+        with pytest.raises(TaskConfigError, match="maxNumSegmentsPerTask"):
+            generator.validate_task_configs(table, schema, {**configs, "maxNumSegmentsPerTask": bad})
+
+
 @pytest.mark.parametrize(
     "bad",
     ["country = 'US'; DELETE FROM tp_tables", "country = (SELECT 'US')", "1=1) OR (1=1", "nosuch = 1", ""],
