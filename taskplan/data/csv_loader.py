@@ -8,12 +8,21 @@ is stored as null and its row counted ``processedWithError``; rows with none of 
 
 from __future__ import annotations
 
+import contextlib
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 
-from taskplan.data.parquet import DUCKDB_TYPES, FileStats, connect, copy_to_parquet, quote, sql_string
+from taskplan.data.parquet import (
+    DUCKDB_TYPES,
+    FileStats,
+    copy_to_parquet,
+    pooled_connection,
+    quote,
+    sql_string,
+)
 from taskplan.data.rows import MULTI_VALUE_DELIMITER, ReaderInitError, RowStats, TooManyParseExceptions
 from taskplan.models.table import FieldSpec, Schema
 
@@ -147,6 +156,15 @@ class _CsvLoad:
         # A row with none of the schema's columns is thrown away.
         self.empty = " AND ".join(f"{quote(f.name)} IS NULL" for f in self.known)
 
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """This thread's sandboxed connection for the two directories (opening one costs about 12 ms, a tenth
+        of loading 500,000 rows), left as it was found: the tables made here are dropped."""
+        with pooled_connection(self.path.parent, self.dest.parent) as conn:
+            yield conn
+            for table in ("typed", "raw", "checked", "rejects", "reject_scans"):
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+
     def _read_csv(self, types: dict[str, str]) -> str:
         columns = "{" + ", ".join(f"{sql_string(c)}: {sql_string(types[c])}" for c in self.header) + "}"
         return (
@@ -196,7 +214,7 @@ class _CsvLoad:
                 columns.append(quote(spec.name))
             else:
                 columns.append(f"{_typed(spec, spec.name)[0]} AS {quote(spec.name)}")
-        with connect(self.path.parent, self.dest.parent) as conn:
+        with self._connection() as conn:
             self._materialize(conn, "typed", f"SELECT {', '.join(columns)} FROM {self._read_csv(types)}")
             cast_errors = conn.execute("SELECT count(*) FROM rejects WHERE error_type = 'CAST'").fetchone()
             if cast_errors is None or cast_errors[0]:
@@ -216,7 +234,7 @@ class _CsvLoad:
         stored as null and its row counted ``processedWithError``."""
         stats = RowStats(processed_bytes=self.path.stat().st_size)
         known, fields = self.known, self.schema.fields
-        with connect(self.path.parent, self.dest.parent) as conn:
+        with self._connection() as conn:
             as_text = dict.fromkeys(self.header, "VARCHAR")
             self._materialize(conn, "raw", f"SELECT * FROM {self._read_csv(as_text)}")
             self._count_unparseable(conn, stats)

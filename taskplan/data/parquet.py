@@ -93,8 +93,9 @@ POOLED_PER_THREAD = 4
 @contextlib.contextmanager
 def pooled_connection(*allowed_dirs: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A sandboxed connection (see ``connect``) that this thread reuses for the same directories: opening
-    one costs about 20 ms, as much as purging a 100,000-row segment. Only for statements that leave nothing
-    behind (no temporary tables); a connection whose statement failed or was interrupted is closed."""
+    one costs about 20 ms, as much as purging a 100,000-row segment. For statements that leave nothing
+    behind, or whose caller drops the temporary tables it made; a connection whose statement failed or was
+    interrupted is closed."""
     key = tuple(str(d.resolve()) for d in allowed_dirs)
     pool: dict[tuple[str, ...], duckdb.DuckDBPyConnection] = getattr(_pooled, "connections", {})
     _pooled.connections = pool
