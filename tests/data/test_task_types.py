@@ -169,6 +169,48 @@ def test_purge_subtasks_can_carry_several_segments(settings: Settings, catalog: 
             generator.validate_task_configs(table, schema, {**configs, "maxNumSegmentsPerTask": bad})
 
 
+def test_a_packed_purge_killed_between_its_publications_is_finished_by_its_retry(
+    settings: Settings, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker dies after the replacement was opened and one purged copy published: nothing is visible
+    yet, and the retry (same lineage) publishes the rest and swaps all three in."""
+    manager = manager_of(settings, catalog)
+    table = make_table(catalog, name("crash"))
+    schema = events_schema(table.raw_table_name)
+    for s in range(3):
+        manager.upload(
+            table, schema, [event(s * 10 + i, "US" if i % 2 else "FR") for i in range(4)], f"seg{s}"
+        )
+    before = table_rows(manager, table.tableName)
+    configs = {"purgeFilter": "country = 'US'", "maxNumSegmentsPerTask": "3"}
+    [task] = (
+        generator_of(SEGMENT_PURGE, settings, catalog).generate_next_batch(request(table, configs)).subtasks
+    )
+    publish = DeepStore.publish
+    published: list[str] = []
+
+    def publish_once_then_die(self: DeepStore, staged: Path, table_name: str, file_name: str) -> Path:
+        if published:
+            raise SystemExit("minion killed")
+        published.append(file_name)
+        return publish(self, staged, table_name, file_name)
+
+    monkeypatch.setattr(DeepStore, "publish", publish_once_then_die)
+    with pytest.raises(SystemExit):
+        execute(SEGMENT_PURGE, settings, catalog, task)
+    assert table_rows(manager, table.tableName) == before  # the old set is still the visible one
+    [lineage] = catalog.segments.lineage(table.tableName)
+    assert lineage.state == "IN_PROGRESS" and len(lineage.segments_to) == 3
+    monkeypatch.setattr(DeepStore, "publish", publish)
+
+    retried = execute(SEGMENT_PURGE, settings, catalog, task)
+    assert retried.counts == {"rowsScanned": 12, "rowsPurged": 6, "segmentsPurged": 3}
+    assert table_rows(manager, table.tableName) == [r for r in before if r["country"] != "US"]
+    [lineage] = catalog.segments.lineage(table.tableName)
+    assert lineage.state == "COMPLETED"
+    assert deep_store_leaks(manager, table.tableName) == set()
+
+
 @pytest.mark.parametrize(
     "bad",
     ["country = 'US'; DELETE FROM tp_tables", "country = (SELECT 'US')", "1=1) OR (1=1", "nosuch = 1", ""],
