@@ -119,15 +119,23 @@ def test_a_duplicated_or_retried_purge_subtask_changes_nothing(settings: Setting
     assert [r["id"] for r in table_rows(manager, table.tableName)] == [0, 2, 4]
 
 
+def table_of_small_segments(
+    settings: Settings, catalog: Catalog, prefix: str, segments: int
+) -> tuple[SegmentManager, TableConfig]:
+    """A table of segments seg0, seg1, ... of 4 rows each, half of them US."""
+    manager = manager_of(settings, catalog)
+    table = make_table(catalog, name(prefix))
+    schema = events_schema(table.raw_table_name)
+    for s in range(segments):
+        rows = [event(s * 10 + i, "US" if i % 2 else "FR") for i in range(4)]
+        manager.upload(table, schema, rows, f"seg{s}")
+    return manager, table
+
+
 def test_purge_subtasks_can_carry_several_segments(settings: Settings, catalog: Catalog) -> None:
     """maxNumSegmentsPerTask packs small segments into one subtask (one orchestration round trip each)."""
-    manager = manager_of(settings, catalog)
-    table = make_table(catalog, name("pack"))
+    manager, table = table_of_small_segments(settings, catalog, "pack", 7)
     schema = events_schema(table.raw_table_name)
-    for s in range(7):
-        manager.upload(
-            table, schema, [event(s * 10 + i, "US" if i % 2 else "FR") for i in range(4)], f"seg{s}"
-        )
     configs = {"purgeFilter": "country = 'US'", "tableMaxNumTasks": "2", "maxNumSegmentsPerTask": "3"}
     generator = generator_of(SEGMENT_PURGE, settings, catalog)
     first = generator.generate_next_batch(request(table, configs))
@@ -174,13 +182,7 @@ def test_a_packed_purge_killed_between_its_publications_is_finished_by_its_retry
 ) -> None:
     """The worker dies after the replacement was opened and one purged copy published: nothing is visible
     yet, and the retry (same lineage) publishes the rest and swaps all three in."""
-    manager = manager_of(settings, catalog)
-    table = make_table(catalog, name("crash"))
-    schema = events_schema(table.raw_table_name)
-    for s in range(3):
-        manager.upload(
-            table, schema, [event(s * 10 + i, "US" if i % 2 else "FR") for i in range(4)], f"seg{s}"
-        )
+    manager, table = table_of_small_segments(settings, catalog, "crash", 3)
     before = table_rows(manager, table.tableName)
     configs = {"purgeFilter": "country = 'US'", "maxNumSegmentsPerTask": "3"}
     [task] = (
