@@ -35,7 +35,12 @@ def create_app(stack: Stack | None = None) -> FastAPI:
         app.state.access = AccessControl.from_settings(current.settings)
         app.state.client = client
         tasks = current.catalog.tasks if current.catalog is not None else None
-        app.state.service = TaskPlanService(client, current.plan_options(), tasks)
+        app.state.service = TaskPlanService(
+            client,
+            current.plan_options(),
+            tasks,
+            live_query_timeout_s=current.settings.plan_query_timeout_s,
+        )
         app.state.schedules = ScheduleManager(client)
         if current.catalog is not None:
             # A schedule is never missing or left over: the catalog is the truth.

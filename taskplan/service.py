@@ -107,11 +107,18 @@ def _quote(value: str) -> str:
 
 class TaskPlanService:
     def __init__(
-        self, client: Client, options: PlanOptions | None = None, tasks: TaskStore | None = None
+        self,
+        client: Client,
+        options: PlanOptions | None = None,
+        tasks: TaskStore | None = None,
+        *,
+        live_query_timeout_s: float = 0.0,
     ) -> None:
         self.client = client
         self.options = options or PlanOptions()
         self.tasks = tasks  # task records of plan batches (catalog); None: only legacy tasks are found
+        # How long a running plan gets to answer a read before its last snapshot answers (0: no limit).
+        self.live_query_timeout_s = live_query_timeout_s
 
     # ---------------------------------------------------------------- plans
 
@@ -183,6 +190,13 @@ class TaskPlanService:
 
     async def _plan_handle(self, plan_id: str) -> tuple[WorkflowHandle[TaskPlanWorkflow, TaskPlan], bool]:
         """The latest run of a plan and whether it is running. Raises PlanNotFoundError."""
+        handle, running, _ = await self._plan_run(plan_id)
+        return handle, running
+
+    async def _plan_run(
+        self, plan_id: str
+    ) -> tuple[WorkflowHandle[TaskPlanWorkflow, TaskPlan], bool, str | None]:
+        """The latest run of a plan, whether it is running and its status search attribute."""
         table, task_type = parse_plan_id(plan_id)
         workflow_id = plan_workflow_id(table, task_type)
         handle = self.client.get_workflow_handle_for(TaskPlanWorkflow.run, workflow_id)
@@ -196,7 +210,8 @@ class TaskPlanService:
             run_handle = self.client.get_workflow_handle_for(
                 TaskPlanWorkflow.run, workflow_id, run_id=desc.run_id
             )
-            return run_handle, desc.status == WorkflowExecutionStatus.RUNNING
+            status = desc.typed_search_attributes.get(SearchAttributes.STATUS)
+            return run_handle, desc.status == WorkflowExecutionStatus.RUNNING, status
         query = (
             f"WorkflowId = {_quote(workflow_id)} AND TaskPlanId = {_quote(plan_id)} "
             f"AND ExecutionStatus != 'ContinuedAsNew'"
@@ -205,14 +220,15 @@ class TaskPlanService:
             run_handle = self.client.get_workflow_handle_for(
                 TaskPlanWorkflow.run, workflow_id, run_id=execution.run_id
             )
-            return run_handle, execution.status == WorkflowExecutionStatus.RUNNING
+            status = execution.typed_search_attributes.get(SearchAttributes.STATUS)
+            return run_handle, execution.status == WorkflowExecutionStatus.RUNNING, status
         raise PlanNotFoundError(plan_id)
 
     async def get_plan(self, plan_id: str, query: PlanQuery | None = None) -> TaskPlan:
-        handle, running = await self._plan_handle(plan_id)
+        handle, running, status = await self._plan_run(plan_id)
         if running:
             try:
-                return await handle.query(TaskPlanWorkflow.details, query or PlanQuery())
+                return await self._ask_running_plan(handle, plan_id, status, query or PlanQuery())
             except RPCError:
                 # Closed between describe and query: fall through to the result.
                 pass
@@ -231,6 +247,31 @@ class TaskPlanService:
                 }
             )
         return plan
+
+    async def _ask_running_plan(
+        self,
+        handle: WorkflowHandle[TaskPlanWorkflow, TaskPlan],
+        plan_id: str,
+        status: str | None,
+        page: PlanQuery,
+    ) -> TaskPlan:
+        """The plan's own answer; when it does not come within ``live_query_timeout_s`` (its controller is
+        busy, say starting hundreds of plans, or down), the snapshot saved at its last batch's end, with its
+        status from visibility, as the active-plans listing answers."""
+        asking = asyncio.ensure_future(handle.query(TaskPlanWorkflow.details, page))
+        if not self.live_query_timeout_s or self.tasks is None or page.batch_offset is not None:
+            return await asking
+        done, _ = await asyncio.wait({asking}, timeout=self.live_query_timeout_s)
+        if done:
+            return asking.result()
+        snapshots = await asyncio.to_thread(self.tasks.plan_snapshots, [plan_id], page.batch_limit)
+        if asking.done() or plan_id not in snapshots:
+            return await asking  # answered meanwhile, or nothing saved yet: the plan's answer it is
+        asking.cancel()
+        snapshot = snapshots[plan_id]
+        if status is not None and status in PlanStatus.__members__:
+            snapshot.status = PlanStatus(status)
+        return snapshot
 
     async def is_active(self, plan_id: str) -> bool:
         _, running = await self._plan_handle(plan_id)

@@ -53,6 +53,8 @@ class Settings(BaseModel):
     # The data task types run one subtask per CPU on a minion: one DuckDB thread each keeps the CPUs busy
     # without oversubscribing them (a 1M-row purge: 0.68 of plain DuckDB with DuckDB's default, 0.86 with 1).
     duckdb_threads: int = Field(1, alias="taskplan.duckdb.threadsPerSubtask", ge=1, le=256)
+    # A running plan read through the API answers from its last snapshot when slower than this (0: wait).
+    plan_query_timeout_s: float = Field(2.0, alias="taskplan.api.planQueryTimeoutSeconds", ge=0, le=300)
 
     @field_validator("plugins")
     @classmethod

@@ -230,6 +230,51 @@ async def test_plan_continues_after_the_dev_server_restarts(
         await running
 
 
+async def test_a_plan_whose_controller_does_not_answer_is_read_from_its_snapshot(
+    own_server: tuple[Settings, list[subprocess.Popen[bytes]]],
+) -> None:
+    """GET /tasks/taskPlans/{planId} stays bounded when the plan cannot answer (its controller busy or
+    down): after taskplan.api.planQueryTimeoutSeconds, the snapshot saved at its last batch's end answers."""
+    settings, servers = own_server
+    start_server(settings, servers)
+    client = await Client.connect(settings.temporal_address, data_converter=pydantic_data_converter)
+    tables = Catalog(settings.resolved_catalog_url)
+    tables.migrate()
+    table = add_table(tables, f"q{uuid.uuid4().hex[:10]}_OFFLINE")
+    workers = build_workers(
+        client,
+        settings,
+        build_registry(ALL_SPECS, entry_points_group=None),
+        tables,
+        WorkerOptions(max_concurrent_subtasks=10, graceful_shutdown_seconds=1),
+        catalog=tables,  # the plan's batches are recorded, and its snapshot saved as each ends
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_workers(workers, stop))
+    service = TaskPlanService(client, TEST_OPTIONS, tables.tasks, live_query_timeout_s=0.5)
+    try:
+        plan_id = await service.start_plan(
+            table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "50", "sleepMs": "200"}
+        )
+
+        async def two_batches_ended() -> None:
+            assert len((await service.get_plan(plan_id)).batches) >= 3
+
+        await eventually(two_batches_ended)
+    finally:
+        stop.set()
+        await running
+    # No controller polls any more: the plan cannot answer, its snapshot does.
+    started = asyncio.get_running_loop().time()
+    plan = await service.get_plan(plan_id)
+    assert asyncio.get_running_loop().time() - started < 10
+    assert plan.plan_id == plan_id and plan.status == PlanStatus.ACTIVE
+    assert plan.num_batches >= 2 and [b.batch_sequence for b in plan.batches][:2] == [0, 1]
+    waiting = TaskPlanService(client, TEST_OPTIONS, tables.tasks)  # no limit: waits for the plan itself
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(waiting.get_plan(plan_id), 3)
+
+
 async def test_a_plan_of_hundreds_of_batches_continues_as_new_by_itself(
     service: TaskPlanService, engine: Client, table: str
 ) -> None:
