@@ -224,11 +224,13 @@ class TaskPlanService:
             return run_handle, execution.status == WorkflowExecutionStatus.RUNNING, status
         raise PlanNotFoundError(plan_id)
 
-    async def get_plan(self, plan_id: str, query: PlanQuery | None = None) -> TaskPlan:
+    async def get_plan(self, plan_id: str, query: PlanQuery | None = None, *, live: bool = False) -> TaskPlan:
+        """The plan; a running one answers itself (with ``live``, however long that takes; else its last
+        snapshot answers after ``live_query_timeout_s``)."""
         handle, running, status = await self._plan_run(plan_id)
         if running:
             try:
-                return await self._ask_running_plan(handle, plan_id, status, query or PlanQuery())
+                return await self._ask_running_plan(handle, plan_id, status, query or PlanQuery(), live)
             except RPCError:
                 # Closed between describe and query: fall through to the result.
                 pass
@@ -254,12 +256,13 @@ class TaskPlanService:
         plan_id: str,
         status: str | None,
         page: PlanQuery,
+        live: bool,
     ) -> TaskPlan:
         """The plan's own answer; when it does not come within ``live_query_timeout_s`` (its controller is
         busy, say starting hundreds of plans, or down), the snapshot saved at its last batch's end, with its
         status from visibility, as the active-plans listing answers."""
         asking = asyncio.ensure_future(handle.query(TaskPlanWorkflow.details, page))
-        if not self.live_query_timeout_s or self.tasks is None or page.batch_offset is not None:
+        if live or not self.live_query_timeout_s or self.tasks is None or page.batch_offset is not None:
             return await asking
         done, _ = await asyncio.wait({asking}, timeout=self.live_query_timeout_s)
         if done:
@@ -288,7 +291,7 @@ class TaskPlanService:
                 # The plan ended between the check and the signal: its final state is the answer.
                 if err.status != RPCStatusCode.NOT_FOUND:
                     raise
-        return await self.get_plan(plan_id)
+        return await self.get_plan(plan_id, live=True)  # ABORTING, never an older snapshot
 
     async def list_plan_ids(self, table_name_with_type: str, task_type: str) -> list[str]:
         query = (
