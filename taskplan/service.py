@@ -267,7 +267,11 @@ class TaskPlanService:
         done, _ = await asyncio.wait({asking}, timeout=self.live_query_timeout_s)
         if done:
             return asking.result()
-        snapshots = await asyncio.to_thread(self.tasks.plan_snapshots, [plan_id], page.batch_limit)
+        try:
+            snapshots = await asyncio.to_thread(self.tasks.plan_snapshots, [plan_id], page.batch_limit)
+        except BaseException:
+            asking.cancel()
+            raise
         if asking.done() or plan_id not in snapshots:
             return await asking  # answered meanwhile, or nothing saved yet: the plan's answer it is
         asking.cancel()
