@@ -153,6 +153,7 @@ class _CsvLoad:
         self.max_parse_exceptions = max_parse_exceptions
         self.time_col, self.numeric_time = time_col, numeric_time
         self.known = [f for f in schema.fields if f.name in header]
+        self.names = ", ".join(quote(f.name) for f in schema.fields)  # the segment's columns, in order
         # A row with none of the schema's columns is thrown away.
         self.empty = " AND ".join(f"{quote(f.name)} IS NULL" for f in self.known)
 
@@ -226,8 +227,7 @@ class _CsvLoad:
             assert counts is not None
             stats.thrown_away = int(counts[0])
             stats.processed = int(counts[1]) - stats.thrown_away
-            names = ", ".join(quote(f.name) for f in self.schema.fields)
-            return self._write(conn, stats, f"SELECT {names} FROM typed WHERE NOT ({self.empty})")
+            return self._write(conn, stats, f"SELECT {self.names} FROM typed WHERE NOT ({self.empty})")
 
     def typed_from_text(self) -> tuple[RowStats, FileStats]:
         """Every value read as text and typed by the expressions of ``_typed``: a value that does not type is
@@ -253,7 +253,7 @@ class _CsvLoad:
             conn.execute(
                 # A row's line: its place among the parsed rows (rowid, in file order) after the header.
                 f"CREATE TEMP TABLE checked AS SELECT __line, __kept, ({flagged}) AS __failed, "
-                f"{', '.join(quote(f.name) for f in fields)} FROM ("
+                f"{self.names} FROM ("
                 f"SELECT rowid + 2 AS __line, NOT ({self.empty}) AS __kept, "
                 f"{', '.join(f'{quote(f.name)} AS {quote(RAW_PREFIX + f.name)}' for f in known)}, "
                 f"{', '.join(typed)} FROM raw)"
@@ -270,5 +270,4 @@ class _CsvLoad:
                 f"WHERE rowid + 2 IN ({sampled}) ORDER BY rowid"
             ).fetchall():
                 stats.sample(f"row {line - 1}: cannot type {', '.join(errors)}")
-            names = ", ".join(quote(f.name) for f in fields)
-            return self._write(conn, stats, f"SELECT {names} FROM checked WHERE __kept")
+            return self._write(conn, stats, f"SELECT {self.names} FROM checked WHERE __kept")

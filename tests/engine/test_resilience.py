@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
 
 from taskplan.binaries import temporal_cli
 from taskplan.catalog import Catalog
@@ -190,10 +191,11 @@ def start_server(settings: Settings, servers: list[subprocess.Popen[bytes]]) -> 
     wait_for_port(host, int(port), 60, proc)
 
 
-async def test_plan_continues_after_the_dev_server_restarts(
-    own_server: tuple[Settings, list[subprocess.Popen[bytes]]],
-) -> None:
-    settings, servers = own_server
+async def own_stack(
+    settings: Settings, servers: list[subprocess.Popen[bytes]]
+) -> tuple[Client, Catalog, str, list[Worker]]:
+    """Start the test's own dev server; a client, a catalog with one table, and workers (not yet running)
+    that record the plans' batches and snapshots in that catalog."""
     start_server(settings, servers)
     client = await Client.connect(settings.temporal_address, data_converter=pydantic_data_converter)
     tables = Catalog(settings.resolved_catalog_url)
@@ -205,7 +207,16 @@ async def test_plan_continues_after_the_dev_server_restarts(
         build_registry(ALL_SPECS, entry_points_group=None),
         tables,
         WorkerOptions(max_concurrent_subtasks=10, graceful_shutdown_seconds=1),
+        catalog=tables,
     )
+    return client, tables, table, workers
+
+
+async def test_plan_continues_after_the_dev_server_restarts(
+    own_server: tuple[Settings, list[subprocess.Popen[bytes]]],
+) -> None:
+    settings, servers = own_server
+    client, _, table, workers = await own_stack(settings, servers)
     stop = asyncio.Event()
     running = asyncio.create_task(run_workers(workers, stop))
     try:
@@ -236,19 +247,7 @@ async def test_a_plan_whose_controller_does_not_answer_is_read_from_its_snapshot
     """GET /tasks/taskPlans/{planId} stays bounded when the plan cannot answer (its controller busy or
     down): after taskplan.api.planQueryTimeoutSeconds, the snapshot saved at its last batch's end answers."""
     settings, servers = own_server
-    start_server(settings, servers)
-    client = await Client.connect(settings.temporal_address, data_converter=pydantic_data_converter)
-    tables = Catalog(settings.resolved_catalog_url)
-    tables.migrate()
-    table = add_table(tables, f"q{uuid.uuid4().hex[:10]}_OFFLINE")
-    workers = build_workers(
-        client,
-        settings,
-        build_registry(ALL_SPECS, entry_points_group=None),
-        tables,
-        WorkerOptions(max_concurrent_subtasks=10, graceful_shutdown_seconds=1),
-        catalog=tables,  # the plan's batches are recorded, and its snapshot saved as each ends
-    )
+    client, tables, table, workers = await own_stack(settings, servers)
     stop = asyncio.Event()
     running = asyncio.create_task(run_workers(workers, stop))
     service = TaskPlanService(client, TEST_OPTIONS, tables.tasks, live_query_timeout_s=0.5)
