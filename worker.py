@@ -85,6 +85,7 @@ def build_workers(
             generation.record_plan_aborted,
             generation.generate_next_batch,
             generation.record_batch_end,
+            generation.record_plan_end,
             generation.next_batch,
             generation.generate_one_shot,
             generation.validate_task_configs,

@@ -37,6 +37,7 @@ from workflows.models import (
     NextBatch,
     NextBatchInput,
     OneShotRequest,
+    PlanEnd,
     ProgressionCheck,
     SubtaskOptions,
 )
@@ -191,6 +192,19 @@ class GenerationActivities:
         if reason is not None:
             return NextBatch(blocked_reason=reason)
         return NextBatch(batch=self.generate_next_batch(step.generate))
+
+    @activity.defn(name="record_plan_end")
+    def record_plan_end(self, end: PlanEnd) -> None:
+        """A local activity when a plan ends, before its workflow closes: its last batch's end and its final
+        snapshot (so it leaves the active listing as it ends), and taskPlanAborted if it was aborted."""
+        if end.aborted:
+            self.record_plan_aborted(
+                ProgressionCheck(
+                    table_name_with_type=end.plan.table_name_with_type, task_type=end.plan.task_type
+                )
+            )
+        if self._tasks is not None:
+            self._tasks.record_plan_end(end)
 
     @activity.defn(name="record_batch_end")
     def record_batch_end(self, end: BatchEnd) -> None:

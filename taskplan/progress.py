@@ -1,8 +1,9 @@
 """The controller's periodic orchestration poll: plan gauges from Temporal's view of the active plans.
 
-Every interval it lists the running plans (visibility) and reads their progress (queries), setting
-activeTaskPlansCount, taskPlansAbortingCount and the taskPlanInputs* gauges per table and task type;
-orchestrationTimeSinceLastPollMs rises if this loop stalls.
+Every interval it first corrects the catalog's plan snapshots from Temporal (plans ended at the Temporal
+level, aborted through the CLI, started without a snapshot: TaskPlanService.reconcile_plan_snapshots), then
+lists the active plans, setting activeTaskPlansCount, taskPlansAbortingCount and the taskPlanInputs* gauges
+per table and task type; orchestrationTimeSinceLastPollMs rises if this loop stalls.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ class ProgressPoller:
         self._seen: set[tuple[str, str]] = set()  # plans' (table, type) to zero once they end
 
     async def poll_once(self) -> None:
+        corrected = await self._service.reconcile_plan_snapshots()
+        if corrected:
+            log.info("orchestration poll: %d plan snapshot(s) corrected from Temporal", corrected)
         plans = await self._service.list_active_plans(query=PlanQuery(batch_limit=0))
         active: Counter[tuple[str, str]] = Counter()
         aborting: Counter[tuple[str, str]] = Counter()

@@ -113,12 +113,15 @@ class TaskPlanService:
         tasks: TaskStore | None = None,
         *,
         live_query_timeout_s: float = 0.0,
+        reconcile_grace_s: float = 10.0,
     ) -> None:
         self.client = client
         self.options = options or PlanOptions()
         self.tasks = tasks  # task records of plan batches (catalog); None: only legacy tasks are found
         # How long a running plan gets to answer a read before its last snapshot answers (0: no limit).
         self.live_query_timeout_s = live_query_timeout_s
+        # A snapshot saved this recently is not corrected from a visibility listing (which may lag behind).
+        self.reconcile_grace_ms = int(reconcile_grace_s * 1000)
 
     # ---------------------------------------------------------------- plans
 
@@ -295,7 +298,11 @@ class TaskPlanService:
                 # The plan ended between the check and the signal: its final state is the answer.
                 if err.status != RPCStatusCode.NOT_FOUND:
                     raise
-        return await self.get_plan(plan_id, live=True)  # ABORTING, never an older snapshot
+        plan = await self.get_plan(plan_id, live=True)  # ABORTING, never an older snapshot
+        if self.tasks is not None:
+            # The active listing reads snapshots: it shows ABORTING from now on (unless the plan ended).
+            await asyncio.to_thread(self.tasks.save_snapshot, plan, _now_ms(), unless_ended=True)
+        return plan
 
     async def list_plan_ids(self, table_name_with_type: str, task_type: str) -> list[str]:
         query = (
@@ -314,6 +321,8 @@ class TaskPlanService:
     async def list_active_plan_ids(
         self, table_name_with_type: str | None = None, task_type: str | None = None
     ) -> list[str]:
+        if self.tasks is not None:
+            return await asyncio.to_thread(self.tasks.active_plan_ids, table_name_with_type, task_type)
         return sorted(await self._running_plans(table_name_with_type, task_type))
 
     async def _running_plans(
@@ -339,17 +348,18 @@ class TaskPlanService:
         task_type: str | None = None,
         query: PlanQuery | None = None,
     ) -> list[TaskPlan]:
-        """Every running plan: from its snapshot in the catalog (saved at each batch's end, with its batch
-        records and its status from visibility), else (no batch ended yet) by asking the plan."""
+        """Every active plan. With the catalog: its snapshots of active plans, with their batch records, in
+        two SQL statements (a plan saves its snapshot as it starts, as each batch ends and as it ends, before
+        its workflow closes; see reconcile_plan_snapshots for the rest). Without it, or for a page of
+        batches further back: the running plans in Temporal's visibility, each asked for its state."""
         page = query or PlanQuery()
+        if self.tasks is not None and page.batch_offset is None:
+            snapshots = await asyncio.to_thread(
+                self.tasks.active_plan_snapshots, table_name_with_type, task_type, page.batch_limit
+            )
+            return [snapshots[p] for p in sorted(snapshots)]
         running = await self._running_plans(table_name_with_type, task_type)
         plans: dict[str, TaskPlan] = {}
-        if self.tasks is not None and page.batch_offset is None:
-            plans = await asyncio.to_thread(self.tasks.plan_snapshots, list(running), page.batch_limit)
-            for plan_id, plan in plans.items():
-                status = running[plan_id][2]
-                if status is not None and status in PlanStatus.__members__:
-                    plan.status = PlanStatus(status)
         limit = asyncio.Semaphore(64)
 
         async def one(plan_id: str, workflow_id: str, run_id: str) -> TaskPlan | None:
@@ -371,6 +381,55 @@ class TaskPlanService:
             if asked is not None:
                 plans[asked.plan_id] = asked
         return [plans[p] for p in sorted(plans)]
+
+    async def reconcile_plan_snapshots(self) -> int:
+        """Correct the catalog's plan snapshots from Temporal, for what a plan cannot record itself: an end
+        at the Temporal level (terminated, timed out, deleted) or while the catalog was out of reach, an
+        abort sent through Temporal (the CLI's signal or cancel), a plan started without a snapshot. Run by
+        the controller's orchestration poll. Returns how many snapshots changed."""
+        if self.tasks is None:
+            return 0
+        listed_at_ms = _now_ms()
+        running = await self._running_plans(None, None)
+        saved = await asyncio.to_thread(self.tasks.snapshot_states, list(running))
+        active = await asyncio.to_thread(self.tasks.snapshot_states)
+        stale = [
+            plan_id
+            for plan_id, (status, _) in saved.items()
+            if status is PlanStatus.ACTIVE and running[plan_id][2] == PlanStatus.ABORTING.value
+        ]
+        unknown = [plan_id for plan_id in running if plan_id not in saved]
+        gone = [
+            plan_id
+            for plan_id, (_, updated_ms) in active.items()
+            if plan_id not in running and updated_ms < listed_at_ms - self.reconcile_grace_ms
+        ]
+        corrected = 0
+        for plan_id in stale + unknown + gone:
+            try:
+                plan: TaskPlan | None = await self.get_plan(plan_id, PlanQuery(batch_limit=0), live=True)
+            except PlanNotFoundError:
+                plan = await self._vanished(plan_id)
+            if plan is None or (plan_id in gone and plan.status.is_active):
+                continue  # running after all (the listing lagged)
+            if await asyncio.to_thread(self.tasks.save_snapshot, plan, _now_ms(), unless_ended=True):
+                corrected += 1
+        return corrected
+
+    async def _vanished(self, plan_id: str) -> TaskPlan | None:
+        """A plan the catalog lists as active that Temporal no longer has (deleted, or past retention)."""
+        assert self.tasks is not None
+        snapshot = (await asyncio.to_thread(self.tasks.plan_snapshots, [plan_id], 0)).get(plan_id)
+        if snapshot is None:
+            return None
+        return snapshot.model_copy(
+            update={
+                "status": PlanStatus.FAILED,
+                "status_message": "plan workflow not found in Temporal",
+                "finished_at_ms": snapshot.finished_at_ms or _now_ms(),
+                "inputs_being_processed": 0,
+            }
+        )
 
     # ---------------------------------------------------------------- legacy flow and batches
 
@@ -571,6 +630,10 @@ class TaskPlanService:
             )
         except RPCError:
             return None  # the plan is not running (any more)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _stored_details(stored: StoredTask, page: SubtaskQuery) -> BatchDetails:

@@ -316,6 +316,14 @@ class BatchEnd(WireModel):
     plan: TaskPlan | None = None  # the plan after this batch, without its batches (for the listings)
 
 
+class PlanEnd(WireModel):
+    """A plan that ended, recorded before its workflow closes (local activity ``record_plan_end``)."""
+
+    plan: TaskPlan  # the final state, without its batches
+    batch: BatchEnd | None = None  # the last batch's end, if no later step recorded it
+    aborted: bool = False  # a failure-threshold breach or a generator abort: counted as taskPlanAborted
+
+
 class NextBatchInput(WireModel):
     """A plan's step between two batches, one local activity: record how the last batch ended, ask the
     cluster's gate, and if it allows, generate (and record) the next batch."""

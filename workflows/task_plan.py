@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         GeneratedBatch,
         NextBatch,
         NextBatchInput,
+        PlanEnd,
         PlanInput,
         PlanOptions,
         PlanQuery,
@@ -67,9 +68,11 @@ def epoch_ms() -> int:
 class _PlanEnded(Exception):
     """Internal: unwinds the loop once the plan reached a terminal status."""
 
-    def __init__(self, aborted: bool) -> None:
+    def __init__(self, aborted: bool, status: PlanStatus | None = None, message: str = "") -> None:
         super().__init__()
         self.aborted = aborted  # a failure-threshold breach or a generator abort: counted as taskPlanAborted
+        self.status = status  # with "final-snapshot": the status to end with, once the catalog has it
+        self.message = message
 
 
 # Not sandboxed, like TaskBatch (see workflows/batch.py); guarded by tests/engine/test_replay.py.
@@ -80,6 +83,7 @@ class TaskPlanWorkflow:
         self._input: PlanInput | None = None
         self._local_generation = False
         self._inline_batches = False
+        self._final_snapshot = False
         self._batch: BatchRun | None = None  # the running batch (inline)
         self._batch_task: asyncio.Task[BatchResult] | None = None
         self._submitted_at_ms = 0  # when the batch being generated was asked for
@@ -128,6 +132,7 @@ class TaskPlanWorkflow:
         # fixed place in every history (a patch asked for later, between local activities, does not replay).
         self._local_generation = workflow.patched("generate-as-local-activity")
         self._inline_batches = workflow.patched("inline-batches")
+        self._final_snapshot = workflow.patched("final-snapshot")
         self._input = request
         if self._state is None:
             self._state = request.carried or PlanState(
@@ -178,6 +183,9 @@ class TaskPlanWorkflow:
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     workflow.continue_as_new(request.model_copy(update={"carried": state}))
         except _PlanEnded as ended:
+            if ended.status is not None:
+                await self._end_plan(ended.status, ended.message, aborted=ended.aborted)
+                return state.plan
             await self._record_pending_end()
             if ended.aborted:
                 await workflow.execute_local_activity(
@@ -191,9 +199,45 @@ class TaskPlanWorkflow:
             # `temporal workflow cancel` is treated as an abort; a running batch was already waited for.
             if state.abort_reason is None:
                 state.abort_reason = "cancelled through Temporal"
+            if self._final_snapshot:
+                await self._end_plan(PlanStatus.CANCELLED, f"aborted: {state.abort_reason}", aborted=False)
+                return state.plan
             self._set_status(PlanStatus.CANCELLED, f"aborted: {state.abort_reason}", final=True)
             await self._record_pending_end()
         return state.plan
+
+    async def _end_plan(self, status: PlanStatus, message: str, *, aborted: bool) -> None:
+        """Record the plan's end in the catalog (its last batch's end and its final snapshot), then end it
+        here: once Temporal shows the plan ended (or the plan itself answers so), the active listing, which
+        reads the catalog, no longer has it. If the catalog is out of reach, the controller's orchestration
+        poll corrects the snapshot later."""
+        plan = self._require_state().plan
+        final = plan.model_copy(
+            update={
+                "status": status,
+                "status_message": message,
+                "finished_at_ms": epoch_ms(),
+                "inputs_being_processed": 0,
+                "batches": [],
+            }
+        )
+        pending = self._pending_end
+        try:
+            await workflow.execute_local_activity(
+                "record_plan_end",
+                PlanEnd(
+                    plan=final,
+                    batch=None if pending is None else pending.model_copy(update={"plan": None}),
+                    aborted=aborted,
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=5),
+            )
+        except FailureError as err:
+            workflow.logger.warning("plan %s: its end was not recorded in the catalog: %s", plan.plan_id, err)
+        self._pending_end, self._batch = None, None
+        self._set_status(status, message, final=True)
+        plan.finished_at_ms = final.finished_at_ms
 
     async def _wait_until_progression_allowed(self, request: PlanInput, state: PlanState) -> None:
         """Before each batch: wait (durably, abortably) while the cluster says no (kill switch, ...)."""
@@ -537,6 +581,8 @@ class TaskPlanWorkflow:
     # ---------------------------------------------------------------- status helpers
 
     def _finish(self, status: PlanStatus, message: str, *, aborted: bool = False) -> None:
+        if self._final_snapshot:
+            raise _PlanEnded(aborted, status, message)  # ended by _end_plan, once the catalog has it
         self._set_status(status, message, final=True)
         raise _PlanEnded(aborted)
 

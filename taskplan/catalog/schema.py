@@ -126,13 +126,17 @@ tasks = Table(
     UniqueConstraint("plan_id", "batch_sequence", name="uq_tasks_plan_batch"),
 )
 
-# The latest snapshot of each plan (without its batches), written by its controller when a batch ends: the
-# active-plans listing reads these instead of asking every running plan (a plan itself is in Temporal).
+# The latest snapshot of each plan (without its batches): written when the plan is started, by its
+# controller when a batch ends and when the plan ends (before its workflow closes), by the API when it is
+# aborted, and by the controller's orchestration poll for a plan ended at the Temporal level. The
+# active-plans listing is one query over these (a plan itself is in Temporal).
 plan_snapshots = Table(
     "tp_plan_snapshots",
     metadata,
     Column("plan_id", String(400), primary_key=True),
     Column("table_name", String(200), nullable=False, index=True),
+    Column("task_type", String(100), nullable=False, server_default=""),
+    Column("status", String(16), nullable=False, index=True, server_default="ACTIVE"),
     Column("updated_ms", BigInteger, nullable=False),
     Column("plan_json", Text, nullable=False),
 )

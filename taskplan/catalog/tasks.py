@@ -7,9 +7,10 @@ count the running ones. The plan's controller writes a row when generation made 
 when the batch ends (local activities). While a batch runs, its live subtask states come from the plan
 itself (see TaskPlanService.batch_details).
 
-Each batch's end also saves the plan's snapshot (its counters and status message, without its batches): the
-active-plans listing reads those with the task records, in two SQL statements, instead of asking every
-running plan.
+Each batch's end also saves the plan's snapshot (its counters, status and status message, without its
+batches), and so does the plan's end, before its workflow closes: the active-plans listing reads those with
+the task records, in two SQL statements, instead of asking Temporal for the running plans and every plan
+for its state.
 
 Names are Pinot's ``Task_<taskType>_<epochMillis>``, unique per task type: two plans of one type that
 start a batch in the same millisecond get consecutive milliseconds. One row per (plan, batch sequence): a
@@ -23,18 +24,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import ColumnElement, Connection, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from taskplan.catalog.errors import CatalogError
 from taskplan.catalog.schema import plan_snapshots, tasks
 from taskplan.names import parse_task_name, task_name
-from workflows.models import BatchEnd, BatchRecord, GeneratedBatch, TaskPlan, TaskState
+from workflows.models import BatchEnd, BatchRecord, GeneratedBatch, PlanEnd, PlanStatus, TaskPlan, TaskState
 
 if TYPE_CHECKING:
     from taskplan.catalog.catalog import Catalog
 
 MAX_NAME_STEPS = 1000
+ACTIVE_STATUSES = [status.value for status in PlanStatus if status.is_active]
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,15 @@ class TaskStore:
         """Record how a batch ended (its result and subtask reports) and the plan's snapshot after it.
         False if the batch's row is gone (its table was dropped)."""
         with self.engine.begin() as conn:
-            changed = conn.execute(
+            changed = self._update_ended(conn, end)
+            if changed and end.plan is not None:
+                self._save_snapshot(conn, end.plan, end.finished_at_ms)
+        return changed
+
+    @staticmethod
+    def _update_ended(conn: Connection, end: BatchEnd) -> bool:
+        return bool(
+            conn.execute(
                 update(tasks)
                 .where(tasks.c.task_name == end.task_name)
                 .values(
@@ -123,9 +133,15 @@ class TaskStore:
                     result_json=end.model_copy(update={"plan": None}).model_dump_json(exclude_defaults=True),
                 )
             ).rowcount
-            if changed and end.plan is not None:
-                self._save_snapshot(conn, end.plan, end.finished_at_ms)
-        return bool(changed)
+        )
+
+    def record_plan_end(self, end: PlanEnd) -> None:
+        """A plan's end, before its workflow closes: its last batch's end (if not recorded yet) and its final
+        snapshot, in one transaction, so the plan leaves the active listing as it ends."""
+        with self.engine.begin() as conn:
+            if end.batch is not None:
+                self._update_ended(conn, end.batch.model_copy(update={"plan": None}))
+            self._save_snapshot(conn, end.plan, end.plan.finished_at_ms or end.plan.created_at_ms)
 
     def record_plan_started(self, plan: TaskPlan) -> None:
         """A new plan's first snapshot (unless its first batch already saved a newer one)."""
@@ -136,16 +152,35 @@ class TaskStore:
             if present is None:
                 self._save_snapshot(conn, plan, plan.created_at_ms)
 
+    def save_snapshot(self, plan: TaskPlan, updated_ms: int, *, unless_ended: bool = False) -> bool:
+        """Save a plan's snapshot; with ``unless_ended``, not over one that says the plan ended (a reader's
+        view must never bring an ended plan back). Returns whether it was saved."""
+        with self.engine.begin() as conn:
+            return self._save_snapshot(conn, plan, updated_ms, unless_ended=unless_ended)
+
     @staticmethod
-    def _save_snapshot(conn: Connection, plan: TaskPlan, updated_ms: int) -> None:
+    def _save_snapshot(
+        conn: Connection, plan: TaskPlan, updated_ms: int, *, unless_ended: bool = False
+    ) -> bool:
         values = {
             "table_name": plan.table_name_with_type,
+            "task_type": plan.task_type,
+            "status": plan.status.value,
             "updated_ms": updated_ms,
             "plan_json": plan.model_copy(update={"batches": []}).model_dump_json(),
         }
         key = plan_snapshots.c.plan_id == plan.plan_id
-        if not conn.execute(update(plan_snapshots).where(key).values(**values)).rowcount:
-            conn.execute(plan_snapshots.insert().values(plan_id=plan.plan_id, **values))
+        if unless_ended:
+            key = key & plan_snapshots.c.status.in_(ACTIVE_STATUSES)
+        if conn.execute(update(plan_snapshots).where(key).values(**values)).rowcount:
+            return True
+        present = conn.execute(
+            select(plan_snapshots.c.plan_id).where(plan_snapshots.c.plan_id == plan.plan_id)
+        ).first()
+        if present is not None:
+            return False  # ended already (unless_ended)
+        conn.execute(plan_snapshots.insert().values(plan_id=plan.plan_id, **values))
+        return True
 
     def delete_tables(self, table_names: Iterable[str]) -> dict[str, int]:
         """Remove the task records (and plan snapshots) of tables. Returns how many task records per table."""
@@ -225,36 +260,73 @@ class TaskStore:
         if not plan_ids:
             return {}
         with self.engine.connect() as conn:
-            plans = {
-                plan_id: TaskPlan.model_validate_json(plan_json)
-                for plan_id, plan_json in conn.execute(
-                    select(plan_snapshots.c.plan_id, plan_snapshots.c.plan_json).where(
-                        plan_snapshots.c.plan_id.in_(list(plan_ids))
-                    )
-                ).all()
-            }
-            if not plans or batch_limit <= 0:
-                return plans
-            numbered = select(
-                tasks.c.plan_id,
-                tasks.c.batch_sequence,
-                tasks.c.submitted_ms,
-                tasks.c.task_name,
-                tasks.c.state,
-                tasks.c.num_subtasks,
-                tasks.c.num_failed,
-                tasks.c.inputs_in_batch,
-                tasks.c.finished_ms,
-                func.row_number()
-                .over(partition_by=tasks.c.plan_id, order_by=tasks.c.batch_sequence.desc())
-                .label("recent"),
-            ).where(tasks.c.plan_id.in_(list(plans)))
-            recent = numbered.subquery()
+            return self._with_batches(
+                conn, self._snapshots(conn, plan_snapshots.c.plan_id.in_(list(plan_ids))), batch_limit
+            )
+
+    def active_plan_snapshots(
+        self, table_name: str | None, task_type: str | None, batch_limit: int
+    ) -> dict[str, TaskPlan]:
+        """The snapshots of the plans that are active (ACTIVE or ABORTING), as plan_snapshots."""
+        with self.engine.connect() as conn:
+            plans = self._snapshots(conn, self._active(table_name, task_type))
+            return self._with_batches(conn, plans, batch_limit)
+
+    def active_plan_ids(self, table_name: str | None, task_type: str | None) -> list[str]:
+        with self.engine.connect() as conn:
+            query = select(plan_snapshots.c.plan_id).where(self._active(table_name, task_type))
+            return sorted(conn.scalars(query).all())
+
+    def snapshot_states(self, plan_ids: Sequence[str] | None = None) -> dict[str, tuple[PlanStatus, int]]:
+        """Plan id -> (status, when saved) of these plans' snapshots (None: of the active plans)."""
+        where = self._active(None, None) if plan_ids is None else plan_snapshots.c.plan_id.in_(list(plan_ids))
+        with self.engine.connect() as conn:
             rows = conn.execute(
-                select(recent)
-                .where(recent.c.recent <= batch_limit)
-                .order_by(recent.c.plan_id, recent.c.batch_sequence)
+                select(plan_snapshots.c.plan_id, plan_snapshots.c.status, plan_snapshots.c.updated_ms).where(
+                    where
+                )
             ).all()
+        return {plan_id: (PlanStatus(status), int(updated)) for plan_id, status, updated in rows}
+
+    @staticmethod
+    def _active(table_name: str | None, task_type: str | None) -> ColumnElement[bool]:
+        where: ColumnElement[bool] = plan_snapshots.c.status.in_(ACTIVE_STATUSES)
+        if table_name:
+            where = where & (plan_snapshots.c.table_name == table_name)
+        if task_type:
+            where = where & (plan_snapshots.c.task_type == task_type)
+        return where
+
+    @staticmethod
+    def _snapshots(conn: Connection, where: ColumnElement[bool]) -> dict[str, TaskPlan]:
+        rows = conn.execute(select(plan_snapshots.c.plan_id, plan_snapshots.c.plan_json).where(where)).all()
+        return {plan_id: TaskPlan.model_validate_json(plan_json) for plan_id, plan_json in rows}
+
+    @staticmethod
+    def _with_batches(conn: Connection, plans: dict[str, TaskPlan], batch_limit: int) -> dict[str, TaskPlan]:
+        """The plans, each with its most recent ``batch_limit`` batch records."""
+        if not plans or batch_limit <= 0:
+            return plans
+        numbered = select(
+            tasks.c.plan_id,
+            tasks.c.batch_sequence,
+            tasks.c.submitted_ms,
+            tasks.c.task_name,
+            tasks.c.state,
+            tasks.c.num_subtasks,
+            tasks.c.num_failed,
+            tasks.c.inputs_in_batch,
+            tasks.c.finished_ms,
+            func.row_number()
+            .over(partition_by=tasks.c.plan_id, order_by=tasks.c.batch_sequence.desc())
+            .label("recent"),
+        ).where(tasks.c.plan_id.in_(list(plans)))
+        recent = numbered.subquery()
+        rows = conn.execute(
+            select(recent)
+            .where(recent.c.recent <= batch_limit)
+            .order_by(recent.c.plan_id, recent.c.batch_sequence)
+        ).all()
         for row in rows:
             plans[row.plan_id].batches.append(
                 BatchRecord(

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
+
+import sqlalchemy
+from alembic import command
+from alembic.config import Config
 
 from taskplan.catalog import Catalog
+from taskplan.catalog.catalog import MIGRATIONS
 from taskplan.names import subtask_name
 from workflows.models import (
     BatchEnd,
     BatchResult,
     GeneratedBatch,
+    PlanEnd,
     PlanSource,
     PlanStatus,
     SubtaskRecord,
@@ -177,3 +184,96 @@ def test_plan_snapshots_come_with_their_most_recent_batches(catalog: Catalog) ->
     ]
     catalog.tasks.delete_plans(["plan-s"])
     assert catalog.tasks.plan_snapshots(["plan-s"], 10) == {}
+
+
+def plan_of(plan_id: str, table: str, task_type: str, status: PlanStatus = PlanStatus.ACTIVE) -> TaskPlan:
+    return TaskPlan(
+        plan_id=plan_id,
+        table_name_with_type=table,
+        task_type=task_type,
+        status=status,
+        source=PlanSource.ADHOC_CONFIG,
+        status_message=status.value.lower(),
+    )
+
+
+def test_active_plans_are_one_query_over_the_snapshots(catalog: Catalog) -> None:
+    tasks = catalog.tasks
+    for plan_id, table, task_type in (
+        ("p1", "a_OFFLINE", TYPE),
+        ("p2", "a_OFFLINE", "NoOpTask"),
+        ("p3", "b_OFFLINE", TYPE),
+        ("p4", "b_OFFLINE", "NoOpTask"),
+    ):
+        tasks.record_plan_started(plan_of(plan_id, table, task_type))
+    tasks.save_snapshot(plan_of("p2", "a_OFFLINE", "NoOpTask", PlanStatus.ABORTING), 1)
+    name = start(catalog, f"Task_{TYPE}_9000", "p3", 0, table="b_OFFLINE")
+    end = BatchEnd(
+        task_name=name,
+        finished_at_ms=9500,
+        result=BatchResult(
+            task_name=name, task_state=TaskState.COMPLETED, num_subtasks=3, num_completed=3, num_failed=0
+        ),
+    )
+    final = plan_of("p3", "b_OFFLINE", TYPE, PlanStatus.COMPLETED).model_copy(update={"finished_at_ms": 9600})
+    tasks.record_plan_end(PlanEnd(plan=final, batch=end))
+
+    assert tasks.active_plan_ids(None, None) == ["p1", "p2", "p4"]
+    assert tasks.active_plan_ids("a_OFFLINE", None) == ["p1", "p2"]
+    assert tasks.active_plan_ids(None, "NoOpTask") == ["p2", "p4"]
+    assert tasks.active_plan_ids("b_OFFLINE", TYPE) == []
+    active = tasks.active_plan_snapshots("a_OFFLINE", None, 10)
+    assert {p: plan.status for p, plan in active.items()} == {
+        "p1": PlanStatus.ACTIVE,
+        "p2": PlanStatus.ABORTING,
+    }
+    assert tasks.snapshot_states() == {
+        "p1": (PlanStatus.ACTIVE, 0),
+        "p2": (PlanStatus.ABORTING, 1),
+        "p4": (PlanStatus.ACTIVE, 0),
+    }
+    assert tasks.snapshot_states(["p3", "p9"]) == {"p3": (PlanStatus.COMPLETED, 9600)}
+    # The plan's end recorded its last batch too, in the same transaction.
+    stored = tasks.get(name)
+    assert stored is not None and stored.state == TaskState.COMPLETED and stored.finished_ms == 9500
+
+    # An ended plan is never brought back by a reader's older view, but its own end always lands.
+    assert not tasks.save_snapshot(
+        plan_of("p3", "b_OFFLINE", TYPE, PlanStatus.ABORTING), 9700, unless_ended=True
+    )
+    assert tasks.snapshot_states(["p3"]) == {"p3": (PlanStatus.COMPLETED, 9600)}
+    assert tasks.save_snapshot(plan_of("p9", "b_OFFLINE", TYPE), 9800, unless_ended=True)  # a new one
+    cancelled = plan_of("p2", "a_OFFLINE", "NoOpTask", PlanStatus.CANCELLED)
+    tasks.record_plan_end(PlanEnd(plan=cancelled.model_copy(update={"finished_at_ms": 9900})))
+    assert tasks.active_plan_ids("a_OFFLINE", None) == ["p1"]
+
+
+def test_the_migration_fills_in_the_status_of_existing_snapshots(tmp_path: Path) -> None:
+    """Snapshots saved before revision 0004 get their task type and status from their JSON."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0003")
+        for plan in (
+            plan_of("old-1", "a_OFFLINE", TYPE),
+            plan_of("old-2", "a_OFFLINE", TYPE, PlanStatus.FAILED),
+        ):
+            conn.execute(
+                sqlalchemy.text(
+                    "INSERT INTO tp_plan_snapshots (plan_id, table_name, updated_ms, plan_json) "
+                    "VALUES (:id, :table, 1, :json)"
+                ),
+                {"id": plan.plan_id, "table": plan.table_name_with_type, "json": plan.model_dump_json()},
+            )
+    engine.dispose()
+    catalog = Catalog(url)
+    catalog.migrate()
+    assert catalog.tasks.snapshot_states(["old-1", "old-2"]) == {
+        "old-1": (PlanStatus.ACTIVE, 1),
+        "old-2": (PlanStatus.FAILED, 1),
+    }
+    assert catalog.tasks.active_plan_ids(None, TYPE) == ["old-1"]
+    catalog.close()

@@ -69,3 +69,21 @@ async def test_histories_of_plans_that_ran_batches_as_child_workflows_still_repl
     for file in files:
         history = WorkflowHistory.from_json(file.stem, file.read_text())
         await replayer.replay_workflow(history)
+
+
+async def test_histories_of_plans_from_before_final_snapshots_still_replay() -> None:
+    """Plans started before "final-snapshot" (commit 1e1e05d: batches inline, no final snapshot recorded as
+    the plan ends), over continue-as-new runs: completed, aborted through the API, cancelled through
+    Temporal, failed on the failure threshold, aborted by the generator."""
+    files = sorted((HISTORIES / "inline-batches").glob("*.json"))
+    assert {f.name.split("-")[1] for f in files} == {
+        "completed",
+        "aborted",
+        "cancelled",
+        "threshold",
+        "generator",
+    }
+    replayer = Replayer(workflows=[TaskPlanWorkflow, BatchWorkflow], data_converter=pydantic_data_converter)
+    for file in files:
+        history = WorkflowHistory.from_json(file.stem, file.read_text())
+        await replayer.replay_workflow(history)
