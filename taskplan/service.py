@@ -12,6 +12,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio.api.common.v1 import WorkflowExecution
@@ -327,19 +328,24 @@ class TaskPlanService:
 
     async def _running_plans(
         self, table_name_with_type: str | None, task_type: str | None
-    ) -> dict[str, tuple[str, str, str | None]]:
-        """Running plans: plan id -> (workflow id, run id, status), from one visibility listing."""
+    ) -> dict[str, _RunningPlan]:
+        """Running plans by plan id, from one visibility listing."""
         query = f"WorkflowType = '{PLAN_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running'"
         if table_name_with_type:
             query += f" AND TaskPlanTable = {_quote(table_name_with_type)}"
         if task_type:
             query += f" AND TaskPlanType = {_quote(task_type)}"
-        running: dict[str, tuple[str, str, str | None]] = {}
+        running: dict[str, _RunningPlan] = {}
         async for execution in self.client.list_workflows(query):
             attributes = execution.typed_search_attributes
             plan_id = attributes.get(SearchAttributes.PLAN_ID)
             if plan_id:
-                running[plan_id] = (execution.id, execution.run_id, attributes.get(SearchAttributes.STATUS))
+                running[plan_id] = _RunningPlan(
+                    workflow_id=execution.id,
+                    run_id=execution.run_id,
+                    status=attributes.get(SearchAttributes.STATUS),
+                    started_ms=int(execution.start_time.timestamp() * 1000),
+                )
         return running
 
     async def list_active_plans(
@@ -359,7 +365,6 @@ class TaskPlanService:
             )
             return [snapshots[p] for p in sorted(snapshots)]
         running = await self._running_plans(table_name_with_type, task_type)
-        plans: dict[str, TaskPlan] = {}
         limit = asyncio.Semaphore(64)
 
         async def one(plan_id: str, workflow_id: str, run_id: str) -> TaskPlan | None:
@@ -376,11 +381,8 @@ class TaskPlanService:
                 except PlanNotFoundError:
                     return None
 
-        missing = [(p, w, r) for p, (w, r, _) in running.items() if p not in plans]
-        for asked in await asyncio.gather(*(one(p, w, r) for p, w, r in missing)):
-            if asked is not None:
-                plans[asked.plan_id] = asked
-        return [plans[p] for p in sorted(plans)]
+        asked = await asyncio.gather(*(one(p, r.workflow_id, r.run_id) for p, r in sorted(running.items())))
+        return [plan for plan in asked if plan is not None]
 
     async def reconcile_plan_snapshots(self) -> int:
         """Correct the catalog's plan snapshots from Temporal, for what a plan cannot record itself: an end
@@ -393,17 +395,14 @@ class TaskPlanService:
         running = await self._running_plans(None, None)
         saved = await asyncio.to_thread(self.tasks.snapshot_states, list(running))
         active = await asyncio.to_thread(self.tasks.snapshot_states)
+        settled_ms = listed_at_ms - self.reconcile_grace_ms  # older than this: not a race with a start
         stale = [
             plan_id
             for plan_id, (status, _) in saved.items()
-            if status is PlanStatus.ACTIVE and running[plan_id][2] == PlanStatus.ABORTING.value
+            if status is PlanStatus.ACTIVE and running[plan_id].status == PlanStatus.ABORTING.value
         ]
-        unknown = [plan_id for plan_id in running if plan_id not in saved]
-        gone = [
-            plan_id
-            for plan_id, (_, updated_ms) in active.items()
-            if plan_id not in running and updated_ms < listed_at_ms - self.reconcile_grace_ms
-        ]
+        unknown = [p for p, run in running.items() if p not in saved and run.started_ms < settled_ms]
+        gone = [p for p, (_, updated_ms) in active.items() if p not in running and updated_ms < settled_ms]
         corrected = 0
         for plan_id in stale + unknown + gone:
             try:
@@ -630,6 +629,14 @@ class TaskPlanService:
             )
         except RPCError:
             return None  # the plan is not running (any more)
+
+
+@dataclass(frozen=True)
+class _RunningPlan:
+    workflow_id: str
+    run_id: str
+    status: str | None  # the TaskPlanStatus search attribute
+    started_ms: int  # when this run started
 
 
 def _now_ms() -> int:

@@ -77,6 +77,12 @@ async def test_the_orchestration_poll_corrects_what_a_plan_cannot_record(
     ours = {terminated_id, signalled_id, vanished_id}
     assert ours <= set(await service.list_active_plan_ids()) and unrecorded_id not in ours
 
+    async def listed_without_catalog() -> None:  # a service without a catalog asks Temporal and the plans
+        assert await without_catalog.list_active_plan_ids(unrecorded) == [unrecorded_id]
+        assert [p.plan_id for p in await without_catalog.list_active_plans(unrecorded)] == [unrecorded_id]
+
+    await eventually(listed_without_catalog)
+
     # What a plan cannot record: terminated, aborted through Temporal (not the API), started elsewhere.
     await engine.get_workflow_handle(plan_workflow_id(terminated, COUNTING)).terminate(
         reason="by an operator"
