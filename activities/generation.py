@@ -197,7 +197,7 @@ class GenerationActivities:
     def record_plan_end(self, end: PlanEnd) -> None:
         """A local activity when a plan ends, before its workflow closes: its last batch's end and its final
         snapshot (so it leaves the active listing as it ends), and taskPlanAborted if it was aborted."""
-        if end.aborted:
+        if end.aborted and activity.info().attempt == 1:  # counted once, whatever the catalog does
             self.record_plan_aborted(
                 ProgressionCheck(
                     table_name_with_type=end.plan.table_name_with_type, task_type=end.plan.task_type
