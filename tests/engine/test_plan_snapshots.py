@@ -24,6 +24,21 @@ def new_table(tables: Catalog) -> str:
     return add_table(tables, f"s{uuid.uuid4().hex[:12]}_OFFLINE")
 
 
+def record_a_plan_temporal_never_had(tables: Catalog, table: str, *, started_ms_ago: int) -> str:
+    plan_id = f"{table}__{COUNTING}__{uuid.uuid4()}"
+    tables.tasks.record_plan_started(
+        TaskPlan(
+            plan_id=plan_id,
+            table_name_with_type=table,
+            task_type=COUNTING,
+            status=PlanStatus.ACTIVE,
+            source=PlanSource.ADHOC_CONFIG,
+            created_at_ms=int(time.time() * 1000) - started_ms_ago,
+        )
+    )
+    return plan_id
+
+
 def snapshot(tables: Catalog, plan_id: str) -> TaskPlan:
     return tables.tasks.plan_snapshots([plan_id], 0)[plan_id]
 
@@ -63,17 +78,7 @@ async def test_the_orchestration_poll_corrects_what_a_plan_cannot_record(
     terminated_id = await service.start_plan(terminated, COUNTING, PlanSource.ADHOC_CONFIG, LONG)
     signalled_id = await service.start_plan(signalled, COUNTING, PlanSource.ADHOC_CONFIG, SLOW)
     unrecorded_id = await without_catalog.start_plan(unrecorded, COUNTING, PlanSource.ADHOC_CONFIG, SLOW)
-    vanished_id = f"{vanished}__{COUNTING}__{uuid.uuid4()}"
-    tables.tasks.record_plan_started(
-        TaskPlan(
-            plan_id=vanished_id,
-            table_name_with_type=vanished,
-            task_type=COUNTING,
-            status=PlanStatus.ACTIVE,
-            source=PlanSource.ADHOC_CONFIG,
-            created_at_ms=int(time.time() * 1000) - 60_000,
-        )
-    )
+    vanished_id = record_a_plan_temporal_never_had(tables, vanished, started_ms_ago=60_000)
     ours = {terminated_id, signalled_id, vanished_id}
     assert ours <= set(await service.list_active_plan_ids()) and unrecorded_id not in ours
 
@@ -119,17 +124,7 @@ async def test_a_recent_snapshot_is_not_corrected_from_a_lagging_listing(
     """A plan just started may not be in the visibility listing yet: its snapshot is left alone."""
     service = TaskPlanService(engine, TEST_OPTIONS, tables.tasks)  # the default grace: 10 s
     table = new_table(tables)
-    plan_id = f"{table}__{COUNTING}__{uuid.uuid4()}"
-    tables.tasks.record_plan_started(
-        TaskPlan(
-            plan_id=plan_id,
-            table_name_with_type=table,
-            task_type=COUNTING,
-            status=PlanStatus.ACTIVE,
-            source=PlanSource.ADHOC_CONFIG,
-            created_at_ms=int(time.time() * 1000),
-        )
-    )
+    plan_id = record_a_plan_temporal_never_had(tables, table, started_ms_ago=0)
     await service.reconcile_plan_snapshots()
     assert await service.list_active_plan_ids(table) == [plan_id]
     tables.tasks.delete_plans([plan_id])
