@@ -1,4 +1,6 @@
-"""Run the benchmarks: `python -m bench.run [--full] [--only overhead,throughput,many,long,data]`.
+"""Run the benchmarks: `python -m bench.run [--full] [--only overhead,throughput,many,long,data]`; one
+scenario alone: `python -m bench.<module> [--full]` (bench/overhead.py, throughput.py, many_plans.py,
+long_plan.py, data_plane.py).
 
 Every comparison runs side by side in this one run and is reported as a ratio (these machines are noisy);
 absolute figures stand beside the ratios. Results go to bench/results/<name>-<time>.json; the summary table
@@ -33,17 +35,18 @@ async def main_async(full: bool, only: list[str]) -> None:
     print(f"\nresults: {path}")
 
 
-def main() -> None:
+def main(only: str | None = None) -> None:
+    """The command line; a scenario's own module runs it with ``only`` set to that scenario."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--full", action="store_true", help="the issue's full sizes (long)")
-    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
+    parser.add_argument("--only", default=only or ",".join(SCENARIOS), help="comma-separated scenarios")
     args = parser.parse_args()
-    only = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = [s for s in only if s not in SCENARIOS]
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenarios {unknown}; choose from {', '.join(SCENARIOS)}")
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(main_async(args.full, only))
+    asyncio.run(main_async(args.full, chosen))
 
 
 if __name__ == "__main__":

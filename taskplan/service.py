@@ -263,8 +263,8 @@ class TaskPlanService:
         live: bool,
     ) -> TaskPlan:
         """The plan's own answer; when it does not come within ``live_query_timeout_s`` (its controller is
-        busy, say starting hundreds of plans, or down), the snapshot saved at its last batch's end, with its
-        status from visibility, as the active-plans listing answers."""
+        busy, say starting hundreds of plans, or down), its snapshot, as the active-plans listing answers,
+        with its status from visibility (an abort sent through Temporal shows there first)."""
         asking = asyncio.ensure_future(handle.query(TaskPlanWorkflow.details, page))
         if live or not self.live_query_timeout_s or self.tasks is None or page.batch_offset is not None:
             return await asking

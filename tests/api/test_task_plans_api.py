@@ -117,7 +117,7 @@ async def test_active_listing_reads_snapshots_that_keep_up_with_the_plan(
     assert len(live_names) - len(listed_names) <= 1
     assert listed["batches"][0] == live["batches"][0]
     assert 0 <= live["inputsProcessed"] - listed["inputsProcessed"] <= 1
-    params = {"tableNameWithType": table, "batchLimit": 2}
+    params: dict[str, str | int] = {"tableNameWithType": table, "batchLimit": 2}
     limited = (await http.get("/tasks/taskPlans/active", params=params)).json()
     sequences = [b["batchSequence"] for b in limited[0]["batches"]]
     assert len(sequences) == 2 and sequences[1] == sequences[0] + 1  # the two most recent

@@ -145,7 +145,12 @@ def test_purge_subtasks_can_carry_several_segments(settings: Settings, catalog: 
     # A subtask cut short after its first segment swaps nothing in; its retry purges all three at once.
     cancelled = ExecutionContext(subtask_name="t", attempt=1, plugin=PluginContext(settings, catalog))
     heartbeats: list[object] = []
-    cancelled._heartbeat = lambda *details: (heartbeats.append(details), cancelled.cancelled.set())
+
+    def heartbeat_then_cancel(*details: object) -> None:
+        heartbeats.append(details)
+        cancelled.cancelled.set()
+
+    cancelled._heartbeat = heartbeat_then_cancel
     partial = SEGMENT_PURGE.executor().execute(first.subtasks[0], cancelled)
     assert partial.counts == {"rowsScanned": 0, "rowsPurged": 0}
     assert heartbeats == [({"segmentsRewritten": 1, "segments": 3},)]
