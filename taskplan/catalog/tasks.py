@@ -169,16 +169,13 @@ class TaskStore:
             "updated_ms": updated_ms,
             "plan_json": plan.model_copy(update={"batches": []}).model_dump_json(),
         }
-        key = plan_snapshots.c.plan_id == plan.plan_id
+        key = key_of_plan = plan_snapshots.c.plan_id == plan.plan_id
         if unless_ended:
             key = key & plan_snapshots.c.status.in_(ACTIVE_STATUSES)
         if conn.execute(update(plan_snapshots).where(key).values(**values)).rowcount:
             return True
-        present = conn.execute(
-            select(plan_snapshots.c.plan_id).where(plan_snapshots.c.plan_id == plan.plan_id)
-        ).first()
-        if present is not None:
-            return False  # ended already (unless_ended)
+        if unless_ended and conn.execute(select(plan_snapshots.c.plan_id).where(key_of_plan)).first():
+            return False  # it ended already
         conn.execute(plan_snapshots.insert().values(plan_id=plan.plan_id, **values))
         return True
 
