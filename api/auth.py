@@ -9,8 +9,11 @@ Principals come from properties::
     controller.admin.access.control.principals.reader.permissions=READ            # default all four
 
 With no principals configured the API is open and serves loopback only (see api/server.py). Cluster-wide
-actions (cluster configs, schedules of every table) need a principal that is not restricted to tables.
-Passwords are compared in constant time and never logged or returned.
+actions and reads (cluster configs, metrics, schedules of every table) need a principal that is not
+restricted to tables. To a principal restricted to tables, any other table answers exactly as a missing one
+does (``require_table``), so its name cannot be probed. Table names reach these checks parsed once
+(``taskplan.names.TableRef``): nothing here strips a type suffix. Passwords are compared in constant time
+and never logged or returned.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.errors import ApiError
-from taskplan.names import InvalidNameError, split_table_name_with_type
+from taskplan.catalog import TableNotFoundError
+from taskplan.names import TableRef
 from taskplan.settings import PRINCIPALS, Settings
 
 
@@ -47,19 +51,15 @@ class Principal:
     def __repr__(self) -> str:  # never show the password
         return f"Principal({self.name!r}, tables={self.tables}, permissions={sorted(self.permissions)})"
 
-    def may(self, permission: Permission, table: str | None = None) -> bool:
+    def sees(self, table: TableRef) -> bool:
+        """Whether the table is one of this principal's tables (whatever it may do to it)."""
+        return self.tables is None or table.raw in self.tables
+
+    def may(self, permission: Permission, table: TableRef | None = None) -> bool:
+        """May do this to the table, or cluster-wide (only an unrestricted principal) when table is None."""
         if permission not in self.permissions:
             return False
-        if table is None or self.tables is None:
-            return table is not None or self.tables is None
-        return raw_name(table) in self.tables
-
-
-def raw_name(table: str) -> str:
-    try:
-        return split_table_name_with_type(table)[0]
-    except InvalidNameError:
-        return table
+        return self.tables is None if table is None else self.sees(table)
 
 
 class AccessControl:
@@ -129,11 +129,28 @@ def current_principal(request: Request) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
-def require(principal: Principal, permission: Permission, table: str | None = None) -> None:
-    """403 unless the principal may do this (to this table, or cluster-wide when table is None)."""
+def require(principal: Principal, permission: Permission, table: TableRef | None = None) -> None:
+    """403 unless the principal may do this (to this table, or cluster-wide when table is None).
+
+    For creating a table or schema: it answers alike whether the name exists or not.
+    """
     if not principal.may(permission, table):
-        where = f"table {raw_name(table)}" if table else "the whole cluster"
+        where = f"table {table.name}" if table else "the whole cluster"
         raise ApiError(403, f"principal {principal.name} lacks {permission.value} permission on {where}")
+
+
+def require_table(
+    principal: Principal, permission: Permission, table: TableRef, *, missing: Exception | None = None
+) -> None:
+    """Like ``require`` for an existing table; call it before looking the table up.
+
+    A table that is not one of the principal's answers as a missing one: ``missing`` (by default
+    TableNotFoundError of the name as the request gave it), whether it exists or not. A table the principal
+    sees but may not act on this way is a 403.
+    """
+    if not principal.sees(table):
+        raise missing if missing is not None else TableNotFoundError(table.name)
+    require(principal, permission, table)
 
 
 def require_permission(principal: Principal, permission: Permission) -> None:
@@ -142,5 +159,9 @@ def require_permission(principal: Principal, permission: Permission) -> None:
         raise ApiError(403, f"principal {principal.name} lacks {permission.value} permission")
 
 
-def readable(principal: Principal, tables: Iterable[str]) -> set[str]:
-    return {t for t in tables if principal.may(Permission.READ, t)}
+def may_read_all(principal: Principal, tables: Iterable[TableRef]) -> bool:
+    """Whether the principal may read every one of these tables; none known: only if unrestricted."""
+    refs = list(tables)
+    if not refs:
+        return principal.tables is None and Permission.READ in principal.permissions
+    return all(principal.may(Permission.READ, t) for t in refs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from temporalio.common import SearchAttributeKey
@@ -61,6 +62,38 @@ def split_table_name_with_type(name: str) -> tuple[str, TableType]:
         if isinstance(name, str) and name.endswith(suffix) and len(name) > len(suffix):
             return validate_raw_table_name(name[: -len(suffix)]), table_type
     raise InvalidNameError(f"invalid table name with type {name!r}: it must end with _OFFLINE or _REALTIME")
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A table as a request names it: its raw name, and its type when the name carries one.
+
+    A request's table name is turned into this once (``parse_table_name``); routes and the access check
+    use its parts and never strip a suffix again. A raw name may itself end in ``_OFFLINE``:
+    ``x_OFFLINE_OFFLINE`` is the OFFLINE table of the raw name ``x_OFFLINE``, which is not table ``x``.
+    """
+
+    raw: str
+    table_type: TableType | None = None  # None: every type of the raw name
+
+    def __post_init__(self) -> None:
+        validate_raw_table_name(self.raw)
+
+    @property
+    def name(self) -> str:
+        """The name as the request gave it."""
+        return self.raw if self.table_type is None else f"{self.raw}_{self.table_type}"
+
+
+def parse_table_name(name: str, *, typed: bool = False) -> TableRef:
+    """``x_OFFLINE`` -> OFFLINE table of raw ``x``; ``x`` -> every type of ``x`` (refused when ``typed``)."""
+    try:
+        raw, table_type = split_table_name_with_type(name)
+    except InvalidNameError:
+        if typed:
+            raise
+        return TableRef(validate_raw_table_name(name))
+    return TableRef(raw, table_type)
 
 
 def table_name_with_type(raw_name: str, table_type: TableType) -> str:

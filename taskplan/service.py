@@ -18,6 +18,7 @@ from datetime import timedelta
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowExecution as Execution
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -65,6 +66,7 @@ from workflows.validation import ValidateTableConfigWorkflow
 PLAN_WORKFLOW_TYPE = "TaskPlan"
 QUERY_TIMEOUT = timedelta(seconds=90)
 BATCH_WORKFLOW_TYPE = "TaskBatch"
+TASK_TABLES_MEMO = "tables"  # a legacy task's memo: every table it works on
 
 
 class PlanAlreadyActiveError(Exception):
@@ -460,6 +462,8 @@ class TaskPlanService:
                     task_queue=CONTROLLER_TASK_QUEUE,
                     id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    # Every table, for access checks (the search attribute holds the first one only).
+                    memo={TASK_TABLES_MEMO: list(tables)},
                     search_attributes=TypedSearchAttributes(
                         [
                             SearchAttributePair(SearchAttributes.TABLE, tables[0]),
@@ -521,20 +525,20 @@ class TaskPlanService:
                 removed[table] = removed.get(table, 0) + 1
         return removed
 
-    async def list_tasks(self, task_type: str, limit: int = 10_000) -> dict[str, tuple[TaskState, str]]:
-        """Parent tasks (plan batches, legacy tasks) of a task type: name -> (state, table), newest first."""
+    async def list_tasks(self, task_type: str, limit: int = 10_000) -> dict[str, tuple[TaskState, list[str]]]:
+        """Parent tasks (plan batches, legacy tasks) of a task type: name -> (state, every table it works
+        on; empty when not known), newest first."""
         query = f"WorkflowType = '{BATCH_WORKFLOW_TYPE}' AND TaskPlanType = {_quote(task_type)}"
-        found: list[tuple[str, TaskState, str]] = []
+        found: list[tuple[str, TaskState, list[str]]] = []
         async for execution in self.client.list_workflows(query, limit=limit):
-            table = execution.typed_search_attributes.get(SearchAttributes.TABLE) or ""
             state = _task_state(execution.typed_search_attributes.get(SearchAttributes.TASK_STATE))
-            found.append((execution.id, state, table))
+            found.append((execution.id, state, await _memo_tables(execution)))
         if self.tasks is not None:
             stored = await asyncio.to_thread(self.tasks.list_tasks, task_type, limit)
-            found.extend((name, state, table) for name, (state, table) in stored.items())
+            found.extend((name, state, [table]) for name, (state, table) in stored.items())
         # Newest first: a task name ends with its submission time in milliseconds.
         found.sort(key=lambda item: parse_task_name(item[0])[1], reverse=True)
-        return {name: (state, table) for name, state, table in found[:limit]}
+        return {name: (state, tables) for name, state, tables in found[:limit]}
 
     async def _stored_task(self, name: str) -> StoredTask | None:
         return None if self.tasks is None else await asyncio.to_thread(self.tasks.get, name)
@@ -547,13 +551,13 @@ class TaskPlanService:
                 raise TaskNotFoundError(name) from None
             raise
 
-    async def task_table(self, name: str) -> str:
-        """The (first) table a parent task works on."""
+    async def task_tables(self, name: str) -> list[str]:
+        """Every table a parent task works on (a plan's batch: one; a legacy task: one or more); empty
+        when not known (a legacy task started before its tables were recorded)."""
         stored = await self._stored_task(name)
         if stored is not None:
-            return stored.table_name
-        desc = await self._describe_task(name)
-        return desc.typed_search_attributes.get(SearchAttributes.TABLE) or ""
+            return [stored.table_name]
+        return await _memo_tables(await self._describe_task(name))
 
     async def task_state(self, name: str) -> TaskState:
         stored = await self._stored_task(name)
@@ -675,3 +679,8 @@ def _stored_details(stored: StoredTask, page: SubtaskQuery) -> BatchDetails:
 
 def _task_state(value: str | None) -> TaskState:
     return TaskState(value) if value is not None and value in TaskState.__members__ else TaskState.NOT_STARTED
+
+
+async def _memo_tables(execution: Execution) -> list[str]:
+    tables: list[str] = await execution.memo_value(TASK_TABLES_MEMO, [], type_hint=list[str])
+    return tables

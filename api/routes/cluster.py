@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path
 
-from api.auth import Permission, PrincipalDep, require, require_permission
+from api.auth import Permission, PrincipalDep, require
 from api.deps import CatalogDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.models import StatusResponse
@@ -24,7 +24,8 @@ async def get_configs(
     stack: StackDep,
     principal: PrincipalDep,
 ) -> dict[str, str]:
-    require_permission(principal, Permission.READ)
+    # Cluster-wide, like setting them: a principal restricted to tables reads none (they may hold secrets).
+    require(principal, Permission.READ)
     defaults = {key: stack.settings.property(key) or "" for key in DOCUMENTED}
     return {**defaults, **await asyncio.to_thread(catalog.cluster_configs)}
 

@@ -7,11 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from api.auth import Permission, PrincipalDep, readable, require
+from api.auth import Permission, PrincipalDep, require, require_table
 from api.deps import CatalogDep
 from api.errors import ERROR_RESPONSES
 from api.models import StatusResponse
+from taskplan.catalog import SchemaNotFoundError
 from taskplan.models.table import Schema
+from taskplan.names import TableRef
 
 router = APIRouter(prefix="/schemas", tags=["schemas"], responses=ERROR_RESPONSES)
 SchemaName = Annotated[str, Path(max_length=128, examples=["myTable"])]
@@ -23,7 +25,8 @@ async def add_schema(
     catalog: CatalogDep,
     principal: PrincipalDep,
 ) -> StatusResponse:
-    require(principal, Permission.CREATE, schema.schemaName)  # a schema belongs to its table
+    # A schema belongs to the tables of its raw name; the name is raw, even when it ends in _OFFLINE.
+    require(principal, Permission.CREATE, TableRef(schema.schemaName))
     await asyncio.to_thread(catalog.put_schema, schema)
     return StatusResponse(status=f"{schema.schemaName} successfully added")
 
@@ -33,7 +36,8 @@ async def list_schemas(
     catalog: CatalogDep,
     principal: PrincipalDep,
 ) -> list[str]:
-    return sorted(readable(principal, await asyncio.to_thread(catalog.list_schema_names)))
+    names = await asyncio.to_thread(catalog.list_schema_names)
+    return sorted(n for n in names if principal.may(Permission.READ, TableRef(n)))
 
 
 @router.get("/{schemaName}", response_model=Schema, summary="A schema", response_model_exclude_none=True)
@@ -42,5 +46,5 @@ async def get_schema(
     catalog: CatalogDep,
     principal: PrincipalDep,
 ) -> Schema:
-    require(principal, Permission.READ, schemaName)
+    require_table(principal, Permission.READ, TableRef(schemaName), missing=SchemaNotFoundError(schemaName))
     return await asyncio.to_thread(catalog.require_schema, schemaName)

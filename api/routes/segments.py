@@ -12,14 +12,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, UploadFile
 from fastapi import Path as PathParam
 
-from api.auth import Permission, PrincipalDep, require
+from api.auth import Permission, PrincipalDep, require_table
 from api.deps import CatalogDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
-from api.routes.tables import TableTypeQuery, resolve_raw, resolve_tables
+from api.routes.tables import TableTypeQuery, resolve_tables
 from taskplan.catalog import Catalog
 from taskplan.data.rows import InputFormat, ReaderInitError, RowReader, TooManyParseExceptions
 from taskplan.data.segments import SegmentManager
-from taskplan.names import split_table_name_with_type
+from taskplan.names import InvalidNameError, parse_table_name
 from taskplan.tasktypes.common import short_hash
 
 router = APIRouter(tags=["segments"], responses=ERROR_RESPONSES)
@@ -33,8 +33,8 @@ async def list_segments(
     principal: PrincipalDep,
     table_type: TableTypeQuery = None,
 ) -> list[dict[str, list[dict[str, Any]]]]:
-    require(principal, Permission.READ, resolve_raw(tableName))
-    found = await asyncio.to_thread(resolve_tables, catalog, tableName, table_type)
+    table = parse_table_name(tableName)
+    found = await asyncio.to_thread(resolve_tables, catalog, principal, Permission.READ, table, table_type)
     result: list[dict[str, list[dict[str, Any]]]] = []
     for config in found:
         segments = await asyncio.to_thread(catalog.segments.visible_segments, config.tableName)
@@ -63,10 +63,11 @@ async def ingest_from_file(
     batch_config_map_str: Annotated[str, Query(alias="batchConfigMapStr", max_length=10_000)] = "{}",
 ) -> dict[str, Any]:
     try:
-        raw, _ = split_table_name_with_type(table_name_with_type)
-    except ValueError as exc:
+        target = parse_table_name(table_name_with_type, typed=True)
+    except InvalidNameError as exc:
         raise ApiError(400, f"tableNameWithType: {exc}") from None
-    require(principal, Permission.UPDATE, raw)
+    # First, so that a table that is not the principal's answers as a missing one, whatever else is wrong.
+    require_table(principal, Permission.UPDATE, target)
     configs = _batch_config(batch_config_map_str)
     try:
         input_format = InputFormat.parse(configs.get("inputFormat", ""))
@@ -124,10 +125,19 @@ def _ingest(
             else:
                 segment = manager.upload(table, schema, rows, name, source=source)
     except (ReaderInitError, TooManyParseExceptions) as exc:
-        raise ApiError(400, str(exc)) from None
+        raise ApiError(400, _as_uploaded(str(exc), path, file_name)) from None
     return {
         "status": f"Successfully ingested file into table: {table_name} as segment: {segment.segment_name}",
         "segment": segment.to_pinot(),
         "rowStats": stats.counts(),
         "samples": stats.samples,
     }
+
+
+def _as_uploaded(message: str, path: Path, file_name: str) -> str:
+    """A reader's message (its own or DuckDB's) naming the upload as the client named it: where the server
+    staged it is none of the client's business. DuckDB's quote of its query (``LINE 1: SELECT ...``, the
+    staging path cut anywhere) is dropped."""
+    message = message.split("\nLINE ", 1)[0].rstrip()
+    message = message.replace(str(path), file_name).replace(path.name, file_name)
+    return message.replace(str(path.parent), "the upload directory")

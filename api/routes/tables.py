@@ -7,14 +7,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from api.auth import Permission, PrincipalDep, readable, require
+from api.auth import Permission, Principal, PrincipalDep, require, require_table
 from api.deps import CatalogDep, SchedulesDep, ServiceDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.models import StatusResponse
 from taskplan.catalog import Catalog, TableNotFoundError
 from taskplan.data.segments import SegmentManager
 from taskplan.models.table import TableConfig
-from taskplan.names import TABLE_TYPES, split_table_name_with_type, validate_raw_table_name
+from taskplan.names import TABLE_TYPES, TableRef, parse_table_name
 from taskplan.schedules import ScheduleManager, schedule_problems
 from taskplan.service import TaskPlanService
 
@@ -23,20 +23,28 @@ TableName = Annotated[str, Path(max_length=200, examples=["myTable"])]
 TableTypeQuery = Annotated[Literal["OFFLINE", "REALTIME"] | None, Query(alias="type")]
 
 
-def resolve_tables(catalog: Catalog, name: str, table_type: str | None = None) -> list[TableConfig]:
-    """Tables named ``name`` (raw, or with its type suffix), optionally of one type; 404 if none."""
-    try:
-        raw, typed = split_table_name_with_type(name)
-        wanted = [typed]
-    except ValueError:
-        raw = validate_raw_table_name(name)
-        wanted = list(TABLE_TYPES)
+def resolve_tables(
+    catalog: Catalog,
+    principal: Principal,
+    permission: Permission,
+    table: TableRef,
+    table_type: str | None = None,
+) -> list[TableConfig]:
+    """The tables ``table`` names (one type, or every type of a raw name), optionally of one type, that the
+    principal may act on this way. 404 if none; a table that is not the principal's answers the same 404."""
+    missing = TableNotFoundError(table.name if table_type is None else f"{table.raw}_{table_type}")
+    require_table(principal, permission, table, missing=missing)
+    wanted = [table.table_type] if table.table_type is not None else list(TABLE_TYPES)
     if table_type is not None:
         wanted = [t for t in wanted if t == table_type]
-    found = [t for t in catalog.tables_of_raw_name(raw) if t.tableType in wanted]
+    found = [t for t in catalog.tables_of_raw_name(table.raw) if t.tableType in wanted]
     if not found:
-        raise TableNotFoundError(name if table_type is None else f"{raw}_{table_type}")
+        raise missing
     return found
+
+
+def table_of(config: TableConfig) -> TableRef:
+    return TableRef(config.raw_table_name, config.tableType)
 
 
 async def _validate(config: TableConfig, stack: StackDep, catalog: Catalog, service: TaskPlanService) -> None:
@@ -75,7 +83,7 @@ async def add_table(
     schedules: SchedulesDep,
     principal: PrincipalDep,
 ) -> StatusResponse:
-    require(principal, Permission.CREATE, config.tableName)
+    require(principal, Permission.CREATE, table_of(config))
     await _validate(config, stack, catalog, service)
     await asyncio.to_thread(catalog.create_table, config)
     await _apply_schedules(schedules, config, None, catalog)
@@ -88,8 +96,8 @@ async def list_tables(
     principal: PrincipalDep,
 ) -> dict[str, list[str]]:
     configs = await asyncio.to_thread(catalog.list_tables)
-    visible = readable(principal, [c.tableName for c in configs])
-    return {"tables": sorted({c.raw_table_name for c in configs if c.tableName in visible})}
+    visible = {c.raw_table_name for c in configs if principal.may(Permission.READ, table_of(c))}
+    return {"tables": sorted(visible)}
 
 
 @router.get("/{tableName}", summary="A table's configs, keyed by table type")
@@ -99,8 +107,8 @@ async def get_table(
     principal: PrincipalDep,
     table_type: TableTypeQuery = None,
 ) -> dict[str, Any]:
-    require(principal, Permission.READ, resolve_raw(tableName))
-    found = await asyncio.to_thread(resolve_tables, catalog, tableName, table_type)
+    table = parse_table_name(tableName)
+    found = await asyncio.to_thread(resolve_tables, catalog, principal, Permission.READ, table, table_type)
     return {t.tableType: t.model_dump(mode="json", exclude_none=True) for t in found}
 
 
@@ -114,11 +122,12 @@ async def update_table(
     schedules: SchedulesDep,
     principal: PrincipalDep,
 ) -> StatusResponse:
-    require(principal, Permission.UPDATE, resolve_raw(tableName))
-    if config.raw_table_name != resolve_raw(tableName):
+    table = parse_table_name(tableName)
+    if config.raw_table_name != table.raw or table.table_type not in (None, config.tableType):
         raise ApiError(
             400, f"tableName {config.tableName} in the body does not match {tableName} in the path"
         )
+    require_table(principal, Permission.UPDATE, table_of(config))  # answers as catalog.require_table
     previous = await asyncio.to_thread(catalog.require_table, config.tableName)
     await _validate(config, stack, catalog, service)
     await asyncio.to_thread(catalog.update_table, config)
@@ -140,8 +149,8 @@ async def delete_table(
     principal: PrincipalDep,
     table_type: TableTypeQuery = None,
 ) -> StatusResponse:
-    require(principal, Permission.DELETE, resolve_raw(tableName))
-    found = await asyncio.to_thread(resolve_tables, catalog, tableName, table_type)
+    table = parse_table_name(tableName)
+    found = await asyncio.to_thread(resolve_tables, catalog, principal, Permission.DELETE, table, table_type)
     for config in found:
         task_types = list(config.task.taskTypeConfigsMap) if config.task else []
         await schedules.remove_table(config.tableName, task_types)  # first: no firing after the drop
@@ -150,10 +159,3 @@ async def delete_table(
         manager = SegmentManager.from_settings(stack.settings, catalog)
         await asyncio.to_thread(manager.drop_table, config.tableName)
     return StatusResponse(status=f"Tables: {[c.tableName for c in found]} deleted")
-
-
-def resolve_raw(name: str) -> str:
-    try:
-        return split_table_name_with_type(name)[0]
-    except ValueError:
-        return validate_raw_table_name(name)

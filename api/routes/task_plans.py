@@ -8,12 +8,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from api.auth import Permission, Principal, PrincipalDep, readable, require
+from api.auth import Permission, Principal, PrincipalDep, require_permission, require_table
 from api.deps import CatalogDep, ServiceDep
 from api.errors import ERROR_RESPONSES, ApiError
 from taskplan.catalog import Catalog
 from taskplan.models.base import WireModel
-from taskplan.names import parse_plan_id, split_table_name_with_type, validate_task_type
+from taskplan.names import parse_plan_id, parse_table_name, validate_task_type
 from taskplan.service import PlanNotFoundError
 from workflows.models import PlanQuery, PlanStatus, TaskPlan
 
@@ -51,23 +51,27 @@ class PlanActivity(WireModel):
 async def _require_plan_table(
     catalog: Catalog, plan_id: str, principal: Principal, permission: Permission = Permission.READ
 ) -> None:
-    """A plan of a dropped table is gone, even while Temporal is still deleting its history."""
+    """A plan of a dropped table is gone, even while Temporal is still deleting its history; a plan of a
+    table that is not the principal's is as missing."""
     table, _ = parse_plan_id(plan_id)
-    require(principal, permission, table)
+    require_table(
+        principal, permission, parse_table_name(table, typed=True), missing=PlanNotFoundError(plan_id)
+    )
     if await asyncio.to_thread(catalog.get_table_config, table) is None:
         raise PlanNotFoundError(plan_id)
 
 
 async def _existing(catalog: Catalog, plan_ids: list[str], principal: Principal) -> list[str]:
     """Plans of tables that exist and that the principal may read."""
-    names = readable(principal, await asyncio.to_thread(catalog.table_names))
-    return [p for p in plan_ids if parse_plan_id(p)[0] in names]
+    names = await asyncio.to_thread(catalog.table_names)
+    readable = {n for n in names if principal.may(Permission.READ, parse_table_name(n, typed=True))}
+    return [p for p in plan_ids if parse_plan_id(p)[0] in readable]
 
 
 def _filters(table: str | None, task_type: str | None) -> None:
     """Validate optional filters before they reach a visibility query."""
     if table is not None:
-        split_table_name_with_type(table)
+        parse_table_name(table, typed=True)
     if task_type is not None:
         validate_task_type(task_type)
 
@@ -120,7 +124,8 @@ async def plan_ids(
     task_type: Annotated[str, Query(alias="taskType", max_length=100)],
 ) -> list[str]:
     _filters(table, task_type)
-    require(principal, Permission.READ, table)
+    # A table that is not the principal's lists no plans, as a missing table does (_existing drops them).
+    require_permission(principal, Permission.READ)
     return await _existing(catalog, await service.list_plan_ids(table, task_type), principal)
 
 

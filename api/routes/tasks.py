@@ -9,7 +9,7 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
-from api.auth import Permission, Principal, PrincipalDep, readable, require, require_permission
+from api.auth import Permission, Principal, PrincipalDep, may_read_all, require, require_permission
 from api.deps import CatalogDep, ServiceDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.models import AdhocTaskConfig, PlanCreated, StatusResponse
@@ -19,8 +19,8 @@ from taskplan.catalog import Catalog
 from taskplan.cycle import run_trigger_cycle
 from taskplan.gate import QueueState, queue_state, set_queue_state
 from taskplan.models.table import TableTaskConfig
-from taskplan.names import parse_task_name, validate_task_type
-from taskplan.service import TaskGenerationError, TaskPlanService
+from taskplan.names import InvalidNameError, parse_table_name, parse_task_name, validate_task_type
+from taskplan.service import TaskGenerationError, TaskNotFoundError, TaskPlanService
 from taskplan.triggers import Flow, decide_flow, legacy_refusal, orchestration_switch
 from workflows.models import (
     BatchDetails,
@@ -63,13 +63,13 @@ async def execute(
     principal: PrincipalDep,
 ) -> PlanCreated | dict[str, str]:
     registered = stack.registry.get(validate_task_type(request.taskType))
-    tables = await asyncio.to_thread(resolve_tables, catalog, request.tableName)
+    named = parse_table_name(request.tableName)
+    tables = await asyncio.to_thread(resolve_tables, catalog, principal, Permission.UPDATE, named)
     if len(tables) > 1:
         raise ApiError(
             400, f"table {request.tableName} exists as OFFLINE and REALTIME: name it with its type"
         )
     table = tables[0]
-    require(principal, Permission.UPDATE, table.tableName)
     cluster = await asyncio.to_thread(catalog.cluster_configs)
     decision = decide_flow(
         registered,
@@ -122,9 +122,22 @@ def _known(stack: Stack, task_type: str) -> str:
     return stack.registry.get(validate_task_type(task_type)).task_type
 
 
+def _may_read_task(principal: Principal, tables: list[str]) -> bool:
+    """A parent task (and every subtask of it) is the principal's only if every table it works on is: a
+    legacy task over several tables shows them all (configs, subtasks, counts)."""
+    try:
+        refs = [parse_table_name(t, typed=True) for t in tables]
+    except InvalidNameError:
+        refs = []  # not known: only for a principal that sees every table
+    return may_read_all(principal, refs)
+
+
 async def _readable_task(service: TaskPlanService, principal: Principal, name: str) -> str:
+    """The task's name if the principal may read it; a task it may not read answers as a missing one."""
     parse_task_name(name)
-    require(principal, Permission.READ, await service.task_table(name))
+    require_permission(principal, Permission.READ)
+    if not _may_read_task(principal, await service.task_tables(name)):
+        raise TaskNotFoundError(name)
     return name
 
 
@@ -132,8 +145,7 @@ async def _readable_tasks(
     service: TaskPlanService, principal: Principal, task_type: str, limit: int = 10_000
 ) -> dict[str, TaskState]:
     tasks = await service.list_tasks(validate_task_type(task_type), limit=limit)
-    allowed = readable(principal, {table for _, table in tasks.values()})
-    return {name: state for name, (state, table) in tasks.items() if table in allowed}
+    return {name: state for name, (state, tables) in tasks.items() if _may_read_task(principal, tables)}
 
 
 async def _all_pages(fetch: Callable[[SubtaskQuery], Awaitable[Sequence[T]]]) -> list[T]:
@@ -284,9 +296,8 @@ async def schedule(
     table_name: Annotated[str | None, Query(alias="tableName", max_length=200)] = None,
 ) -> dict[str, CycleResult]:
     if table_name is not None:
-        tables = await asyncio.to_thread(resolve_tables, catalog, table_name)
-        for table in tables:
-            require(principal, Permission.UPDATE, table.tableName)
+        named = parse_table_name(table_name)
+        tables = await asyncio.to_thread(resolve_tables, catalog, principal, Permission.UPDATE, named)
     else:
         require(principal, Permission.UPDATE)
         tables = await asyncio.to_thread(catalog.list_tables)

@@ -1,0 +1,233 @@
+"""Table ACLs as a hostile tester probes them: a principal restricted to one table (READ, or every
+permission) against a raw name that ends in a type suffix, a legacy batch over several tables, cluster-wide
+reads, missing and forbidden tables, and server paths in error messages."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.client import Client
+
+from taskplan.catalog import Catalog
+from taskplan.service import TaskPlanService
+from tests.api.test_auth import ADMIN, COUNTING, READER, P, basic
+from tests.support.api import api_client
+from tests.support.engine import eventually
+
+WRITER = basic("writer", "wr1ter")
+SECRET = "purge where owner = 'ceo'"  # a task config only the other table's readers may see
+
+
+@dataclass
+class Hostile:
+    http: httpx.AsyncClient
+    mine: str  # the one raw table name reader and writer may use
+    other: str  # a table neither may use
+    suffixed: str  # raw name f"{mine}_OFFLINE": its OFFLINE table is f"{mine}_OFFLINE_OFFLINE"
+
+
+async def _add(http: httpx.AsyncClient, raw: str, table_name: str, configs: dict[str, str]) -> None:
+    schema = {"schemaName": raw, "dimensionFieldSpecs": [{"name": "c", "dataType": "STRING"}]}
+    assert (await http.post("/schemas", json=schema, headers=ADMIN)).status_code == 200
+    table = {
+        "tableName": table_name,
+        "tableType": "OFFLINE",
+        "task": {"taskTypeConfigsMap": {COUNTING: configs}},
+    }
+    response = await http.post("/tables", json=table, headers=ADMIN)
+    assert response.status_code == 200, response.text
+
+
+async def _ingest(
+    http: httpx.AsyncClient, table: str, headers: dict[str, str], content: bytes = b'{"c": "x"}\n'
+) -> httpx.Response:
+    return await http.post(
+        "/ingestFromFile",
+        params={"tableNameWithType": table, "batchConfigMapStr": json.dumps({"inputFormat": "json"})},
+        files={"file": ("rows.json", content)},
+        headers=headers,
+    )
+
+
+@pytest.fixture
+async def hostile(engine: Client, tables: Catalog, data_dir: Path) -> AsyncIterator[Hostile]:
+    mine, other = f"acl{uuid.uuid4().hex[:8]}", f"acl{uuid.uuid4().hex[:8]}"
+    principals = {
+        P: "admin,reader,writer",
+        f"{P}.admin.password": "s3cret-admin",
+        f"{P}.reader.password": "r3ader",
+        f"{P}.reader.tables": mine,
+        f"{P}.reader.permissions": "READ",
+        f"{P}.writer.password": "wr1ter",
+        f"{P}.writer.tables": mine,
+        "taskplan.dataDir": str(data_dir),
+    }
+    async with api_client(engine, tables, principals) as http:
+        await _add(http, mine, mine, {"subtasksPerBatch": "1"})
+        await _add(http, other, other, {"subtasksPerBatch": "2", "purgeFilter": SECRET})
+        suffixed = f"{mine}_OFFLINE"
+        await _add(http, suffixed, f"{suffixed}_OFFLINE", {"purgeFilter": SECRET})
+        assert (await _ingest(http, f"{suffixed}_OFFLINE", ADMIN)).status_code == 200
+        yield Hostile(http, mine, other, suffixed)
+
+
+async def test_a_raw_name_ending_in_a_type_suffix_is_another_table(hostile: Hostile) -> None:
+    http, mine, raw = hostile.http, hostile.mine, hostile.suffixed
+    typed = f"{raw}_OFFLINE"  # the OFFLINE table of raw name f"{mine}_OFFLINE", not a table of `mine`
+    # The principals do reach their own table, so every refusal below is about the name.
+    assert (await http.get(f"/tables/{mine}", headers=READER)).status_code == 200
+    assert (await _ingest(http, f"{mine}_OFFLINE", WRITER)).status_code == 200
+
+    for who in (READER, WRITER):
+        for path in (f"/tables/{typed}", f"/segments/{typed}", f"/schemas/{raw}"):
+            response = await http.get(path, headers=who)
+            assert response.status_code == 404, (path, response.text)
+            assert SECRET not in response.text
+        assert raw not in (await http.get("/schemas", headers=who)).json()
+        assert (await http.get("/tables", headers=who)).json()["tables"] == [mine]
+
+    schema = {"schemaName": raw, "metricFieldSpecs": [{"name": "n", "dataType": "LONG"}]}
+    assert (await http.post("/schemas", json=schema, headers=WRITER)).status_code == 403
+    assert (await _ingest(http, typed, WRITER)).status_code == 404
+    changed = {"tableName": typed, "tableType": "OFFLINE"}
+    assert (await http.put(f"/tables/{typed}", json=changed, headers=WRITER)).status_code == 404
+    execute = {"taskType": COUNTING, "tableName": typed, "taskConfigs": {"enableTaskOrchestration": "true"}}
+    assert (await http.post("/tasks/execute", json=execute, headers=WRITER)).status_code == 404
+    scheduled = await http.post("/tasks/schedule", params={"tableName": typed}, headers=WRITER)
+    assert scheduled.status_code == 404
+    assert (await http.delete(f"/tables/{typed}", headers=WRITER)).status_code == 404
+    assert (await http.delete(f"/tables/{typed}?type=OFFLINE", headers=WRITER)).status_code == 404
+
+    # Nothing of it changed: the config, the schema and the one segment with its one row.
+    config = (await http.get(f"/tables/{typed}", headers=ADMIN)).json()["OFFLINE"]
+    assert config["task"]["taskTypeConfigsMap"][COUNTING] == {"purgeFilter": SECRET}
+    kept = (await http.get(f"/schemas/{raw}", headers=ADMIN)).json()
+    assert kept["metricFieldSpecs"] == [] and kept["dimensionFieldSpecs"][0]["name"] == "c"
+    segments = (await http.get(f"/segments/{typed}", headers=ADMIN)).json()[0]["OFFLINE"]
+    assert [s["totalDocs"] for s in segments] == [1]
+
+
+async def test_a_forbidden_table_answers_as_a_missing_one(hostile: Hostile) -> None:
+    http, other = hostile.http, hostile.other
+    ghost = f"acl{uuid.uuid4().hex[:8]}"  # no such table
+    configs = {"enableTaskOrchestration": "true", "numBatches": "1"}
+    execute = {"taskType": COUNTING, "tableName": f"{other}_OFFLINE", "taskConfigs": configs}
+    plan = (await http.post("/tasks/execute", headers=ADMIN, json=execute)).json()["taskPlanId"]
+
+    def requests(t: str) -> list[tuple[str, str, object, dict[str, str]]]:
+        plan_of_t = plan.replace(other, t)
+        return [
+            ("GET", f"/tables/{t}", None, {}),
+            ("GET", f"/tables/{t}_OFFLINE", None, {}),
+            ("GET", f"/tables/{t}", None, {"type": "REALTIME"}),
+            ("GET", f"/segments/{t}", None, {}),
+            ("GET", f"/segments/{t}_OFFLINE", None, {"type": "OFFLINE"}),
+            ("GET", f"/schemas/{t}", None, {}),
+            ("PUT", f"/tables/{t}", {"tableName": t, "tableType": "OFFLINE"}, {}),
+            ("DELETE", f"/tables/{t}", None, {}),
+            ("DELETE", f"/tables/{t}", None, {"type": "OFFLINE"}),
+            ("POST", "/tasks/execute", {"taskType": COUNTING, "tableName": t}, {}),
+            ("POST", "/tasks/execute", {"taskType": COUNTING, "tableName": f"{t}_OFFLINE"}, {}),
+            ("POST", "/tasks/schedule", None, {"tableName": t}),
+            ("GET", f"/tasks/taskPlans/{plan_of_t}", None, {}),
+            ("GET", f"/tasks/taskPlans/isActive/{plan_of_t}", None, {}),
+            ("DELETE", f"/tasks/taskPlans/{plan_of_t}", None, {}),
+            ("GET", "/tasks/taskPlans", None, {"tableNameWithType": f"{t}_OFFLINE", "taskType": COUNTING}),
+            ("GET", "/tasks/taskPlans/active/ids", None, {"tableNameWithType": f"{t}_OFFLINE"}),
+        ]
+
+    for who in (READER, WRITER):
+        for forbidden, missing in zip(requests(other), requests(ghost), strict=True):
+            method, path, body, params = forbidden
+            seen = await http.request(method, path, json=body, params=params, headers=who)
+            method, path, body, params = missing
+            absent = await http.request(method, path, json=body, params=params, headers=who)
+            assert seen.status_code == absent.status_code, (forbidden, seen.text, absent.text)
+            assert seen.text.replace(other, ghost) == absent.text, (forbidden, seen.text, absent.text)
+            assert seen.status_code in (200, 404), (forbidden, seen.text)
+        # Uploads too, even with bad batch configs: the table is checked first.
+        seen = await _ingest(http, f"{other}_OFFLINE", who)
+        absent = await _ingest(http, f"{ghost}_OFFLINE", who)
+        assert (seen.status_code, seen.text.replace(other, ghost)) == (absent.status_code, absent.text)
+    # The admin still sees the plan and the table.
+    assert (await http.get(f"/tasks/taskPlans/{plan}", headers=ADMIN)).status_code == 200
+    assert (await http.get(f"/tables/{other}", headers=ADMIN)).status_code == 200
+    # A table the principal may see but not change is a 403, as before.
+    mine = hostile.mine
+    refused = await http.delete(f"/tables/{mine}", headers=READER)
+    assert refused.status_code == 403 and "lacks DELETE permission on table" in refused.json()["error"]
+
+
+async def test_a_legacy_batch_over_several_tables_needs_all_of_them(
+    hostile: Hostile, service: TaskPlanService
+) -> None:
+    http, mine, other = hostile.http, f"{hostile.mine}_OFFLINE", f"{hostile.other}_OFFLINE"
+    both = await service.run_one_shot(COUNTING, [mine, other], None)  # a scheduled legacy cycle's batch
+    alone = await service.run_one_shot(COUNTING, [mine], None)
+    missing = f"Task_{COUNTING}_1"
+
+    # The admin sees the other table's subtasks in the shared batch.
+    configs = (await http.get(f"/tasks/task/{both}/config", headers=ADMIN)).json()
+    assert sorted(c["configs"]["tableName"] for c in configs) == sorted([mine, other, other])
+    assert SECRET in (await http.get(f"/tasks/subtask/{both}/config", headers=ADMIN)).text
+
+    per_task = ("/tasks/task/{}/state", "/tasks/task/{}/config", "/tasks/task/{}/subtasks",
+                "/tasks/subtask/{}/state", "/tasks/subtask/{}/config")  # fmt: skip
+    for who in (READER, WRITER):
+        for path in per_task:
+            shared = await http.get(path.format(both), headers=who)
+            absent = await http.get(path.format(missing), headers=who)
+            assert shared.status_code == absent.status_code == 404, (path, shared.text)
+            assert shared.json()["error"] == f"task {both} not found"
+            assert (await http.get(path.format(alone), headers=who)).status_code == 200, path
+
+        async def listed(headers: dict[str, str] = who) -> None:
+            names = (await http.get(f"/tasks/{COUNTING}/tasks", headers=headers)).json()
+            assert alone in names and both not in names
+
+        await eventually(listed)
+        states = (await http.get(f"/tasks/{COUNTING}/taskstates", headers=who)).json()
+        counts = (await http.get(f"/tasks/{COUNTING}/taskcounts", headers=who)).json()
+        assert alone in states and both not in states and both not in counts
+    assert both in (await http.get(f"/tasks/{COUNTING}/taskstates", headers=ADMIN)).json()
+
+
+async def test_cluster_wide_reads_need_an_unrestricted_principal(hostile: Hostile) -> None:
+    http = hostile.http
+    for who in (READER, WRITER):
+        for path in ("/cluster/configs", "/metrics"):
+            response = await http.get(path, headers=who)
+            assert response.status_code == 403, (path, response.text)
+            assert "the whole cluster" in response.json()["error"]
+    assert (await http.get("/cluster/configs", headers=ADMIN)).status_code == 200
+    assert (await http.get("/metrics", headers=ADMIN)).status_code == 200
+
+
+async def test_upload_errors_name_the_uploaded_file_not_a_server_path(
+    hostile: Hostile, data_dir: Path
+) -> None:
+    http, table = hostile.http, f"{hostile.mine}_OFFLINE"
+    uploads = (
+        ("json", b"\xff\xfe not text\n"),
+        ("parquet", b"not parquet at all"),
+        ("csv", b'c\nx\n\xff\xfe"\n'),
+        ("csv", b"\xff\xfe\n"),
+    )
+    for fmt, content in uploads:
+        response = await http.post(
+            "/ingestFromFile",
+            params={"tableNameWithType": table, "batchConfigMapStr": json.dumps({"inputFormat": fmt})},
+            files={"file": (f"mine.{fmt}", content)},
+            headers=WRITER,
+        )
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert f"mine.{fmt}" in error
+        for leak in (str(data_dir), "uploads", "/tmp"):
+            assert leak not in error, error
