@@ -132,7 +132,8 @@ PrincipalDep = Annotated[Principal, Depends(current_principal)]
 def require(principal: Principal, permission: Permission, table: TableRef | None = None) -> None:
     """403 unless the principal may do this (to this table, or cluster-wide when table is None).
 
-    For creating a table or schema: it answers alike whether the name exists or not.
+    For acting on a table that exists, use ``require_table``; this one suits creating one (the answer does
+    not depend on whether the name exists).
     """
     if not principal.may(permission, table):
         where = f"table {table.name}" if table else "the whole cluster"
