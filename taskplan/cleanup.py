@@ -1,12 +1,14 @@
 """The controller's cleanup sweep, every
-``controller.startree.task.manager.orphanedTaskPlanCleanupIntervalInSeconds`` (default 28800):
+``controller.startree.task.manager.orphanedTaskPlanCleanupIntervalInSeconds`` (default 28800; a cluster
+config of that name overrides the property at run time: the loop rereads it every few seconds):
 
 - orphans: plans (every run, batch and cron trigger) of a table that is no longer in the catalog, for
   example one removed from the catalog by hand, are stopped and deleted;
 - retention: plans that ended more than ``taskplan.plan.retentionSeconds`` ago (default 7 days) are deleted
   with their batches' task records, and so are legacy batches and cron-trigger runs that old.
 
-What it removes is counted in ``taskPlansCleanedUp`` (attributes ``tableNameWithType``, ``reason``).
+What it removes is counted in ``taskPlansCleanedUp`` (attributes ``tableNameWithType``, ``reason``). A table
+whose removal fails is logged and listed in the sweep's report; the other tables are still swept.
 """
 
 from __future__ import annotations
@@ -14,15 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from taskplan.catalog import Catalog
+from taskplan.cluster_configs import CONFIG_POLL_S, runtime_int
 from taskplan.metrics import metrics
 from taskplan.names import SearchAttributes
 from taskplan.service import TaskPlanService
 from taskplan.service import quote_value as _quote
+from taskplan.settings import ORPHAN_CLEANUP_INTERVAL
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +38,27 @@ ENDED = "ExecutionStatus IN ('Completed', 'Failed', 'Terminated', 'Canceled', 'T
 class SweepReport:
     orphans: dict[str, int] = field(default_factory=dict)  # table -> executions removed
     expired: dict[str, int] = field(default_factory=dict)  # table -> executions removed
+    failed: dict[str, str] = field(default_factory=dict)  # table -> why removing failed (tried next sweep)
 
 
 class PlanJanitor:
     def __init__(
-        self, service: TaskPlanService, catalog: Catalog, *, interval_s: float, retention_s: float
+        self,
+        service: TaskPlanService,
+        catalog: Catalog,
+        *,
+        interval_s: int,
+        retention_s: float,
+        config_poll_s: float = CONFIG_POLL_S,
     ) -> None:
         self.service = service
         self.catalog = catalog
-        self.interval_s = interval_s
+        self.interval_s = interval_s  # the property; a cluster config overrides it
         self.retention_s = retention_s
+        self.config_poll_s = config_poll_s
+
+    def current_interval_s(self) -> int:
+        return runtime_int(self.catalog.cluster_configs(), ORPHAN_CLEANUP_INTERVAL, self.interval_s)
 
     async def sweep_once(self) -> SweepReport:
         report = SweepReport()
@@ -56,7 +72,11 @@ class PlanJanitor:
         if self.service.tasks is not None:
             tables |= await asyncio.to_thread(self.service.tasks.table_names)
         for table in sorted(tables - known):
-            count = await self.service.remove_table_plans(table)
+            try:
+                count = await self.service.remove_table_plans(table)
+            except Exception as exc:
+                _failed(report, table, "removing the plans of a table that no longer exists", exc)
+                continue
             report.orphans[table] = count
             _count(table, "orphan", count)
             log.warning("cleanup: removed %d executions of %s, a table that no longer exists", count, table)
@@ -71,10 +91,10 @@ class PlanJanitor:
                 plan_ids[plan_id] = attributes.get(SearchAttributes.TABLE) or ""
         removed: Counter[str] = Counter()
         for plan_id, table in plan_ids.items():
-            query = f"TaskPlanId = {_quote(plan_id)}"
-            removed[table] += await self.service.delete_executions(query, "retention")
-            if self.service.tasks is not None:
-                removed[table] += await asyncio.to_thread(self.service.tasks.delete_plans, [plan_id])
+            try:
+                removed[table] += await self._expire_plan(plan_id)
+            except Exception as exc:
+                _failed(report, table, f"deleting the expired plan {plan_id}", exc)
         loose = f"WorkflowType IN ('TaskBatch', 'CronTrigger') AND TaskPlanId IS NULL AND {old}"
         removed.update(await self.service.delete_executions_by_table(loose, "retention"))
         for table, count in removed.items():
@@ -82,14 +102,45 @@ class PlanJanitor:
             _count(table, "retention", count)
         return report
 
+    async def _expire_plan(self, plan_id: str) -> int:
+        removed = await self.service.delete_executions(f"TaskPlanId = {_quote(plan_id)}", "retention")
+        if self.service.tasks is not None:
+            removed += await asyncio.to_thread(self.service.tasks.delete_plans, [plan_id])
+        return removed
+
     async def run(self, stop: asyncio.Event) -> None:
+        """Sweep now, then whenever the interval has passed since the last sweep began. The interval is
+        reread every ``config_poll_s``, so a shorter one set while a long one runs applies at once."""
+        interval = self.interval_s
+        last_sweep = float("-inf")
         while not stop.is_set():
             try:
-                await self.sweep_once()
+                interval = await asyncio.to_thread(self.current_interval_s)
             except Exception:
-                log.exception("cleanup sweep failed")
+                log.exception("cleanup: cannot read the cluster configs; the interval stays %d s", interval)
+            if time.monotonic() - last_sweep >= interval:
+                last_sweep = time.monotonic()
+                try:
+                    report = await self.sweep_once()
+                    log.info(
+                        "cleanup sweep: %d executions of removed tables and %d expired deleted, %d tables "
+                        "failed; next in %d s",
+                        sum(report.orphans.values()),
+                        sum(report.expired.values()),
+                        len(report.failed),
+                        interval,
+                    )
+                except Exception:
+                    log.exception("cleanup sweep failed")
+            due_in = interval - (time.monotonic() - last_sweep)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
+                await asyncio.wait_for(stop.wait(), timeout=max(0.0, min(self.config_poll_s, due_in)))
+
+
+def _failed(report: SweepReport, table: str, what: str, exc: Exception) -> None:
+    # One table's failure (say Temporal refusing its query) must not keep the sweep from the others.
+    report.failed[table] = f"{what}: {exc}"
+    log.error("cleanup: %s failed, table %s (retried next sweep)", what, table, exc_info=exc)
 
 
 def _count(table: str, reason: str, removed: int) -> None:

@@ -21,13 +21,14 @@ from enum import StrEnum
 from temporalio.client import Client
 
 from taskplan.catalog import Catalog
+from taskplan.cluster_configs import runtime_int
 from taskplan.names import SearchAttributes
-from taskplan.settings import ENABLE_ORCHESTRATION, Settings
+from taskplan.settings import ENABLE_ORCHESTRATION, MAX_IN_FLIGHT, MAX_IN_FLIGHT_PER_TABLE, Settings
 from taskplan.triggers import orchestration_switch
 
 QUEUE_STATE_SCOPE = "taskQueue"
-PER_TABLE_LIMIT = "taskplan.limits.maxInFlightSubtasksPerTable"
-CLUSTER_LIMIT = "taskplan.limits.maxInFlightSubtasks"
+PER_TABLE_LIMIT = MAX_IN_FLIGHT_PER_TABLE
+CLUSTER_LIMIT = MAX_IN_FLIGHT
 RUNNING_BATCHES = "WorkflowType = 'TaskBatch' AND ExecutionStatus = 'Running'"
 
 
@@ -61,17 +62,6 @@ async def in_flight_subtasks(client: Client, except_plan_id: str | None = None) 
     return dict(per_table)
 
 
-def _limit(configs: dict[str, str], key: str, default: int) -> int:
-    """A limit from the cluster configs (changeable at run time), else the property."""
-    raw = configs.get(key)
-    if raw is None:
-        return default
-    try:
-        return max(0, int(raw))
-    except ValueError:
-        return default
-
-
 class ClusterGate:
     """Callable as the controller's ProgressionGate (run in an activity thread)."""
 
@@ -96,8 +86,10 @@ class ClusterGate:
         return self._limits(table_name_with_type, configs, plan_id)
 
     def _limits(self, table: str, configs: dict[str, str], plan_id: str | None) -> str | None:
-        per_table_limit = _limit(configs, PER_TABLE_LIMIT, self.settings.max_in_flight_subtasks_per_table)
-        cluster_limit = _limit(configs, CLUSTER_LIMIT, self.settings.max_in_flight_subtasks)
+        # The cluster configs (read before every batch, so changeable at run time), else the properties.
+        settings = self.settings
+        per_table_limit = runtime_int(configs, PER_TABLE_LIMIT, settings.max_in_flight_subtasks_per_table)
+        cluster_limit = runtime_int(configs, CLUSTER_LIMIT, settings.max_in_flight_subtasks)
         if not (per_table_limit or cluster_limit) or self.client is None or self.loop is None:
             return None
         counts = asyncio.run_coroutine_threadsafe(in_flight_subtasks(self.client, plan_id), self.loop).result(
@@ -109,12 +101,12 @@ class ClusterGate:
         if per_table_limit and counts.get(table, 0) >= per_table_limit:
             return (
                 f"{counts[table]} subtasks of {table} are in flight; the limit per table is "
-                f"{per_table_limit} (taskplan.limits.maxInFlightSubtasksPerTable)"
+                f"{per_table_limit} ({PER_TABLE_LIMIT})"
             )
         total = sum(counts.values())
         if cluster_limit and total >= cluster_limit:
             return (
                 f"{total} subtasks are in flight in the cluster; the limit is {cluster_limit} "
-                "(taskplan.limits.maxInFlightSubtasks)"
+                f"({CLUSTER_LIMIT})"
             )
         return None

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 ENABLE_ORCHESTRATION = "controller.startree.task.manager.enableTaskOrchestration"
 ORPHAN_CLEANUP_INTERVAL = "controller.startree.task.manager.orphanedTaskPlanCleanupIntervalInSeconds"
 PRINCIPALS = "controller.admin.access.control.principals"
+MAX_IN_FLIGHT_PER_TABLE = "taskplan.limits.maxInFlightSubtasksPerTable"
+MAX_IN_FLIGHT = "taskplan.limits.maxInFlightSubtasks"
 
 
 class Settings(BaseModel):
@@ -42,10 +44,8 @@ class Settings(BaseModel):
     subtask_heartbeat_timeout_s: int = Field(30, alias="taskplan.subtask.heartbeatTimeoutSeconds", ge=2)
     lost_worker_retries: int = Field(5, alias="taskplan.subtask.lostWorkerRetries", ge=0)
     metrics_port: int = Field(0, alias="taskplan.metrics.port", ge=0, le=65535)
-    max_in_flight_subtasks_per_table: int = Field(
-        0, alias="taskplan.limits.maxInFlightSubtasksPerTable", ge=0
-    )
-    max_in_flight_subtasks: int = Field(0, alias="taskplan.limits.maxInFlightSubtasks", ge=0)
+    max_in_flight_subtasks_per_table: int = Field(0, alias=MAX_IN_FLIGHT_PER_TABLE, ge=0)
+    max_in_flight_subtasks: int = Field(0, alias=MAX_IN_FLIGHT, ge=0)
     plan_retention_s: int = Field(7 * 86400, alias="taskplan.plan.retentionSeconds", ge=60)
     deep_store_dir: Path | None = Field(None, alias="taskplan.deepStore.dir")
     ingestion_allowed_roots: str = Field("", alias="taskplan.ingestion.allowedRoots")

@@ -11,11 +11,11 @@ from api.auth import Permission, PrincipalDep, require
 from api.deps import CatalogDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.models import StatusResponse
-from taskplan.settings import ENABLE_ORCHESTRATION, ORPHAN_CLEANUP_INTERVAL
+from taskplan.cluster_configs import RUNTIME_KEYS, problem
+from taskplan.settings import ENABLE_ORCHESTRATION
 
 router = APIRouter(prefix="/cluster/configs", tags=["cluster"], responses=ERROR_RESPONSES)
-DOCUMENTED = (ENABLE_ORCHESTRATION, ORPHAN_CLEANUP_INTERVAL)
-BOOLEAN_KEYS = (ENABLE_ORCHESTRATION,)
+DOCUMENTED = tuple(RUNTIME_KEYS)  # listed with their property values until overridden
 
 
 @router.get("", summary="Cluster configs: the documented properties (from the properties file) and overrides")
@@ -42,10 +42,9 @@ async def set_configs(
             raise ApiError(
                 400, f"cluster config {key[:50]!r}: names are 1-300 characters, values at most 10,000"
             )
-        if key in BOOLEAN_KEYS and value.strip().lower() not in ("true", "false"):
-            raise ApiError(400, f"cluster config {key} must be true or false, got {value!r}")
-        if key == ORPHAN_CLEANUP_INTERVAL and not (value.isdigit() and int(value) > 0):
-            raise ApiError(400, f"cluster config {key} must be a positive number of seconds, got {value!r}")
+        # Refused: a value a reader could not use, a start-up property (it would be stored and ignored).
+        if (message := problem(key, value)) is not None:
+            raise ApiError(400, message)
     await asyncio.to_thread(catalog.set_cluster_configs, values)
     return StatusResponse(status="Updated cluster config.")
 
