@@ -36,7 +36,7 @@ from taskplan.data.maintenance import SegmentMaintenance
 from taskplan.data.parquet import set_threads_per_connection
 from taskplan.data.segments import SegmentManager
 from taskplan.gate import ClusterGate
-from taskplan.metrics import serve_metrics
+from taskplan.metrics import metrics_url, serve_metrics
 from taskplan.names import CONTROLLER_TASK_QUEUE, DEFAULT_MINION_TAG, minion_task_queue, validate_minion_tag
 from taskplan.plugin import PluginContext
 from taskplan.progress import ProgressPoller
@@ -166,13 +166,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--generator-threads", type=int, default=8)
     parser.add_argument("--graceful-shutdown-seconds", type=float, default=30.0)
     parser.add_argument(
+        "--metrics-host",
+        default=None,
+        help="address the Prometheus endpoint binds (default: taskplan.metrics.host, 127.0.0.1)",
+    )
+    parser.add_argument(
         "--metrics-port",
         type=int,
-        default=0,
-        help="serve Prometheus metrics on 127.0.0.1:PORT (default: taskplan.metrics.port; 0 = off)",
+        default=None,
+        help="serve Prometheus metrics on PORT (default: taskplan.metrics.port; 0 = off)",
     )
     parser.add_argument("--config", help="properties file (default: $TASKPLAN_CONFIG)")
     return parser.parse_args(argv)
+
+
+def metrics_address(args: argparse.Namespace, settings: Settings) -> tuple[str, int] | None:
+    """Where this worker serves its metrics: the flags, else taskplan.metrics.host/port (None: off)."""
+    port = settings.metrics_port if args.metrics_port is None else args.metrics_port
+    if not 0 <= port <= 65535:
+        raise SystemExit(f"--metrics-port must be between 0 and 65535, got {port}")
+    return (args.metrics_host or settings.metrics_host, port) if port else None
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -184,8 +197,13 @@ async def main_async(args: argparse.Namespace) -> None:
         generator_threads=args.generator_threads,
         graceful_shutdown_seconds=args.graceful_shutdown_seconds,
     )
-    if args.metrics_port or stack.settings.metrics_port:
-        serve_metrics(args.metrics_port or stack.settings.metrics_port)
+    address = metrics_address(args, stack.settings)
+    if address is not None:
+        try:
+            serve_metrics(address[1], address[0])
+        except OSError as exc:  # the port is taken, or the host is not this machine's
+            raise SystemExit(f"cannot serve metrics on {address[0]}:{address[1]}: {exc}") from None
+        log.info("Prometheus metrics on %s", metrics_url(*address))
     client = await stack.connect(retries=60, identity=options.identity)
     workers = build_workers(client, stack.settings, stack.registry, stack.tables, options, stack.catalog)
     stop = asyncio.Event()

@@ -1,54 +1,84 @@
 """Controller-side orchestration metrics (OpenTelemetry SDK, exported in Prometheus text format).
 
-Every instrument carries the attributes ``tableNameWithType`` and ``taskType``. Prometheus names counters
-with a ``_total`` suffix: ``taskPlanAborted`` is scraped as ``taskPlanAborted_total``. Each process (API,
-controller worker) exports what it observed; aggregate across processes in dashboards, as the StarTree
-documentation advises for controllers.
+Every instrument carries the attributes ``tableNameWithType`` and ``taskType`` (``taskPlansCleanedUp``:
+``tableNameWithType`` and ``reason``). Prometheus names counters with a ``_total`` suffix:
+``taskPlanAborted`` is scraped as ``taskPlanAborted_total``.
+
+Each process exports the documented families it observed, and all of them from its first scrape (HELP and
+TYPE lines without samples until a first event), so a dashboard or an alert never meets a missing family.
+Most are observed in the controller worker; the API merges the scrapes of ``taskplan.api.metricsMergeTargets``
+(the controller worker's endpoint, in the embedded stack) into its own ``GET /metrics``: counters of the same
+series are summed (each process counts its own events), gauges take the highest value (every controller's
+orchestration poll sees the same plans, so a sum would count them once per controller).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
-from opentelemetry.metrics import CallbackOptions, Counter, Meter, Observation
+from opentelemetry.metrics import CallbackOptions, Counter, Observation
 from opentelemetry.metrics import _Gauge as Gauge  # the API exports the synchronous gauge type privately
 from opentelemetry.sdk.metrics import Counter as SdkCounter
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader, Sum
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from prometheus_client import REGISTRY, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+
+Kind = Literal["counter", "gauge"]
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # the documented name; OpenTelemetry keeps instrument names lowercased
+    kind: Kind
+    description: str
+
+
+FAMILIES = (
+    Family("taskPlanAborted", "counter", "plans aborted by a failure-threshold breach or their generator"),
+    Family("orchestrationCycleFailure", "counter", "exceptions while progressing a plan"),
+    Family("taskPlanProgressionBlocked", "gauge", "1 while a plan's progression is blocked, else 0"),
+    Family(
+        "scheduledTriggerActivePlanConflict",
+        "counter",
+        "scheduled triggers skipped because a plan was already active",
+    ),
+    Family("taskGenerationFailureCount", "counter", "task generation failures"),
+    Family("taskPlanInputsToProcess", "gauge", "input units a plan has to process in all"),
+    Family("taskPlanInputsBeingProcessed", "gauge", "input units in the running batch"),
+    Family("taskPlanInputsProcessed", "gauge", "input units processed so far"),
+    Family("activeTaskPlansCount", "gauge", "ACTIVE plans this controller progresses"),
+    Family("taskPlansAbortingCount", "gauge", "plans in ABORTING, waiting for their batch"),
+    Family(
+        "orchestrationTimeSinceLastPollMs",
+        "gauge",
+        "time since the orchestration poll last ran; rising means it stalled",
+    ),
+    Family(
+        "taskPlansCleanedUp",
+        "counter",
+        "executions removed by the cleanup sweep (reason: orphan, retention)",
+    ),
+)
+DOCUMENTED_NAMES = {family.name.lower(): family.name for family in FAMILIES}
+_BY_NAME = {family.name: family for family in FAMILIES}
+
+# Whether each merge target answered its last scrape, so a missing controller shows instead of zeros.
+MERGE_TARGET_UP = "metricsMergeTargetUp"
 
 # The OpenTelemetry meter provider may be set up once per process; API and workers share this one.
 _lock = threading.RLock()
-_provider: MeterProvider | None = None
-
-
-# The documented metric names. OpenTelemetry keeps instrument names lowercased; export them as documented.
-DOCUMENTED_NAMES = {
-    name.lower(): name
-    for name in (
-        "taskPlanAborted",
-        "orchestrationCycleFailure",
-        "taskPlanProgressionBlocked",
-        "scheduledTriggerActivePlanConflict",
-        "taskGenerationFailureCount",
-        "taskPlanInputsToProcess",
-        "taskPlanInputsBeingProcessed",
-        "taskPlanInputsProcessed",
-        "activeTaskPlansCount",
-        "taskPlansAbortingCount",
-        "orchestrationTimeSinceLastPollMs",
-        "taskPlansCleanedUp",
-    )
-}
 
 
 class _OrchestrationCollector(Collector):
-    """Exposes the OpenTelemetry instruments to prometheus_client under their documented (camelCase) names.
+    """Exposes the OpenTelemetry instruments to prometheus_client under their documented (camelCase) names,
+    every documented family on every scrape, with or without samples.
 
     OpenTelemetry lowercases instrument names (its exporter would print taskplanaborted_total), which
     would break the names operators alert on; this collector restores them."""
@@ -57,37 +87,27 @@ class _OrchestrationCollector(Collector):
         self._reader = reader
 
     def collect(self) -> Iterable[Metric]:
+        observed: dict[str, object] = {}
         data = self._reader.get_metrics_data()
         for resource in data.resource_metrics if data else []:
             for scope in resource.scope_metrics:
                 for metric in scope.metrics:
-                    name = DOCUMENTED_NAMES.get(metric.name, metric.name)
-                    yield from _families(name, metric.description or "", metric.data)
+                    observed[metric.name.lower()] = metric.data
+        for family in FAMILIES:
+            yield _family(family, observed.get(family.name.lower()))
 
 
-def _families(name: str, description: str, data: object) -> Iterable[Metric]:
+def _family(family: Family, data: object) -> Metric:
     points = getattr(data, "data_points", [])
     labels = sorted({k for p in points for k in p.attributes})
-    family: CounterMetricFamily | GaugeMetricFamily
-    if isinstance(data, Sum) and data.is_monotonic:
-        family = CounterMetricFamily(name, description, labels=labels)
+    result: CounterMetricFamily | GaugeMetricFamily
+    if family.kind == "counter":
+        result = CounterMetricFamily(family.name, family.description, labels=labels)
     else:
-        family = GaugeMetricFamily(name, description, labels=labels)
+        result = GaugeMetricFamily(family.name, family.description, labels=labels)
     for point in points:
-        family.add_metric([str(point.attributes.get(k, "")) for k in labels], point.value)
-    yield family
-
-
-def _meter() -> Meter:
-    global _provider
-    with _lock:
-        if _provider is None:
-            reader = InMemoryMetricReader(
-                preferred_temporality={SdkCounter: AggregationTemporality.CUMULATIVE}
-            )
-            _provider = MeterProvider(metric_readers=[reader])
-            REGISTRY.register(_OrchestrationCollector(reader))
-        return _provider.get_meter("taskplan")
+        result.add_metric([str(point.attributes.get(k, "")) for k in labels], point.value)
+    return result
 
 
 @dataclass(frozen=True)
@@ -113,55 +133,42 @@ _metrics: OrchestrationMetrics | None = None
 
 
 def metrics() -> OrchestrationMetrics:
-    """The process's instruments, created on first use."""
+    """The process's instruments, created (and registered for export) on first use."""
     global _metrics
     with _lock:
         if _metrics is None:
-            meter = _meter()
+            reader = InMemoryMetricReader(
+                preferred_temporality={SdkCounter: AggregationTemporality.CUMULATIVE}
+            )
+            meter = MeterProvider(metric_readers=[reader]).get_meter("taskplan")
+
+            def counter(name: str) -> Counter:
+                assert _BY_NAME[name].kind == "counter"
+                return meter.create_counter(name, description=_BY_NAME[name].description)
+
+            def gauge(name: str) -> Gauge:
+                assert _BY_NAME[name].kind == "gauge"
+                return meter.create_gauge(name, description=_BY_NAME[name].description)
+
             _metrics = OrchestrationMetrics(
-                task_plan_aborted=meter.create_counter(
-                    "taskPlanAborted",
-                    description="plans aborted by a failure-threshold breach or their generator",
-                ),
-                orchestration_cycle_failure=meter.create_counter(
-                    "orchestrationCycleFailure", description="exceptions while progressing a plan"
-                ),
-                task_plan_progression_blocked=meter.create_gauge(
-                    "taskPlanProgressionBlocked",
-                    description="1 while a plan's progression is blocked, else 0",
-                ),
-                scheduled_trigger_active_plan_conflict=meter.create_counter(
-                    "scheduledTriggerActivePlanConflict",
-                    description="scheduled triggers skipped because a plan was already active",
-                ),
-                task_generation_failure_count=meter.create_counter(
-                    "taskGenerationFailureCount", description="task generation failures"
-                ),
-                task_plan_inputs_to_process=meter.create_gauge(
-                    "taskPlanInputsToProcess", description="input units a plan has to process in all"
-                ),
-                task_plan_inputs_being_processed=meter.create_gauge(
-                    "taskPlanInputsBeingProcessed", description="input units in the running batch"
-                ),
-                task_plan_inputs_processed=meter.create_gauge(
-                    "taskPlanInputsProcessed", description="input units processed so far"
-                ),
-                active_task_plans_count=meter.create_gauge(
-                    "activeTaskPlansCount", description="ACTIVE plans this controller progresses"
-                ),
-                task_plans_aborting_count=meter.create_gauge(
-                    "taskPlansAbortingCount", description="plans in ABORTING, waiting for their batch"
-                ),
-                task_plans_cleaned_up=meter.create_counter(
-                    "taskPlansCleanedUp",
-                    description="executions removed by the cleanup sweep (reason: orphan, retention)",
-                ),
+                task_plan_aborted=counter("taskPlanAborted"),
+                orchestration_cycle_failure=counter("orchestrationCycleFailure"),
+                task_plan_progression_blocked=gauge("taskPlanProgressionBlocked"),
+                scheduled_trigger_active_plan_conflict=counter("scheduledTriggerActivePlanConflict"),
+                task_generation_failure_count=counter("taskGenerationFailureCount"),
+                task_plan_inputs_to_process=gauge("taskPlanInputsToProcess"),
+                task_plan_inputs_being_processed=gauge("taskPlanInputsBeingProcessed"),
+                task_plan_inputs_processed=gauge("taskPlanInputsProcessed"),
+                active_task_plans_count=gauge("activeTaskPlansCount"),
+                task_plans_aborting_count=gauge("taskPlansAbortingCount"),
+                task_plans_cleaned_up=counter("taskPlansCleanedUp"),
             )
             meter.create_observable_gauge(
                 "orchestrationTimeSinceLastPollMs",
                 callbacks=[_time_since_last_poll],
-                description="time since the orchestration poll last ran; rising means it stalled",
+                description=_BY_NAME["orchestrationTimeSinceLastPollMs"].description,
             )
+            REGISTRY.register(_OrchestrationCollector(reader))
         return _metrics
 
 
@@ -178,12 +185,82 @@ def _time_since_last_poll(_options: CallbackOptions) -> Iterable[Observation]:
         yield Observation((time.time() - _last_poll) * 1000)
 
 
-def prometheus_text() -> bytes:
-    _meter()  # make sure the exporter is registered, even before the first measurement
-    return generate_latest(REGISTRY)
+def prometheus_text(scraped: Mapping[str, str | None] | None = None) -> bytes:
+    """This process's metrics in Prometheus text format.
+
+    ``scraped`` maps each merge target to the text it answered (None: it did not answer); its documented
+    families are merged into this process's, the rest of it (its own process metrics) is left out, since
+    those would clash with this process's of the same names."""
+    metrics()  # every documented family is exported, even before the first measurement
+    if scraped is None:
+        return generate_latest(REGISTRY)
+    return generate_latest(_Merged(scraped))
+
+
+class _Merged(Collector):
+    def __init__(self, scraped: Mapping[str, str | None]) -> None:
+        self._scraped = scraped
+
+    def collect(self) -> Iterable[Metric]:
+        remote: dict[str, list[Metric]] = {}
+        up = GaugeMetricFamily(
+            MERGE_TARGET_UP,
+            "1 if the merge target answered the scrape that built this answer, else 0",
+            labels=["target"],
+        )
+        for target, text in self._scraped.items():
+            families = _documented_families(text)
+            up.add_metric([target], 0 if families is None else 1)
+            for family in families or []:
+                remote.setdefault(family.name, []).append(family)
+        for family in REGISTRY.collect():
+            if family.name in _BY_NAME:
+                yield merge_families(_BY_NAME[family.name], [family, *remote.get(family.name, [])])
+            else:
+                yield family
+        yield up
+
+
+def _documented_families(text: str | None) -> list[Metric] | None:
+    """The documented families of a target's answer (None: no answer, or not Prometheus text)."""
+    if text is None:
+        return None
+    try:
+        return [f for f in text_string_to_metric_families(text) if f.name in _BY_NAME]
+    except ValueError:
+        return None
+
+
+def merge_families(family: Family, parts: Iterable[Metric]) -> Metric:
+    """One family from several processes' exports of it: counters summed, gauges at their maximum."""
+    values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for part in parts:
+        if part.type != family.kind:
+            continue  # a target exporting the name with another type is not one of ours
+        for sample in part.samples:
+            if family.kind == "counter" and not sample.name.endswith("_total"):
+                continue  # _created timestamps are per process: no sum of them means anything
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            previous = values.get(key)
+            if previous is None:
+                values[key] = sample.value
+            elif family.kind == "counter":
+                values[key] = previous + sample.value
+            else:
+                values[key] = max(previous, sample.value)
+    merged = Metric(family.name, family.description, family.kind)
+    for (name, labels), value in sorted(values.items()):
+        merged.add_sample(name, dict(labels), value)
+    return merged
+
+
+def metrics_url(host: str, port: int) -> str:
+    """The scrape URL of an endpoint bound to host:port (a wildcard bind is scraped on loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
     """A Prometheus scrape endpoint for a worker process."""
-    _meter()
+    metrics()
     start_http_server(port, addr=host)

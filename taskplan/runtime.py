@@ -18,10 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taskplan.binaries import temporal_cli
+from taskplan.metrics import metrics_url
 from taskplan.settings import Settings
 from taskplan.temporal import dev_server_search_attribute_flags
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The controller worker observes most orchestration metrics; in the embedded stack it serves them here
+# (unless taskplan.metrics.port says otherwise) and the API merges them into its own GET /metrics.
+EMBEDDED_CONTROLLER_METRICS_PORT = 9101
 
 
 @dataclass
@@ -75,6 +80,17 @@ def dev_server_command(settings: Settings, ui_port: int | None = None, headless:
     return command
 
 
+def controller_metrics_address(settings: Settings) -> tuple[str, int]:
+    return settings.metrics_host, settings.metrics_port or EMBEDDED_CONTROLLER_METRICS_PORT
+
+
+def api_metrics_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
+    """The API's environment: its GET /metrics merges the controller worker's endpoint into its own."""
+    controller = metrics_url(*controller_metrics_address(settings))
+    targets = ",".join(filter(None, [settings.metrics_merge_targets, controller]))
+    return {**env, "TASKPLAN_API_METRICSMERGETARGETS": targets}
+
+
 def start_child(name: str, command: Sequence[str], env: dict[str, str]) -> Child:
     print(f"[taskplan] starting {name}: {' '.join(command)}", flush=True)
     # A new session: Ctrl-C in the terminal reaches only this supervisor, which then stops children in order.
@@ -104,6 +120,14 @@ def run_stack(settings: Settings, config_file: str | None = None, ui_port: int |
             f"[taskplan] {settings.temporal_address} is already in use: is another stack running?", flush=True
         )
         return 1
+    metrics_host, metrics_port = controller_metrics_address(settings)
+    if port_in_use(metrics_host, metrics_port):
+        print(
+            f"[taskplan] {metrics_host}:{metrics_port} (the controller worker's metrics) is already in use: "
+            "set taskplan.metrics.port to a free port",
+            flush=True,
+        )
+        return 1
     env = dict(os.environ)
     if config_file:
         env["TASKPLAN_CONFIG"] = str(Path(config_file).resolve())
@@ -122,21 +146,34 @@ def run_stack(settings: Settings, config_file: str | None = None, ui_port: int |
         server = start_child("temporal dev server", dev_server_command(settings, ui_port), env)
         children.append(server)
         wait_for_port(temporal_host, temporal_port, 60, server.process)
-        children.append(start_child("controller worker", [python, "worker.py", "--role", "controller"], env))
-        children.append(start_child("minion worker", [python, "worker.py", "--role", "minion"], env))
+        controller = start_child(
+            "controller worker",
+            [python, "worker.py", "--role", "controller",
+             "--metrics-host", metrics_host, "--metrics-port", str(metrics_port)],
+            env,
+        )  # fmt: skip
+        children.append(controller)
+        # The minion observes none of the documented metrics; its endpoint stays off (one shared config).
+        minion = [python, "worker.py", "--role", "minion", "--metrics-port", "0"]
+        children.append(start_child("minion worker", minion, env))
         api = start_child(
             "api",
             [python, "-m", "taskplan.cli", "api", "--host", settings.controller_host,
              "--port", str(settings.controller_port)],
-            env,
+            api_metrics_env(settings, env),
         )  # fmt: skip
         children.append(api)
         wait_for_port(settings.controller_host, settings.controller_port, 60, api.process)
+        wait_for_port(metrics_host, metrics_port, 60, controller.process)
         ui = ui_port or temporal_port + 1000
+        api_url = f"http://{settings.controller_host}:{settings.controller_port}"
         print(
             "\n[taskplan] the stack is up:\n"
-            f"  REST API       http://{settings.controller_host}:{settings.controller_port}\n"
-            f"  API docs       http://{settings.controller_host}:{settings.controller_port}/docs\n"
+            f"  REST API       {api_url}\n"
+            f"  API docs       {api_url}/docs\n"
+            f"  Metrics        {api_url}/metrics  (all documented metrics, the controller's merged in)\n"
+            f"                 the controller worker's alone: {metrics_url(metrics_host, metrics_port)}"
+            " (already in the above: scrape one of the two)\n"
             f"  Temporal UI    http://{temporal_host}:{ui}\n"
             f"  Temporal gRPC  {settings.temporal_address}  (temporal workflow list --address ...)\n"
             f"  data           {data_dir}\n"

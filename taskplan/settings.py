@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -43,9 +44,13 @@ class Settings(BaseModel):
     max_pending_subtasks: int = Field(1000, alias="taskplan.batch.maxPendingSubtasks", ge=1, le=1900)
     subtask_heartbeat_timeout_s: int = Field(30, alias="taskplan.subtask.heartbeatTimeoutSeconds", ge=2)
     lost_worker_retries: int = Field(5, alias="taskplan.subtask.lostWorkerRetries", ge=0)
+    # A worker's Prometheus endpoint (0: off); the API serves GET /metrics on controller.host/port instead.
+    metrics_host: str = Field("127.0.0.1", alias="taskplan.metrics.host", min_length=1)
     metrics_port: int = Field(0, alias="taskplan.metrics.port", ge=0, le=65535)
     max_in_flight_subtasks_per_table: int = Field(0, alias=MAX_IN_FLIGHT_PER_TABLE, ge=0)
     max_in_flight_subtasks: int = Field(0, alias=MAX_IN_FLIGHT, ge=0)
+    # Endpoints (host:port or URL) whose documented metrics the API's GET /metrics merges into its own.
+    metrics_merge_targets: str = Field("", alias="taskplan.api.metricsMergeTargets")
     plan_retention_s: int = Field(7 * 86400, alias="taskplan.plan.retentionSeconds", ge=60)
     deep_store_dir: Path | None = Field(None, alias="taskplan.deepStore.dir")
     ingestion_allowed_roots: str = Field("", alias="taskplan.ingestion.allowedRoots")
@@ -60,6 +65,18 @@ class Settings(BaseModel):
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
+
+    @field_validator("metrics_merge_targets")
+    @classmethod
+    def _check_targets(cls, value: str) -> str:
+        for target in _split(value):
+            metrics_target_url(target)
+        return value.strip()
+
+    @property
+    def metrics_merge_urls(self) -> dict[str, str]:
+        """Each merge target as written, with the URL the API scrapes."""
+        return {target: metrics_target_url(target) for target in _split(self.metrics_merge_targets)}
 
     @property
     def resolved_catalog_url(self) -> str:
@@ -106,6 +123,25 @@ class Settings(BaseModel):
 
 def _roots(value: str) -> list[Path]:
     return [Path(part.strip()).expanduser().resolve() for part in value.split(",") if part.strip()]
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def metrics_target_url(target: str) -> str:
+    """``host:port`` means ``http://host:port/metrics``; an http(s) URL is taken as written."""
+    is_url = "://" in target
+    url = target if is_url else f"http://{target}/metrics"
+    problem = ValueError(f"metrics merge target {target!r} is neither host:port nor an http(s) URL")
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        raise problem from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or (port is None and not is_url):
+        raise problem
+    return url
 
 
 def _render(value: object) -> str:
