@@ -221,7 +221,10 @@ def load_settings(
     file_props: dict[str, tuple[str, str]] = {}
     path = config_file or env.get("TASKPLAN_CONFIG")
     if path:
-        text = Path(path).read_text(encoding="utf-8")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SettingsError(f"cannot read the properties file {path}: {exc.strerror}") from None
         file_props = {k: (v, f"properties file {path}") for k, v in parse_properties(text).items()}
     env_props = _environment(env)
     secrets_dir = (
