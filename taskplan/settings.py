@@ -205,6 +205,7 @@ class PropertySource(PydanticBaseSettingsSource):
         return (None if value is None else value[0]), key, False
 
     def origin(self, key: str) -> str | None:
+        """Where the property came from ("properties file F", "secret file F", "environment variable V")."""
         value = self.properties.get(key)
         return None if value is None else value[1]
 
@@ -246,5 +247,7 @@ def _describe(exc: ValidationError, sources: tuple[PropertySource, ...]) -> str:
     for error in exc.errors(include_url=False):
         key = ".".join(str(part) for part in error["loc"])
         origin = next((o for o in (s.origin(key) for s in sources) if o), "default")
-        problems.append(f"property {key} = {error.get('input')!r} (from {origin}): {error['msg']}")
+        # A secret's value stays out of the message (and so out of logs); its file is named instead.
+        value = "<secret>" if origin.startswith("secret") else repr(error.get("input"))
+        problems.append(f"property {key} = {value} (from {origin}): {error['msg']}")
     return "invalid settings: " + "; ".join(problems)
