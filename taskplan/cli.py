@@ -1,5 +1,29 @@
-"""The `taskplan` command: run the embedded stack, serve the API, run a worker, operate plans.
+"""The `taskplan` command: run the embedded stack, serve the API, run a worker, operate plans (HELP below).
 
+Parsing is typer's; the operator commands' work and output are taskplan/operator.py's, and `taskplan worker`
+hands its arguments to worker.py's own parser. This module is the CLI process's composition root: a
+command that needs the settings reads them here, once. `main` returns the exit code typer would exit with.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from taskplan import operator
+from taskplan.settings import Settings, SettingsError, load_settings
+
+# Help for `taskplan --help`; \b keeps the examples' lines as they are.
+HELP = """Run the embedded stack, serve the API, run a worker, operate plans.
+
+\b
 taskplan run                 # everything, in the foreground (what `make run` does)
 taskplan api [--port 9000]   # the REST API only
 taskplan worker --role minion --tag minion_untagged
@@ -7,53 +31,204 @@ taskplan execute SegmentPurgeTask sales_OFFLINE -c "purgeFilter=country = 'US'"
 taskplan plans list | show ID | watch ID | abort ID      (--json for scripts)
 taskplan tables
 taskplan schedule --task-type SegmentPurgeTask
+
+Exit codes: 0 success, 1 a watched plan ended other than COMPLETED, 2 a usage error, invalid settings, or
+the API refused the request or is down.
 """
 
-from __future__ import annotations
 
-import argparse
-import sys
-from collections.abc import Sequence
+@dataclass
+class Root:
+    """What the top-level options say, handed to every command through typer's context."""
 
-from taskplan.operator import add_operator_commands, run_operator_command
-from taskplan.settings import load_settings
+    config: str | None
+
+    def settings(self) -> Settings:
+        try:
+            return load_settings(self.config)
+        except SettingsError as exc:
+            operator.console_for(sys.stderr).print(f"error: {exc}", style="red")
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(
+    name="taskplan",
+    help=HELP,
+    rich_markup_mode=None,  # plain help: HELP's examples keep their lines and brackets
+    add_completion=False,
+    pretty_exceptions_enable=False,  # a traceback with locals would print the settings' secrets
+)
+plans_app = typer.Typer(help="list, show, watch or abort task plans", rich_markup_mode=None)
+app.add_typer(plans_app, name="plans")
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[str | None, typer.Option(help="properties file (default: $TASKPLAN_CONFIG)")] = None,
+) -> None:
+    ctx.obj = Root(config)
+
+
+@app.command("run")
+def run_command(
+    ctx: typer.Context,
+    ui_port: Annotated[
+        int | None, typer.Option("--ui-port", help="Temporal Web UI port (default: gRPC port + 1000)")
+    ] = None,
+) -> None:
+    """Start the embedded stack in the foreground."""
+    from taskplan.runtime import run_stack
+
+    root: Root = ctx.obj
+    raise typer.Exit(run_stack(root.settings(), root.config, ui_port))
+
+
+@app.command("api")
+def api_command(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Serve the REST API."""
+    from api.server import serve
+
+    root: Root = ctx.obj
+    raise typer.Exit(serve(root.settings(), root.config, host=host, port=port))
+
+
+@app.command(
+    "worker",
+    # Everything after `worker`, --help included, is worker.py's own argparse's to read.
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def worker_command(ctx: typer.Context) -> None:
+    """Run a worker (options: taskplan worker --help)."""
+    import worker
+
+    root: Root = ctx.obj
+    given = ["--config", root.config] if root.config and "--config" not in ctx.args else []
+    worker.main([*given, *ctx.args])
+
+
+# Options every operator command takes.
+Url = Annotated[str | None, typer.Option(help="REST API (default: $TASKPLAN_URL or controller.host/port)")]
+Json = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
+Table = Annotated[str | None, typer.Option("--table")]
+TaskType = Annotated[str | None, typer.Option("--task-type")]
+PlanId = Annotated[str, typer.Argument(metavar="PLAN_ID")]
+
+
+def _operate(ctx: typer.Context, url: str | None, command: Callable[[operator.Api, Console], int]) -> None:
+    address = url or os.environ.get("TASKPLAN_URL")
+    if not address:
+        root: Root = ctx.obj  # subcommands inherit the root's object
+        settings = root.settings()
+        address = f"http://{settings.controller_host}:{settings.controller_port}"
+    raise typer.Exit(operator.run(command, address))
+
+
+@app.command()
+def execute(
+    ctx: typer.Context,
+    task_type: Annotated[str, typer.Argument(metavar="TASK_TYPE")],
+    table: Annotated[str, typer.Argument(metavar="TABLE")],
+    task_configs: Annotated[
+        list[str] | None,
+        typer.Option("-c", "--config", metavar="KEY=VALUE", help="a task config (repeatable)"),
+    ] = None,
+    legacy: Annotated[
+        bool, typer.Option("--legacy", help="one-shot batch: no enableTaskOrchestration")
+    ] = False,
+    url: Url = None,
+    as_json: Json = False,
+) -> None:
+    """Trigger a task (a plan when orchestrated)."""
+    _operate(
+        ctx,
+        url,
+        partial(
+            operator.execute,
+            task_type=task_type,
+            table=table,
+            task_configs=task_configs or [],
+            legacy=legacy,
+            as_json=as_json,
+        ),
+    )
+
+
+@plans_app.command("list")
+def plans_list(
+    ctx: typer.Context,
+    table: Table = None,
+    task_type: TaskType = None,
+    url: Url = None,
+    as_json: Json = False,
+) -> None:
+    """Active plans."""
+    _operate(ctx, url, partial(operator.plans_list, table=table, task_type=task_type, as_json=as_json))
+
+
+@plans_app.command("show")
+def plans_show(
+    ctx: typer.Context,
+    plan_id: PlanId,
+    batches: Annotated[int, typer.Option(help="most recent batch records shown")] = 20,
+    url: Url = None,
+    as_json: Json = False,
+) -> None:
+    """One plan."""
+    _operate(ctx, url, partial(operator.plans_show, plan_id=plan_id, batches=batches, as_json=as_json))
+
+
+@plans_app.command("watch")
+def plans_watch(
+    ctx: typer.Context,
+    plan_id: PlanId,
+    interval: Annotated[float, typer.Option(help="seconds between polls")] = 1.0,
+    url: Url = None,
+    as_json: Json = False,
+) -> None:
+    """Follow a plan to its end (exit 0 only if it COMPLETED)."""
+    _operate(ctx, url, partial(operator.plans_watch, plan_id=plan_id, interval=interval, as_json=as_json))
+
+
+@plans_app.command("abort")
+def plans_abort(ctx: typer.Context, plan_id: PlanId, url: Url = None, as_json: Json = False) -> None:
+    """Abort a plan."""
+    _operate(ctx, url, partial(operator.plans_abort, plan_id=plan_id, as_json=as_json))
+
+
+@app.command()
+def tables(ctx: typer.Context, url: Url = None, as_json: Json = False) -> None:
+    """Tables and their task types."""
+    _operate(ctx, url, partial(operator.tables, as_json=as_json))
+
+
+@app.command()
+def schedule(
+    ctx: typer.Context,
+    task_type: TaskType = None,
+    table: Table = None,
+    url: Url = None,
+    as_json: Json = False,
+) -> None:
+    """Run one trigger cycle now."""
+    _operate(ctx, url, partial(operator.schedule, task_type=task_type, table=table, as_json=as_json))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
-        prog="taskplan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--config", help="properties file (default: $TASKPLAN_CONFIG)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="start the embedded stack in the foreground")
-    run.add_argument(
-        "--ui-port", type=int, default=None, help="Temporal Web UI port (default: gRPC port + 1000)"
-    )
-    api = sub.add_parser("api", help="serve the REST API")
-    api.add_argument("--host", default=None)
-    api.add_argument("--port", type=int, default=None)
-    sub.add_parser("worker", help="run a worker (options: python worker.py --help)", add_help=False)
-    add_operator_commands(sub)
-    if args_list and args_list[0] == "worker":
-        import worker
-
-        worker.main(args_list[1:])
-        return 0
-    args = parser.parse_args(args_list)
-    settings = load_settings(args.config)
-    if args.command == "run":
-        from taskplan.runtime import run_stack
-
-        return run_stack(settings, args.config, args.ui_port)
-    if args.command == "api":
-        from api.server import serve
-
-        return serve(settings, args.config, host=args.host, port=args.port)
-    if args.command in ("execute", "plans", "tables", "schedule"):
-        return run_operator_command(args, f"http://{settings.controller_host}:{settings.controller_port}")
-    parser.error(f"unknown command {args.command}")
-    return 2
+    """The `taskplan` script: typer runs the command and exits; its exit code is returned here instead."""
+    try:
+        app(args=None if argv is None else list(argv), prog_name="taskplan")
+    except SystemExit as done:
+        if done.code is None or isinstance(done.code, int):
+            return done.code or 0
+        print(done.code, file=sys.stderr)  # sys.exit("message"), as Python itself reports it
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -3,11 +3,15 @@
 Output is a table by default and the API's JSON with ``--json``. ``plans watch`` draws a progress bar
 (inputs processed of total, batch number, rate, ETA) until the plan ends, and exits 0 only if it COMPLETED.
 Exit codes: 0 success, 1 the plan ended other than COMPLETED, 2 the API refused the request or is down.
+
+Argument parsing is the CLI's (taskplan/cli.py); these functions take typed values and a rich ``Console``.
+On a terminal, tables and the progress bar are rich's; into a pipe or a file the same commands write plain
+text (no escape codes, no wrapping, no trailing blanks) and ``plans watch`` one progress line per poll,
+so scripts and logs read what they always did.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -16,9 +20,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 import httpx
+from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
 
 ACTIVE = ("ACTIVE", "ABORTING")
 BAR_WIDTH = 30
+# Output that is not a terminal is never wrapped: a plan id cut in two breaks `grep` and `awk`.
+PIPE_WIDTH = 1 << 16
 
 
 class ApiFailure(Exception):
@@ -43,100 +53,83 @@ class Api:
         return response.json()
 
 
-def add_operator_commands(sub: Any) -> None:
-    """Register the operator subcommands on the `taskplan` parser's subparsers."""
-
-    def common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        parser.add_argument("--url", help="REST API (default: $TASKPLAN_URL or controller.host/port)")
-        parser.add_argument("--json", action="store_true", help="print the API's JSON")
-        return parser
-
-    execute = common(sub.add_parser("execute", help="trigger a task (a plan when orchestrated)"))
-    execute.add_argument("task_type")
-    execute.add_argument("table")
-    execute.add_argument("-c", "--config", dest="task_configs", action="append", default=[],
-                         metavar="KEY=VALUE", help="a task config (repeatable)")  # fmt: skip
-    execute.add_argument("--legacy", action="store_true", help="one-shot batch: no enableTaskOrchestration")
-
-    plans = sub.add_parser("plans", help="list, show, watch or abort task plans")
-    plan_sub = plans.add_subparsers(dest="plans_command", required=True)
-    listing = common(plan_sub.add_parser("list", help="active plans"))
-    listing.add_argument("--table")
-    listing.add_argument("--task-type")
-    for name, text in (
-        ("show", "one plan"),
-        ("watch", "follow a plan to its end"),
-        ("abort", "abort a plan"),
-    ):
-        command = common(plan_sub.add_parser(name, help=text))
-        command.add_argument("plan_id")
-        if name == "watch":
-            command.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
-        if name == "show":
-            command.add_argument("--batches", type=int, default=20, help="most recent batch records shown")
-
-    common(sub.add_parser("tables", help="tables and their task types"))
-    schedule = common(sub.add_parser("schedule", help="run one trigger cycle now"))
-    schedule.add_argument("--task-type")
-    schedule.add_argument("--table")
+def console_for(file: TextIO, *, terminal: bool | None = None) -> Console:
+    """A console that styles a terminal and writes plain text anywhere else (rich's own tty check)."""
+    # Plan messages and task types are data, never rich markup ("[Errno 2]" must print as it is); lines are
+    # left whole for the terminal to wrap, so a plan id copied from the screen has no line break in it.
+    console = Console(
+        file=file, force_terminal=terminal, soft_wrap=True, markup=False, highlight=False, emoji=False
+    )
+    if not console.is_terminal:
+        console.width = PIPE_WIDTH
+    return console
 
 
-def run_operator_command(
-    args: argparse.Namespace, default_url: str, out: TextIO | None = None, err: TextIO | None = None
+def run(
+    command: Callable[[Api, Console], int],
+    url: str,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
 ) -> int:
-    out = out or sys.stdout
-    err = err or sys.stderr
-    url = args.url or os.environ.get("TASKPLAN_URL") or default_url
+    """Run one command against the API at ``url`` ($TASKPLAN_USER/$TASKPLAN_PASSWORD for BasicAuth)."""
+    console = console_for(out or sys.stdout)
     user, password = os.environ.get("TASKPLAN_USER"), os.environ.get("TASKPLAN_PASSWORD")
     api = Api(url, (user, password or "") if user else None)
-    commands: dict[str, Callable[[Api, argparse.Namespace, TextIO], int]] = {
-        "execute": _execute,
-        "tables": _tables,
-        "schedule": _schedule,
-        "list": _plans_list,
-        "show": _plans_show,
-        "watch": _plans_watch,
-        "abort": _plans_abort,
-    }
-    name = args.plans_command if args.command == "plans" else args.command
     try:
-        return commands[name](api, args, out)
+        return command(api, console)
     except ApiFailure as exc:
-        print(f"error: {exc}", file=err)
+        console_for(err or sys.stderr).print(f"error: {exc}", style="red")
         return 2
     except KeyboardInterrupt:
         return 130
 
 
-def _print_json(value: Any, out: TextIO) -> None:
-    json.dump(value, out, indent=2, sort_keys=True)
-    out.write("\n")
+def _print_json(value: Any, console: Console) -> None:
+    # The API's JSON exactly, past rich (no highlighting, no wrapping).
+    console.file.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
-def table_text(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers], *[[("" if c is None else str(c)) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
-    return "\n".join(lines) + "\n"
+def _print_table(console: Console, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for header in headers:
+        table.add_column(header, overflow="fold" if header == "MESSAGE" else "ellipsis")
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    if console.is_terminal:
+        console.print(table)
+        return
+    with console.capture() as captured:
+        console.print(table)
+    console.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
-def _execute(api: Api, args: argparse.Namespace, out: TextIO) -> int:
+def execute(
+    api: Api,
+    console: Console,
+    *,
+    task_type: str,
+    table: str,
+    task_configs: Sequence[str],
+    legacy: bool,
+    as_json: bool,
+) -> int:
     configs: dict[str, str] = {}
-    for item in args.task_configs:
+    for item in task_configs:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ApiFailure(f"task config {item!r} is not KEY=VALUE")
         configs[key] = value
-    if not args.legacy:
+    if not legacy:
         configs.setdefault("enableTaskOrchestration", "true")
-    body = {"taskType": args.task_type, "tableName": args.table, "taskConfigs": configs}
+    body = {"taskType": task_type, "tableName": table, "taskConfigs": configs}
     result = api.call("POST", "/tasks/execute", json=body)
-    if args.json:
-        _print_json(result, out)
+    if as_json:
+        _print_json(result, console)
     elif "taskPlanId" in result:
-        out.write(f"task plan {result['taskPlanId']} started\n")
+        console.print(f"task plan {result['taskPlanId']} started")
     else:
-        out.write("".join(f"{table}: legacy task {task}\n" for table, task in result.items()))
+        for name, task in result.items():
+            console.print(f"{name}: legacy task {task}")
     return 0
 
 
@@ -146,24 +139,24 @@ def _progress(plan: Mapping[str, Any]) -> str:
     return f"{done}/{total} {unit}" if total else f"{plan.get('numBatches', 0)} batches"
 
 
-def _plans_list(api: Api, args: argparse.Namespace, out: TextIO) -> int:
-    params = {k: v for k, v in (("tableNameWithType", args.table), ("taskType", args.task_type)) if v}
+def plans_list(api: Api, console: Console, *, table: str | None, task_type: str | None, as_json: bool) -> int:
+    params = {k: v for k, v in (("tableNameWithType", table), ("taskType", task_type)) if v}
     plans = api.call("GET", "/tasks/taskPlans/active", params={**params, "batchLimit": 0})
-    if args.json:
-        _print_json(plans, out)
+    if as_json:
+        _print_json(plans, console)
         return 0
     rows = [
         (p["planId"], p["status"], p["numBatches"], _progress(p), (p.get("statusMessage") or "")[:60])
         for p in plans
     ]
-    out.write(table_text(("PLAN ID", "STATUS", "BATCHES", "PROGRESS", "MESSAGE"), rows))
+    _print_table(console, ("PLAN ID", "STATUS", "BATCHES", "PROGRESS", "MESSAGE"), rows)
     return 0
 
 
-def _plans_show(api: Api, args: argparse.Namespace, out: TextIO) -> int:
-    plan = api.call("GET", f"/tasks/taskPlans/{args.plan_id}", params={"batchLimit": args.batches})
-    if args.json:
-        _print_json(plan, out)
+def plans_show(api: Api, console: Console, *, plan_id: str, batches: int, as_json: bool) -> int:
+    plan = api.call("GET", f"/tasks/taskPlans/{plan_id}", params={"batchLimit": batches})
+    if as_json:
+        _print_json(plan, console)
         return 0
     fields = [
         ("plan", plan["planId"]),
@@ -175,7 +168,8 @@ def _plans_show(api: Api, args: argparse.Namespace, out: TextIO) -> int:
         ("batches", f"{plan['numBatches']} ({plan.get('numFailedBatches', 0)} failed)"),
         ("message", plan.get("statusMessage") or ""),
     ]
-    out.write("".join(f"{k:<10} {v}\n" for k, v in fields))
+    for key, value in fields:
+        console.print(f"{key:<10} {value}")
     if plan.get("batches"):
         rows = [
             (
@@ -187,11 +181,13 @@ def _plans_show(api: Api, args: argparse.Namespace, out: TextIO) -> int:
             )
             for b in plan["batches"]
         ]
-        out.write("\n" + table_text(("BATCH", "TASK", "STATE", "SUBTASKS", "FAILED"), rows))
+        console.print()
+        _print_table(console, ("BATCH", "TASK", "STATE", "SUBTASKS", "FAILED"), rows)
     return 0
 
 
 def progress_line(plan: Mapping[str, Any], started: float, first_done: int, now: float) -> str:
+    """One poll of ``plans watch`` as a log line, for output that is not a terminal."""
     total, done = plan.get("inputsToProcess") or 0, plan.get("inputsProcessed") or 0
     fraction = min(1.0, done / total) if total else 0.0
     filled = int(fraction * BAR_WIDTH)
@@ -208,45 +204,86 @@ def progress_line(plan: Mapping[str, Any], started: float, first_done: int, now:
     )
 
 
-def _plans_watch(api: Api, args: argparse.Namespace, out: TextIO) -> int:
-    started = time.monotonic()
-    first: int | None = None
-    interactive = out.isatty()
-    while True:
-        plan = api.call("GET", f"/tasks/taskPlans/{args.plan_id}", params={"batchLimit": 0})
-        if first is None:
-            first = plan.get("inputsProcessed") or 0
-        if not args.json:
-            line = progress_line(plan, started, first, time.monotonic())
-            out.write(("\r" + line) if interactive else (line + "\n"))
-            out.flush()
-        if plan["status"] not in ACTIVE:
-            break
-        time.sleep(args.interval)
-    if args.json:
-        _print_json(plan, out)
+class _RateColumn(ProgressColumn):
+    """Inputs per second over rich's recent samples, in the plan's own unit."""
+
+    def render(self, task: Task) -> Text:
+        unit = task.fields["unit"]
+        return Text(f"{task.speed:.1f} {unit}/s" if task.speed else f"- {unit}/s")
+
+
+def _progress_bar(console: Console) -> Progress:
+    return Progress(
+        BarColumn(bar_width=BAR_WIDTH),
+        TextColumn("{task.fields[counts]}", markup=False),
+        TextColumn("batch {task.fields[batch]}", markup=False),
+        _RateColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}", markup=False),
+        console=console,
+    )
+
+
+def _bar_fields(plan: Mapping[str, Any]) -> dict[str, Any]:
+    total, done = plan.get("inputsToProcess") or 0, plan.get("inputsProcessed") or 0
+    unit = plan.get("inputUnit") or "inputs"
+    return {
+        "total": total or None,  # unknown yet: rich pulses the bar
+        "completed": done,
+        "counts": f"{done}/{total} {unit}",
+        "unit": unit,
+        "batch": plan.get("numBatches", 0),
+        "status": plan["status"],
+    }
+
+
+def plans_watch(api: Api, console: Console, *, plan_id: str, interval: float, as_json: bool) -> int:
+    def poll() -> dict[str, Any]:
+        plan: dict[str, Any] = api.call("GET", f"/tasks/taskPlans/{plan_id}", params={"batchLimit": 0})
+        return plan
+
+    if as_json:
+        plan = poll()
+        while plan["status"] in ACTIVE:
+            time.sleep(interval)
+            plan = poll()
+        _print_json(plan, console)
+    elif console.is_terminal:
+        with _progress_bar(console) as bar:
+            plan = poll()
+            task = bar.add_task(plan_id, **_bar_fields(plan))
+            while plan["status"] in ACTIVE:
+                time.sleep(interval)
+                plan = poll()
+                bar.update(task, **_bar_fields(plan))
     else:
-        message = plan.get("statusMessage") or ""
-        out.write(
-            ("\n" if interactive else "") + f"plan {plan['planId']} ended {plan['status']}: {message}\n"
-        )
+        started, plan = time.monotonic(), poll()
+        first = plan.get("inputsProcessed") or 0
+        console.print(progress_line(plan, started, first, time.monotonic()))
+        while plan["status"] in ACTIVE:
+            time.sleep(interval)
+            plan = poll()
+            console.print(progress_line(plan, started, first, time.monotonic()))
+    if not as_json:
+        console.print(f"plan {plan['planId']} ended {plan['status']}: {plan.get('statusMessage') or ''}")
     return 0 if plan["status"] == "COMPLETED" else 1
 
 
-def _plans_abort(api: Api, args: argparse.Namespace, out: TextIO) -> int:
-    plan = api.call("DELETE", f"/tasks/taskPlans/{args.plan_id}")
-    if args.json:
-        _print_json(plan, out)
+def plans_abort(api: Api, console: Console, *, plan_id: str, as_json: bool) -> int:
+    plan = api.call("DELETE", f"/tasks/taskPlans/{plan_id}")
+    if as_json:
+        _print_json(plan, console)
     else:
-        out.write(f"plan {plan['planId']} is {plan['status']}\n")
+        console.print(f"plan {plan['planId']} is {plan['status']}")
     return 0
 
 
-def _tables(api: Api, args: argparse.Namespace, out: TextIO) -> int:
+def tables(api: Api, console: Console, *, as_json: bool) -> int:
     names = api.call("GET", "/tables")["tables"]
     configs = {name: api.call("GET", f"/tables/{name}") for name in names}
-    if args.json:
-        _print_json(configs, out)
+    if as_json:
+        _print_json(configs, console)
         return 0
     rows = []
     for name in names:
@@ -254,25 +291,25 @@ def _tables(api: Api, args: argparse.Namespace, out: TextIO) -> int:
             task_map = (config.get("task") or {}).get("taskTypeConfigsMap") or {}
             schedules = [f"{t} ({c['schedule']})" for t, c in sorted(task_map.items()) if c.get("schedule")]
             rows.append((config["tableName"], table_type, ", ".join(sorted(task_map)), ", ".join(schedules)))
-    out.write(table_text(("TABLE", "TYPE", "TASK TYPES", "SCHEDULES"), rows))
+    _print_table(console, ("TABLE", "TYPE", "TASK TYPES", "SCHEDULES"), rows)
     return 0
 
 
-def _schedule(api: Api, args: argparse.Namespace, out: TextIO) -> int:
-    params = {k: v for k, v in (("taskType", args.task_type), ("tableName", args.table)) if v}
+def schedule(api: Api, console: Console, *, task_type: str | None, table: str | None, as_json: bool) -> int:
+    params = {k: v for k, v in (("taskType", task_type), ("tableName", table)) if v}
     result = api.call("POST", "/tasks/schedule", params=params)
-    if args.json:
-        _print_json(result, out)
+    if as_json:
+        _print_json(result, console)
         return 0
     rows = []
-    for task_type, cycle in sorted(result.items()):
-        for table, plan_id in sorted(cycle["taskPlans"].items()):
-            rows.append((task_type, table, "plan", plan_id))
-        for table, active in sorted(cycle["skipped"].items()):
-            rows.append((task_type, table, "skipped (active plan)", active))
-        for table, task in sorted(cycle["legacyTasks"].items()):
-            rows.append((task_type, table, "legacy", task))
-        for table, why in sorted(cycle["errors"].items()):
-            rows.append((task_type, table, "error", why))
-    out.write(table_text(("TASK TYPE", "TABLE", "OUTCOME", "DETAIL"), rows))
+    for name, cycle in sorted(result.items()):
+        for table_name, plan_id in sorted(cycle["taskPlans"].items()):
+            rows.append((name, table_name, "plan", plan_id))
+        for table_name, active in sorted(cycle["skipped"].items()):
+            rows.append((name, table_name, "skipped (active plan)", active))
+        for table_name, task in sorted(cycle["legacyTasks"].items()):
+            rows.append((name, table_name, "legacy", task))
+        for table_name, why in sorted(cycle["errors"].items()):
+            rows.append((name, table_name, "error", why))
+    _print_table(console, ("TASK TYPE", "TABLE", "OUTCOME", "DETAIL"), rows)
     return 0

@@ -1,10 +1,25 @@
 """One configuration for every process (API, controller worker, minion worker).
 
-Values come, lowest precedence first, from the defaults below, a Java-style properties file
-(``--config FILE`` or ``TASKPLAN_CONFIG``) and the environment. Keys keep Pinot's dotted names
-(``controller.startree.task.manager.enableTaskOrchestration``); in the environment a key is spelled
-upper case with dots as underscores (``CONTROLLER_PORT``), or verbatim with the ``TASKPLAN_PROP_``
-prefix for keys that contain characters an environment name cannot.
+Keys keep Pinot's dotted names (``controller.startree.task.manager.enableTaskOrchestration``).
+``load_settings`` reads them from, lowest precedence first:
+
+1. the defaults below;
+2. a Java properties file (``--config FILE`` or ``TASKPLAN_CONFIG``), read by ``javaproperties``:
+   ``key=value``, ``key: value`` and ``key value``, ``#`` and ``!`` comments, line continuations,
+   ``\\uXXXX``, ``\\:`` and ``\\=`` escapes; trailing blanks of a value are dropped, as Pinot's
+   configuration library does;
+3. a secrets directory (``TASKPLAN_SECRETS_DIR``, or the property ``taskplan.secretsDir`` in the file),
+   laid out as Kubernetes mounts a Secret: one file per property, named by the property, holding its value
+   (one trailing newline dropped); Kubernetes' own ``..data`` entries and sub-directories are skipped;
+4. the environment: a key upper case with dots as underscores (``CONTROLLER_PORT``), or verbatim after the
+   ``TASKPLAN_PROP_`` prefix for keys that contain characters an environment name cannot (principals).
+
+Each of 2-4 is a pydantic-settings source that ``load_settings`` hands to ``Settings`` (``_build_sources``).
+``settings_customise_sources`` keeps only the init source, so a ``Settings(...)`` or ``model_validate``
+built in code (tests, ``with_overrides``) is exactly what it was given and never reads the process
+environment: the outside world comes in once, at each process's composition root, through
+``load_settings``. A value that does not validate raises ``SettingsError`` naming the property and where
+it came from.
 """
 
 from __future__ import annotations
@@ -15,19 +30,28 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import javaproperties
+from pydantic import Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENABLE_ORCHESTRATION = "controller.startree.task.manager.enableTaskOrchestration"
 ORPHAN_CLEANUP_INTERVAL = "controller.startree.task.manager.orphanedTaskPlanCleanupIntervalInSeconds"
 PRINCIPALS = "controller.admin.access.control.principals"
 MAX_IN_FLIGHT_PER_TABLE = "taskplan.limits.maxInFlightSubtasksPerTable"
 MAX_IN_FLIGHT = "taskplan.limits.maxInFlightSubtasks"
+SECRETS_DIR = "taskplan.secretsDir"
+ENV_PREFIX = "TASKPLAN_PROP_"
 
 
-class Settings(BaseModel):
+class SettingsError(ValueError):
+    """A property that does not validate, named with its source (file, secret or environment variable)."""
+
+
+class Settings(BaseSettings):
     """Typed view of the properties. Field aliases are the property names operators write."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="allow", frozen=True)
+    model_config = SettingsConfigDict(populate_by_name=True, extra="allow", frozen=True)
 
     temporal_address: str = Field("127.0.0.1:7233", alias="temporal.address")
     temporal_namespace: str = Field("default", alias="temporal.namespace")
@@ -77,6 +101,18 @@ class Settings(BaseModel):
     def metrics_merge_urls(self) -> dict[str, str]:
         """Each merge target as written, with the URL the API scrapes."""
         return {target: metrics_target_url(target) for target in _split(self.metrics_merge_targets)}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only what the caller passes: files, secrets and the environment come in through load_settings.
+        return (init_settings,)
 
     @property
     def resolved_catalog_url(self) -> str:
@@ -151,18 +187,8 @@ def _render(value: object) -> str:
 
 
 def parse_properties(text: str) -> dict[str, str]:
-    """Parse the subset of Java properties syntax Pinot configs use: ``key=value`` / ``key: value``."""
-    result: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#!":
-            continue
-        separators = [i for i in (line.find("="), line.find(":")) if i > 0]
-        if not separators:
-            raise ValueError(f"properties line has no '=' or ':': {raw!r}")
-        cut = min(separators)
-        result[line[:cut].strip()] = line[cut + 1 :].strip()
-    return result
+    """Java properties syntax (javaproperties), values without trailing blanks as Pinot reads them."""
+    return {key: value.rstrip(" \t\f") for key, value in javaproperties.loads(text).items()}
 
 
 def _known_aliases() -> dict[str, str]:
@@ -172,23 +198,92 @@ def _known_aliases() -> dict[str, str]:
 
 
 def environment_properties(environ: Mapping[str, str]) -> dict[str, str]:
+    return {key: value for key, (value, _) in _environment(environ).items()}
+
+
+def _environment(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Property -> (value, the variable it came from)."""
     aliases = _known_aliases()
-    props: dict[str, str] = {}
+    props: dict[str, tuple[str, str]] = {}
     for name, value in environ.items():
-        if name.startswith("TASKPLAN_PROP_"):
-            props[name.removeprefix("TASKPLAN_PROP_")] = value
+        if name.startswith(ENV_PREFIX):
+            props[name.removeprefix(ENV_PREFIX)] = (value, f"environment variable {name}")
         elif name in aliases:
-            props[aliases[name]] = value
+            props[aliases[name]] = (value, f"environment variable {name}")
     return props
 
 
+def _secrets(directory: Path) -> dict[str, tuple[str, str]]:
+    """One property per file (a Kubernetes Secret volume): name = property, content = value."""
+    if not directory.is_dir():
+        raise SettingsError(f"secrets directory {directory} does not exist or is not a directory")
+    props: dict[str, tuple[str, str]] = {}
+    for entry in sorted(directory.iterdir()):
+        # Kubernetes keeps its atomic-update machinery in ``..data`` and ``..<timestamp>`` beside the keys,
+        # which are symlinks into it; is_file follows them.
+        if entry.name.startswith(".") or not entry.is_file():
+            continue
+        value = entry.read_text(encoding="utf-8")
+        props[entry.name] = (value.removesuffix("\n").removesuffix("\r"), f"secret file {entry}")
+    return props
+
+
+class PropertySource(PydanticBaseSettingsSource):
+    """Properties from one place, keyed by property name, each remembering where it came from."""
+
+    def __init__(self, settings_cls: type[BaseSettings], properties: Mapping[str, tuple[str, str]]) -> None:
+        super().__init__(settings_cls)
+        self.properties = dict(properties)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        key = str(field.alias or field_name)
+        value = self.properties.get(key)
+        return (None if value is None else value[0]), key, False
+
+    def origin(self, key: str) -> str | None:
+        """Where the property came from ("properties file F", "secret file F", "environment variable V")."""
+        value = self.properties.get(key)
+        return None if value is None else value[1]
+
+    def __call__(self) -> dict[str, Any]:
+        # Every property, known or not: unknown ones (principals, otel.*) stay readable through property().
+        return {key: value for key, (value, _) in self.properties.items()}
+
+
 def load_settings(
-    config_file: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Settings:
     env = os.environ if environ is None else environ
-    props: dict[str, str] = {}
+    file_props: dict[str, tuple[str, str]] = {}
     path = config_file or env.get("TASKPLAN_CONFIG")
     if path:
-        props.update(parse_properties(Path(path).read_text(encoding="utf-8")))
-    props.update(environment_properties(env))
-    return Settings.model_validate(props)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SettingsError(f"cannot read the properties file {path}: {exc.strerror}") from None
+        file_props = {k: (v, f"properties file {path}") for k, v in parse_properties(text).items()}
+    env_props = _environment(env)
+    secrets_dir = (
+        env.get("TASKPLAN_SECRETS_DIR")
+        or env_props.get(SECRETS_DIR, ("", ""))[0]
+        or file_props.get(SECRETS_DIR, ("", ""))[0]
+    )
+    secret_props = _secrets(Path(secrets_dir)) if secrets_dir else {}
+    # Highest precedence first, as pydantic-settings orders its sources.
+    sources = tuple(PropertySource(Settings, props) for props in (env_props, secret_props, file_props))
+    try:
+        return Settings(_build_sources=(sources, {}))
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, sources)) from None
+
+
+def _describe(exc: ValidationError, sources: tuple[PropertySource, ...]) -> str:
+    problems = []
+    for error in exc.errors(include_url=False):
+        key = ".".join(str(part) for part in error["loc"])
+        origin = next((o for o in (s.origin(key) for s in sources) if o), "default")
+        # A secret's value stays out of the message (and so out of logs); its file is named instead.
+        value = "<secret>" if origin.startswith("secret") else repr(error.get("input"))
+        problems.append(f"property {key} = {value} (from {origin}): {error['msg']}")
+    return "invalid settings: " + "; ".join(problems)

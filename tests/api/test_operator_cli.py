@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from taskplan import operator
 from taskplan.catalog import Catalog
 from taskplan.cli import main
 from tests.api.test_tables_and_triggers_api import COUNTING, create_table, new_name
@@ -82,3 +84,96 @@ async def test_execute_watch_list_show_and_abort(url: str) -> None:
     assert code == 2 and err.startswith("error: ")
     code, _, err = await cli("plans", "list", "--url", "http://127.0.0.1:9")
     assert code == 2 and "cannot reach the API" in err
+
+
+def plain(text: str) -> None:
+    """What a script reads: no escape codes, no trailing blanks."""
+    assert "\x1b" not in text, text
+    assert all(line == line.rstrip() for line in text.splitlines()), text
+
+
+async def test_json_is_the_apis_json_and_text_is_plain(url: str) -> None:
+    async with httpx.AsyncClient(base_url=url) as http:
+        name = new_name()
+        table = await create_table(http, name, {COUNTING: {"schedule": "0 0 3 * * ?"}})
+
+        code, out, _ = await cli("execute", COUNTING, table, "-c", "numBatches=2", "--json", "--url", url)
+        assert code == 0
+        plan_id = json.loads(out)["taskPlanId"]
+
+        code, watched, _ = await cli("plans", "watch", plan_id, "--interval", "0.2", "--json", "--url", url)
+        assert code == 0
+        ended = (await http.get(f"/tasks/taskPlans/{plan_id}", params={"batchLimit": 0})).json()
+        assert watched == json.dumps(ended, indent=2, sort_keys=True) + "\n"
+        code, shown, _ = await cli("plans", "show", plan_id, "--json", "--url", url)
+        ended = (await http.get(f"/tasks/taskPlans/{plan_id}", params={"batchLimit": 20})).json()
+        assert code == 0 and json.loads(shown) == ended
+        code, out, _ = await cli("tables", "--json", "--url", url)
+        assert code == 0 and json.loads(out)[name] == (await http.get(f"/tables/{name}")).json()
+
+        code, out, _ = await cli(
+            "execute", COUNTING, table, "-c", "fatal=true", "-c", "numBatches=6", "--url", url
+        )
+        failing = out.split()[2]
+        code, out, _ = await cli("plans", "watch", failing, "--interval", "0.2", "--url", url)
+        assert code == 1 and f"plan {failing} ended FAILED" in out, out
+        plain(out)
+
+    for argv in (("plans", "show", plan_id), ("plans", "list"), ("tables",), ("schedule", "--table", table)):
+        code, out, err = await cli(*argv, "--url", url)
+        assert code == 0 and err == "", (argv, err)
+        plain(out)
+    code, out, _ = await cli("plans", "show", plan_id, "--url", url)
+    print(out)
+    assert table in out and "COMPLETED" in out
+
+
+async def test_watch_on_a_terminal_draws_rich_progress(url: str) -> None:
+    async with httpx.AsyncClient(base_url=url) as http:
+        table = await create_table(http, new_name())
+    code, out, _ = await cli(
+        "execute", COUNTING, table, "-c", "numBatches=3", "-c", "sleepMs=200", "--url", url
+    )
+    plan_id = out.split()[2]
+    screen = io.StringIO()
+    console = operator.console_for(screen, terminal=True)
+    watch = functools.partial(operator.plans_watch, plan_id=plan_id, interval=0.2, as_json=False)
+    code = await asyncio.to_thread(operator.run, lambda api, _: watch(api, console), url)
+    print(screen.getvalue())
+    assert code == 0
+    assert "\x1b[" in screen.getvalue() and "━" in screen.getvalue()  # a live rich bar, not log lines
+    assert "6/6 items" in screen.getvalue() and f"plan {plan_id} ended COMPLETED" in screen.getvalue()
+
+
+async def test_usage_and_settings_errors_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = await cli("plans", "list", "--no-such-flag")
+    assert code == 2 and "No such option: --no-such-flag" in err
+    code, _, err = await cli("plans")
+    assert code == 2 and "Missing command" in err
+    code, _, err = await cli("execute", COUNTING, "t_OFFLINE", "-c", "novalue", "--url", "http://127.0.0.1:9")
+    assert code == 2 and err == "error: task config 'novalue' is not KEY=VALUE\n"
+
+    missing = tmp_path / "missing.properties"
+    code, _, err = await cli("--config", str(missing), "plans", "list")
+    assert code == 2 and err.startswith(f"error: cannot read the properties file {missing}")
+    monkeypatch.setenv("CONTROLLER_PORT", "ninety")
+    code, _, err = await cli("tables")
+    assert (
+        code == 2 and "property controller.port = 'ninety' (from environment variable CONTROLLER_PORT)" in err
+    )
+    monkeypatch.setenv("TASKPLAN_URL", "http://127.0.0.1:9")  # no settings needed: none read
+    code, _, err = await cli("tables")
+    assert code == 2 and "cannot reach the API at http://127.0.0.1:9" in err
+
+
+async def test_worker_arguments_go_to_the_workers_own_parser() -> None:
+    code, out, _ = await cli("worker", "--help")
+    assert code == 0 and "--role {controller,minion,both}" in out
+    code, _, err = await cli("worker", "--role", "nobody")
+    assert code == 2 and "invalid choice: 'nobody'" in err
+
+
+def test_data_is_never_read_as_markup() -> None:
+    out = io.StringIO()
+    operator.console_for(out).print("failed: [Errno 2] [bold]x[/bold] :smile:")
+    assert out.getvalue() == "failed: [Errno 2] [bold]x[/bold] :smile:\n"
