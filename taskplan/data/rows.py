@@ -33,6 +33,7 @@ from typing import Any
 
 import duckdb
 
+from taskplan.data.json_depth import nesting_depth
 from taskplan.data.parquet import connect, sql_string
 from taskplan.models.table import FieldSpec, Schema
 
@@ -46,7 +47,6 @@ MAX_JSON_DEPTH = 100
 MAX_INTEGER_DIGITS = 19
 LONG_RANGE = 2**63
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_JSON_NESTING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 _INFINITY_TEXT = re.compile(r"^[+-]?inf(inity)?$", re.IGNORECASE)
 
 
@@ -234,21 +234,6 @@ def convert(spec: FieldSpec, value: Any, from_text: bool) -> Any:
     return [_scalar(spec, p) for p in parts]
 
 
-def _nesting_depth(line: str) -> int:
-    """How deep the JSON text nests arrays and objects (brackets inside strings do not count)."""
-    if line.count("[") + line.count("{") <= MAX_JSON_DEPTH:  # the common case, at C speed
-        return 0
-    depth = deepest = 0
-    for match in _JSON_NESTING.finditer(line):
-        token = match.group()
-        if token in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif token in "]}":
-            depth -= 1
-    return deepest
-
-
 def _json_int(text: str) -> int | Decimal:
     # An integer too long for int() is kept exactly as a Decimal: a bad value for a numeric column
     # (out of range), its digits for a STRING or BIG_DECIMAL one, instead of failing the whole line.
@@ -373,7 +358,7 @@ class RowReader:
         for number, line in self._lines(path):
             if not line.strip():
                 continue
-            if _nesting_depth(line) > MAX_JSON_DEPTH:
+            if nesting_depth(line, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
                 self._fail(f"line {number}: nested deeper than {MAX_JSON_DEPTH} levels", unparseable=True)
                 continue
             try:
