@@ -130,7 +130,7 @@ def _integer(value: Any, kind: str) -> int:
         number = value
     else:
         text = str(value).strip()
-        digits = len(text.lstrip("+-"))
+        digits = len(text.lstrip("+-").lstrip("0"))
         if digits > MAX_INTEGER_DIGITS:
             raise BadValue(f"a number of {digits} digits is out of range for {kind}")
         number = int(text)

@@ -112,6 +112,8 @@ async def test_values_at_the_edge_of_their_range_are_kept(http: httpx.AsyncClien
         "tags": [json.dumps([[1]])],
     }
     nested = '{"id": 3, "name": ' + "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1) + "}"
-    response = await upload(http, table, [GOOD, json.dumps(edge), nested, '{"id": 4, "amount": "Infinity"}'])
+    padded = '{"id": 5, "small": "-000000000000000000000000042"}'  # 27 digits, but the value -42
+    lines = [GOOD, json.dumps(edge), nested, '{"id": 4, "amount": "Infinity"}', padded]
+    response = await upload(http, table, lines)
     assert response.status_code == 200, response.text
-    assert response.json()["rowStats"]["processed"] == 4, response.json()
+    assert response.json()["rowStats"]["processed"] == 5, response.json()
