@@ -10,14 +10,19 @@ fires on the union of its specs. So the specials become a few specs each: the la
 spec per month length (February split by leap years), the third Friday is days 15-21 AND Friday, ``15W``
 is (15, Mon-Fri) or (14, Fri) or (16, Mon). Whatever cannot be expressed exactly raises
 :class:`CronTranslationError`; a schedule never fires at other times than Quartz would.
+
+Temporal keeps the expression in each spec's comment, which it limits to 200 characters, so an expression
+is at most ``MAX_EXPRESSION_LENGTH`` long and a list at most ``MAX_LIST_ITEMS`` items; numbers are ASCII
+digits only. :func:`first_fire_day` finds whether the specs fire at all (``0 0 0 29 2 ? 2001`` does not).
 """
 
 from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 from temporalio.client import ScheduleCalendarSpec, ScheduleRange
 
@@ -25,6 +30,12 @@ from temporalio.client import ScheduleCalendarSpec, ScheduleRange
 # field) are clipped to them, so a February-dependent schedule has no firing after 2100.
 MIN_YEAR = 2000
 MAX_YEAR = 2100
+
+# Temporal refuses a calendar spec whose comment is longer than 200 characters; ours is "quartz: " and the
+# expression.
+COMMENT_PREFIX = "quartz: "
+MAX_EXPRESSION_LENGTH = 200 - len(COMMENT_PREFIX)
+MAX_LIST_ITEMS = 60  # a field has at most 60 values: a longer list only repeats them
 
 MONTH_NAMES = {m.upper(): i for i, m in enumerate(calendar.month_abbr) if m}
 DAY_NAMES = {"SUN": 1, "MON": 2, "TUE": 3, "WED": 4, "THU": 5, "FRI": 6, "SAT": 7}  # Quartz numbering
@@ -83,11 +94,18 @@ def _month_classes(months: frozenset[int], years: frozenset[int] | None) -> list
     return [c for c in classes if c.months and (c.years is None or c.years)]
 
 
+_NUMBER = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit() and \\d accept "²" and "٣" too
+
+
+def _is_number(token: str) -> bool:
+    return _NUMBER.fullmatch(token) is not None
+
+
 def _value(token: str, field: _Field) -> int:
     upper = token.upper()
     if field.names and upper in field.names:
         return field.names[upper]
-    if not token.isdigit():
+    if not _is_number(token):
         raise CronTranslationError(f"{field.name}: {token!r} is not a number or name")
     value = int(token)
     if not field.low <= value <= field.high:
@@ -98,13 +116,18 @@ def _value(token: str, field: _Field) -> int:
 def _expand(text: str, field: _Field) -> frozenset[int]:
     """A plain field (no specials): lists of values, ranges (wrapping), steps, ``*``."""
     values: set[int] = set()
-    for item in text.split(","):
+    items = text.split(",")
+    if len(items) > MAX_LIST_ITEMS:
+        raise CronTranslationError(
+            f"{field.name}: a list of {len(items)} items; at most {MAX_LIST_ITEMS} are allowed"
+        )
+    for item in items:
         if not item:
             raise CronTranslationError(f"{field.name}: empty list item in {text!r}")
         base, slash, step_text = item.partition("/")
         step = 1
         if slash:
-            if not step_text.isdigit() or not 0 < int(step_text) <= field.high:
+            if not _is_number(step_text) or not 0 < int(step_text) <= field.high:
                 raise CronTranslationError(f"{field.name}: bad increment {step_text!r} in {item!r}")
             step = int(step_text)
         if base == "*":
@@ -144,10 +167,10 @@ def _to_ranges(values: Iterable[int]) -> tuple[ScheduleRange, ...]:
     return tuple(ranges)
 
 
-_LAST_OFFSET = re.compile(r"^L-(\d+)$")
-_NEAREST_WEEKDAY = re.compile(r"^(\d+)W$")
+_LAST_OFFSET = re.compile(r"^L-([0-9]+)$")
+_NEAREST_WEEKDAY = re.compile(r"^([0-9]+)W$")
 _LAST_OF_WEEK = re.compile(r"^([0-9A-Za-z]+)L$")
-_NTH_OF_WEEK = re.compile(r"^([0-9A-Za-z]+)#(\d+)$")
+_NTH_OF_WEEK = re.compile(r"^([0-9A-Za-z]+)#([0-9]+)$")
 
 
 def _day_of_month_specs(text: str, length: int) -> list[_DaySpec]:
@@ -229,6 +252,16 @@ def _depends_on_month_length(day_of_month: str | None, day_of_week: str | None) 
 
 def translate(expression: str) -> list[ScheduleCalendarSpec]:
     """Calendar specs whose union fires exactly when the Quartz ``expression`` does."""
+    if len(expression) > MAX_EXPRESSION_LENGTH:
+        raise CronTranslationError(
+            f"the expression is {len(expression)} characters long; at most {MAX_EXPRESSION_LENGTH} "
+            "(Temporal keeps it in a 200-character comment)"
+        )
+    if not expression.isascii():
+        raise CronTranslationError(
+            "the expression has characters other than ASCII: Quartz fields are ASCII digits, names and "
+            "the symbols * ? , - / L W #"
+        )
     fields = expression.split()
     if len(fields) not in (6, 7):
         raise CronTranslationError(
@@ -289,9 +322,45 @@ def translate(expression: str) -> list[ScheduleCalendarSpec]:
                     month=_to_ranges(month_class.months),
                     year=_to_ranges(month_class.years) if month_class.years is not None else (),
                     day_of_week=_to_ranges(day.days_of_week),
-                    comment=f"quartz: {expression}",
+                    comment=f"{COMMENT_PREFIX}{expression}",
                 )
             )
     if not specs:
         raise CronTranslationError(f"{expression!r} never fires")
     return specs
+
+
+def _values(ranges: Sequence[ScheduleRange], low: int, high: int) -> list[int]:
+    """The values a spec field matches, sorted (no ranges: every value, as Temporal reads it)."""
+    if not ranges:
+        return list(range(low, high + 1))
+    found: set[int] = set()
+    for r in ranges:
+        found.update(range(r.start, max(r.end, r.start) + 1, r.step or 1))
+    return sorted(v for v in found if low <= v <= high)
+
+
+def first_fire_day(specs: Sequence[ScheduleCalendarSpec], start: date) -> date | None:
+    """The first day from ``start`` on which one of ``specs`` fires (every spec fires at some time of day);
+    None when none does up to MAX_YEAR, the end of Temporal's calendar."""
+    first: date | None = None
+    for spec in specs:
+        months = _values(spec.month, 1, 12)
+        days = _values(spec.day_of_month, 1, 31)
+        weekdays = set(_values(spec.day_of_week, 0, 6))
+        for year in _values(spec.year, start.year, MAX_YEAR):
+            found = next(
+                (
+                    day
+                    for month in months
+                    for day in (
+                        date(year, month, d) for d in days if d <= calendar.monthrange(year, month)[1]
+                    )
+                    if day >= start and day.isoweekday() % 7 in weekdays
+                ),
+                None,
+            )
+            if found is not None:
+                first = found if first is None else min(first, found)
+                break
+    return first

@@ -5,6 +5,10 @@ A table config's ``task.taskTypeConfigsMap.<TaskType>.schedule`` (Quartz cron, o
 whose action starts a ``CronTrigger`` workflow on the controller queue. Schedules follow the table configs:
 created, updated and deleted with them, and reconciled against the catalog when the controller starts.
 
+A schedule is refused (400 naming its field) when its expression cannot be translated exactly (see
+taskplan/quartz.py), when it never fires from today to the end of Temporal's calendar (``0 0 0 29 2 ? 2001``),
+or when its time zone is not an IANA name this host knows (at most 64 characters).
+
 Policy, explicit: a firing that finds the previous firing's trigger still running is skipped (overlap
 SKIP, so firings never pile up); after downtime, only a firing missed by less than ``CATCHUP_WINDOW`` is
 still run, once; older ones are dropped, never replayed in a burst. A paused schedule (``temporal schedule
@@ -13,11 +17,12 @@ toggle --pause``) stays paused when its table config changes.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import available_timezones
 
 from temporalio.client import (
     Client,
@@ -36,7 +41,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from taskplan.models.table import TableConfig
 from taskplan.names import CONTROLLER_TASK_QUEUE, SearchAttributes
-from taskplan.quartz import CronTranslationError, translate
+from taskplan.quartz import MAX_YEAR, CronTranslationError, first_fire_day, translate
 from workflows.models import CronTriggerInput
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,7 @@ DEFAULT_TIME_ZONE = "UTC"
 SCHEDULE_ID_PREFIX = "taskplan-cron__"
 TRIGGER_WORKFLOW = "CronTrigger"
 CATCHUP_WINDOW = timedelta(minutes=1)
+MAX_TIME_ZONE_LENGTH = 64  # the longest IANA name has 32 characters
 
 
 def schedule_id(table_name_with_type: str, task_type: str) -> str:
@@ -108,20 +114,41 @@ def cron_schedules(config: TableConfig) -> list[CronSchedule]:
     return found
 
 
-def schedule_problems(config: TableConfig) -> list[str]:
-    """Why the table config's schedules cannot run exactly as written, naming each field; [] if they can."""
+@functools.cache
+def _known_time_zones() -> frozenset[str]:
+    return frozenset(available_timezones())  # reads the tz database's directory: once per process
+
+
+def time_zone_problem(name: str) -> str | None:
+    """Why ``name`` is not a time zone a schedule can use; None if it is."""
+    if len(name) > MAX_TIME_ZONE_LENGTH:
+        return f"a time zone name of {len(name)} characters; IANA names have at most {MAX_TIME_ZONE_LENGTH}"
+    if name not in _known_time_zones():
+        return f"unknown time zone {name!r}: use an IANA name such as UTC or Europe/Berlin"
+    return None
+
+
+def schedule_problems(config: TableConfig, today: date | None = None) -> list[str]:
+    """Why the table config's schedules cannot run exactly as written, naming each field; [] if they can.
+    A schedule must fire on some day from ``today`` (default: yesterday in UTC, so that no time zone is
+    ahead of it)."""
+    start = today or datetime.now(UTC).date() - timedelta(days=1)
     problems = []
     for schedule in cron_schedules(config):
         try:
-            translate(schedule.expression)
+            specs = translate(schedule.expression)
         except CronTranslationError as exc:
             problems.append(f"{schedule.config_field}: {exc}")
-        try:
-            ZoneInfo(schedule.time_zone)
-        except (ZoneInfoNotFoundError, ValueError):
+        else:
+            if first_fire_day(specs, start) is None:
+                problems.append(
+                    f"{schedule.config_field}: {schedule.expression!r} never fires: no day from {start} "
+                    f"to the end of {MAX_YEAR} matches it"
+                )
+        zone_problem = time_zone_problem(schedule.time_zone)
+        if zone_problem:
             problems.append(
-                f"task.taskTypeConfigsMap.{schedule.task_type}.{SCHEDULE_TIME_ZONE_KEY}: "
-                f"unknown time zone {schedule.time_zone!r}"
+                f"task.taskTypeConfigsMap.{schedule.task_type}.{SCHEDULE_TIME_ZONE_KEY}: {zone_problem}"
             )
     return problems
 

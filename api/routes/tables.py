@@ -54,6 +54,9 @@ async def _validate(config: TableConfig, stack: StackDep, catalog: Catalog, serv
     unknown = [t for t in (config.task.taskTypeConfigsMap if config.task else {}) if t not in stack.registry]
     if unknown:
         raise ApiError(400, f"task.taskTypeConfigsMap names unknown task types: {', '.join(sorted(unknown))}")
+    stream_problems = config.stream_config_problems()
+    if stream_problems:
+        raise ApiError(400, "invalid stream configs: " + "; ".join(stream_problems))
     problems = schedule_problems(config) or await service.validate_table_config(config)
     if problems:
         raise ApiError(400, "invalid task configs: " + "; ".join(problems))

@@ -4,7 +4,11 @@ The expression is parsed by DuckDB's own parser (``json_serialize_sql``) inside 
 parse tree is checked against an allow-list: column references to the schema's columns, constants,
 comparisons, AND/OR/NOT, IN, BETWEEN, IS NULL, LIKE, CASE, CAST, arithmetic and a few scalar functions. A
 second statement, a subquery, a table function, a set operation, a comment or an unknown column is refused
-with a message naming it. The purge itself also runs on a DuckDB connection that can only touch the
+with a message naming it, and so is a tree nested deeper than ``MAX_FILTER_DEPTH`` or with more than
+``MAX_FILTER_TERMS`` terms. Last, the expression is bound to the schema's column types on an empty in-memory
+table: it must be BOOLEAN (``amount`` alone is refused), and it is evaluated once on a row of NULLs, so a
+constant that cannot be cast or a broken regular expression is refused when the plan is triggered rather
+than failing its subtasks. The purge itself also runs on a DuckDB connection that can only touch the
 segment's own directory.
 """
 
@@ -12,14 +16,20 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any
 
 import duckdb
 
+from taskplan.data.json_depth import nesting_depth
 from taskplan.data.parquet import quote
 
 MAX_FILTER_LENGTH = 10_000
+MAX_FILTER_DEPTH = 50  # levels of nested expressions: operators, AND/OR/NOT, calls, CASE
+MAX_FILTER_TERMS = 1_000  # expressions in all: columns, constants, operators, calls
+# DuckDB's JSON parse tree takes up to 3 levels per expression level, below a statement's few; deeper JSON
+# is refused before it is parsed (Python's parser would hit its recursion limit near 1,000).
+_TREE_JSON_DEPTH = 3 * MAX_FILTER_DEPTH + 20
 _PLACEHOLDER_TABLE = "__taskplan_segment__"
 
 ALLOWED_CLASSES = {
@@ -62,14 +72,18 @@ def _parse_tree(expression: str) -> str:
 
 
 def _parse(expression: str) -> dict[str, Any]:
-    parsed: dict[str, Any] = json.loads(_parse_tree(expression))
+    tree = _parse_tree(expression)
+    if nesting_depth(tree, _TREE_JSON_DEPTH) > _TREE_JSON_DEPTH:
+        raise PurgeFilterError(f"purgeFilter nests expressions deeper than {MAX_FILTER_DEPTH} levels")
+    parsed: dict[str, Any] = json.loads(tree)
     if parsed.get("error"):
         raise PurgeFilterError(f"purgeFilter is not a valid SQL expression: {parsed.get('error_message')}")
     return parsed
 
 
-def validate_purge_filter(expression: str, columns: Iterable[str]) -> str:
-    """Return the expression, stripped, if it is one boolean expression over ``columns``; else raise."""
+def validate_purge_filter(expression: str, columns: Mapping[str, str]) -> str:
+    """Return the expression, stripped, if it is one boolean expression over ``columns`` (name -> DuckDB
+    type, as the segment files store them); else raise."""
     text = expression.strip()
     if not text:
         raise PurgeFilterError("purgeFilter is empty: give a SQL boolean expression, e.g. country = 'US'")
@@ -105,8 +119,62 @@ def validate_purge_filter(expression: str, columns: Iterable[str]) -> str:
     ):
         raise PurgeFilterError("purgeFilter must be one expression: it adds clauses to the query")
     known = {c.lower(): c for c in columns}
+    _check_size(node["where_clause"])
     _check(node["where_clause"], known)
+    problem = _evaluation_problem(text, tuple(columns.items()))
+    if problem:
+        raise PurgeFilterError(problem)
     return text
+
+
+def _check_size(tree: Any) -> None:
+    """Refuse a tree deeper than MAX_FILTER_DEPTH expressions or with more than MAX_FILTER_TERMS of them
+    (walked with a stack of our own: the tree may be deep enough to exhaust Python's)."""
+    terms = 0
+    stack: list[tuple[Any, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            if node.get("class") is not None:
+                depth += 1
+                terms += 1
+                if depth > MAX_FILTER_DEPTH:
+                    raise PurgeFilterError(
+                        f"purgeFilter nests expressions deeper than {MAX_FILTER_DEPTH} levels"
+                    )
+                if terms > MAX_FILTER_TERMS:
+                    raise PurgeFilterError(f"purgeFilter has more than {MAX_FILTER_TERMS} terms")
+            stack.extend((value, depth) for value in node.values())
+        elif isinstance(node, list):
+            stack.extend((value, depth) for value in node)
+
+
+@functools.lru_cache(maxsize=256)
+def _evaluation_problem(expression: str, columns: tuple[tuple[str, str], ...]) -> str | None:
+    """Why DuckDB cannot use the (allow-listed) expression as a filter over columns of these types; None
+    if it can. Bound on an empty table, it must be BOOLEAN; evaluated on one row of NULLs, it must not
+    fail (constants are cast and regular expressions compiled then, whatever the data)."""
+    definition = ", ".join(f"{quote(name)} {kind}" for name, kind in columns)
+    with duckdb.connect(config={"enable_external_access": False}) as conn:
+        conn.execute(f"CREATE TABLE {_PLACEHOLDER_TABLE} ({definition})")
+        try:
+            described = conn.execute(
+                f"DESCRIBE SELECT ({expression}) AS purge_filter FROM {_PLACEHOLDER_TABLE}"
+            ).fetchall()
+            kind = str(described[0][1])
+            if kind != "BOOLEAN":
+                return (
+                    f"purgeFilter must be a boolean expression (a condition such as amount > 10), "
+                    f"not a value of type {kind}"
+                )
+            conn.execute(f"INSERT INTO {_PLACEHOLDER_TABLE} DEFAULT VALUES")
+            conn.execute(
+                f"SELECT count(*) FROM {_PLACEHOLDER_TABLE} WHERE {keep_rows_sql(expression)}"
+            ).fetchall()
+        except duckdb.Error as exc:
+            # The first line names the problem; the next ones quote our wrapping statement.
+            return f"purgeFilter cannot be evaluated: {str(exc).splitlines()[0]}"
+    return None
 
 
 def _balanced(text: str) -> bool:

@@ -2,9 +2,13 @@
 
 - ``processed``: rows ingested cleanly; ``processedBytes``: input bytes read;
 - ``processedWithError``: rows ingested with some value that could not be typed (stored as null);
-- ``unparseable``: rows that are not a record at all (broken JSON, a CSV line with the wrong number of
-  fields), dropped;
+- ``unparseable``: rows that are not a record at all (broken JSON, a JSON line nested deeper than
+  ``MAX_JSON_DEPTH``, a CSV line with the wrong number of fields), dropped;
 - ``thrownAway``: records with none of the schema's columns, dropped.
+
+A value is typed only into what the segment file can hold: a number out of its column's range (a 5,000-digit
+integer, FLOAT ``1e300``, a TIMESTAMP past the epoch-millis range of a LONG) or a string that is not valid
+Unicode (a lone surrogate from a ``\\ud800`` escape) is a bad value, never a failed write.
 
 A few messages are kept as samples. More than ``max_parse_exceptions`` (processedWithError + unparseable)
 raises :class:`TooManyParseExceptions`.
@@ -15,6 +19,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
+import struct
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,11 +33,21 @@ from typing import Any
 
 import duckdb
 
+from taskplan.data.json_depth import nesting_depth
 from taskplan.data.parquet import connect, sql_string
 from taskplan.models.table import FieldSpec, Schema
 
 MAX_SAMPLES = 5
 MULTI_VALUE_DELIMITER = ";"  # Pinot's CSV multi-value delimiter
+# Deeper JSON is refused before it is parsed: Python's parser (and every recursive walk after it, repr,
+# json.dumps) would otherwise hit the interpreter's recursion limit (about 1,000 levels).
+MAX_JSON_DEPTH = 100
+# No LONG has more digits than this (sign aside); longer text is refused before int() is asked to convert
+# it (CPython refuses more than 4,300 digits with a ValueError of its own, and the JSON parser with it).
+MAX_INTEGER_DIGITS = 19
+LONG_RANGE = 2**63
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_INFINITY_TEXT = re.compile(r"^[+-]?inf(inity)?$", re.IGNORECASE)
 
 
 class InputFormat(StrEnum):
@@ -95,26 +113,82 @@ class RowStats:
             self.sample(s)
 
 
+def _shown(value: Any) -> str:
+    """A value as quoted in a sample message, cut short."""
+    text = str(value)
+    return text if len(text) <= 40 else f"{text[:40]}..."
+
+
+def _integer(value: Any, kind: str) -> int:
+    if isinstance(value, bool):
+        raise BadValue("a boolean is not a number")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise BadValue(f"{value} is not a whole number")
+        number = int(value)
+    elif isinstance(value, int):
+        number = value
+    else:
+        text = str(value).strip()
+        digits = len(text.lstrip("+-").lstrip("0"))
+        if digits > MAX_INTEGER_DIGITS:
+            raise BadValue(f"a number of {digits} digits is out of range for {kind}")
+        number = int(text)
+    limit = 2**31 if kind == "INT" else LONG_RANGE
+    if not -limit <= number < limit:
+        raise BadValue(f"{_shown(number)} is out of range for {kind}")
+    return number
+
+
+def _float(value: Any, kind: str) -> float:
+    if isinstance(value, bool):
+        raise BadValue("a boolean is not a number")
+    text = str(value).strip()
+    number = float(text)
+    if math.isinf(number) and not _INFINITY_TEXT.match(text):
+        raise BadValue(f"{_shown(text)} is out of range for {kind}")
+    if kind == "FLOAT":
+        try:
+            struct.pack("<f", number)  # rounds as the 32-bit FLOAT column will; refuses what overflows it
+        except OverflowError:
+            raise BadValue(f"{_shown(text)} is out of range for FLOAT") from None
+    return number
+
+
+def _timestamp(value: Any) -> int:
+    if isinstance(value, datetime):
+        millis = int(value.timestamp() * 1000)
+    else:
+        text = str(value).strip()
+        if text.lstrip("-").isdigit():
+            millis = _integer(text, "TIMESTAMP")
+        else:
+            millis = int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    if not -LONG_RANGE <= millis < LONG_RANGE:
+        raise BadValue(f"{_shown(value)} is out of range for TIMESTAMP (epoch milliseconds in a LONG)")
+    return millis
+
+
+def _text(value: str) -> str:
+    """A string the segment file can hold: valid Unicode, so no lone surrogate (JSON's ``"\\ud800"``)."""
+    if _SURROGATE.search(value):
+        raise BadValue("the string is not valid Unicode (it has a lone surrogate)")
+    return value
+
+
+def _not_json(value: Any) -> Any:
+    # Only the parser's Decimals get here: numbers too long for an int, or beyond a double's range.
+    raise BadValue(f"the document has a number out of range ({_shown(value)})")
+
+
 def _scalar(spec: FieldSpec, value: Any) -> Any:
     if value is None or (isinstance(value, str) and value == "" and spec.dataType != "STRING"):
         return None
     kind = spec.dataType
     if kind in ("INT", "LONG"):
-        if isinstance(value, bool):
-            raise BadValue("a boolean is not a number")
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise BadValue(f"{value} is not a whole number")
-            value = int(value)
-        number = int(str(value).strip())
-        limit = 2**31 if kind == "INT" else 2**63
-        if not -limit <= number < limit:
-            raise BadValue(f"{number} is out of range for {kind}")
-        return number
+        return _integer(value, kind)
     if kind in ("FLOAT", "DOUBLE"):
-        if isinstance(value, bool):
-            raise BadValue("a boolean is not a number")
-        return float(str(value).strip())
+        return _float(value, kind)
     if kind == "BOOLEAN":
         if isinstance(value, bool):
             return value
@@ -125,26 +199,24 @@ def _scalar(spec: FieldSpec, value: Any) -> Any:
             return False
         raise BadValue(f"{value!r} is not a boolean")
     if kind == "TIMESTAMP":
-        if isinstance(value, datetime):
-            return int(value.timestamp() * 1000)
-        text = str(value).strip()
-        if text.lstrip("-").isdigit():
-            return int(text)
-        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+        return _timestamp(value)
     if kind == "BIG_DECIMAL":
         try:
-            return str(Decimal(str(value).strip()))
+            number = Decimal(str(value).strip())
         except InvalidOperation:
             raise BadValue(f"{value!r} is not a decimal") from None
+        if not number.is_finite():
+            raise BadValue(f"{value!r} is not a finite decimal")
+        return str(number)
     if kind == "JSON":
-        return value if isinstance(value, str) else json.dumps(value)
+        return _text(value) if isinstance(value, str) else json.dumps(value, default=_not_json)
     if kind == "BYTES":
         if isinstance(value, bytes | bytearray):
             return bytes(value).hex()
         text = str(value).strip()
         bytes.fromhex(text)
         return text.lower()
-    return value if isinstance(value, str) else str(value)
+    return _text(value if isinstance(value, str) else str(value))
 
 
 def convert(spec: FieldSpec, value: Any, from_text: bool) -> Any:
@@ -160,6 +232,33 @@ def convert(spec: FieldSpec, value: Any, from_text: bool) -> Any:
     else:
         parts = [value]
     return [_scalar(spec, p) for p in parts]
+
+
+def _json_int(text: str) -> int | Decimal:
+    # An integer too long for int() is kept exactly as a Decimal: a bad value for a numeric column
+    # (out of range), its digits for a STRING or BIG_DECIMAL one, instead of failing the whole line.
+    return int(text) if len(text) <= sys.get_int_max_str_digits() else Decimal(text)
+
+
+def _json_float(text: str) -> float | Decimal:
+    # A number beyond a double's range is kept as a Decimal rather than silently becoming infinity.
+    number = float(text)
+    return Decimal(text) if math.isinf(number) else number
+
+
+# Decoders built once (json.loads with hooks builds one per call). Integers go through the hook only on
+# the rare line with one too long for int(): a hook on every integer costs a fifth of the parse.
+_DECODER = json.JSONDecoder(parse_float=_json_float)
+_LONG_INTEGER_DECODER = json.JSONDecoder(parse_int=_json_int, parse_float=_json_float)
+
+
+def _decode(line: str) -> Any:
+    try:
+        return _DECODER.decode(line)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # int() refused an integer's length
+        return _LONG_INTEGER_DECODER.decode(line)
 
 
 class RowReader:
@@ -197,7 +296,7 @@ class RowReader:
         for name, spec in self.fields.items():
             try:
                 row[name] = convert(spec, record.get(name), from_text)
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, ArithmeticError) as exc:
                 row[name] = None
                 errors.append(f"{name}: {exc}")
         if errors:
@@ -259,8 +358,11 @@ class RowReader:
         for number, line in self._lines(path):
             if not line.strip():
                 continue
+            if nesting_depth(line, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+                self._fail(f"line {number}: nested deeper than {MAX_JSON_DEPTH} levels", unparseable=True)
+                continue
             try:
-                record = json.loads(line)
+                record = _decode(line)
             except json.JSONDecodeError as exc:
                 self._fail(f"line {number}: {exc.msg}", unparseable=True)
                 continue

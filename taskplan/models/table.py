@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from taskplan.names import TableType, split_table_name_with_type, table_name_with_type, validate_task_type
+
+STREAM_CONFIGS = "streamConfigs"
+FLUSH_ROWS = "realtime.segment.flush.threshold.rows"
+FLUSH_TIME = "realtime.segment.flush.threshold.time"
+MAX_FLUSH_ROWS = 2**31 - 1  # Pinot reads it as a Java int
+_ROW_COUNT = re.compile(r"[0-9]{1,10}")  # ASCII digits, few enough for int() to convert at once
+# Pinot periods, the forms taskplan/data/segments.py parses: 6h, 30m, 10s, 1d, 500ms.
+PERIOD = re.compile(r"^([0-9]+)\s*(ms|s|m|h|d)$", re.IGNORECASE)
 
 PinotDataType = Literal[
     "INT", "LONG", "FLOAT", "DOUBLE", "BIG_DECIMAL", "BOOLEAN", "TIMESTAMP", "STRING", "JSON", "BYTES"
@@ -108,5 +117,29 @@ class TableConfig(_PinotJson):
 
     @property
     def stream_configs(self) -> dict[str, str]:
-        configs = self.tableIndexConfig.get("streamConfigs") or {}
+        configs = self.tableIndexConfig.get(STREAM_CONFIGS) or {}
         return {str(k): str(v) for k, v in configs.items()} if isinstance(configs, dict) else {}
+
+    def stream_config_problems(self) -> list[str]:
+        """Why the stream configs taskplan reads cannot be used, naming each key; [] if they can. Checked
+        when a table config is saved (a config read back from the catalog is taken as stored), so that a
+        flush threshold such as "abc" is a 400 then, not a failure of every later ingest."""
+        where = f"tableIndexConfig.{STREAM_CONFIGS}"
+        raw = self.tableIndexConfig.get(STREAM_CONFIGS)
+        if raw is not None and not isinstance(raw, dict):
+            return [f"{where} must be an object of string values"]
+        configs = self.stream_configs
+        problems = []
+        rows = configs.get(FLUSH_ROWS)
+        if rows is not None and not (_ROW_COUNT.fullmatch(rows.strip()) and 0 < int(rows) <= MAX_FLUSH_ROWS):
+            problems.append(
+                f"{where}.{FLUSH_ROWS}: {rows[:40]!r} is not a row count between 1 and {MAX_FLUSH_ROWS}"
+            )
+        period = configs.get(FLUSH_TIME)
+        if period is not None:
+            match = PERIOD.match(period.strip())
+            if match is None or int(match.group(1)) == 0:
+                problems.append(
+                    f"{where}.{FLUSH_TIME}: {period[:40]!r} is not a period such as 6h, 30m, 10s, 1d or 500ms"
+                )
+        return problems

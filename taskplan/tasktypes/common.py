@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -95,19 +96,40 @@ def short_hash(*parts: str, length: int = 10) -> str:
     return digest[:length]
 
 
-def resolve_under(path_text: str, roots: Sequence[Path], what: str) -> Path:
-    """The real path of ``path_text`` (a path or file:// URI) if it lies under one of ``roots``."""
+def _local_path_text(path_text: str, what: str) -> str:
+    """A path, or a file:// URI percent-decoded to its path (Path.as_uri() encodes ' ', '%', 'ü', ...;
+    the bytes are decoded as the file system names them, so every name round-trips)."""
     text = path_text.strip()
     if text.startswith("file://"):
-        text = text.removeprefix("file://")
+        parts = urllib.parse.urlsplit(text)
+        if parts.netloc not in ("", "localhost"):
+            raise TaskConfigError(
+                f"{what} {path_text!r}: a file:// URI names a local path, not host {parts.netloc!r}"
+            )
+        if parts.query or parts.fragment or text.endswith(("?", "#")):
+            raise TaskConfigError(
+                f"{what} {path_text!r}: a file:// URI encodes '?' and '#' in a path as %3F and %23"
+            )
+        text = os.fsdecode(urllib.parse.unquote_to_bytes(parts.path))
     elif "://" in text:
         raise TaskConfigError(f"{what} {path_text!r}: only local paths and file:// URIs are supported")
+    if "\x00" in text:
+        raise TaskConfigError(f"{what} {path_text!r} contains a NUL byte, which no path may contain")
+    return text
+
+
+def resolve_under(path_text: str, roots: Sequence[Path], what: str) -> Path:
+    """The real path of ``path_text`` (a path or file:// URI) if it lies under one of ``roots``."""
+    text = _local_path_text(path_text, what)
     if not text:
         raise TaskConfigError(f"{what} is empty")
     path = Path(text).expanduser()
     if not path.is_absolute():
         raise TaskConfigError(f"{what} {path_text!r} must be an absolute path")
-    real = path.resolve()
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python 3.11)
+        raise TaskConfigError(f"{what} {path_text!r} cannot be resolved: {exc.__class__.__name__}") from None
     for root in roots:
         if real == root or root in real.parents:
             return real

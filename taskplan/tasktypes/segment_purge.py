@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import ClassVar
 
 from taskplan.catalog.segments import SegmentConflictError, SegmentMetadata, SegmentStatus
-from taskplan.data.parquet import copy_to_parquet, pooled_connection, sql_string, time_column_of
+from taskplan.data.parquet import (
+    column_types,
+    copy_to_parquet,
+    pooled_connection,
+    sql_string,
+    time_column_of,
+)
 from taskplan.data.predicate import PurgeFilterError, keep_rows_sql, validate_purge_filter
 from taskplan.data.segments import SegmentManager
 from taskplan.models.table import Schema, TableConfig
@@ -81,7 +87,7 @@ class SegmentPurgeTaskGenerator(DataTaskGenerator):
                 f"{PURGE_FILTER} is required: a SQL boolean expression, e.g. country = 'US'"
             )
         try:
-            return validate_purge_filter(expression, [f.name for f in schema.fields])
+            return validate_purge_filter(expression, column_types(schema))
         except PurgeFilterError as exc:
             raise TaskConfigError(str(exc)) from None
 
@@ -159,7 +165,7 @@ class SegmentPurgeTaskExecutor(BaseTaskExecutor):
         table = catalog.require_table(task.table_name)
         schema = require_schema(catalog, table)
         try:
-            expression = validate_purge_filter(task.configs[PURGE_FILTER], [f.name for f in schema.fields])
+            expression = validate_purge_filter(task.configs[PURGE_FILTER], column_types(schema))
         except PurgeFilterError as exc:
             raise FatalTaskError(str(exc)) from None
         marker = filter_marker(expression)

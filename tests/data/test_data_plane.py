@@ -15,14 +15,14 @@ from taskplan.catalog.segments import SegmentStatus
 from taskplan.data.csv_loader import READER_TYPED, _CsvLoad, _reader_types, load_csv
 from taskplan.data.deepstore import DeepStore
 from taskplan.data.maintenance import SegmentMaintenance
-from taskplan.data.parquet import FileStats, pooled_connection, read_rows
+from taskplan.data.parquet import FileStats, column_types, pooled_connection, read_rows
 from taskplan.data.predicate import PurgeFilterError, validate_purge_filter
 from taskplan.data.rows import InputFormat, ReaderInitError, RowReader, RowStats, TooManyParseExceptions
 from taskplan.data.segments import SegmentManager
 from taskplan.models.table import FieldSpec, Schema
 from tests.support.data import event, events_schema, make_table, table_rows, write_parquet
 
-COLUMNS = ["id", "country", "amount", "ts", "tags"]
+COLUMNS = column_types(events_schema("t"))
 
 
 def test_csv_rows_are_typed_and_bad_ones_counted(tmp_path: Path) -> None:
