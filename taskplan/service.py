@@ -39,6 +39,7 @@ from taskplan.names import (
     subtask_name,
     task_name,
 )
+from workflows import signals
 from workflows.batch import BatchWorkflow
 from workflows.models import (
     AbortRequest,
@@ -292,9 +293,7 @@ class TaskPlanService:
         handle, running = await self._plan_handle(plan_id)
         if running:
             try:
-                await handle.signal(
-                    TaskPlanWorkflow.abort, AbortRequest(reason=reason or "aborted through the API")
-                )
+                await handle.signal(signals.ABORT, AbortRequest(reason=reason or "aborted through the API"))
             except RPCError as err:
                 # The plan ended between the check and the signal: its final state is the answer.
                 if err.status != RPCStatusCode.NOT_FOUND:

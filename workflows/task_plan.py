@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import RawValue, RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -32,10 +33,10 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities.errors import NON_RETRYABLE
     from taskplan.names import SearchAttributes, task_name
+    from workflows import signals
     from workflows.batch import BatchWorkflow
     from workflows.batch_run import BatchRun
     from workflows.models import (
-        AbortRequest,
         BatchDetails,
         BatchEnd,
         BatchInput,
@@ -91,14 +92,51 @@ class TaskPlanWorkflow:
 
     # ---------------------------------------------------------------- handlers
 
-    @workflow.signal
-    def abort(self, request: AbortRequest | None = None) -> None:
-        """Abort: ABORTING at once, no new batch; the running batch may finish, then CANCELLED."""
+    @workflow.signal(dynamic=True)
+    async def operator_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """``abort`` and ``stop_batch``, whatever input they come with (read raw: see workflows/signals.py).
+
+        abort: ABORTING at once, no new batch; the running batch may finish, then CANCELLED.
+        stop_batch: stop the running batch of that name (its subtasks are cancelled, it ends STOPPED); the
+        plan goes on. ``temporal workflow signal -w <plan workflow id> --name stop_batch --input '"Task_.."'``
+        """
+        if self._state is None:  # signalled with its start: act once the run has its state
+            await workflow.wait_condition(lambda: self._state is not None)
+        plan = self._require_state().plan
+        request = signals.read_input(args, workflow.payload_converter())
+        for note in request.notes():
+            workflow.logger.warning("plan %s: signal %s: %s", plan.plan_id, name, note)
+        if name == signals.ABORT:
+            self._abort(signals.abort_reason(request))
+        elif name == signals.STOP_BATCH:
+            self._stop_batch(signals.batch_to_stop(request))
+        else:
+            self._note_ignored(f"signal {name!r} ignored: a task plan takes {' or '.join(signals.SIGNALS)}")
+
+    def _abort(self, reason: str) -> None:
         state = self._require_state()
         if not state.plan.status.is_active or state.abort_reason is not None:
             return
-        state.abort_reason = request.reason if request and request.reason else "aborted by request"
+        state.abort_reason = reason
         self._set_status(PlanStatus.ABORTING, f"aborting: {state.abort_reason}")
+
+    def _stop_batch(self, task_name: str | None) -> None:
+        """Stop the running batch if it is the one named (None: whichever runs); else say why not."""
+        batch, running = self._batch, self._batch_task
+        current = batch.task_name if batch is not None and running is not None else None
+        if running is not None and current is not None and task_name in (None, current):
+            running.cancel()
+            return
+        named = "(no task name)" if task_name is None else task_name
+        why = f"the running batch is {current}" if current else "no batch is running"
+        self._note_ignored(f"stop_batch {named} ignored: {why}")
+
+    def _note_ignored(self, message: str) -> None:
+        """A signal that does nothing: said in the plan's status message (what operators read), and logged."""
+        plan = self._require_state().plan
+        workflow.logger.warning("plan %s: %s", plan.plan_id, message)
+        if plan.status.is_active:
+            self._set_status(plan.status, message)
 
     @workflow.query
     def details(self, query: PlanQuery | None = None) -> TaskPlan:
@@ -115,14 +153,6 @@ class TaskPlanWorkflow:
         if batch is None or batch.task_name != query.task_name:
             return None
         return batch.details(query.page)
-
-    @workflow.signal
-    def stop_batch(self, task_name: str) -> None:
-        """Stop the running batch of that name (its subtasks are cancelled, it ends STOPPED); the plan
-        goes on. ``temporal workflow signal -w <plan workflow id> --name stop_batch --input '"Task_..."'``
-        """
-        if self._batch is not None and self._batch.task_name == task_name and self._batch_task is not None:
-            self._batch_task.cancel()
 
     # ---------------------------------------------------------------- main loop
 
