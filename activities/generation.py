@@ -120,7 +120,8 @@ class GenerationActivities:
     def generate_next_batch(self, request: GenerateBatchInput) -> GeneratedBatch:
         try:
             batch = self._generate_next_batch(request)
-            if request.task_name and self._tasks is not None and not batch.no_more_work:
+            # A batch to run gets its task record; a generator's "no more work" or abort makes none.
+            if request.task_name and self._tasks is not None and batch.subtasks and not batch.abort_reason:
                 name = self._tasks.record_started(
                     request.task_name,
                     table_name=request.table_name_with_type,

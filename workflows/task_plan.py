@@ -24,6 +24,7 @@ from temporalio.common import RawValue, RetryPolicy, SearchAttributePair, TypedS
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
+    CancelledError,
     ChildWorkflowError,
     FailureError,
     WorkflowAlreadyStartedError,
@@ -85,6 +86,7 @@ class TaskPlanWorkflow:
         self._local_generation = False
         self._inline_batches = False
         self._final_snapshot = False
+        self._cancel_stops_generation = False
         self._batch: BatchRun | None = None  # the running batch (inline)
         self._batch_task: asyncio.Task[BatchResult] | None = None
         self._submitted_at_ms = 0  # when the batch being generated was asked for
@@ -163,6 +165,7 @@ class TaskPlanWorkflow:
         self._local_generation = workflow.patched("generate-as-local-activity")
         self._inline_batches = workflow.patched("inline-batches")
         self._final_snapshot = workflow.patched("final-snapshot")
+        self._cancel_stops_generation = workflow.patched("cancel-during-generation")
         self._input = request
         if self._state is None:
             self._state = request.carried or PlanState(
@@ -191,6 +194,7 @@ class TaskPlanWorkflow:
                         continue
                 generated = await self._generate(request, state)
                 if state.abort_reason is not None:
+                    self._drop_generated(request, state, generated)
                     continue  # an abort that came during generation: no new batch
                 if generated.abort_reason:
                     self._finish(
@@ -338,6 +342,11 @@ class TaskPlanWorkflow:
             except FailureError as err:
                 # A local activity's failure arrives unwrapped (the ApplicationError or TimeoutError itself).
                 cause = err.cause if isinstance(err, ActivityError) else err
+                if self._cancel_stops_generation and isinstance(cause, CancelledError):
+                    # `temporal workflow cancel` while the step ran: an abort, not a failed generation
+                    # (older histories retried the generation and went on).
+                    self._note_temporal_cancel(state)
+                    return GeneratedBatch(no_more_work=False)
                 message = str(cause) if cause is not None else str(err)
                 fatal = isinstance(cause, ApplicationError) and (
                     cause.non_retryable or cause.type in NON_RETRYABLE
@@ -478,6 +487,34 @@ class TaskPlanWorkflow:
             result=result,
             subtasks=run.records,
             plan=state.plan.model_copy(update={"batches": []}),
+        )
+
+    def _drop_generated(self, request: PlanInput, state: PlanState, generated: GeneratedBatch) -> None:
+        """An abort came while the batch was generated: generation recorded it as running (under its task
+        name, in the catalog), but none of it runs. It ends ABORTED: in the plan's batch records and, with
+        the plan's end, in its task record (its subtasks never started: STOPPED)."""
+        name = generated.task_name
+        if not self._inline_batches or not name or generated.no_more_work or generated.abort_reason:
+            return
+        record = self._begin_batch(request, state, name, self._submitted_at_ms, generated)
+        record.task_state = TaskState.ABORTED
+        record.finished_at_ms = epoch_ms()
+        state.plan.inputs_being_processed = 0
+        if not self._final_snapshot:
+            return  # older histories end without record_plan_end: the orchestration poll ends its record
+        message = f"not started: the plan was aborted ({state.abort_reason})"
+        self._pending_end = BatchEnd(
+            task_name=name,
+            finished_at_ms=record.finished_at_ms,
+            result=BatchResult(
+                task_name=name,
+                task_state=TaskState.ABORTED,
+                num_subtasks=len(generated.subtasks),
+                num_completed=0,
+                num_failed=0,
+                status_message=message,
+            ),
+            # No subtask reports: none ran (the task endpoints show them STOPPED).
         )
 
     async def _record_pending_end(self) -> None:
