@@ -40,6 +40,7 @@ from taskplan.names import (
     subtask_name,
     task_name,
 )
+from taskplan.plan_configs import with_thresholds
 from workflows import signals
 from workflows.batch import BatchWorkflow
 from workflows.models import (
@@ -138,6 +139,9 @@ class TaskPlanService:
         properties: dict[str, str],
         options: PlanOptions | None = None,
     ) -> str:
+        # The failure thresholds come from the task configs (checked already, as the API triggers a plan),
+        # else from the defaults; the plan's properties show them. Raises PlanConfigError.
+        properties, options = with_thresholds(properties, options or self.options)
         plan_id = new_plan_id(table_name_with_type, task_type)
         workflow_id = plan_workflow_id(table_name_with_type, task_type)
         try:
@@ -149,7 +153,7 @@ class TaskPlanService:
                     task_type=task_type,
                     source=source,
                     properties=properties,
-                    options=options or self.options,
+                    options=options,
                 ),
                 id=workflow_id,
                 task_queue=CONTROLLER_TASK_QUEUE,
