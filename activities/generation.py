@@ -21,6 +21,7 @@ from activities.errors import (
 from taskplan.catalog.tasks import TaskStore
 from taskplan.metrics import OrchestrationMetrics, metrics
 from taskplan.models.table import Schema, TableConfig
+from taskplan.plan_configs import threshold_problems
 from taskplan.plugin import (
     BatchRequest,
     PinotTaskConfig,
@@ -120,7 +121,8 @@ class GenerationActivities:
     def generate_next_batch(self, request: GenerateBatchInput) -> GeneratedBatch:
         try:
             batch = self._generate_next_batch(request)
-            if request.task_name and self._tasks is not None and not batch.no_more_work:
+            # A batch to run gets its task record; a generator's "no more work" or abort makes none.
+            if request.task_name and self._tasks is not None and batch.subtasks and not batch.abort_reason:
                 name = self._tasks.record_started(
                     request.task_name,
                     table_name=request.table_name_with_type,
@@ -237,11 +239,13 @@ class GenerationActivities:
 
     @activity.defn(name="validate_task_configs")
     def validate_task_configs(self, table_config: TableConfig) -> list[str]:
-        """Validate every task type's configs of a table config; returns the problems found."""
+        """Validate every task type's configs of a table config (the plan's own thresholds, then the task
+        type's checks); returns the problems found."""
         problems: list[str] = []
         task = table_config.task
         schema = self._tables.get_schema_for_table(table_config.tableName)
         for task_type, configs in task.taskTypeConfigsMap.items() if task else []:
+            problems.extend(f"task.taskTypeConfigsMap.{task_type}: {p}" for p in threshold_problems(configs))
             try:
                 self.generator(task_type).validate_task_configs(table_config, schema, configs)
             except TaskConfigError as exc:

@@ -44,9 +44,11 @@ class Stack:
 
 
 def plan_options(s: Settings) -> PlanOptions:
-    """Plan defaults from the properties (taskplan.plan.*, taskplan.batch.*, taskplan.subtask.*)."""
+    """Plan defaults from the properties (taskplan.plan.*, taskplan.batch.*, taskplan.subtask.*); a plan's
+    task configs may set its failure thresholds (taskplan.plan_configs)."""
     return PlanOptions(
         max_failed_batches=s.max_failed_batches,
+        max_failed_subtasks_per_batch=s.max_failed_subtasks_per_batch,
         max_generation_attempts=s.max_generation_attempts,
         retained_batch_records=s.retained_batch_records,
         max_pending_subtasks=s.max_pending_subtasks,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -40,6 +41,8 @@ from taskplan.names import (
     subtask_name,
     task_name,
 )
+from taskplan.plan_configs import with_thresholds
+from workflows import signals
 from workflows.batch import BatchWorkflow
 from workflows.models import (
     AbortRequest,
@@ -62,6 +65,8 @@ from workflows.models import (
 )
 from workflows.task_plan import TaskPlanWorkflow
 from workflows.validation import ValidateTableConfigWorkflow
+
+log = logging.getLogger(__name__)
 
 PLAN_WORKFLOW_TYPE = "TaskPlan"
 QUERY_TIMEOUT = timedelta(seconds=90)
@@ -136,6 +141,9 @@ class TaskPlanService:
         properties: dict[str, str],
         options: PlanOptions | None = None,
     ) -> str:
+        # The failure thresholds come from the task configs (checked already, as the API triggers a plan),
+        # else from the defaults; the plan's properties show them. Raises PlanConfigError.
+        properties, options = with_thresholds(properties, options or self.options)
         plan_id = new_plan_id(table_name_with_type, task_type)
         workflow_id = plan_workflow_id(table_name_with_type, task_type)
         try:
@@ -147,7 +155,7 @@ class TaskPlanService:
                     task_type=task_type,
                     source=source,
                     properties=properties,
-                    options=options or self.options,
+                    options=options,
                 ),
                 id=workflow_id,
                 task_queue=CONTROLLER_TASK_QUEUE,
@@ -294,9 +302,7 @@ class TaskPlanService:
         handle, running = await self._plan_handle(plan_id)
         if running:
             try:
-                await handle.signal(
-                    TaskPlanWorkflow.abort, AbortRequest(reason=reason or "aborted through the API")
-                )
+                await handle.signal(signals.ABORT, AbortRequest(reason=reason or "aborted through the API"))
             except RPCError as err:
                 # The plan ended between the check and the signal: its final state is the answer.
                 if err.status != RPCStatusCode.NOT_FOUND:
@@ -389,8 +395,9 @@ class TaskPlanService:
     async def reconcile_plan_snapshots(self) -> int:
         """Correct the catalog's plan snapshots from Temporal, for what a plan cannot record itself: an end
         at the Temporal level (terminated, timed out, deleted) or while the catalog was out of reach, an
-        abort sent through Temporal (the CLI's signal or cancel), a plan started without a snapshot. Run by
-        the controller's orchestration poll. Returns how many snapshots changed."""
+        abort sent through Temporal (the CLI's signal or cancel), a plan started without a snapshot. Then end
+        the batch records that ended plans left running (end_orphaned_batches). Run by the controller's
+        orchestration poll. Returns how many snapshots changed."""
         if self.tasks is None:
             return 0
         listed_at_ms = _now_ms()
@@ -407,15 +414,50 @@ class TaskPlanService:
         gone = [p for p, (_, updated_ms) in active.items() if p not in running and updated_ms < settled_ms]
         corrected = 0
         for plan_id in stale + unknown + gone:
-            try:
-                plan: TaskPlan | None = await self.get_plan(plan_id, PlanQuery(batch_limit=0), live=True)
-            except PlanNotFoundError:
-                plan = await self._vanished(plan_id)
+            plan = await self._ended_or_latest(plan_id)
             if plan is None or (plan_id in gone and plan.status.is_active):
                 continue  # running after all (the listing lagged)
             if await asyncio.to_thread(self.tasks.save_snapshot, plan, _now_ms(), unless_ended=True):
                 corrected += 1
+        await self.end_orphaned_batches(set(running), settled_ms)
         return corrected
+
+    async def end_orphaned_batches(self, running: set[str], settled_ms: int) -> int:
+        """End the batch records (ABORTED) of plans that ended without recording them: terminated or deleted
+        in Temporal, or whose end missed the catalog. Until then they show IN_PROGRESS in the task listings
+        and count against the in-flight limits of every other plan. ``running``: the plans the visibility
+        listing has running; a batch submitted after ``settled_ms`` may be a plan's that it has not listed
+        yet. Returns how many records ended."""
+        assert self.tasks is not None
+        ended = 0
+        for plan_id in await asyncio.to_thread(self.tasks.plans_with_open_batches, settled_ms):
+            if plan_id in running:
+                continue
+            try:
+                plan = await self._ended_or_latest(plan_id)
+            except RPCError as err:  # this plan cannot be read now: the others still can
+                log.warning("plan %s: not read, its running batch records stay so: %s", plan_id, err)
+                continue
+            if plan is not None and plan.status.is_active:
+                continue  # running after all (the listing lagged)
+            why = (
+                "its plan is not in Temporal"
+                if plan is None
+                else f"its plan ended {plan.status.value}: {plan.status_message}"
+            )
+            count = await asyncio.to_thread(self.tasks.end_open_batches, plan_id, _now_ms(), why)
+            if count:
+                log.info("plan %s: %d running batch record(s) ended ABORTED (%s)", plan_id, count, why)
+            ended += count
+        return ended
+
+    async def _ended_or_latest(self, plan_id: str) -> TaskPlan | None:
+        """The plan as Temporal has it (ended, if it ended at the Temporal level), or as its snapshot has it
+        if Temporal no longer has it; None when neither has it."""
+        try:
+            return await self.get_plan(plan_id, PlanQuery(batch_limit=0), live=True)
+        except PlanNotFoundError:
+            return await self._vanished(plan_id)
 
     async def _vanished(self, plan_id: str) -> TaskPlan | None:
         """A plan the catalog lists as active that Temporal no longer has (deleted, or past retention)."""
@@ -650,16 +692,17 @@ def _now_ms() -> int:
 def _stored_details(stored: StoredTask, page: SubtaskQuery) -> BatchDetails:
     """A plan batch's details from its task record (ended, or orphaned by a plan that stopped)."""
     ended = stored.ended()
-    if ended is not None:
-        records = ended.subtasks
-        totals = ended.result.totals
-        completed, failed = ended.result.num_completed, ended.result.num_failed
-    else:
+    records = ended.subtasks if ended is not None else []
+    if not records:
+        # Not reported: waiting while the batch runs; once it ended (aborted before it started, or ended
+        # without its plan reporting it), never started or their outcome unknown.
+        state = SubtaskState.STOPPED if stored.state.is_final else SubtaskState.INIT
         records = [
-            SubtaskRecord(subtask_name=subtask_name(stored.task_name, i), state=SubtaskState.INIT)
+            SubtaskRecord(subtask_name=subtask_name(stored.task_name, i), state=state)
             for i in range(stored.num_subtasks)
         ]
-        totals, completed, failed = {}, 0, 0
+    totals = ended.result.totals if ended is not None else {}
+    completed, failed = (ended.result.num_completed, ended.result.num_failed) if ended is not None else (0, 0)
     offset = max(0, page.offset)
     return BatchDetails(
         task_name=stored.task_name,

@@ -62,7 +62,10 @@ class Settings(BaseSettings):
     controller_port: int = Field(9000, alias="controller.port")
     enable_task_orchestration: bool = Field(True, alias=ENABLE_ORCHESTRATION)
     orphaned_plan_cleanup_interval_s: int = Field(28800, alias=ORPHAN_CLEANUP_INTERVAL, ge=1)
-    max_failed_batches: int = Field(3, alias="taskplan.plan.maxFailedBatches", ge=0)
+    max_failed_batches: int = Field(3, alias="taskplan.plan.maxFailedBatches", ge=0, le=2**31 - 1)
+    max_failed_subtasks_per_batch: int = Field(
+        0, alias="taskplan.batch.maxFailedSubtasksPerBatch", ge=0, le=2**31 - 1
+    )
     max_generation_attempts: int = Field(10, alias="taskplan.plan.maxGenerationAttempts", ge=1)
     retained_batch_records: int = Field(1000, alias="taskplan.plan.retainedBatchRecords", ge=10)
     max_pending_subtasks: int = Field(1000, alias="taskplan.batch.maxPendingSubtasks", ge=1, le=1900)

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import RawValue, RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
+    CancelledError,
     ChildWorkflowError,
     FailureError,
     WorkflowAlreadyStartedError,
@@ -32,10 +34,10 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities.errors import NON_RETRYABLE
     from taskplan.names import SearchAttributes, task_name
+    from workflows import signals
     from workflows.batch import BatchWorkflow
     from workflows.batch_run import BatchRun
     from workflows.models import (
-        AbortRequest,
         BatchDetails,
         BatchEnd,
         BatchInput,
@@ -84,6 +86,7 @@ class TaskPlanWorkflow:
         self._local_generation = False
         self._inline_batches = False
         self._final_snapshot = False
+        self._cancel_stops_generation = False
         self._batch: BatchRun | None = None  # the running batch (inline)
         self._batch_task: asyncio.Task[BatchResult] | None = None
         self._submitted_at_ms = 0  # when the batch being generated was asked for
@@ -91,14 +94,51 @@ class TaskPlanWorkflow:
 
     # ---------------------------------------------------------------- handlers
 
-    @workflow.signal
-    def abort(self, request: AbortRequest | None = None) -> None:
-        """Abort: ABORTING at once, no new batch; the running batch may finish, then CANCELLED."""
+    @workflow.signal(dynamic=True)
+    async def operator_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """``abort`` and ``stop_batch``, whatever input they come with (read raw: see workflows/signals.py).
+
+        abort: ABORTING at once, no new batch; the running batch may finish, then CANCELLED.
+        stop_batch: stop the running batch of that name (its subtasks are cancelled, it ends STOPPED); the
+        plan goes on. ``temporal workflow signal -w <plan workflow id> --name stop_batch --input '"Task_.."'``
+        """
+        if self._state is None:  # signalled with its start: act once the run has its state
+            await workflow.wait_condition(lambda: self._state is not None)
+        plan = self._require_state().plan
+        request = signals.read_input(args, workflow.payload_converter())
+        for note in request.notes():
+            workflow.logger.warning("plan %s: signal %s: %s", plan.plan_id, name, note)
+        if name == signals.ABORT:
+            self._abort(signals.abort_reason(request))
+        elif name == signals.STOP_BATCH:
+            self._stop_batch(signals.batch_to_stop(request))
+        else:
+            self._note_ignored(f"signal {name!r} ignored: a task plan takes {' or '.join(signals.SIGNALS)}")
+
+    def _abort(self, reason: str) -> None:
         state = self._require_state()
         if not state.plan.status.is_active or state.abort_reason is not None:
             return
-        state.abort_reason = request.reason if request and request.reason else "aborted by request"
+        state.abort_reason = reason
         self._set_status(PlanStatus.ABORTING, f"aborting: {state.abort_reason}")
+
+    def _stop_batch(self, task_name: str | None) -> None:
+        """Stop the running batch if it is the one named (None: whichever runs); else say why not."""
+        batch, running = self._batch, self._batch_task
+        current = batch.task_name if batch is not None and running is not None else None
+        if running is not None and current is not None and task_name in (None, current):
+            running.cancel()
+            return
+        named = "(no task name)" if task_name is None else task_name
+        why = f"the running batch is {current}" if current else "no batch is running"
+        self._note_ignored(f"stop_batch {named} ignored: {why}")
+
+    def _note_ignored(self, message: str) -> None:
+        """A signal that does nothing: said in the plan's status message (what operators read), and logged."""
+        plan = self._require_state().plan
+        workflow.logger.warning("plan %s: %s", plan.plan_id, message)
+        if plan.status.is_active:
+            self._set_status(plan.status, message)
 
     @workflow.query
     def details(self, query: PlanQuery | None = None) -> TaskPlan:
@@ -116,14 +156,6 @@ class TaskPlanWorkflow:
             return None
         return batch.details(query.page)
 
-    @workflow.signal
-    def stop_batch(self, task_name: str) -> None:
-        """Stop the running batch of that name (its subtasks are cancelled, it ends STOPPED); the plan
-        goes on. ``temporal workflow signal -w <plan workflow id> --name stop_batch --input '"Task_..."'``
-        """
-        if self._batch is not None and self._batch.task_name == task_name and self._batch_task is not None:
-            self._batch_task.cancel()
-
     # ---------------------------------------------------------------- main loop
 
     @workflow.run
@@ -133,6 +165,7 @@ class TaskPlanWorkflow:
         self._local_generation = workflow.patched("generate-as-local-activity")
         self._inline_batches = workflow.patched("inline-batches")
         self._final_snapshot = workflow.patched("final-snapshot")
+        self._cancel_stops_generation = workflow.patched("cancel-during-generation")
         self._input = request
         if self._state is None:
             self._state = request.carried or PlanState(
@@ -161,6 +194,7 @@ class TaskPlanWorkflow:
                         continue
                 generated = await self._generate(request, state)
                 if state.abort_reason is not None:
+                    self._drop_generated(request, state, generated)
                     continue  # an abort that came during generation: no new batch
                 if generated.abort_reason:
                     self._finish(
@@ -308,6 +342,11 @@ class TaskPlanWorkflow:
             except FailureError as err:
                 # A local activity's failure arrives unwrapped (the ApplicationError or TimeoutError itself).
                 cause = err.cause if isinstance(err, ActivityError) else err
+                if self._cancel_stops_generation and isinstance(cause, CancelledError):
+                    # `temporal workflow cancel` while the step ran: an abort, not a failed generation
+                    # (older histories retried the generation and went on).
+                    self._note_temporal_cancel(state)
+                    return GeneratedBatch(no_more_work=False)
                 message = str(cause) if cause is not None else str(err)
                 fatal = isinstance(cause, ApplicationError) and (
                     cause.non_retryable or cause.type in NON_RETRYABLE
@@ -448,6 +487,34 @@ class TaskPlanWorkflow:
             result=result,
             subtasks=run.records,
             plan=state.plan.model_copy(update={"batches": []}),
+        )
+
+    def _drop_generated(self, request: PlanInput, state: PlanState, generated: GeneratedBatch) -> None:
+        """An abort came while the batch was generated: generation recorded it as running (under its task
+        name, in the catalog), but none of it runs. It ends ABORTED: in the plan's batch records and, with
+        the plan's end, in its task record (its subtasks never started: STOPPED)."""
+        name = generated.task_name
+        if not self._inline_batches or not name or generated.no_more_work or generated.abort_reason:
+            return
+        record = self._begin_batch(request, state, name, self._submitted_at_ms, generated)
+        record.task_state = TaskState.ABORTED
+        record.finished_at_ms = epoch_ms()
+        state.plan.inputs_being_processed = 0
+        if not self._final_snapshot:
+            return  # older histories end without record_plan_end: the orchestration poll ends its record
+        message = f"not started: the plan was aborted ({state.abort_reason})"
+        self._pending_end = BatchEnd(
+            task_name=name,
+            finished_at_ms=record.finished_at_ms,
+            result=BatchResult(
+                task_name=name,
+                task_state=TaskState.ABORTED,
+                num_subtasks=len(generated.subtasks),
+                num_completed=0,
+                num_failed=0,
+                status_message=message,
+            ),
+            # No subtask reports: none ran (the task endpoints show them STOPPED).
         )
 
     async def _record_pending_end(self) -> None:

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 MAX_NAME_STEPS = 1000
 ACTIVE_STATUSES = [status.value for status in PlanStatus if status.is_active]
+OPEN_STATES = [state.value for state in TaskState if not state.is_final]
+MAX_MESSAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -136,12 +138,34 @@ class TaskStore:
         )
 
     def record_plan_end(self, end: PlanEnd) -> None:
-        """A plan's end, before its workflow closes: its last batch's end (if not recorded yet) and its final
-        snapshot, in one transaction, so the plan leaves the active listing as it ends."""
+        """A plan's end, before its workflow closes: its last batch's end (if not recorded yet), any batch
+        record of the plan still running (see end_open_batches) and its final snapshot, in one transaction,
+        so the plan leaves the active listing as it ends and leaves no batch in flight."""
+        plan = end.plan
+        finished_ms = plan.finished_at_ms or plan.created_at_ms
         with self.engine.begin() as conn:
             if end.batch is not None:
                 self._update_ended(conn, end.batch.model_copy(update={"plan": None}))
-            self._save_snapshot(conn, end.plan, end.plan.finished_at_ms or end.plan.created_at_ms)
+            reason = f"its plan ended {plan.status.value}: {plan.status_message}"
+            self._end_open_batches(conn, plan.plan_id, finished_ms, reason)
+            self._save_snapshot(conn, plan, finished_ms)
+
+    def end_open_batches(self, plan_id: str, finished_ms: int, reason: str) -> int:
+        """End the batch records a plan left running when it ended without recording them (terminated or
+        deleted in Temporal, or its end missed the catalog): ABORTED, as Helix calls a job ended from
+        outside, their subtasks unknown. They no longer count in flight. Returns how many."""
+        with self.engine.begin() as conn:
+            return self._end_open_batches(conn, plan_id, finished_ms, reason)
+
+    @staticmethod
+    def _end_open_batches(conn: Connection, plan_id: str, finished_ms: int, reason: str) -> int:
+        return int(
+            conn.execute(
+                update(tasks)
+                .where(tasks.c.plan_id == plan_id, tasks.c.state.in_(OPEN_STATES))
+                .values(state=TaskState.ABORTED.value, finished_ms=finished_ms, message=_cut(reason))
+            ).rowcount
+        )
 
     def record_plan_started(self, plan: TaskPlan) -> None:
         """A new plan's first snapshot (unless its first batch already saved a newer one)."""
@@ -246,6 +270,16 @@ class TaskStore:
                 per_table[table] += int(count or 0)
         return dict(per_table)
 
+    def plans_with_open_batches(self, submitted_before_ms: int) -> list[str]:
+        """Plans with a batch record still running that was submitted before then."""
+        with self.engine.connect() as conn:
+            query = (
+                select(tasks.c.plan_id)
+                .where(tasks.c.state.in_(OPEN_STATES), tasks.c.submitted_ms < submitted_before_ms)
+                .distinct()
+            )
+            return sorted(conn.scalars(query).all())
+
     def table_names(self) -> set[str]:
         with self.engine.connect() as conn:
             names = set(conn.scalars(select(tasks.c.table_name).distinct()).all())
@@ -338,3 +372,7 @@ class TaskStore:
                 )
             )
         return plans
+
+
+def _cut(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from taskplan.service import TaskPlanService
+from tests.api.test_tables_and_triggers_api import create_table, new_name
 from tests.engine.test_plans import COUNTING, wait_for_end
 from tests.support.engine import eventually
 from workflows.models import PlanSource
@@ -130,3 +132,52 @@ async def test_active_listing_reads_snapshots_that_keep_up_with_the_plan(
         assert active == [] or active[0]["status"] == "ABORTING"
 
     await eventually(aborting_listed, timeout=30)
+
+
+# ---------------------------------------------------------------- failure thresholds, as task configs
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("maxFailedBatches", "-1"),
+        ("maxFailedBatches", "2.5"),
+        ("maxFailedSubtasksPerBatch", "-3"),
+        ("maxFailedSubtasksPerBatch", "some"),
+    ],
+)
+async def test_a_trigger_with_a_bad_failure_threshold_is_refused(
+    http: httpx.AsyncClient, key: str, value: str
+) -> None:
+    table = await create_table(http, new_name())
+    configs = {"enableTaskOrchestration": "true", key: value}
+    response = await http.post(
+        "/tasks/execute", json={"taskType": COUNTING, "tableName": table, "taskConfigs": configs}
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert f"{key} must be an integer from 0 to 2147483647, not {value!r}" in error
+    ids = await http.get("/tasks/taskPlans", params={"tableNameWithType": table, "taskType": COUNTING})
+    assert ids.json() == []  # nothing started
+    # A table config that schedules such a plan is refused too.
+    name = new_name()
+    schema = {"schemaName": name, "dimensionFieldSpecs": [{"name": "country", "dataType": "STRING"}]}
+    assert (await http.post("/schemas", json=schema)).status_code == 200
+    task = {"taskTypeConfigsMap": {COUNTING: {key: value}}}
+    config = {"tableName": name, "tableType": "OFFLINE", "task": task}
+    response = await http.post("/tables", json=config)
+    assert response.status_code == 400 and key in response.json()["error"]
+
+
+async def test_a_plans_properties_show_its_failure_thresholds(http: httpx.AsyncClient) -> None:
+    table = await create_table(http, new_name())
+    configs = {"enableTaskOrchestration": "true", "numBatches": "1", "maxFailedBatches": " 7 "}
+    response = await http.post(
+        "/tasks/execute", json={"taskType": COUNTING, "tableName": table, "taskConfigs": configs}
+    )
+    assert response.status_code == 200, response.text
+    plan_id = response.json()["taskPlanId"]
+    plan = (await http.get(f"/tasks/taskPlans/{plan_id}", params={"waitForTerminalSeconds": 60})).json()
+    assert plan["status"] == "COMPLETED"
+    assert plan["properties"]["maxFailedBatches"] == "7"  # as the plan runs with it
+    assert plan["properties"]["maxFailedSubtasksPerBatch"] == "0"  # the default

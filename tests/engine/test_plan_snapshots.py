@@ -13,8 +13,8 @@ from taskplan.names import plan_workflow_id
 from taskplan.service import TaskPlanService
 from tests.engine.test_plans import COUNTING, wait_for_end
 from tests.support.engine import TEST_OPTIONS, add_table, eventually
+from workflows import signals
 from workflows.models import AbortRequest, PlanSource, PlanStatus, TaskPlan
-from workflows.task_plan import TaskPlanWorkflow
 
 LONG = {"numBatches": "50", "sleepMs": "400"}
 SLOW = {"numBatches": "50", "sleepMs": "8000"}  # no batch ends (and saves a snapshot) during the checks
@@ -92,8 +92,8 @@ async def test_the_orchestration_poll_corrects_what_a_plan_cannot_record(
     await engine.get_workflow_handle(plan_workflow_id(terminated, COUNTING)).terminate(
         reason="by an operator"
     )
-    await engine.get_workflow_handle_for(TaskPlanWorkflow.run, plan_workflow_id(signalled, COUNTING)).signal(
-        TaskPlanWorkflow.abort, AbortRequest(reason="from the CLI")
+    await engine.get_workflow_handle(plan_workflow_id(signalled, COUNTING)).signal(
+        signals.ABORT, AbortRequest(reason="from the CLI")
     )
 
     async def corrected() -> None:

@@ -32,7 +32,13 @@ async def test_plan_chains_batches_until_no_more_work(service: TaskPlanService, 
 
     assert plan.status == PlanStatus.COMPLETED
     assert plan.source == PlanSource.ADHOC_CONFIG
-    assert plan.properties == {"numBatches": "6", "subtasksPerBatch": "3"}
+    # with the failure thresholds it runs with (the defaults here)
+    assert plan.properties == {
+        "numBatches": "6",
+        "subtasksPerBatch": "3",
+        "maxFailedBatches": "3",
+        "maxFailedSubtasksPerBatch": "0",
+    }
     assert [b.batch_sequence for b in plan.batches] == list(range(6))
     assert all(b.task_state == TaskState.COMPLETED for b in plan.batches)
     assert all(b.num_subtasks == 3 for b in plan.batches)

@@ -35,7 +35,8 @@ _lock = threading.Lock()
 
 
 class CountingGenerator(BaseTaskGenerator):
-    """`numBatches` batches of `subtasksPerBatch` subtasks; properties pass through to every subtask."""
+    """`numBatches` batches of `subtasksPerBatch` subtasks; properties pass through to every subtask.
+    Generating batch `slowGenerationAt` (default: every batch) takes `generationSleepMs`."""
 
     task_type: ClassVar[str] = "TestCountingTask"
     supports_orchestration: ClassVar[bool] = True
@@ -52,6 +53,8 @@ class CountingGenerator(BaseTaskGenerator):
             if failures_left > 0:
                 _generation_failures[request.plan_id] -= 1
                 raise RuntimeError(f"generation failure injected ({failures_left} left)")
+        if props.get("slowGenerationAt", str(request.batch_sequence)) == str(request.batch_sequence):
+            time.sleep(int(props.get("generationSleepMs", "0")) / 1000)  # a slow generator
         if props.get("generatorAbortAt") == str(request.batch_sequence):
             return BatchGeneration.abort("generator found the table in a bad state")
         if "badConfig" in props:
