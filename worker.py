@@ -26,7 +26,7 @@ from typing import Any, Literal
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.generation import GenerationActivities, TableConfigSource
+from activities.generation import GenerationActivities
 from activities.subtasks import SubtaskActivities
 from activities.triggers import TriggerActivities
 from taskplan.bootstrap import open_stack, plan_options
@@ -37,6 +37,7 @@ from taskplan.data.parquet import set_threads_per_connection
 from taskplan.data.segments import SegmentManager
 from taskplan.gate import ClusterGate
 from taskplan.metrics import metrics_url, serve_metrics
+from taskplan.models.table import TableConfigSource
 from taskplan.names import CONTROLLER_TASK_QUEUE, DEFAULT_MINION_TAG, minion_task_queue, validate_minion_tag
 from taskplan.plugin import PluginContext
 from taskplan.progress import ProgressPoller

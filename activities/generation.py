@@ -6,11 +6,12 @@ import json
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from temporalio import activity
 
-from activities.errors import (
+from taskplan.catalog.tasks import TaskStore
+from taskplan.metrics import OrchestrationMetrics, metrics
+from taskplan.models.errors import (
     BATCH_TOO_LARGE,
     TABLE_NOT_FOUND,
     TASK_CONFIG_ERROR,
@@ -18,9 +19,9 @@ from activities.errors import (
     describe,
     refuse,
 )
-from taskplan.catalog.tasks import TaskStore
-from taskplan.metrics import OrchestrationMetrics, metrics
-from taskplan.models.table import Schema, TableConfig
+from taskplan.models.plan import BatchEnd, PlanEnd
+from taskplan.models.table import TableConfig, TableConfigSource
+from taskplan.models.task import GeneratedBatch, SubtaskOptions
 from taskplan.plan_configs import threshold_problems
 from taskplan.plugin import (
     BatchRequest,
@@ -31,29 +32,11 @@ from taskplan.plugin import (
     TaskGenerator,
 )
 from taskplan.registry import TaskTypeRegistry, UnknownTaskTypeError
-from workflows.models import (
-    BatchEnd,
-    GenerateBatchInput,
-    GeneratedBatch,
-    NextBatch,
-    NextBatchInput,
-    OneShotRequest,
-    PlanEnd,
-    ProgressionCheck,
-    SubtaskOptions,
-)
+from workflows.models import GenerateBatchInput, NextBatch, NextBatchInput, OneShotRequest, ProgressionCheck
 
 # Temporal refuses payloads over 2 MB; keep a margin for headers and the rest of the input.
 MAX_BATCH_PAYLOAD_BYTES = 1_500_000
 MAX_SUBTASKS_PER_BATCH = 10_000
-
-
-class TableConfigSource(Protocol):
-    """Where generators' table configs and schemas come from (the catalog)."""
-
-    def get_table_config(self, table_name_with_type: str) -> TableConfig | None: ...
-
-    def get_schema_for_table(self, table_name_with_type: str) -> Schema | None: ...
 
 
 ProgressionGate = Callable[[str, str, "str | None"], "str | None"]

@@ -15,8 +15,9 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import (
+from taskplan.models.errors import (
     FATAL_TASK_ERROR,
+    INVALID_EXECUTOR_RESULT,
     TASK_CONFIG_ERROR,
     UNKNOWN_TASK_TYPE,
     WORKER_SHUTDOWN,
@@ -114,7 +115,7 @@ def _output(result: object, attempt: int) -> SubtaskOutput:
         raise ApplicationError(
             f"executor returned {type(result).__name__}; expected SubtaskResult",
             {"attempt": attempt},
-            type="InvalidExecutorResult",
+            type=INVALID_EXECUTOR_RESULT,
             non_retryable=True,
         )
     return SubtaskOutput(

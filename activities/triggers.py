@@ -9,12 +9,13 @@ from temporalio.client import Client
 
 from taskplan.catalog import Catalog
 from taskplan.cycle import run_trigger_cycle
+from taskplan.models.plan import CycleResult, PlanOptions
 from taskplan.registry import TaskTypeRegistry
 from taskplan.schedules import SCHEDULE_KEY
 from taskplan.service import TaskPlanService
 from taskplan.settings import Settings
 from taskplan.triggers import orchestration_switch
-from workflows.models import CronTriggerInput, CycleResult, PlanOptions
+from workflows.models import CronTriggerInput
 
 
 class TriggerActivities:

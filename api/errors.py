@@ -15,9 +15,9 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taskplan.catalog import SchemaNotFoundError, TableExistsError, TableNotFoundError
+from taskplan.models.errors import PlanAlreadyActiveError, PlanNotFoundError, TaskNotFoundError
 from taskplan.names import InvalidNameError
 from taskplan.registry import UnknownTaskTypeError
-from taskplan.service import PlanAlreadyActiveError, PlanNotFoundError, TaskNotFoundError
 
 log = logging.getLogger(__name__)
 

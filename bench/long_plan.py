@@ -11,7 +11,7 @@ from temporalio.client import WorkflowHandle
 
 from bench.harness import BenchStack, Report, new_raw_name, rss_mb
 from bench.plans import NOOP, plan_seconds
-from workflows.models import PlanQuery, PlanSource
+from taskplan.models.plan import PlanQuery, PlanSource
 
 
 async def long_plan(stack: BenchStack, report: Report, full: bool) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bench.harness import BenchStack, Report, median, new_raw_name, percentile
 from bench.plans import NOOP, plan_seconds, run_baseline, run_plan
-from workflows.models import TaskPlan
+from taskplan.models.plan import TaskPlan
 
 
 async def overhead(stack: BenchStack, report: Report, full: bool) -> None:

@@ -7,8 +7,8 @@ import time
 
 from bench.baseline import BASELINE_QUEUE, BaselineBatch, BaselineBatchesWorkflow, BaselineInput
 from bench.harness import BenchStack, new_raw_name
+from taskplan.models.plan import PlanQuery, PlanSource, PlanStatus, TaskPlan
 from taskplan.names import minion_task_queue
-from workflows.models import PlanQuery, PlanSource, PlanStatus, TaskPlan
 
 NOOP = "NoOpTask"
 NOOP_QUEUE = minion_task_queue("minion_untagged", NOOP)

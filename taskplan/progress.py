@@ -15,8 +15,8 @@ import time
 from collections import Counter
 
 from taskplan.metrics import OrchestrationMetrics, metrics, set_last_poll
+from taskplan.models.plan import PlanQuery, PlanStatus
 from taskplan.service import TaskPlanService
-from workflows.models import PlanQuery, PlanStatus
 
 log = logging.getLogger(__name__)
 

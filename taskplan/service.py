@@ -30,7 +30,23 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from taskplan.catalog.tasks import StoredTask, TaskStore
+from taskplan.models.errors import (
+    PlanAlreadyActiveError,
+    PlanNotFoundError,
+    TaskGenerationError,
+    TaskNotFoundError,
+)
+from taskplan.models.plan import AbortRequest, PlanOptions, PlanQuery, PlanSource, PlanStatus, TaskPlan
 from taskplan.models.table import TableConfig
+from taskplan.models.task import (
+    BatchDetails,
+    SubtaskConfig,
+    SubtaskCounts,
+    SubtaskQuery,
+    SubtaskRecord,
+    SubtaskState,
+    TaskState,
+)
 from taskplan.names import (
     CONTROLLER_TASK_QUEUE,
     SearchAttributes,
@@ -44,25 +60,7 @@ from taskplan.names import (
 from taskplan.plan_configs import with_thresholds
 from workflows import signals
 from workflows.batch import BatchWorkflow
-from workflows.models import (
-    AbortRequest,
-    BatchDetails,
-    BatchInput,
-    BatchPageQuery,
-    OneShotRequest,
-    PlanInput,
-    PlanOptions,
-    PlanQuery,
-    PlanSource,
-    PlanStatus,
-    SubtaskConfig,
-    SubtaskCounts,
-    SubtaskQuery,
-    SubtaskRecord,
-    SubtaskState,
-    TaskPlan,
-    TaskState,
-)
+from workflows.models import BatchInput, BatchPageQuery, OneShotRequest, PlanInput
 from workflows.task_plan import TaskPlanWorkflow
 from workflows.validation import ValidateTableConfigWorkflow
 
@@ -72,35 +70,6 @@ PLAN_WORKFLOW_TYPE = "TaskPlan"
 QUERY_TIMEOUT = timedelta(seconds=90)
 BATCH_WORKFLOW_TYPE = "TaskBatch"
 TASK_TABLES_MEMO = "tables"  # a legacy task's memo: every table it works on
-
-
-class PlanAlreadyActiveError(Exception):
-    """A plan is already active for this table and task type (the API answers 409)."""
-
-    def __init__(self, table_name_with_type: str, task_type: str, active_plan_id: str | None) -> None:
-        super().__init__(
-            f"a task plan is already active for table {table_name_with_type} and task type {task_type}: "
-            f"{active_plan_id or 'unknown'}"
-        )
-        self.active_plan_id = active_plan_id
-
-
-class PlanNotFoundError(LookupError):
-    def __init__(self, plan_id: str) -> None:
-        super().__init__(f"task plan {plan_id} not found")
-
-
-class TaskNotFoundError(LookupError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"task {name} not found")
-
-
-class TaskGenerationError(Exception):
-    """Legacy generation failed; `error_type` tells a config problem (400) from others."""
-
-    def __init__(self, message: str, error_type: str | None) -> None:
-        super().__init__(message)
-        self.error_type = error_type
 
 
 def quote_value(value: str) -> str:

@@ -15,19 +15,18 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.errors import NON_RETRYABLE
-    from taskplan.names import SearchAttributes
-    from workflows.batch_run import BatchRun, epoch_ms
-    from workflows.models import (
+    from taskplan.models.errors import NON_RETRYABLE
+    from taskplan.models.task import (
         BatchDetails,
-        BatchInput,
         BatchResult,
         GeneratedBatch,
-        GenerationOutcome,
         SubtaskConfig,
         SubtaskQuery,
         TaskState,
     )
+    from taskplan.names import SearchAttributes
+    from workflows.batch_run import BatchRun, epoch_ms
+    from workflows.models import BatchInput, GenerationOutcome
 
 GENERATION_TIMEOUT = timedelta(minutes=10)
 

@@ -26,22 +26,20 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.errors import FATAL_TASK_ERROR, TASK_CONFIG_ERROR, WORKER_SHUTDOWN
-    from taskplan.names import minion_task_queue, subtask_name
-    from workflows.models import (
+    from taskplan.models.errors import FATAL_TASK_ERROR, TASK_CONFIG_ERROR, WORKER_SHUTDOWN
+    from taskplan.models.task import (
         BatchDetails,
-        BatchInput,
         BatchResult,
         GeneratedBatch,
         SubtaskConfig,
         SubtaskCounts,
-        SubtaskInput,
-        SubtaskOutput,
         SubtaskQuery,
         SubtaskRecord,
         SubtaskState,
         TaskState,
     )
+    from taskplan.names import minion_task_queue, subtask_name
+    from workflows.models import BatchInput, SubtaskInput, SubtaskOutput
 
 
 def epoch_ms() -> int:

@@ -14,7 +14,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
-from workflows.models import CronTriggerInput, CycleResult
+from taskplan.models.errors import TABLE_NOT_FOUND
+from taskplan.models.plan import CycleResult
+from workflows.models import CronTriggerInput
 
 TRIGGER_FAILED = "TriggerGenerationFailed"
 
@@ -28,7 +30,7 @@ class CronTriggerWorkflow:
             trigger,
             result_type=CycleResult,
             start_to_close_timeout=timedelta(minutes=5),
-            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["TableNotFound"]),
+            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=[TABLE_NOT_FOUND]),
         )
         if result.errors:
             raise ApplicationError(

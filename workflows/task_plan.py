@@ -32,32 +32,30 @@ from temporalio.exceptions import (
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.errors import NON_RETRYABLE
+    from taskplan.models.errors import NON_RETRYABLE, NOT_READY
+    from taskplan.models.plan import (
+        BatchEnd,
+        BatchRecord,
+        PlanEnd,
+        PlanOptions,
+        PlanQuery,
+        PlanStatus,
+        TaskPlan,
+    )
+    from taskplan.models.task import BatchDetails, BatchResult, GeneratedBatch, PreviousBatchInfo, TaskState
     from taskplan.names import SearchAttributes, task_name
     from workflows import signals
     from workflows.batch import BatchWorkflow
     from workflows.batch_run import BatchRun
     from workflows.models import (
-        BatchDetails,
-        BatchEnd,
         BatchInput,
         BatchPageQuery,
-        BatchRecord,
-        BatchResult,
         GenerateBatchInput,
-        GeneratedBatch,
         NextBatch,
         NextBatchInput,
-        PlanEnd,
         PlanInput,
-        PlanOptions,
-        PlanQuery,
         PlanState,
-        PlanStatus,
-        PreviousBatchInfo,
         ProgressionCheck,
-        TaskPlan,
-        TaskState,
     )
 
 MAX_GENERATION_BACKOFF_S = 300.0
@@ -665,5 +663,5 @@ class TaskPlanWorkflow:
 
     def _require_state(self) -> PlanState:
         if self._state is None:
-            raise ApplicationError("plan state is not initialised yet", type="NotReady")
+            raise ApplicationError("plan state is not initialised yet", type=NOT_READY)
         return self._state

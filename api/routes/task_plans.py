@@ -13,9 +13,9 @@ from api.deps import CatalogDep, ServiceDep
 from api.errors import ERROR_RESPONSES, ApiError
 from taskplan.catalog import Catalog
 from taskplan.models.base import WireModel
+from taskplan.models.errors import PlanNotFoundError
+from taskplan.models.plan import PlanQuery, PlanStatus, TaskPlan
 from taskplan.names import parse_plan_id, parse_table_name, validate_task_type
-from taskplan.service import PlanNotFoundError
-from workflows.models import PlanQuery, PlanStatus, TaskPlan
 
 # Path parameters keep the documented names ({taskPlanId}, {planId}) so the OpenAPI page shows them.
 router = APIRouter(prefix="/tasks/taskPlans", tags=["task plans"], responses=ERROR_RESPONSES)

@@ -18,14 +18,12 @@ from taskplan.bootstrap import Stack
 from taskplan.catalog import Catalog
 from taskplan.cycle import run_trigger_cycle
 from taskplan.gate import QueueState, queue_state, set_queue_state
+from taskplan.models import errors
+from taskplan.models.errors import TaskGenerationError, TaskNotFoundError
+from taskplan.models.plan import CycleResult, PlanSource
 from taskplan.models.table import TableTaskConfig
-from taskplan.names import InvalidNameError, parse_table_name, parse_task_name, validate_task_type
-from taskplan.service import TaskGenerationError, TaskNotFoundError, TaskPlanService
-from taskplan.triggers import Flow, decide_flow, legacy_refusal, orchestration_switch
-from workflows.models import (
+from taskplan.models.task import (
     BatchDetails,
-    CycleResult,
-    PlanSource,
     SubtaskConfig,
     SubtaskCounts,
     SubtaskQuery,
@@ -33,14 +31,17 @@ from workflows.models import (
     SubtaskState,
     TaskState,
 )
+from taskplan.names import InvalidNameError, parse_table_name, parse_task_name, validate_task_type
+from taskplan.service import TaskPlanService
+from taskplan.triggers import Flow, decide_flow, legacy_refusal, orchestration_switch
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=ERROR_RESPONSES)
 
 GENERATION_STATUS = {
-    "TaskConfigError": 400,
-    "TableNotFound": 404,
-    "UnknownTaskType": 404,
-    "BatchTooLarge": 400,
+    errors.TASK_CONFIG_ERROR: 400,
+    errors.TABLE_NOT_FOUND: 404,
+    errors.UNKNOWN_TASK_TYPE: 404,
+    errors.BATCH_TOO_LARGE: 400,
 }
 
 

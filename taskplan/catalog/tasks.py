@@ -29,8 +29,9 @@ from sqlalchemy.exc import IntegrityError
 
 from taskplan.catalog.errors import CatalogError
 from taskplan.catalog.schema import plan_snapshots, tasks
+from taskplan.models.plan import BatchEnd, BatchRecord, PlanEnd, PlanStatus, TaskPlan
+from taskplan.models.task import GeneratedBatch, TaskState
 from taskplan.names import parse_task_name, task_name
-from workflows.models import BatchEnd, BatchRecord, GeneratedBatch, PlanEnd, PlanStatus, TaskPlan, TaskState
 
 if TYPE_CHECKING:
     from taskplan.catalog.catalog import Catalog

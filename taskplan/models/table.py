@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -143,3 +143,11 @@ class TableConfig(_PinotJson):
                     f"{where}.{FLUSH_TIME}: {period[:40]!r} is not a period such as 6h, 30m, 10s, 1d or 500ms"
                 )
         return problems
+
+
+class TableConfigSource(Protocol):
+    """Where generators' table configs and schemas come from (the catalog)."""
+
+    def get_table_config(self, table_name_with_type: str) -> TableConfig | None: ...
+
+    def get_schema_for_table(self, table_name_with_type: str) -> Schema | None: ...

@@ -7,11 +7,11 @@ from typing import Any
 import httpx
 import pytest
 
+from taskplan.models.plan import PlanSource
 from taskplan.service import TaskPlanService
 from tests.api.test_tables_and_triggers_api import create_table, new_name
 from tests.engine.test_plans import COUNTING, wait_for_end
 from tests.support.engine import eventually
-from workflows.models import PlanSource
 
 DOCUMENTED_FIELDS = {
     "planId",

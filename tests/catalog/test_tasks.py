@@ -11,19 +11,9 @@ from alembic.config import Config
 
 from taskplan.catalog import Catalog
 from taskplan.catalog.catalog import MIGRATIONS
+from taskplan.models.plan import BatchEnd, PlanEnd, PlanSource, PlanStatus, TaskPlan
+from taskplan.models.task import BatchResult, GeneratedBatch, SubtaskRecord, SubtaskState, TaskState
 from taskplan.names import subtask_name
-from workflows.models import (
-    BatchEnd,
-    BatchResult,
-    GeneratedBatch,
-    PlanEnd,
-    PlanSource,
-    PlanStatus,
-    SubtaskRecord,
-    SubtaskState,
-    TaskPlan,
-    TaskState,
-)
 
 TYPE = "SegmentPurgeTask"
 

@@ -17,21 +17,12 @@ from temporalio.client import Client
 
 from taskplan.catalog import Catalog
 from taskplan.catalog.tasks import TaskStore
+from taskplan.models.plan import BatchEnd, PlanEnd, PlanSource, PlanStatus, TaskPlan
+from taskplan.models.task import BatchResult, GeneratedBatch, SubtaskState, TaskState
 from taskplan.names import plan_workflow_id, task_name
 from taskplan.service import TaskPlanService
 from tests.engine.test_plans import COUNTING, wait_for_end
 from tests.support.engine import TEST_OPTIONS, add_table, eventually
-from workflows.models import (
-    BatchEnd,
-    BatchResult,
-    GeneratedBatch,
-    PlanEnd,
-    PlanSource,
-    PlanStatus,
-    SubtaskState,
-    TaskPlan,
-    TaskState,
-)
 
 # Generating the second batch takes 12 s: longer than the 8 s after which the SDK heartbeats the workflow task
 # that runs the step's local activity, so the plan sees an abort (or a cancel) while the step still runs.

@@ -10,11 +10,11 @@ from temporalio.service import RPCError
 
 from taskplan.catalog import Catalog
 from taskplan.cleanup import PlanJanitor
+from taskplan.models.plan import PlanSource
 from taskplan.names import plan_workflow_id
 from taskplan.service import TaskPlanService
 from tests.engine.test_plans import COUNTING, wait_for_end
 from tests.support.engine import add_table, eventually
-from workflows.models import PlanSource
 
 
 async def gone(client: Client, workflow_id: str) -> None:

@@ -12,9 +12,9 @@ import pytest
 
 from taskplan.catalog import Catalog
 from taskplan.cleanup import PlanJanitor
+from taskplan.models.task import GeneratedBatch
 from taskplan.names import task_name
 from taskplan.service import TaskPlanService
-from workflows.models import GeneratedBatch
 
 
 def record_batch(catalog: Catalog, table: str) -> None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 
 from taskplan.bootstrap import plan_options
+from taskplan.models.plan import PlanSource, PlanStatus
+from taskplan.models.task import SubtaskState, TaskState
 from taskplan.plan_configs import PlanConfigError, with_thresholds
 from taskplan.service import TaskPlanService
 from taskplan.settings import Settings
 from tests.engine.test_plans import COUNTING, wait_for_end
-from workflows.models import PlanSource, PlanStatus, SubtaskState, TaskState
 
 ALL_FAIL = {"numBatches": "3", "fatal": "true"}  # three batches whose two subtasks all fail
 

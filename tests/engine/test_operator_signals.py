@@ -13,11 +13,12 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from taskplan.binaries import temporal_cli
+from taskplan.models.plan import PlanSource, PlanStatus
+from taskplan.models.task import TaskState
 from taskplan.names import plan_workflow_id
 from taskplan.service import TaskPlanService
 from tests.engine.test_plans import COUNTING, wait_for_end
 from tests.support.engine import eventually
-from workflows.models import PlanSource, PlanStatus, TaskState
 
 SLOW = {"numBatches": "50", "subtasksPerBatch": "1", "sleepMs": "1500"}
 

@@ -9,12 +9,12 @@ import uuid
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from taskplan.catalog import Catalog
+from taskplan.models.plan import AbortRequest, PlanSource, PlanStatus, TaskPlan
 from taskplan.names import plan_workflow_id
 from taskplan.service import TaskPlanService
 from tests.engine.test_plans import COUNTING, wait_for_end
 from tests.support.engine import TEST_OPTIONS, add_table, eventually
 from workflows import signals
-from workflows.models import AbortRequest, PlanSource, PlanStatus, TaskPlan
 
 LONG = {"numBatches": "50", "sleepMs": "400"}
 SLOW = {"numBatches": "50", "sleepMs": "8000"}  # no batch ends (and saves a snapshot) during the checks

@@ -7,10 +7,12 @@ import asyncio
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from taskplan.models.errors import PlanAlreadyActiveError
+from taskplan.models.plan import PlanSource, PlanStatus
+from taskplan.models.task import SubtaskState, TaskState
 from taskplan.names import SearchAttributes, parse_task_name, plan_workflow_id
-from taskplan.service import PlanAlreadyActiveError, TaskPlanService
+from taskplan.service import TaskPlanService
 from tests.support.engine import eventually
-from workflows.models import PlanSource, PlanStatus, SubtaskState, TaskState
 
 COUNTING = "TestCountingTask"
 
@@ -218,7 +220,7 @@ async def test_generator_abort_fails_the_plan(service: TaskPlanService, table: s
 
 
 async def test_unknown_plan_is_not_found(service: TaskPlanService, table: str) -> None:
-    from taskplan.service import PlanNotFoundError
+    from taskplan.models.errors import PlanNotFoundError
 
     with pytest.raises(PlanNotFoundError):
         await service.get_plan(f"{table}__{COUNTING}__00000000-0000-0000-0000-000000000000")
@@ -256,7 +258,7 @@ async def test_legacy_flow_runs_one_batch_without_a_plan(service: TaskPlanServic
 
 
 async def test_orchestration_only_type_refuses_the_legacy_flow(service: TaskPlanService, table: str) -> None:
-    from taskplan.service import TaskGenerationError
+    from taskplan.models.errors import TaskGenerationError
 
     with pytest.raises(TaskGenerationError) as info:
         await service.run_one_shot("TestOrchestratedOnlyTask", [table], {})

@@ -15,6 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from taskplan.catalog import Catalog
+from taskplan.models.plan import PlanSource, PlanStatus
 from taskplan.names import plan_workflow_id
 from taskplan.service import TaskPlanService
 from tests.engine.test_batch_record_ends import SLOW_GENERATION, generating, new_table
@@ -22,7 +23,6 @@ from tests.engine.test_operator_signals import running_batch
 from tests.engine.test_plans import COUNTING, wait_for_end
 from tests.support.engine import TEST_OPTIONS, eventually
 from workflows.batch import BatchWorkflow
-from workflows.models import PlanSource, PlanStatus
 from workflows.task_plan import TaskPlanWorkflow
 
 

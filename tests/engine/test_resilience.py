@@ -19,6 +19,8 @@ from temporalio.worker import Worker
 
 from taskplan.binaries import temporal_cli
 from taskplan.catalog import Catalog
+from taskplan.models.plan import PlanQuery, PlanSource, PlanStatus
+from taskplan.models.task import SubtaskQuery, SubtaskState, TaskState
 from taskplan.names import plan_workflow_id
 from taskplan.registry import build_registry
 from taskplan.runtime import dev_server_command, wait_for_port
@@ -29,7 +31,6 @@ from tests.support.engine import TEST_OPTIONS, add_table, eventually
 from tests.support.minions import start_minion
 from tests.support.tasktypes import ALL_SPECS
 from worker import WorkerOptions, build_workers, run_workers
-from workflows.models import PlanQuery, PlanSource, PlanStatus, SubtaskQuery, SubtaskState, TaskState
 
 
 def free_port() -> int:

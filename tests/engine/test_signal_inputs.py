@@ -9,8 +9,8 @@ from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from taskplan.models.plan import AbortRequest
 from workflows import signals
-from workflows.models import AbortRequest
 
 CONVERTER = pydantic_data_converter.payload_converter
 

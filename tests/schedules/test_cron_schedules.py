@@ -22,6 +22,7 @@ from temporalio.client import (
 from temporalio.service import RPCError
 
 from taskplan.catalog import Catalog
+from taskplan.models.plan import CycleResult
 from taskplan.quartz import translate
 from taskplan.schedules import ScheduleManager, schedule_id
 from tests.api.test_metrics import scrape
@@ -29,7 +30,6 @@ from tests.api.test_tables_and_triggers_api import COUNTING, create_table, new_n
 from tests.schedules.test_quartz import EXPRESSIONS
 from tests.support.engine import add_table, eventually
 from tests.support.quartz_reference import next_fire_times
-from workflows.models import CycleResult
 
 ORCHESTRATED_ONLY = "TestOrchestratedOnlyTask"
 

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from taskplan.catalog import Catalog
+from taskplan.models.plan import PlanOptions
 from taskplan.models.table import TableConfig
-from workflows.models import PlanOptions
 
 T = TypeVar("T")
 
