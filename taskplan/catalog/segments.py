@@ -257,10 +257,12 @@ class SegmentCatalog:
             ).first()
         return None if row is None else _segment(row)
 
-    def table_created_ms(self, table: str) -> int | None:
-        """When the table was created: which incarnation of it a writer writes for (None: no such table)."""
-        with self.engine.connect() as conn:
-            value = conn.execute(select(tables.c.created_ms).where(tables.c.name_with_type == table)).scalar()
+    def table_created_ms(self, table: str, *, settled: bool = False) -> int | None:
+        """When the table was created: which incarnation of it a writer writes for (None: no such table).
+        ``settled``: read under the table's write lock, so a drop under way has ended first."""
+        query = select(tables.c.created_ms).where(tables.c.name_with_type == table)
+        with self._write(table) if settled else self.engine.connect() as conn:
+            value = conn.execute(query).scalar()
         return None if value is None else int(value)
 
     def lineage(self, table: str) -> list[LineageEntry]:

@@ -30,6 +30,7 @@ from taskplan.models.table import FieldSpec, Schema
 
 MAX_SAMPLES = 5
 MULTI_VALUE_DELIMITER = ";"  # Pinot's CSV multi-value delimiter
+PARQUET_BATCH_ROWS = 10_000
 
 
 class InputFormat(StrEnum):
@@ -272,16 +273,27 @@ class RowReader:
                 yield row
 
     def _parquet(self, path: Path) -> Iterator[dict[str, Any]]:
-        try:
-            with connect(path.parent) as conn:
+        with connect(path.parent) as conn:
+            try:
                 cursor = conn.execute(f"SELECT * FROM read_parquet({sql_string(str(path))})")
                 names = [d[0] for d in cursor.description or []]
-                records = cursor.fetchall()
-        except duckdb.Error as exc:
-            raise ReaderInitError(f"cannot read {path} as Parquet: {exc}") from exc
-        self.stats.processed_bytes += path.stat().st_size
-        for number, values in enumerate(records, start=1):
-            record = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in zip(names, values, strict=True)}
-            row = self._typed(record, f"row {number}", False)
-            if row is not None:
-                yield row
+                records = cursor.fetchmany(PARQUET_BATCH_ROWS)  # a batch at a time: memory stays flat
+            except duckdb.Error as exc:
+                raise ReaderInitError(f"cannot read {path} as Parquet: {exc}") from exc
+            self.stats.processed_bytes += path.stat().st_size
+            number = 0
+            while records:
+                for values in records:
+                    number += 1
+                    record = {k: _hex_bytes(v) for k, v in zip(names, values, strict=True)}
+                    row = self._typed(record, f"row {number}", False)
+                    if row is not None:
+                        yield row
+                try:
+                    records = cursor.fetchmany(PARQUET_BATCH_ROWS)
+                except duckdb.Error as exc:
+                    raise ReaderInitError(f"cannot read {path} as Parquet: {exc}") from exc
+
+
+def _hex_bytes(value: Any) -> Any:
+    return value.hex() if isinstance(value, bytes) else value

@@ -253,11 +253,14 @@ class SegmentManager:
     @contextlib.contextmanager
     def dropped_meanwhile(self, table: str, table_created_ms: int | None) -> Iterator[None]:
         """Files vanishing under a write for this incarnation of the table mean it was dropped (its
-        directory moved away): TableDroppedError says so, instead of the file error."""
+        directory moved away): TableDroppedError says so, instead of the file error. The drop moves the
+        directory before it commits: the check waits for it."""
         try:
             yield
         except (OSError, duckdb.Error):
-            if table_created_ms is not None and self.store.table_created_ms(table) != table_created_ms:
+            if table_created_ms is None:
+                raise
+            if self.store.table_created_ms(table, settled=True) != table_created_ms:
                 raise TableDroppedError(table) from None
             raise
 
