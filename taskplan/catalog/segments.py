@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 import uuid
 import zlib
@@ -204,6 +205,14 @@ def _hidden_by_lineage() -> Any:
 class SegmentCatalog:
     def __init__(self, catalog: Catalog) -> None:
         self.engine = catalog.engine
+        self._append_locks: dict[str, threading.Lock] = {}
+        self._append_locks_guard = threading.Lock()
+
+    def append_lock(self, table: str) -> threading.Lock:
+        """Serialises this process's appends to the table's consuming segment. They would only lose races
+        to each other and redo their work; the compare-and-swap keeps appends of several processes right."""
+        with self._append_locks_guard:
+            return self._append_locks.setdefault(table, threading.Lock())
 
     @contextlib.contextmanager
     def _write(self, table: str) -> Iterator[Connection]:

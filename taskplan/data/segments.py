@@ -64,8 +64,8 @@ DEFAULT_FLUSH_ROWS = 5_000_000
 DEFAULT_FLUSH_TIME_MS = 6 * 3600 * 1000
 _PERIOD = re.compile(r"^(\d+)\s*(ms|s|m|h|d)$", re.IGNORECASE)
 _PERIOD_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-# Tries of one append against concurrent ones. Every round of a race has a winner, so an append loses only
-# as often as other appends of the same table finish meanwhile: this many is far more than API threads.
+# Tries of one append against those of other processes (a process's own appends take turns). Every round of
+# a race has a winner, so an append loses only as often as appends of the other processes finish meanwhile.
 MAX_APPEND_ATTEMPTS = 40
 DROPPED_DIR_MAX_AGE_S = 3600.0  # a dropped table's directory a crash left behind is deleted after this
 
@@ -347,7 +347,8 @@ class SegmentManager:
         The rows are written once, to a staged file. Then, until it wins: read the consuming segment, write
         its next version (its rows, then these) to a new file, and swap that in by compare-and-swap on the
         catalog row; a writer that lost deletes its file and tries again on the winner's version. So every
-        row is kept exactly once however many appends race, in this process or others. After
+        row is kept exactly once however many appends race, in this process or others (in this process they
+        take turns, see ``append_lock``: a lost race costs a rewrite of the whole segment). After
         MAX_APPEND_ATTEMPTS lost rounds, AppendConflictError: nothing written. ``table_created_ms``: the
         incarnation of the table the rows are for (read now if not given); TableDroppedError if the table
         is dropped meanwhile, again with nothing written.
@@ -362,14 +363,27 @@ class SegmentManager:
         try:
             with self.dropped_meanwhile(table.tableName, incarnation):
                 write_rows(rows, schema, added)
-                for attempt in range(MAX_APPEND_ATTEMPTS):
-                    segment = self._try_append(table, schema, added, incarnation, max_rows, max_age_ms)
-                    if segment is not None:
-                        return segment
-                    # Lost to a concurrent append: back off a random while, so that racers spread out.
-                    time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
+                with self.store.append_lock(table.tableName):
+                    segment = self._append(table, schema, added, incarnation, max_rows, max_age_ms)
         finally:
             added.unlink(missing_ok=True)
+        return segment
+
+    def _append(
+        self,
+        table: TableConfig,
+        schema: Schema,
+        added: Path,
+        incarnation: int,
+        max_rows: int,
+        max_age_ms: int,
+    ) -> SegmentMetadata:
+        for attempt in range(MAX_APPEND_ATTEMPTS):
+            segment = self._try_append(table, schema, added, incarnation, max_rows, max_age_ms)
+            if segment is not None:
+                return segment
+            # Lost to an append of another process: back off a random while, so that racers spread out.
+            time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
         raise AppendConflictError(
             f"the consuming segment of {table.tableName} changed under this append {MAX_APPEND_ATTEMPTS} "
             "times (too many concurrent appends): nothing was written, try again"

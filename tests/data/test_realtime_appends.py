@@ -3,6 +3,7 @@ every row is kept exactly once (or refused with nothing written), and no file ou
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -49,16 +50,29 @@ def appender(catalog: Catalog, root: Path) -> SegmentManager:
     return SegmentManager(catalog, DeepStore(root))
 
 
+@contextlib.contextmanager
+def processes(catalog: Catalog, count: int) -> Iterator[list[Catalog]]:
+    """Catalogs of their own, as ``count`` API processes have: their appends race (those of one catalog
+    take turns)."""
+    opened = [Catalog(catalog.url) for _ in range(count)]
+    try:
+        yield opened
+    finally:
+        for each in opened:
+            each.close()
+
+
 def test_twenty_concurrent_appends_keep_every_row_across_flushes(catalog: Catalog, tmp_path: Path) -> None:
     table = realtime(catalog, "racing")
     schema = events_schema("racing")
     root = tmp_path / "deepstore"
+    with processes(catalog, 4) as catalogs:
 
-    def append(i: int) -> None:
-        appender(catalog, root).append_realtime(table, schema, batch(i * 100, 100))
+        def append(i: int) -> None:
+            appender(catalogs[i % 4], root).append_realtime(table, schema, batch(i * 100, 100))
 
-    with ThreadPoolExecutor(20) as pool:
-        list(pool.map(append, range(20)))
+        with ThreadPoolExecutor(20) as pool:
+            list(pool.map(append, range(20)))
     manager = appender(catalog, root)
     assert_kept_exactly_once(manager, table, 2000)
     assert sum(s.status is SegmentStatus.DONE for s in manager.store.all_segments(table.tableName)) == 2
@@ -71,11 +85,13 @@ def test_concurrent_appends_after_sequential_ones(catalog: Catalog, tmp_path: Pa
     for i in range(3):
         appender(catalog, root).append_realtime(table, schema, batch(i * 100, 100))
 
-    def append(i: int) -> None:
-        appender(catalog, root).append_realtime(table, schema, batch(300 + i * 100, 100))
+    with processes(catalog, 5) as catalogs:
 
-    with ThreadPoolExecutor(5) as pool:
-        list(pool.map(append, range(5)))
+        def append(i: int) -> None:
+            appender(catalogs[i], root).append_realtime(table, schema, batch(300 + i * 100, 100))
+
+        with ThreadPoolExecutor(5) as pool:
+            list(pool.map(append, range(5)))
     assert_kept_exactly_once(appender(catalog, root), table, 800)
 
 
