@@ -6,52 +6,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 from temporalio.client import Client
 
-from taskplan.catalog import Catalog
 from taskplan.catalog.segments import SegmentStatus
 from taskplan.data.parquet import read_rows
-from taskplan.runtime import wait_for_port
 from tests.api.test_tables_and_triggers_api import new_name
-from tests.chaos.cluster import REPO, free_port
 from tests.support.api import live_api
+from tests.support.api_process import Store, api_process, make_store
 
 FLUSH_ROWS = 700
 CALLS, ROWS_PER_CALL = 20, 100
 
 
-@dataclass
-class Store:
-    url: str
-    data_dir: Path
-
-    def catalog(self) -> Catalog:
-        return Catalog(self.url)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    if request.param == "sqlite":
-        url = f"sqlite:///{data_dir / 'catalog.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    catalog = Catalog(url)
-    catalog.migrate()
-    catalog.close()
-    return Store(url, data_dir)
+    postgres = request.param == "postgresql"
+    return make_store(tmp_path, request.getfixturevalue("postgres_url") if postgres else None)
 
 
 def json_rows(start: int, count: int) -> bytes:
@@ -134,41 +109,11 @@ async def test_concurrent_ingests_through_one_api_keep_every_row(engine: Client,
     assert_kept_exactly_once(store, table, accepted)
 
 
-def start_api(temporal_address: str, store: Store, port: int) -> subprocess.Popen[bytes]:
-    """``taskplan api`` in a process of its own, on the store's catalog and data directory."""
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": temporal_address,
-        "TASKPLAN_DATADIR": str(store.data_dir),
-        "TASKPLAN_CATALOG_URL": store.url,
-    }
-    with (store.data_dir / f"api-{port}.log").open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "taskplan.cli", "api", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-@asynccontextmanager
-async def api_process(engine: Client, store: Store) -> AsyncIterator[str]:
-    port = free_port()
-    process = start_api(engine.service_client.config.target_host, store, port)
-    try:
-        await asyncio.to_thread(wait_for_port, "127.0.0.1", port, 60, process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        await asyncio.to_thread(process.wait, 30)
-
-
 async def test_concurrent_ingests_through_two_api_processes_keep_every_row(
     engine: Client, store: Store
 ) -> None:
     async with api_process(engine, store) as first, api_process(engine, store) as second:
-        table = await create_realtime_table(first)
-        accepted = await ingest_concurrently([first, second], table)
+        table = await create_realtime_table(first.url)
+        accepted = await ingest_concurrently([first.url, second.url], table)
     assert len(accepted) == CALLS
     assert_kept_exactly_once(store, table, accepted)
