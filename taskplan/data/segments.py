@@ -564,5 +564,6 @@ def _concatenate(
 
 
 def _version_of(file_name: str) -> int:
-    match = re.search(r"\.v(\d+)\.parquet$", file_name)
+    """The version in ``<segment>.v<version>[.<token>].parquet`` (0 for ``<segment>.parquet``)."""
+    match = re.search(r"\.v(\d+)(?:\.[0-9a-f]+)?\.parquet$", file_name)
     return int(match.group(1)) if match else 0

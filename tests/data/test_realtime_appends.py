@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from taskplan.catalog import Catalog
-from taskplan.catalog.segments import SegmentStatus, TableDroppedError
+from taskplan.catalog.segments import SegmentMetadata, SegmentStatus, TableDroppedError
 from taskplan.data.deepstore import DeepStore
 from taskplan.data.segments import SegmentManager
 from taskplan.models.table import TableConfig
@@ -43,6 +43,10 @@ def assert_kept_exactly_once(manager: SegmentManager, table: TableConfig, expect
     assert len(consuming) <= 1 and all(s.total_docs < FLUSH_ROWS for s in consuming)
     assert all(s.total_docs >= FLUSH_ROWS for s in segments if s.status is SegmentStatus.DONE)
     assert deep_store_leaks(manager, name) == set()
+
+
+def segments_of(manager: SegmentManager, table: TableConfig) -> list[SegmentMetadata]:
+    return manager.store.all_segments(table.tableName)
 
 
 def appender(catalog: Catalog, root: Path) -> SegmentManager:
@@ -75,6 +79,12 @@ def test_twenty_concurrent_appends_keep_every_row_across_flushes(catalog: Catalo
             list(pool.map(append, range(20)))
     manager = appender(catalog, root)
     assert_kept_exactly_once(manager, table, 2000)
+    # Each version is a file of its own, named after the segment and the version: 7 appends made each
+    # committed segment (versions 0 to 6), 6 the consuming one.
+    versions = {
+        s.status: s.file_name.removeprefix(s.segment_name).split(".")[1] for s in segments_of(manager, table)
+    }
+    assert versions == {SegmentStatus.DONE: "v6", SegmentStatus.IN_PROGRESS: "v5"}
     assert sum(s.status is SegmentStatus.DONE for s in manager.store.all_segments(table.tableName)) == 2
 
 
