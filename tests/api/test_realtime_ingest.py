@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,16 +18,18 @@ from taskplan.catalog.segments import SegmentStatus
 from taskplan.data.parquet import read_rows
 from tests.api.test_tables_and_triggers_api import new_name
 from tests.support.api import live_api
-from tests.support.api_process import Store, api_process, make_store
+from tests.support.api_process import Store, api_process, clear_store, make_store
 
 FLUSH_ROWS = 700
 CALLS, ROWS_PER_CALL = 20, 100
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     postgres = request.param == "postgresql"
-    return make_store(tmp_path, request.getfixturevalue("postgres_url") if postgres else None)
+    made = make_store(tmp_path, request.getfixturevalue("postgres_url") if postgres else None)
+    yield made
+    clear_store(made)
 
 
 def json_rows(start: int, count: int) -> bytes:

@@ -15,6 +15,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from taskplan.catalog import Catalog
+from taskplan.catalog.schema import metadata
 from taskplan.runtime import wait_for_port
 from tests.chaos.cluster import REPO, free_port
 
@@ -37,6 +38,17 @@ def make_store(tmp_path: Path, postgres_url: str | None = None) -> Store:
     catalog.migrate()
     catalog.close()
     return Store(url, data_dir)
+
+
+def clear_store(store: Store) -> None:
+    """Delete every row of the store's catalog (a PostgreSQL database is shared by the session's tests)."""
+    catalog = store.catalog()
+    try:
+        with catalog.engine.begin() as conn:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+    finally:
+        catalog.close()
 
 
 def start_api(temporal_address: str, store: Store, port: int) -> subprocess.Popen[bytes]:
