@@ -414,7 +414,9 @@ class SegmentManager:
         except duckdb.Error:
             staged.unlink(missing_ok=True)
             if consuming is not None and not self.path_of(consuming).exists():
-                return None  # replaced (and deleted) by an append that won meanwhile
+                now_consuming = self.store.consuming_segment(name)
+                if now_consuming is None or now_consuming.file_name != consuming.file_name:
+                    return None  # replaced (and its file deleted) by an append that won meanwhile
             raise
         stamp = now_ms()
         due = stats.total_docs >= max_rows or stamp - created >= max_age_ms

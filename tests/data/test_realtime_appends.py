@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from taskplan.catalog import Catalog
@@ -161,3 +162,15 @@ def test_an_append_racing_a_drop_writes_nothing_that_outlives_it(
     assert manager.store.all_segments(again.tableName) == []
     assert manager.deep_store.files(again.tableName) == {}
     assert not list((tmp_path / "deepstore").glob(".dropped-*"))
+
+
+def test_a_lost_consuming_file_is_an_error_not_a_race(catalog: Catalog, tmp_path: Path) -> None:
+    table = realtime(catalog, "lost")
+    schema = events_schema("lost")
+    manager = appender(catalog, tmp_path / "deepstore")
+    segment = manager.append_realtime(table, schema, batch(0, 5))
+    manager.path_of(segment).unlink()  # gone, while the catalog still names it
+    with pytest.raises(duckdb.IOException):
+        manager.append_realtime(table, schema, batch(5, 5))
+    assert manager.store.all_segments(table.tableName) == [segment]
+    assert deep_store_leaks(manager, table.tableName) == set()
