@@ -222,7 +222,12 @@ class TaskPlanService:
             plan = await handle.result(follow_runs=False)
             return plan.with_batch_page(query)
         # Terminated, timed out or failed at the Temporal level: replay its last state, mark it ended.
-        plan = await handle.query(TaskPlanWorkflow.details, query or PlanQuery())
+        try:
+            plan = await handle.query(TaskPlanWorkflow.details, query or PlanQuery())
+        except RPCError as err:
+            if err.status != RPCStatusCode.FAILED_PRECONDITION:
+                raise
+            plan = _unstarted_plan(plan_id, desc)  # ended before its first step (a table drop): no state
         if plan.status.is_active:
             ended = desc.status.name.lower() if desc.status else "closed"
             plan = plan.model_copy(
@@ -511,6 +516,15 @@ class TaskPlanService:
             removed += records.get(table_name_with_type, 0)
         return removed
 
+    async def stop_table_plans(self, table_name_with_type: str, task_types: Sequence[str]) -> int:
+        """Terminate the table's running plan of each task type by its workflow id, then remove the table's
+        plans again: for a plan started while a drop ran, which a visibility listing may not show yet."""
+        for task_type in task_types:
+            handle = self.client.get_workflow_handle(plan_workflow_id(table_name_with_type, task_type))
+            with contextlib.suppress(RPCError):  # none running: nothing to stop
+                await handle.terminate(reason=f"table {table_name_with_type} dropped")
+        return await self.remove_table_plans(table_name_with_type)
+
     async def delete_executions(self, query: str, reason: str = "cleanup") -> int:
         """Terminate (if running) and delete every workflow execution the visibility query finds."""
         return sum((await self.delete_executions_by_table(query, reason)).values())
@@ -656,6 +670,21 @@ class _RunningPlan:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _unstarted_plan(plan_id: str, desc: WorkflowExecutionDescription) -> TaskPlan:
+    """A plan whose workflow closed before running a step: what its start and visibility say of it."""
+    table, task_type = parse_plan_id(plan_id)
+    source = desc.typed_search_attributes.get(SearchAttributes.SOURCE) or ""
+    return TaskPlan(
+        plan_id=plan_id,
+        table_name_with_type=table,
+        task_type=task_type,
+        status=PlanStatus.ACTIVE,  # the caller marks it ended, with how its workflow closed
+        source=PlanSource(source) if source in PlanSource.__members__ else PlanSource.ADHOC_CONFIG,
+        created_at_ms=int(desc.start_time.timestamp() * 1000),
+        finished_at_ms=None if desc.close_time is None else int(desc.close_time.timestamp() * 1000),
+    )
 
 
 def _stored_details(stored: StoredTask, page: SubtaskQuery) -> BatchDetails:

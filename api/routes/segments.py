@@ -16,9 +16,9 @@ from api.auth import Permission, PrincipalDep, require_table
 from api.deps import CatalogDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.routes.tables import TableTypeQuery, resolve_tables
-from taskplan.catalog import Catalog
+from taskplan.catalog import Catalog, TableNotFoundError
 from taskplan.data.rows import InputFormat, ReaderInitError, RowReader, TooManyParseExceptions
-from taskplan.data.segments import SegmentManager
+from taskplan.data.segments import AppendConflictError, SegmentManager, StreamConfigError
 from taskplan.names import InvalidNameError, parse_table_name
 from taskplan.tasktypes.common import short_hash
 
@@ -76,6 +76,11 @@ async def ingest_from_file(
     limit_raw = configs.get("maxParseExceptions")
     if limit_raw is not None and not limit_raw.isdigit():
         raise ApiError(400, "batchConfigMapStr: maxParseExceptions must be a non-negative integer")
+    # The incarnation of the table the rows are for: one dropped (or dropped and created again) before
+    # they are stored gets none of them (404).
+    created_ms = await asyncio.to_thread(catalog.segments.table_created_ms, table_name_with_type)
+    if created_ms is None:
+        raise TableNotFoundError(table_name_with_type)
     table = await asyncio.to_thread(catalog.require_table, table_name_with_type)
     await asyncio.to_thread(catalog.require_schema, table.raw_table_name)  # 404 before the upload
     staging = stack.settings.data_dir.resolve() / "uploads"
@@ -90,7 +95,7 @@ async def ingest_from_file(
         upload.flush()
         manager = SegmentManager.from_settings(stack.settings, catalog)
         return await asyncio.to_thread(
-            _ingest, manager, catalog, table_name_with_type, Path(upload.name), input_format,
+            _ingest, manager, catalog, table_name_with_type, created_ms, Path(upload.name), input_format,
             None if limit_raw is None else int(limit_raw), file.filename or "upload",
         )  # fmt: skip
 
@@ -99,6 +104,7 @@ def _ingest(
     manager: SegmentManager,
     catalog: Catalog,
     table_name: str,
+    created_ms: int,
     path: Path,
     input_format: InputFormat,
     max_parse_exceptions: int | None,
@@ -111,21 +117,25 @@ def _ingest(
     source = f"ingestFromFile:{file_name}"
     try:
         if table.tableType == "OFFLINE" and input_format is InputFormat.CSV:
-            segment, staged, stats = manager.build_from_csv(
-                table, schema, path, name, source=source, max_parse_exceptions=max_parse_exceptions
-            )
-            manager.deep_store.publish(staged, table.tableName, segment.file_name)
-            manager.store.add_segment(segment)
+            with manager.dropped_meanwhile(table_name, created_ms):
+                segment, staged, stats = manager.build_from_csv(
+                    table, schema, path, name, source=source, max_parse_exceptions=max_parse_exceptions
+                )
+                manager.publish(segment, staged, table_created_ms=created_ms)
         else:
             reader = RowReader(schema, max_parse_exceptions=max_parse_exceptions, source_name=file_name)
-            rows = list(reader.read(path, input_format))
-            stats = reader.stats
+            rows = reader.read(path, input_format)  # read as the segment is written: never all at once
             if table.tableType == "REALTIME":
-                segment = manager.append_realtime(table, schema, rows)
+                segment = manager.append_realtime(table, schema, rows, table_created_ms=created_ms)
             else:
-                segment = manager.upload(table, schema, rows, name, source=source)
-    except (ReaderInitError, TooManyParseExceptions) as exc:
+                segment = manager.upload(
+                    table, schema, rows, name, source=source, table_created_ms=created_ms
+                )
+            stats = reader.stats
+    except (ReaderInitError, TooManyParseExceptions, StreamConfigError) as exc:
         raise ApiError(400, _as_uploaded(str(exc), path, file_name)) from None
+    except AppendConflictError as exc:
+        raise ApiError(409, str(exc)) from None
     return {
         "status": f"Successfully ingested file into table: {table_name} as segment: {segment.segment_name}",
         "segment": segment.to_pinot(),

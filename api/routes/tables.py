@@ -1,4 +1,5 @@
-"""Pinot's table endpoints. Dropping a table first removes every task plan of it."""
+"""Pinot's table endpoints. Dropping a table first removes every task plan of it, and stops any plan
+started while the drop ran."""
 
 from __future__ import annotations
 
@@ -158,7 +159,9 @@ async def delete_table(
         task_types = list(config.task.taskTypeConfigsMap) if config.task else []
         await schedules.remove_table(config.tableName, task_types)  # first: no firing after the drop
         await service.remove_table_plans(config.tableName)
-        await asyncio.to_thread(catalog.delete_table, config.tableName)
+        # Config and data in one catalog transaction: an ingest racing the drop stores nothing (404).
         manager = SegmentManager.from_settings(stack.settings, catalog)
-        await asyncio.to_thread(manager.drop_table, config.tableName)
+        await asyncio.to_thread(manager.remove_table, config.tableName)
+        # A plan triggered meanwhile is stopped now; one triggered later fails its first batch (no table).
+        await service.stop_table_plans(config.tableName, stack.registry.task_types())
     return StatusResponse(status=f"Tables: {[c.tableName for c in found]} deleted")

@@ -7,16 +7,23 @@ row update, and every read sees the old set or the new set, never both or neithe
 
 Writes that check then change (start a replacement, add a segment to one) run in a write transaction that
 serialises writers of the table: ``BEGIN IMMEDIATE`` on SQLite, an advisory transaction lock on PostgreSQL.
+
+A REALTIME table's consuming segment is rewritten whole by every append, so its row is replaced by
+compare-and-swap (:meth:`SegmentCatalog.put_consuming`): the file name, new for every version, is the
+version checked. Writers that know which incarnation of the table they write for (its ``created_ms``) have it
+checked in the same transaction, so nothing is recorded for a table dropped (or dropped and created again)
+meanwhile; a drop takes the same lock (:meth:`SegmentCatalog.drop_table`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 import uuid
 import zlib
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -24,13 +31,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, and_, delete, exists, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from taskplan.catalog.errors import CatalogError
+from taskplan.catalog.errors import CatalogError, TableNotFoundError
 from taskplan.catalog.schema import (
     exported_segments,
     lineage_segments,
     processed_files,
     segment_lineage,
     segments,
+    tables,
 )
 
 if TYPE_CHECKING:
@@ -54,6 +62,14 @@ class LineageState(StrEnum):
 
 class SegmentConflictError(CatalogError):
     """A replacement cannot start or end: its segments are gone or taken by another replacement."""
+
+
+class TableDroppedError(TableNotFoundError):
+    """The table was dropped (or dropped and created again) while data was being written to it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.args = (f"table {name} was dropped while data was being written to it: nothing was stored",)
 
 
 class LineageNotFoundError(CatalogError, LookupError):
@@ -189,6 +205,14 @@ def _hidden_by_lineage() -> Any:
 class SegmentCatalog:
     def __init__(self, catalog: Catalog) -> None:
         self.engine = catalog.engine
+        self._append_locks: dict[str, threading.Lock] = {}
+        self._append_locks_guard = threading.Lock()
+
+    def append_lock(self, table: str) -> threading.Lock:
+        """Serialises this process's appends to the table's consuming segment. They would only lose races
+        to each other and redo their work; the compare-and-swap keeps appends of several processes right."""
+        with self._append_locks_guard:
+            return self._append_locks.setdefault(table, threading.Lock())
 
     @contextlib.contextmanager
     def _write(self, table: str) -> Iterator[Connection]:
@@ -232,6 +256,24 @@ class SegmentCatalog:
             ).first()
         return None if row is None else _segment(row)
 
+    def consuming_segment(self, table: str) -> SegmentMetadata | None:
+        """The REALTIME table's consuming (IN_PROGRESS) segment, if it has one."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(segments)
+                .where(segments.c.table_name == table, segments.c.status == SegmentStatus.IN_PROGRESS)
+                .order_by(segments.c.segment_name)
+            ).first()
+        return None if row is None else _segment(row)
+
+    def table_created_ms(self, table: str, *, settled: bool = False) -> int | None:
+        """When the table was created: which incarnation of it a writer writes for (None: no such table).
+        ``settled``: read under the table's write lock, so a drop under way has ended first."""
+        query = select(tables.c.created_ms).where(tables.c.name_with_type == table)
+        with self._write(table) if settled else self.engine.connect() as conn:
+            value = conn.execute(query).scalar()
+        return None if value is None else int(value)
+
     def lineage(self, table: str) -> list[LineageEntry]:
         with self.engine.connect() as conn:
             entries = conn.execute(
@@ -274,15 +316,19 @@ class SegmentCatalog:
         *,
         lineage_id: str | None = None,
         processed_file: tuple[str, str] | None = None,
+        table_created_ms: int | None = None,
     ) -> bool:
         """Record an uploaded segment (replacing a row of the same name). False if it was there already.
 
         With ``lineage_id`` the segment joins that IN_PROGRESS replacement's targets (hidden until it
         completes). With ``processed_file`` (uri, fingerprint) the input file is recorded in the same
-        transaction, so a file and its segment are ingested together or not at all.
+        transaction, so a file and its segment are ingested together or not at all. With
+        ``table_created_ms`` nothing is recorded, and TableDroppedError raised, unless the table is still
+        that incarnation.
         """
         table = segment.table_name
         with self._write(table) as conn:
+            _check_incarnation(conn, table, table_created_ms)
             if lineage_id is not None:
                 state = conn.execute(
                     select(segment_lineage.c.state).where(
@@ -329,6 +375,62 @@ class SegmentCatalog:
                     )
                     .values(**{k: v for k, v in row.items() if k not in ("table_name", "segment_name")})
                 )
+
+    def put_consuming(
+        self, segment: SegmentMetadata, *, replaces: str | None, table_created_ms: int | None = None
+    ) -> bool:
+        """Compare-and-swap of the table's consuming segment: record ``segment`` (a new version of the
+        consuming segment whose file is ``replaces``, or with ``replaces=None`` the first consuming segment)
+        only if that is still the table's consuming segment (or it still has none). False if another writer
+        got there first: nothing changed. ``segment`` may be DONE already (committed by this append).
+        ``table_created_ms``: as for :meth:`add_segment`."""
+        table = segment.table_name
+        with self._write(table) as conn:
+            _check_incarnation(conn, table, table_created_ms)
+            current = conn.execute(
+                select(segments.c.segment_name, segments.c.file_name).where(
+                    segments.c.table_name == table, segments.c.status == SegmentStatus.IN_PROGRESS
+                )
+            ).all()
+            if replaces is None:
+                taken = conn.execute(
+                    select(segments.c.segment_name).where(
+                        segments.c.table_name == table, segments.c.segment_name == segment.segment_name
+                    )
+                ).first()
+                if current or taken is not None:
+                    return False
+                conn.execute(insert(segments).values(**segment._row()))
+                return True
+            if [(r.segment_name, r.file_name) for r in current] != [(segment.segment_name, replaces)]:
+                return False
+            row = segment._row()
+            conn.execute(
+                update(segments)
+                .where(
+                    segments.c.table_name == table,
+                    segments.c.segment_name == segment.segment_name,
+                    segments.c.file_name == replaces,
+                )
+                .values(**{k: v for k, v in row.items() if k not in ("table_name", "segment_name")})
+            )
+            return True
+
+    def commit_consuming(self, segment: SegmentMetadata) -> bool:
+        """Mark the consuming segment DONE as ``segment`` says, if it is still that version (its file) and
+        still consuming; False if an append or another commit changed it first."""
+        with self._write(segment.table_name) as conn:
+            result = conn.execute(
+                update(segments)
+                .where(
+                    segments.c.table_name == segment.table_name,
+                    segments.c.segment_name == segment.segment_name,
+                    segments.c.file_name == segment.file_name,
+                    segments.c.status == SegmentStatus.IN_PROGRESS,
+                )
+                .values(status=SegmentStatus.DONE.value, committed_ms=segment.committed_ms)
+            )
+            return bool(result.rowcount)
 
     def start_replace(
         self,
@@ -553,13 +655,41 @@ class SegmentCatalog:
             return False
         return True
 
+    def drop_table(
+        self, table: str, before_commit: Callable[[], None] | None = None
+    ) -> list[SegmentMetadata]:
+        """Delete the table's config and everything about its data in one transaction, under the table's
+        write lock (so a writer either recorded its segment before, or finds the table gone); returns its
+        segments. ``before_commit`` runs last inside the transaction (the deep store moves the table's files
+        away there). Raises TableNotFoundError if the table does not exist."""
+        with self._write(table) as conn:
+            if not conn.execute(delete(tables).where(tables.c.name_with_type == table)).rowcount:
+                raise TableNotFoundError(table)
+            dropped = self._delete_table_data(conn, table)
+            if before_commit is not None:
+                before_commit()
+        return dropped
+
     def delete_table_data(self, table: str) -> list[SegmentMetadata]:
         """Forget everything about a table's data; returns its segments (for their files)."""
         with self._write(table) as conn:
-            rows = conn.execute(select(segments).where(segments.c.table_name == table)).all()
-            for t in (segments, lineage_segments, segment_lineage, processed_files, exported_segments):
-                conn.execute(delete(t).where(t.c.table_name == table))
+            return self._delete_table_data(conn, table)
+
+    def _delete_table_data(self, conn: Connection, table: str) -> list[SegmentMetadata]:
+        rows = conn.execute(select(segments).where(segments.c.table_name == table)).all()
+        for t in (segments, lineage_segments, segment_lineage, processed_files, exported_segments):
+            conn.execute(delete(t).where(t.c.table_name == table))
         return [_segment(r) for r in rows]
+
+
+def _check_incarnation(conn: Connection, table: str, created_ms: int | None) -> None:
+    """Raise TableDroppedError unless the table exists as the incarnation created at ``created_ms``
+    (no check without one). Run under the table's write lock, which a drop takes too."""
+    if created_ms is None:
+        return
+    current = conn.execute(select(tables.c.created_ms).where(tables.c.name_with_type == table)).scalar()
+    if current != created_ms:
+        raise TableDroppedError(table)
 
 
 def _put_processed_file(conn: Connection, table: str, uri: str, fingerprint: str, segment: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from taskplan.names import split_table_name_with_type
 
 STAGING_PREFIX = ".staging-"
+DROPPED_PREFIX = ".dropped-"  # a dropped table's directory, moved aside until it is deleted
 
 
 class DeepStore:
@@ -56,6 +57,32 @@ class DeepStore:
 
     def delete_table(self, table: str) -> None:
         shutil.rmtree(self.table_dir(table), ignore_errors=True)
+
+    def move_aside(self, table: str) -> list[Path]:
+        """Move the table's directory out of the way in one rename (to be deleted later); returns where
+        it went (nothing if the table has no directory). A writer still staging a file there finds it
+        gone when it publishes."""
+        directory = self.table_dir(table)
+        aside = self.root / f"{DROPPED_PREFIX}{uuid.uuid4().hex}"
+        try:
+            directory.rename(aside)
+        except FileNotFoundError:
+            return []
+        return [aside]
+
+    def move_back(self, aside: Path, table: str) -> None:
+        """Undo :meth:`move_aside` (the drop did not happen); merges into a directory made meanwhile."""
+        directory = self.table_dir(table)
+        directory.mkdir(parents=True, exist_ok=True)
+        for path in aside.iterdir():
+            os.replace(path, directory / path.name)
+        aside.rmdir()
+
+    def delete_dropped(self, older_than_s: float) -> None:
+        """Delete directories of dropped tables that a crash left behind."""
+        for path in self.root.glob(f"{DROPPED_PREFIX}*"):
+            if path.is_dir() and self.age_s(path.stat().st_mtime) >= older_than_s:
+                shutil.rmtree(path, ignore_errors=True)
 
     @staticmethod
     def age_s(mtime: float) -> float:

@@ -16,6 +16,7 @@ raises :class:`TooManyParseExceptions`.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -23,13 +24,13 @@ import math
 import re
 import struct
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import duckdb
 
@@ -48,6 +49,7 @@ MAX_INTEGER_DIGITS = 19
 LONG_RANGE = 2**63
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _INFINITY_TEXT = re.compile(r"^[+-]?inf(inity)?$", re.IGNORECASE)
+PARQUET_BATCH_ROWS = 10_000
 
 
 class InputFormat(StrEnum):
@@ -355,6 +357,9 @@ class RowReader:
                 yield row
 
     def _json(self, path: Path) -> Iterator[dict[str, Any]]:
+        if _starts_json_array(path):  # one JSON array of records (Pinot reads that too), else JSON lines
+            yield from self._json_array(path)
+            return
         for number, line in self._lines(path):
             if not line.strip():
                 continue
@@ -373,17 +378,135 @@ class RowReader:
             if row is not None:
                 yield row
 
-    def _parquet(self, path: Path) -> Iterator[dict[str, Any]]:
+    def _json_array(self, path: Path) -> Iterator[dict[str, Any]]:
+        """The records of a JSON array, decoded one at a time as the file is read (never all of it at once).
+        A broken element ends the file: where the next one starts cannot be known."""
+        name = self.source_name or path.name
+        number = 0
         try:
-            with connect(path.parent) as conn:
+            with path.open("rb") as handle:
+                for number, record in enumerate(_array_elements(handle, self._count_bytes), start=1):
+                    if not isinstance(record, dict):
+                        self._fail(f"element {number}: not a JSON object", unparseable=True)
+                        continue
+                    row = self._typed(record, f"element {number}", False)
+                    if row is not None:
+                        yield row
+        except (ValueError, RecursionError) as exc:
+            message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc) or type(exc).__name__
+            raise ReaderInitError(
+                f"{name}: the JSON array cannot be read past element {number + 1}: {message[:200]}"
+            ) from None
+
+    def _count_bytes(self, size: int) -> None:
+        self.stats.processed_bytes += size
+
+    def _parquet(self, path: Path) -> Iterator[dict[str, Any]]:
+        with connect(path.parent) as conn:
+            try:
                 cursor = conn.execute(f"SELECT * FROM read_parquet({sql_string(str(path))})")
                 names = [d[0] for d in cursor.description or []]
-                records = cursor.fetchall()
-        except duckdb.Error as exc:
-            raise ReaderInitError(f"cannot read {path} as Parquet: {exc}") from exc
-        self.stats.processed_bytes += path.stat().st_size
-        for number, values in enumerate(records, start=1):
-            record = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in zip(names, values, strict=True)}
-            row = self._typed(record, f"row {number}", False)
-            if row is not None:
-                yield row
+                records = cursor.fetchmany(PARQUET_BATCH_ROWS)  # a batch at a time: memory stays flat
+            except duckdb.Error as exc:
+                raise ReaderInitError(f"cannot read {path} as Parquet: {exc}") from exc
+            self.stats.processed_bytes += path.stat().st_size
+            number = 0
+            while records:
+                for values in records:
+                    number += 1
+                    record = {k: _hex_bytes(v) for k, v in zip(names, values, strict=True)}
+                    row = self._typed(record, f"row {number}", False)
+                    if row is not None:
+                        yield row
+                try:
+                    records = cursor.fetchmany(PARQUET_BATCH_ROWS)
+                except duckdb.Error as exc:
+                    raise ReaderInitError(f"cannot read {path} as Parquet: {exc}") from exc
+
+
+def _hex_bytes(value: Any) -> Any:
+    return value.hex() if isinstance(value, bytes) else value
+
+
+JSON_CHUNK_BYTES = 1 << 20
+MAX_JSON_ELEMENT_CHARS = 16 << 20  # one record of a JSON array larger than this is refused
+_JSON_MARGIN = 64  # characters past a decoded element (or an error) that show it was read whole
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _starts_json_array(path: Path) -> bool:
+    """Whether the file's first character (after white space and a byte-order mark) is ``[``."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+    except OSError as exc:
+        raise ReaderInitError(f"cannot open {path.name}: {exc.strerror}") from exc
+    return head.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n").startswith(b"[")
+
+
+def _array_elements(handle: IO[bytes], count_bytes: Callable[[int], None]) -> Iterator[Any]:
+    """The elements of the JSON array in ``handle``, each decoded (by the json module's C decoder) as soon
+    as it has been read whole; what is held is one chunk and the element being read. Raises ValueError for
+    text that is not one JSON array."""
+    decoder = json.JSONDecoder()
+    utf8 = codecs.getincrementaldecoder("utf-8-sig")()  # drops a byte-order mark
+    buffer, pos, at_end = "", 0, False
+
+    def read_more() -> None:
+        nonlocal buffer, pos, at_end
+        if at_end:
+            raise json.JSONDecodeError("the file ends inside the array", buffer, len(buffer))
+        if len(buffer) - pos > MAX_JSON_ELEMENT_CHARS:
+            raise ValueError(f"a record longer than {MAX_JSON_ELEMENT_CHARS} characters")
+        chunk = handle.read(max(JSON_CHUNK_BYTES, len(buffer) - pos))  # a long record: fewer re-reads
+        count_bytes(len(chunk))
+        at_end = not chunk
+        buffer = buffer[pos:] + utf8.decode(chunk, final=at_end)
+        pos = 0
+
+    def next_char() -> str:
+        """The next character that is not white space (not consumed); "" at the end of the file."""
+        nonlocal pos
+        while True:
+            match = _JSON_SPACE.match(buffer, pos)
+            assert match is not None
+            pos = match.end()
+            if pos < len(buffer) or at_end:
+                return buffer[pos] if pos < len(buffer) else ""
+            read_more()
+
+    read_more()
+    if next_char() != "[":
+        raise json.JSONDecodeError("not a JSON array", buffer, pos)
+    pos += 1
+    if next_char() == "]":
+        pos += 1
+    else:
+        while True:
+            next_char()
+            while True:
+                try:
+                    value, end = decoder.raw_decode(buffer, pos)
+                except json.JSONDecodeError as exc:
+                    # Broken where the text read so far ends (or in a string running to it): maybe only
+                    # not read whole yet. Broken further back: broken.
+                    cut = exc.pos >= len(buffer) - _JSON_MARGIN or exc.msg.startswith("Unterminated string")
+                    if at_end or not cut:
+                        raise
+                    read_more()
+                    continue
+                if at_end or end <= len(buffer) - _JSON_MARGIN:  # "1" of "1.5" cut after the 1
+                    break
+                read_more()
+            pos = end
+            yield value
+            separator = next_char()
+            pos += 1
+            if separator == "]":
+                break
+            if separator == "":
+                raise json.JSONDecodeError("the file ends inside the array", buffer, pos)
+            if separator != ",":
+                raise json.JSONDecodeError("expected , or ] after an element", buffer, pos - 1)
+    if next_char() != "":
+        raise json.JSONDecodeError("text after the array", buffer, pos)

@@ -7,24 +7,51 @@ Order of writes, so that a crash never loses data or leaks a file for good:
 3. files of segments that a committed change retired are deleted.
 A crash after 1 leaves a file with no metadata; after 2, retired segments whose files still exist. The
 sweep (:meth:`SegmentManager.cleanup`) removes both, and reverts replacements left IN_PROGRESS too long.
+
+Appends to a REALTIME table's consuming segment run concurrently (API threads, API processes): each writes
+the segment's next version to a file of its own and swaps it in by compare-and-swap on the catalog row, and
+one that lost the race deletes its file and tries again on the new version (:meth:`append_realtime`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import random
 import re
+import shutil
 import time
-from collections.abc import Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from taskplan.catalog import Catalog
-from taskplan.catalog.segments import LineageState, SegmentMetadata, SegmentStatus
+import duckdb
+
+from taskplan.catalog import Catalog, TableNotFoundError
+from taskplan.catalog.segments import (
+    LineageState,
+    SegmentConflictError,
+    SegmentMetadata,
+    SegmentStatus,
+    TableDroppedError,
+)
 from taskplan.data.csv_loader import load_csv
 from taskplan.data.deepstore import DeepStore
-from taskplan.data.parquet import FileStats, file_stats, read_rows, time_column_of, write_rows
+from taskplan.data.parquet import (
+    FileStats,
+    column_types,
+    connect,
+    copy_to_parquet,
+    file_stats,
+    quote,
+    read_rows,
+    sql_string,
+    time_column_of,
+    write_rows,
+)
 from taskplan.data.rows import RowStats
 from taskplan.models.table import Schema, TableConfig
 from taskplan.settings import Settings
@@ -37,6 +64,18 @@ DEFAULT_FLUSH_ROWS = 5_000_000
 DEFAULT_FLUSH_TIME_MS = 6 * 3600 * 1000
 _PERIOD = re.compile(r"^(\d+)\s*(ms|s|m|h|d)$", re.IGNORECASE)
 _PERIOD_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+# Tries of one append against those of other processes (a process's own appends take turns). Every round of
+# a race has a winner, so an append loses only as often as appends of the other processes finish meanwhile.
+MAX_APPEND_ATTEMPTS = 40
+DROPPED_DIR_MAX_AGE_S = 3600.0  # a dropped table's directory a crash left behind is deleted after this
+
+
+class StreamConfigError(ValueError):
+    """A REALTIME table's flush threshold that is not a number or a period."""
+
+
+class AppendConflictError(SegmentConflictError):
+    """The consuming segment kept changing under an append: nothing of it was written."""
 
 
 def parse_period_ms(value: str) -> int:
@@ -195,14 +234,59 @@ class SegmentManager:
         status: SegmentStatus = SegmentStatus.DONE,
         source: str | None = None,
         custom: Mapping[str, str] | None = None,
+        table_created_ms: int | None = None,
     ) -> SegmentMetadata:
         """Build and publish a segment, then record it (see the module docstring for the order)."""
-        segment, staged = self.build(
-            table, schema, rows, segment_name, status=status, source=source, custom=custom
-        )
-        self.deep_store.publish(staged, table.tableName, segment.file_name)
-        self.store.add_segment(segment, lineage_id=lineage_id, processed_file=processed_file)
+        with self.dropped_meanwhile(table.tableName, table_created_ms):
+            segment, staged = self.build(
+                table, schema, rows, segment_name, status=status, source=source, custom=custom
+            )
+            self.publish(
+                segment,
+                staged,
+                lineage_id=lineage_id,
+                processed_file=processed_file,
+                table_created_ms=table_created_ms,
+            )
         return segment
+
+    @contextlib.contextmanager
+    def dropped_meanwhile(self, table: str, table_created_ms: int | None) -> Iterator[None]:
+        """Files vanishing under a write for this incarnation of the table mean it was dropped (its
+        directory moved away): TableDroppedError says so, instead of the file error. The drop moves the
+        directory before it commits: the check waits for it."""
+        try:
+            yield
+        except (OSError, duckdb.Error):
+            if table_created_ms is None:
+                raise
+            if self.store.table_created_ms(table, settled=True) != table_created_ms:
+                raise TableDroppedError(table) from None
+            raise
+
+    def publish(
+        self,
+        segment: SegmentMetadata,
+        staged: Path,
+        *,
+        lineage_id: str | None = None,
+        processed_file: tuple[str, str] | None = None,
+        table_created_ms: int | None = None,
+    ) -> None:
+        """Move a staged segment file into place and record the segment. With ``table_created_ms`` (the
+        incarnation of the table the segment was built for) a table dropped meanwhile raises
+        TableDroppedError, and the file is deleted again: nothing outlives the drop."""
+        self.deep_store.publish(staged, segment.table_name, segment.file_name)
+        try:
+            self.store.add_segment(
+                segment,
+                lineage_id=lineage_id,
+                processed_file=processed_file,
+                table_created_ms=table_created_ms,
+            )
+        except TableDroppedError:
+            self.deep_store.delete(segment.table_name, segment.file_name)
+            raise
 
     def path_of(self, segment: SegmentMetadata) -> Path:
         return self.deep_store.path(segment.table_name, segment.file_name)
@@ -251,67 +335,156 @@ class SegmentManager:
     # ---------------------------------------------------------------- REALTIME: the consuming segment
 
     def append_realtime(
-        self, table: TableConfig, schema: Schema, rows: Sequence[Mapping[str, Any]]
+        self,
+        table: TableConfig,
+        schema: Schema,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        table_created_ms: int | None = None,
     ) -> SegmentMetadata:
-        """Add rows to the consuming segment (creating one if needed); commit it when a threshold is hit."""
-        raw = table.raw_table_name
-        consuming = self._consuming(table.tableName)
-        existing: list[dict[str, Any]] = []
-        version = 0
-        if consuming is not None:
-            existing = self.read(consuming)
-            version = _version_of(consuming.file_name) + 1
-            name = consuming.segment_name
-            created = consuming.created_ms
-        else:
-            sequence = len(self.store.all_segments(table.tableName))
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%MZ")
-            name = f"{raw}__0__{sequence}__{stamp}"
-            created = now_ms()
-        segment, staged = self.build(
-            table,
-            schema,
-            [*existing, *rows],
-            name,
-            status=SegmentStatus.IN_PROGRESS,
-            source="ingestFromFile",
-            version=version,
+        """Add rows to the consuming segment (creating one if needed); commit it when a threshold is hit.
+
+        The rows are written once, to a staged file. Then, until it wins: read the consuming segment, write
+        its next version (its rows, then these) to a new file, and swap that in by compare-and-swap on the
+        catalog row; a writer that lost deletes its file and tries again on the winner's version. So every
+        row is kept exactly once however many appends race, in this process or others (in this process they
+        take turns, see ``append_lock``: a lost race costs a rewrite of the whole segment). After
+        MAX_APPEND_ATTEMPTS lost rounds, AppendConflictError: nothing written. ``table_created_ms``: the
+        incarnation of the table the rows are for (read now if not given); TableDroppedError if the table
+        is dropped meanwhile, again with nothing written.
+        """
+        max_rows, max_age_ms = flush_thresholds(table)  # a bad threshold refuses the rows up front
+        incarnation = table_created_ms
+        if incarnation is None:
+            incarnation = self.store.table_created_ms(table.tableName)
+            if incarnation is None:
+                raise TableNotFoundError(table.tableName)
+        added = self.deep_store.staging_path(table.tableName)
+        try:
+            with self.dropped_meanwhile(table.tableName, incarnation):
+                write_rows(rows, schema, added)
+                with self.store.append_lock(table.tableName):
+                    segment = self._append(table, schema, added, incarnation, max_rows, max_age_ms)
+        finally:
+            added.unlink(missing_ok=True)
+        return segment
+
+    def _append(
+        self,
+        table: TableConfig,
+        schema: Schema,
+        added: Path,
+        incarnation: int,
+        max_rows: int,
+        max_age_ms: int,
+    ) -> SegmentMetadata:
+        for attempt in range(MAX_APPEND_ATTEMPTS):
+            segment = self._try_append(table, schema, added, incarnation, max_rows, max_age_ms)
+            if segment is not None:
+                return segment
+            # Lost to an append of another process: back off a random while, so that racers spread out.
+            time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
+        raise AppendConflictError(
+            f"the consuming segment of {table.tableName} changed under this append {MAX_APPEND_ATTEMPTS} "
+            "times (too many concurrent appends): nothing was written, try again"
         )
-        segment = replace(segment, created_ms=created)
-        self.deep_store.publish(staged, table.tableName, segment.file_name)
+
+    def _try_append(
+        self,
+        table: TableConfig,
+        schema: Schema,
+        added: Path,
+        incarnation: int,
+        max_rows: int,
+        max_age_ms: int,
+    ) -> SegmentMetadata | None:
+        """One round of :meth:`append_realtime`: the swapped-in segment, or None if another append won."""
+        name = table.tableName
+        consuming = self.store.consuming_segment(name)
         if consuming is None:
-            self.store.add_segment(segment)
+            segment_name, created, version, sources = self._next_consuming_name(table), now_ms(), 0, [added]
         else:
-            self.store.update_segment(segment)
-            self.deep_store.delete(table.tableName, consuming.file_name)
-        return self.commit_if_due(table, segment) or segment
-
-    def _consuming(self, table: str) -> SegmentMetadata | None:
-        return next(
-            (s for s in self.store.all_segments(table) if s.status is SegmentStatus.IN_PROGRESS), None
-        )
-
-    def commit_if_due(self, table: TableConfig, segment: SegmentMetadata) -> SegmentMetadata | None:
-        """Commit (DONE) a consuming segment that reached the flush row count or age; None if not due."""
-        configs = table.stream_configs
-        max_rows = int(configs.get(FLUSH_ROWS, DEFAULT_FLUSH_ROWS))
-        max_age = parse_period_ms(configs[FLUSH_TIME]) if FLUSH_TIME in configs else DEFAULT_FLUSH_TIME_MS
+            segment_name, created = consuming.segment_name, consuming.created_ms
+            version = _version_of(consuming.file_name) + 1
+            sources = [self.path_of(consuming), added]
+        time_col, numeric = time_column_of(table, schema)
+        staged = self.deep_store.staging_path(name)
+        try:
+            stats = _concatenate(sources, schema, staged, time_col, numeric)
+        except duckdb.Error:
+            staged.unlink(missing_ok=True)
+            if consuming is not None and not self.path_of(consuming).exists():
+                now_consuming = self.store.consuming_segment(name)
+                if now_consuming is None or now_consuming.file_name != consuming.file_name:
+                    return None  # replaced (and its file deleted) by an append that won meanwhile
+            raise
         stamp = now_ms()
-        if segment.total_docs < max_rows and stamp - segment.created_ms < max_age:
-            return None
-        committed = replace(segment, status=SegmentStatus.DONE, committed_ms=stamp)
-        self.store.update_segment(committed)
-        log.info(
-            "committed segment %s of %s (%d rows)", segment.segment_name, table.tableName, segment.total_docs
+        due = stats.total_docs >= max_rows or stamp - created >= max_age_ms
+        segment = replace(
+            self.metadata(
+                table,
+                segment_name,
+                SegmentStatus.DONE if due else SegmentStatus.IN_PROGRESS,
+                stats,
+                time_col=time_col,
+                source="ingestFromFile",
+            ),
+            created_ms=created,
+            committed_ms=stamp if due else None,
+            # A name of its own (not just the version): racing appends never write the same file.
+            file_name=f"{segment_name}.v{version}.{uuid.uuid4().hex[:12]}.parquet",
         )
-        return committed
+        self.deep_store.publish(staged, name, segment.file_name)
+        try:
+            swapped = self.store.put_consuming(
+                segment,
+                replaces=None if consuming is None else consuming.file_name,
+                table_created_ms=incarnation,
+            )
+        except TableDroppedError:
+            self.deep_store.delete(name, segment.file_name)
+            raise
+        if not swapped:
+            self.deep_store.delete(name, segment.file_name)
+            return None
+        if consuming is not None:
+            self.deep_store.delete(name, consuming.file_name)
+        if due:
+            log.info("committed segment %s of %s (%d rows)", segment_name, name, segment.total_docs)
+        return segment
+
+    def _next_consuming_name(self, table: TableConfig) -> str:
+        """Pinot's LLC segment name, ``<raw>__<partition>__<sequence>__<yyyyMMdd'T'HHmm'Z'>``."""
+        raw = table.raw_table_name
+        existing = self.store.all_segments(table.tableName)
+        sequences = [len(existing) - 1]
+        for s in existing:
+            parts = s.segment_name.rsplit("__", 3)
+            if len(parts) == 4 and parts[0] == raw and parts[2].isdigit():
+                sequences.append(int(parts[2]))
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%MZ")
+        return f"{raw}__0__{max(sequences) + 1}__{stamp}"
 
     def commit_due_segments(self, table: TableConfig) -> list[str]:
-        consuming = self._consuming(table.tableName)
+        """Commit (DONE) the consuming segment if it reached the flush age (an append commits it when it
+        reaches the flush row count); not if an append changed it meanwhile (the next run looks again)."""
+        consuming = self.store.consuming_segment(table.tableName)
         if consuming is None:
             return []
-        committed = self.commit_if_due(table, consuming)
-        return [] if committed is None else [committed.segment_name]
+        max_rows, max_age_ms = flush_thresholds(table)
+        stamp = now_ms()
+        if consuming.total_docs < max_rows and stamp - consuming.created_ms < max_age_ms:
+            return []
+        committed = replace(consuming, status=SegmentStatus.DONE, committed_ms=stamp)
+        if not self.store.commit_consuming(committed):
+            return []
+        log.info(
+            "committed segment %s of %s (%d rows)",
+            consuming.segment_name,
+            table.tableName,
+            consuming.total_docs,
+        )
+        return [consuming.segment_name]
 
     # ---------------------------------------------------------------- the sweep
 
@@ -341,10 +514,58 @@ class SegmentManager:
         return report
 
     def drop_table(self, table: str) -> None:
+        """Delete the table's data (its segments, lineage, records and files); the table stays."""
         self.store.delete_table_data(table)
         self.deep_store.delete_table(table)
 
+    def remove_table(self, table: str) -> None:
+        """Drop the table: its config and data go in one catalog transaction, under the table's write lock,
+        and its deep-store directory is moved aside inside it. So a writer racing the drop either recorded
+        its segment before (and the drop removes it) or finds the table gone and records nothing, and a
+        table created again under the name starts with an empty directory. Raises TableNotFoundError."""
+        moved: list[Path] = []
+        try:
+            self.store.drop_table(table, lambda: moved.extend(self.deep_store.move_aside(table)))
+        except BaseException:
+            for path in moved:  # the transaction rolled back: the files are the table's again
+                self.deep_store.move_back(path, table)
+            raise
+        for path in moved:
+            shutil.rmtree(path, ignore_errors=True)
+        self.deep_store.delete_dropped(older_than_s=DROPPED_DIR_MAX_AGE_S)
+
+
+def flush_thresholds(table: TableConfig) -> tuple[int, int]:
+    """The REALTIME table's flush row count and age (ms); StreamConfigError naming a bad one."""
+    configs = table.stream_configs
+    rows_value = str(configs.get(FLUSH_ROWS, DEFAULT_FLUSH_ROWS)).strip()
+    if not (rows_value.isascii() and rows_value.isdigit()):
+        raise StreamConfigError(
+            f"streamConfigs {FLUSH_ROWS} of {table.tableName} is {rows_value[:100]!r}, not a whole number"
+        )
+    age_ms = DEFAULT_FLUSH_TIME_MS
+    if FLUSH_TIME in configs:
+        try:
+            age_ms = parse_period_ms(str(configs[FLUSH_TIME]))
+        except ValueError as exc:
+            raise StreamConfigError(f"streamConfigs {FLUSH_TIME} of {table.tableName}: {exc}") from None
+    return int(rows_value), age_ms
+
+
+def _concatenate(
+    sources: Sequence[Path], schema: Schema, dest: Path, time_col: str | None, numeric_time: bool
+) -> FileStats:
+    """Write the rows of ``sources`` (segment files), in order, to ``dest`` in the schema's columns: DuckDB
+    streams them, so no row is held in Python. A column a file lacks (the schema gained it) is null."""
+    types = column_types(schema)
+    columns = ", ".join(f"CAST({quote(c)} AS {t}) AS {quote(c)}" for c, t in types.items())
+    files = "[" + ", ".join(sql_string(str(p)) for p in sources) + "]"
+    with connect(*{p.parent for p in sources}, dest.parent) as conn:
+        query = f"SELECT {columns} FROM read_parquet({files}, union_by_name = true)"
+        return copy_to_parquet(conn, query, dest, time_col, numeric_time)
+
 
 def _version_of(file_name: str) -> int:
-    match = re.search(r"\.v(\d+)\.parquet$", file_name)
+    """The version in ``<segment>.v<version>[.<token>].parquet`` (0 for ``<segment>.parquet``)."""
+    match = re.search(r"\.v(\d+)(?:\.[0-9a-f]+)?\.parquet$", file_name)
     return int(match.group(1)) if match else 0
