@@ -4,13 +4,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test check lint typecheck unit bench bench-full chaos clean
+.PHONY: run test check lint typecheck layers unit bench bench-full chaos clean lock
 
-$(STAMP): pyproject.toml
+# Installs the versions the tests last passed with (constraints.txt, written by `make lock`).
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+## Re-resolve the dependencies in a scratch venv and pin them in constraints.txt (then run make test).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	echo '# The versions make run and make test install (pip -c). Written by make lock; do not edit.' > constraints.txt
+	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^taskplan' >> constraints.txt
+	rm -rf .lock-venv
 
 ## Start the whole embedded stack in the foreground (Temporal dev server + UI, workers, API).
 run: $(STAMP)
@@ -20,7 +30,7 @@ run: $(STAMP)
 test: $(STAMP) check
 	$(BIN)/python -m pytest
 
-check: lint typecheck
+check: lint typecheck layers
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -28,6 +38,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+## The layering contract (pyproject.toml, [tool.importlinter]): which layer may import which.
+layers: $(STAMP)
+	$(BIN)/lint-imports
 
 ## Benchmarks: quick sizes (under 10 minutes on 2 cores), and the issue's full sizes (hours).
 bench: $(STAMP)
