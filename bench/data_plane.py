@@ -13,8 +13,8 @@ import duckdb
 
 from bench.harness import BenchStack, Report, median, new_raw_name
 from bench.plans import plan_seconds, run_plan
-from taskplan.catalog.segments import SegmentStatus
 from taskplan.data.segments import SegmentManager
+from taskplan.models.segment import SegmentStatus
 from taskplan.models.table import Schema
 
 SCHEMA = {

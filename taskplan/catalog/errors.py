@@ -23,3 +23,20 @@ class SchemaNotFoundError(CatalogError, LookupError):
     def __init__(self, name: str) -> None:
         super().__init__(f"schema {name} does not exist")
         self.name = name
+
+
+class SegmentConflictError(CatalogError):
+    """A replacement cannot start or end: its segments are gone or taken by another replacement."""
+
+
+class TableDroppedError(TableNotFoundError):
+    """The table was dropped (or dropped and created again) while data was being written to it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.args = (f"table {name} was dropped while data was being written to it: nothing was stored",)
+
+
+class LineageNotFoundError(CatalogError, LookupError):
+    def __init__(self, table: str, lineage_id: str) -> None:
+        super().__init__(f"segment lineage {lineage_id} of table {table} does not exist")

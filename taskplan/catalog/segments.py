@@ -1,5 +1,8 @@
 """Segment metadata and segment lineage in the catalog (SQL only; files live in the deep store).
 
+Why one module past 400 lines: every write below takes the same per-table write transaction, and the
+lineage decides visibility in the same SQL the segment reads use; one class keeps that protocol in one place.
+
 Which segments a reader sees is decided in one SQL statement from the lineage, Pinot's way: a segment is
 hidden while it is the target of an IN_PROGRESS (or REVERTED) replacement, and once it is the source of a
 COMPLETED one. So a replacement is atomic for readers: the flip from IN_PROGRESS to COMPLETED is a single
@@ -24,14 +27,17 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, delete, exists, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from taskplan.catalog.errors import CatalogError, TableNotFoundError
+from taskplan.catalog.errors import (
+    LineageNotFoundError,
+    SegmentConflictError,
+    TableDroppedError,
+    TableNotFoundError,
+)
 from taskplan.catalog.schema import (
     exported_segments,
     lineage_segments,
@@ -40,6 +46,7 @@ from taskplan.catalog.schema import (
     segments,
     tables,
 )
+from taskplan.models.segment import LineageEntry, LineageState, SegmentMetadata, SegmentStatus
 
 if TYPE_CHECKING:
     from taskplan.catalog.catalog import Catalog
@@ -49,96 +56,24 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class SegmentStatus(StrEnum):
-    IN_PROGRESS = "IN_PROGRESS"  # a REALTIME table's consuming segment
-    DONE = "DONE"
-
-
-class LineageState(StrEnum):
-    IN_PROGRESS = "IN_PROGRESS"
-    COMPLETED = "COMPLETED"
-    REVERTED = "REVERTED"
-
-
-class SegmentConflictError(CatalogError):
-    """A replacement cannot start or end: its segments are gone or taken by another replacement."""
-
-
-class TableDroppedError(TableNotFoundError):
-    """The table was dropped (or dropped and created again) while data was being written to it."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.args = (f"table {name} was dropped while data was being written to it: nothing was stored",)
-
-
-class LineageNotFoundError(CatalogError, LookupError):
-    def __init__(self, table: str, lineage_id: str) -> None:
-        super().__init__(f"segment lineage {lineage_id} of table {table} does not exist")
-
-
-@dataclass(frozen=True)
-class SegmentMetadata:
-    table_name: str
-    segment_name: str
-    status: SegmentStatus
-    total_docs: int
-    size_bytes: int
-    crc: str
-    file_name: str
-    created_ms: int
-    time_column: str | None = None
-    start_time: int | None = None
-    end_time: int | None = None
-    committed_ms: int | None = None
-    source: str | None = None
-    custom: dict[str, str] = field(default_factory=dict)
-
-    def to_pinot(self) -> dict[str, Any]:
-        """The shape GET /segments/{tableName} returns for each segment."""
-        return {
-            "segmentName": self.segment_name,
-            "totalDocs": self.total_docs,
-            "status": self.status.value,
-            "startTime": self.start_time,
-            "endTime": self.end_time,
-            "timeColumn": self.time_column,
-            "sizeInBytes": self.size_bytes,
-            "crc": self.crc,
-            "creationTimeMs": self.created_ms,
-            "commitTimeMs": self.committed_ms,
-            "source": self.source,
-            "custom": dict(self.custom),
-        }
-
-    def _row(self) -> dict[str, Any]:
-        return {
-            "table_name": self.table_name,
-            "segment_name": self.segment_name,
-            "status": self.status.value,
-            "total_docs": self.total_docs,
-            "size_bytes": self.size_bytes,
-            "crc": self.crc,
-            "file_name": self.file_name,
-            "created_ms": self.created_ms,
-            "time_column": self.time_column,
-            "start_time": self.start_time,
-            "end_time": self.end_time,
-            "committed_ms": self.committed_ms,
-            "source": self.source,
-            "custom_json": json.dumps(self.custom, sort_keys=True),
-        }
-
-
-@dataclass(frozen=True)
-class LineageEntry:
-    lineage_id: str
-    state: LineageState
-    owner: str
-    segments_from: tuple[str, ...]
-    segments_to: tuple[str, ...]
-    created_ms: int
-    updated_ms: int
+def _segment_row(segment: SegmentMetadata) -> dict[str, Any]:
+    """A segment as its catalog row."""
+    return {
+        "table_name": segment.table_name,
+        "segment_name": segment.segment_name,
+        "status": segment.status.value,
+        "total_docs": segment.total_docs,
+        "size_bytes": segment.size_bytes,
+        "crc": segment.crc,
+        "file_name": segment.file_name,
+        "created_ms": segment.created_ms,
+        "time_column": segment.time_column,
+        "start_time": segment.start_time,
+        "end_time": segment.end_time,
+        "committed_ms": segment.committed_ms,
+        "source": segment.source,
+        "custom_json": json.dumps(segment.custom, sort_keys=True),
+    }
 
 
 def _segment(row: Any) -> SegmentMetadata:
@@ -366,7 +301,7 @@ class SegmentCatalog:
             raise ValueError(f"update_segments takes segments of one table, got {sorted(tables)}")
         with self._write(updated[0].table_name) as conn:
             for segment in updated:
-                row = segment._row()
+                row = _segment_row(segment)
                 conn.execute(
                     update(segments)
                     .where(
@@ -400,11 +335,11 @@ class SegmentCatalog:
                 ).first()
                 if current or taken is not None:
                     return False
-                conn.execute(insert(segments).values(**segment._row()))
+                conn.execute(insert(segments).values(**_segment_row(segment)))
                 return True
             if [(r.segment_name, r.file_name) for r in current] != [(segment.segment_name, replaces)]:
                 return False
-            row = segment._row()
+            row = _segment_row(segment)
             conn.execute(
                 update(segments)
                 .where(
@@ -723,7 +658,7 @@ def _upsert_segments(conn: Connection, table: str, written: Sequence[SegmentMeta
     replaced = conn.execute(
         delete(segments).where(segments.c.table_name == table, segments.c.segment_name.in_(names))
     ).rowcount
-    conn.execute(insert(segments), [s._row() for s in written])
+    conn.execute(insert(segments), [_segment_row(s) for s in written])
     return int(replaced)
 
 

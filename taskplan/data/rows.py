@@ -1,5 +1,8 @@
 """Input files (CSV, JSON lines, Parquet) read into typed rows, with Druid's row counters.
 
+Why one module past 400 lines: the three formats share the typing of every value (below) and the counters;
+the typing rules are the part worth reading together.
+
 - ``processed``: rows ingested cleanly; ``processedBytes``: input bytes read;
 - ``processedWithError``: rows ingested with some value that could not be typed (stored as null);
 - ``unparseable``: rows that are not a record at all (broken JSON, a JSON line nested deeper than

@@ -1,6 +1,10 @@
 """Segments end to end: build a Parquet segment from rows, upload it, replace segments atomically,
 append to a REALTIME table's consuming segment, and sweep what a crash left behind.
 
+Why one module past 400 lines: every write path here follows the same order of writes below (file, then
+metadata, then retired files) against the same deep store and catalog; kept together so that order is read
+and changed in one place.
+
 Order of writes, so that a crash never loses data or leaks a file for good:
 1. the Parquet file is written under a staging name and renamed into place;
 2. the metadata row (with its lineage membership and processed-file record) is committed;
@@ -31,13 +35,7 @@ from typing import Any
 import duckdb
 
 from taskplan.catalog import Catalog, TableNotFoundError
-from taskplan.catalog.segments import (
-    LineageState,
-    SegmentConflictError,
-    SegmentMetadata,
-    SegmentStatus,
-    TableDroppedError,
-)
+from taskplan.catalog.errors import SegmentConflictError, TableDroppedError
 from taskplan.data.csv_loader import load_csv
 from taskplan.data.deepstore import DeepStore
 from taskplan.data.parquet import (
@@ -53,6 +51,7 @@ from taskplan.data.parquet import (
     write_rows,
 )
 from taskplan.data.rows import RowStats
+from taskplan.models.segment import LineageState, SegmentMetadata, SegmentStatus
 from taskplan.models.table import Schema, TableConfig
 from taskplan.settings import Settings
 

@@ -24,9 +24,9 @@ from typing import Any, ClassVar
 import psycopg
 from psycopg import sql
 
-from taskplan.catalog.segments import SegmentMetadata, SegmentStatus
 from taskplan.data.parquet import connect, sql_string
 from taskplan.data.segments import now_ms, parse_period_ms
+from taskplan.models.segment import SegmentMetadata, SegmentStatus
 from taskplan.models.table import Schema, TableConfig
 from taskplan.plugin import (
     BaseTaskExecutor,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
-from taskplan.catalog.segments import SegmentConflictError, SegmentMetadata, SegmentStatus
+from taskplan.catalog.errors import SegmentConflictError
 from taskplan.data.parquet import (
     column_types,
     copy_to_parquet,
@@ -29,6 +29,7 @@ from taskplan.data.parquet import (
 )
 from taskplan.data.predicate import PurgeFilterError, keep_rows_sql, validate_purge_filter
 from taskplan.data.segments import SegmentManager
+from taskplan.models.segment import SegmentMetadata, SegmentStatus
 from taskplan.models.table import Schema, TableConfig
 from taskplan.plugin import (
     BaseTaskExecutor,

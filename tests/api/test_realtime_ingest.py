@@ -14,8 +14,8 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from taskplan.catalog.segments import SegmentStatus
 from taskplan.data.parquet import read_rows
+from taskplan.models.segment import SegmentStatus
 from tests.api.test_tables_and_triggers_api import new_name
 from tests.support.api import live_api
 from tests.support.api_process import Store, api_process, clear_store, make_store

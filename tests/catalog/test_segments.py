@@ -7,12 +7,8 @@ import threading
 import pytest
 
 from taskplan.catalog import Catalog
-from taskplan.catalog.segments import (
-    LineageState,
-    SegmentConflictError,
-    SegmentMetadata,
-    SegmentStatus,
-)
+from taskplan.catalog.errors import SegmentConflictError
+from taskplan.models.segment import LineageState, SegmentMetadata, SegmentStatus
 
 TABLE = "events_OFFLINE"
 

@@ -18,10 +18,10 @@ from typing import Any
 import duckdb
 import httpx
 
-from taskplan.catalog.segments import LineageState
 from taskplan.data.deepstore import DeepStore
 from taskplan.data.parquet import read_rows
 from taskplan.data.segments import SegmentManager
+from taskplan.models.segment import LineageState
 from tests.chaos.cluster import Cluster
 from tests.support.data import events_schema
 

@@ -11,7 +11,6 @@ import duckdb
 import pytest
 
 from taskplan.catalog import Catalog
-from taskplan.catalog.segments import SegmentStatus
 from taskplan.data.csv_loader import READER_TYPED, _CsvLoad, _reader_types, load_csv
 from taskplan.data.deepstore import DeepStore
 from taskplan.data.maintenance import SegmentMaintenance
@@ -19,6 +18,7 @@ from taskplan.data.parquet import FileStats, column_types, pooled_connection, re
 from taskplan.data.predicate import PurgeFilterError, validate_purge_filter
 from taskplan.data.rows import InputFormat, ReaderInitError, RowReader, RowStats, TooManyParseExceptions
 from taskplan.data.segments import SegmentManager
+from taskplan.models.segment import SegmentStatus
 from taskplan.models.table import FieldSpec, Schema
 from tests.support.data import event, events_schema, make_table, table_rows, write_parquet
 

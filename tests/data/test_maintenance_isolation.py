@@ -11,10 +11,10 @@ from sqlalchemy import update
 
 from taskplan.catalog import Catalog
 from taskplan.catalog.schema import tables
-from taskplan.catalog.segments import SegmentStatus
 from taskplan.data.deepstore import DeepStore
 from taskplan.data.maintenance import SegmentMaintenance
 from taskplan.data.segments import FLUSH_ROWS, FLUSH_TIME, SegmentManager
+from taskplan.models.segment import SegmentStatus
 from tests.support.data import event, events_schema, make_table
 
 FLUSH_BY_TIME = {FLUSH_TIME: "1s"}

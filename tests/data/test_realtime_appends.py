@@ -14,9 +14,10 @@ import duckdb
 import pytest
 
 from taskplan.catalog import Catalog
-from taskplan.catalog.segments import SegmentMetadata, SegmentStatus, TableDroppedError
+from taskplan.catalog.errors import TableDroppedError
 from taskplan.data.deepstore import DeepStore
 from taskplan.data.segments import SegmentManager
+from taskplan.models.segment import SegmentMetadata, SegmentStatus
 from taskplan.models.table import TableConfig
 from tests.support.data import deep_store_leaks, event, events_schema, make_table, table_rows
 

@@ -1,5 +1,7 @@
 """The data task types doing real work on real files, on SQLite and PostgreSQL catalogs.
 
+One module past 400 lines: one section per task type, sharing the in-process plan loop and crash points.
+
 Batches are generated and executed in process here (the plan workflow's loop without Temporal), so crash
 points can be placed exactly; tests/data/test_data_plans.py runs the same task types as Temporal plans.
 """
