@@ -15,7 +15,7 @@ from fastapi import Path as PathParam
 from api.auth import Permission, PrincipalDep, require_table
 from api.deps import CatalogDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
-from api.routes.tables import TableTypeQuery, resolve_tables
+from api.table_access import TableTypeQuery, resolve_tables
 from taskplan.catalog import Catalog, TableNotFoundError
 from taskplan.data.rows import InputFormat, ReaderInitError, RowReader, TooManyParseExceptions
 from taskplan.data.segments import AppendConflictError, SegmentManager, StreamConfigError
