@@ -23,6 +23,7 @@ from taskplan.models.table import Schema, TableConfig
 from taskplan.names import DEFAULT_MINION_TAG
 
 if TYPE_CHECKING:
+    from taskplan.catalog import Catalog
     from taskplan.settings import Settings
 
 DEFAULT_TASK_TIMEOUT_MS = 3_600_000
@@ -57,7 +58,7 @@ class PluginContext:
     """What a generator or executor may use: the settings and the catalog (tables, schemas, segments)."""
 
     settings: Settings
-    catalog: Any = None  # taskplan.catalog.Catalog once the data plane is configured
+    catalog: Catalog
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,7 @@ class ExecutionContext:
         return self.plugin.settings
 
     @property
-    def catalog(self) -> Any:
+    def catalog(self) -> Catalog:
         return self.plugin.catalog
 
     def heartbeat(self, *details: Any) -> None:

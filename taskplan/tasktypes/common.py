@@ -15,7 +15,6 @@ from taskplan.models.table import Schema, TableConfig
 from taskplan.plugin import (
     BaseTaskGenerator,
     ExecutionContext,
-    FatalTaskError,
     PluginContext,
     TaskConfigError,
 )
@@ -73,10 +72,8 @@ def table_max_num_tasks(configs: Mapping[str, str]) -> int:
 
 
 def plugin_catalog(context: PluginContext | ExecutionContext | None) -> Catalog:
-    catalog = None if context is None else context.catalog
-    if not isinstance(catalog, Catalog):
-        raise FatalTaskError("this task type needs the catalog (taskplan.catalog.url); the worker has none")
-    return catalog
+    assert context is not None, "the worker inits every generator with its context"
+    return context.catalog
 
 
 def segment_manager(context: PluginContext | ExecutionContext | None) -> SegmentManager:
