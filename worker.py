@@ -33,7 +33,7 @@ from taskplan.bootstrap import open_stack, plan_options
 from taskplan.catalog import Catalog
 from taskplan.cleanup import PlanJanitor
 from taskplan.data.maintenance import SegmentMaintenance
-from taskplan.data.parquet import set_threads_per_connection
+from taskplan.data.parquet import DuckDBConfig
 from taskplan.data.segments import SegmentManager
 from taskplan.gate import ClusterGate
 from taskplan.metrics import metrics_url, serve_metrics
@@ -72,8 +72,9 @@ def build_workers(
     options: WorkerOptions,
     catalog: Catalog,
 ) -> list[Worker]:
-    context = PluginContext(settings=settings, catalog=catalog)
-    set_threads_per_connection(settings.duckdb_threads)
+    context = PluginContext(
+        settings=settings, catalog=catalog, duckdb_config=DuckDBConfig(threads=settings.duckdb_threads)
+    )
     workers: list[Worker] = []
     shutdown = timedelta(seconds=options.graceful_shutdown_seconds)
     if options.role in ("controller", "both"):

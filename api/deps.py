@@ -9,6 +9,7 @@ from temporalio.client import Client
 
 from taskplan.bootstrap import Stack
 from taskplan.catalog import Catalog
+from taskplan.data.segments import SegmentManager
 from taskplan.plans import (
     OneShotRunner,
     PlanAborter,
@@ -38,6 +39,11 @@ def get_catalog(request: Request) -> Catalog:
 def get_schedules(request: Request) -> ScheduleManager:
     schedules: ScheduleManager = request.app.state.schedules
     return schedules
+
+
+def get_segments(request: Request) -> SegmentManager:
+    segments: SegmentManager = request.app.state.segments
+    return segments
 
 
 def _plans(request: Request) -> PlanServices:
@@ -73,6 +79,7 @@ StackDep = Annotated[Stack, Depends(get_stack)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 ClientDep = Annotated[Client, Depends(get_client)]
 SchedulesDep = Annotated[ScheduleManager, Depends(get_schedules)]
+SegmentsDep = Annotated[SegmentManager, Depends(get_segments)]
 StarterDep = Annotated[PlanStarter, Depends(get_starter)]
 ReaderDep = Annotated[PlanReader, Depends(get_reader)]
 AborterDep = Annotated[PlanAborter, Depends(get_aborter)]

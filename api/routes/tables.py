@@ -10,12 +10,11 @@ from fastapi import APIRouter, Path
 from temporalio.client import Client
 
 from api.auth import Permission, PrincipalDep, require, require_table
-from api.deps import CatalogDep, ClientDep, RemoverDep, SchedulesDep, StackDep
+from api.deps import CatalogDep, ClientDep, RemoverDep, SchedulesDep, SegmentsDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.models import StatusResponse
 from api.table_access import TableTypeQuery, resolve_tables
 from taskplan.catalog import Catalog
-from taskplan.data.segments import SegmentManager
 from taskplan.models.table import TableConfig
 from taskplan.names import TableRef, parse_table_name
 from taskplan.plans.validation import validate_table_config
@@ -130,6 +129,7 @@ async def delete_table(
     catalog: CatalogDep,
     remover: RemoverDep,
     schedules: SchedulesDep,
+    segments: SegmentsDep,
     stack: StackDep,
     principal: PrincipalDep,
     table_type: TableTypeQuery = None,
@@ -141,8 +141,7 @@ async def delete_table(
         await schedules.remove_table(config.tableName, task_types)  # first: no firing after the drop
         await remover.remove_table_plans(config.tableName)
         # Config and data in one catalog transaction: an ingest racing the drop stores nothing (404).
-        manager = SegmentManager.from_settings(stack.settings, catalog)
-        await asyncio.to_thread(manager.remove_table, config.tableName)
+        await asyncio.to_thread(segments.remove_table, config.tableName)
         # A plan triggered meanwhile is stopped now; one triggered later fails its first batch (no table).
         await remover.stop_table_plans(config.tableName, stack.registry.task_types())
     return StatusResponse(status=f"Tables: {[c.tableName for c in found]} deleted")

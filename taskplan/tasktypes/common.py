@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from taskplan.catalog import Catalog
+from taskplan.data.deepstore import DeepStore
 from taskplan.data.segments import SegmentManager
 from taskplan.models.table import Schema, TableConfig
 from taskplan.plugin import (
@@ -77,8 +78,9 @@ def plugin_catalog(context: PluginContext | ExecutionContext | None) -> Catalog:
 
 
 def segment_manager(context: PluginContext | ExecutionContext | None) -> SegmentManager:
-    assert context is not None
-    return SegmentManager.from_settings(context.settings, plugin_catalog(context))
+    assert context is not None, "the worker inits every generator with its context"
+    deep_store = DeepStore(context.settings.resolved_deep_store_dir)
+    return SegmentManager(context.catalog, deep_store, context.duckdb_config)
 
 
 def require_schema(catalog: Catalog, table: TableConfig) -> Schema:
