@@ -33,17 +33,17 @@ from taskplan.bootstrap import open_stack, plan_options
 from taskplan.catalog import Catalog
 from taskplan.cleanup import PlanJanitor
 from taskplan.data.maintenance import SegmentMaintenance
-from taskplan.data.parquet import set_threads_per_connection
+from taskplan.data.parquet import DuckDBConfig
 from taskplan.data.segments import SegmentManager
 from taskplan.gate import ClusterGate
 from taskplan.metrics import metrics_url, serve_metrics
 from taskplan.models.table import TableConfigSource
 from taskplan.names import CONTROLLER_TASK_QUEUE, DEFAULT_MINION_TAG, minion_task_queue, validate_minion_tag
+from taskplan.plans import PlanServices
 from taskplan.plugin import PluginContext
 from taskplan.progress import ProgressPoller
 from taskplan.registry import TaskTypeRegistry
 from taskplan.schedules import ScheduleManager
-from taskplan.service import TaskPlanService
 from taskplan.settings import Settings
 from workflows.batch import BatchWorkflow
 from workflows.cron_trigger import CronTriggerWorkflow
@@ -70,17 +70,16 @@ def build_workers(
     registry: TaskTypeRegistry,
     tables: TableConfigSource,
     options: WorkerOptions,
-    catalog: Catalog | None = None,
+    catalog: Catalog,
 ) -> list[Worker]:
-    context = PluginContext(settings=settings, catalog=catalog)
-    set_threads_per_connection(settings.duckdb_threads)
+    context = PluginContext(
+        settings=settings, catalog=catalog, duckdb_config=DuckDBConfig(threads=settings.duckdb_threads)
+    )
     workers: list[Worker] = []
     shutdown = timedelta(seconds=options.graceful_shutdown_seconds)
     if options.role in ("controller", "both"):
         gate = ClusterGate(settings, catalog, client, _running_loop())
-        generation = GenerationActivities(
-            registry, context, tables, gate, tasks=catalog.tasks if catalog is not None else None
-        )
+        generation = GenerationActivities(registry, context, tables, gate, tasks=catalog.tasks)
         activities: list[Callable[..., Any]] = [
             generation.check_progression,
             generation.record_plan_aborted,
@@ -91,9 +90,15 @@ def build_workers(
             generation.generate_one_shot,
             generation.validate_task_configs,
         ]
-        if catalog is not None:
-            triggers = TriggerActivities(client, settings, registry, catalog, plan_options(settings))
-            activities.append(triggers.run_scheduled_trigger)
+        plans = PlanServices.build(client, catalog, plan_options(settings))
+        triggers = TriggerActivities(
+            plans.starter,
+            plans.one_shot,
+            registry,
+            catalog,
+            enable_task_orchestration=settings.enable_task_orchestration,
+        )
+        activities.append(triggers.run_scheduled_trigger)
         workers.append(
             Worker(
                 client,
@@ -206,7 +211,7 @@ async def main_async(args: argparse.Namespace) -> None:
             raise SystemExit(f"cannot serve metrics on {address[0]}:{address[1]}: {exc}") from None
         log.info("Prometheus metrics on %s", metrics_url(*address))
     client = await stack.connect(retries=60, identity=options.identity)
-    workers = build_workers(client, stack.settings, stack.registry, stack.tables, options, stack.catalog)
+    workers = build_workers(client, stack.settings, stack.registry, stack.catalog, options, stack.catalog)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -219,24 +224,24 @@ async def main_async(args: argparse.Namespace) -> None:
         stack.registry.task_types(),
     )
     background = []
-    if options.role in ("controller", "both") and stack.catalog is not None:
+    if options.role in ("controller", "both"):
         # A schedule is never missing or left over: the catalog is the truth.
         await ScheduleManager(client).reconcile(stack.catalog.list_tables())
-    if options.role in ("controller", "both"):
+        plans = PlanServices.build(client, stack.catalog, stack.plan_options())
         # The controller's periodic orchestration poll feeds the plan gauges.
-        tasks = stack.catalog.tasks if stack.catalog is not None else None
-        background.append(asyncio.create_task(ProgressPoller(TaskPlanService(client, tasks=tasks)).run(stop)))
-        if stack.catalog is not None:
-            # Segment upkeep (flush by time, crash leftovers) and the plan cleanup sweep.
-            segments = SegmentManager.from_settings(stack.settings, stack.catalog)
-            janitor = PlanJanitor(
-                TaskPlanService(client, tasks=stack.catalog.tasks),
-                stack.catalog,
-                interval_s=stack.settings.orphaned_plan_cleanup_interval_s,
-                retention_s=stack.settings.plan_retention_s,
-            )
-            background.append(asyncio.create_task(SegmentMaintenance(segments, stack.catalog).run(stop)))
-            background.append(asyncio.create_task(janitor.run(stop)))
+        poller = ProgressPoller(plans.reconciler, plans.reader)
+        # Segment upkeep (flush by time, crash leftovers) and the plan cleanup sweep.
+        segments = SegmentManager.from_settings(stack.settings, stack.catalog)
+        janitor = PlanJanitor(
+            client,
+            plans.remover,
+            stack.catalog,
+            interval_s=stack.settings.orphaned_plan_cleanup_interval_s,
+            retention_s=stack.settings.plan_retention_s,
+        )
+        background.append(asyncio.create_task(poller.run(stop)))
+        background.append(asyncio.create_task(SegmentMaintenance(segments, stack.catalog).run(stop)))
+        background.append(asyncio.create_task(janitor.run(stop)))
     await run_workers(workers, stop)
     await asyncio.gather(*background)
     log.info("worker %s stopped", options.identity)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from temporalio import activity
-from temporalio.client import Client
 
 from taskplan.catalog import Catalog
 from taskplan.cycle import run_trigger_cycle
-from taskplan.models.plan import CycleResult, PlanOptions
+from taskplan.models.plan import CycleResult
+from taskplan.plans import OneShotRunner, PlanStarter
 from taskplan.registry import TaskTypeRegistry
 from taskplan.schedules import SCHEDULE_KEY
-from taskplan.service import TaskPlanService
-from taskplan.settings import Settings
 from taskplan.triggers import orchestration_switch
 from workflows.models import CronTriggerInput
 
@@ -21,16 +19,18 @@ from workflows.models import CronTriggerInput
 class TriggerActivities:
     def __init__(
         self,
-        client: Client,
-        settings: Settings,
+        starter: PlanStarter,
+        one_shot: OneShotRunner,
         registry: TaskTypeRegistry,
         catalog: Catalog,
-        options: PlanOptions,
+        *,
+        enable_task_orchestration: bool,
     ) -> None:
-        self.service = TaskPlanService(client, options, catalog.tasks)
-        self.settings = settings
+        self.starter = starter
+        self.one_shot = one_shot
         self.registry = registry
         self.catalog = catalog
+        self.enable_task_orchestration = enable_task_orchestration  # the property; a cluster config wins
 
     @activity.defn(name="run_scheduled_trigger")
     async def run_scheduled_trigger(self, trigger: CronTriggerInput) -> CycleResult:
@@ -43,8 +43,10 @@ class TriggerActivities:
         if name not in self.registry:
             return CycleResult(task_type=name, errors={table_name: f"unknown task type {name}"})
         cluster = await asyncio.to_thread(self.catalog.cluster_configs)
-        switch_on = orchestration_switch(cluster, self.settings.enable_task_orchestration)
-        result = await run_trigger_cycle(self.service, self.registry.get(name), [table], switch_on=switch_on)
+        switch_on = orchestration_switch(cluster, self.enable_task_orchestration)
+        result = await run_trigger_cycle(
+            self.starter, self.one_shot, self.registry.get(name), [table], switch_on=switch_on
+        )
         activity.logger.info(
             "cron trigger %s %s: plans %s, skipped %s, legacy %s, errors %s",
             table_name,

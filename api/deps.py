@@ -1,4 +1,4 @@
-"""Dependencies shared by the routes, as Annotated aliases."""
+"""Dependencies shared by the routes, as Annotated aliases: what the API lifespan (api/main.py) built once."""
 
 from __future__ import annotations
 
@@ -9,8 +9,17 @@ from temporalio.client import Client
 
 from taskplan.bootstrap import Stack
 from taskplan.catalog import Catalog
+from taskplan.data.segments import SegmentManager
+from taskplan.plans import (
+    OneShotRunner,
+    PlanAborter,
+    PlanReader,
+    PlanRemover,
+    PlanServices,
+    PlanStarter,
+    TaskReader,
+)
 from taskplan.schedules import ScheduleManager
-from taskplan.service import TaskPlanService
 
 
 def get_stack(request: Request) -> Stack:
@@ -23,9 +32,8 @@ def get_client(request: Request) -> Client:
     return client
 
 
-def get_service(request: Request) -> TaskPlanService:
-    service: TaskPlanService = request.app.state.service
-    return service
+def get_catalog(request: Request) -> Catalog:
+    return get_stack(request).catalog
 
 
 def get_schedules(request: Request) -> ScheduleManager:
@@ -33,15 +41,48 @@ def get_schedules(request: Request) -> ScheduleManager:
     return schedules
 
 
-def get_catalog(request: Request) -> Catalog:
-    stack: Stack = request.app.state.stack
-    if stack.catalog is None:
-        raise RuntimeError("the API runs without a catalog")
-    return stack.catalog
+def get_segments(request: Request) -> SegmentManager:
+    segments: SegmentManager = request.app.state.segments
+    return segments
+
+
+def _plans(request: Request) -> PlanServices:
+    plans: PlanServices = request.app.state.plans
+    return plans
+
+
+def get_starter(request: Request) -> PlanStarter:
+    return _plans(request).starter
+
+
+def get_reader(request: Request) -> PlanReader:
+    return _plans(request).reader
+
+
+def get_aborter(request: Request) -> PlanAborter:
+    return _plans(request).aborter
+
+
+def get_one_shot(request: Request) -> OneShotRunner:
+    return _plans(request).one_shot
+
+
+def get_task_reader(request: Request) -> TaskReader:
+    return _plans(request).task_reader
+
+
+def get_remover(request: Request) -> PlanRemover:
+    return _plans(request).remover
 
 
 StackDep = Annotated[Stack, Depends(get_stack)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 ClientDep = Annotated[Client, Depends(get_client)]
-ServiceDep = Annotated[TaskPlanService, Depends(get_service)]
 SchedulesDep = Annotated[ScheduleManager, Depends(get_schedules)]
+SegmentsDep = Annotated[SegmentManager, Depends(get_segments)]
+StarterDep = Annotated[PlanStarter, Depends(get_starter)]
+ReaderDep = Annotated[PlanReader, Depends(get_reader)]
+AborterDep = Annotated[PlanAborter, Depends(get_aborter)]
+OneShotDep = Annotated[OneShotRunner, Depends(get_one_shot)]
+TaskReaderDep = Annotated[TaskReader, Depends(get_task_reader)]
+RemoverDep = Annotated[PlanRemover, Depends(get_remover)]

@@ -15,8 +15,11 @@ from api.limits import RequestSizeLimit
 from api.routes import cluster, health, metrics, schemas, segments, tables, task_plans, tasks
 from taskplan import __version__
 from taskplan.bootstrap import Stack, open_stack
+from taskplan.data.deepstore import DeepStore
+from taskplan.data.parquet import DuckDBConfig
+from taskplan.data.segments import SegmentManager
+from taskplan.plans import PlanServices
 from taskplan.schedules import ScheduleManager
-from taskplan.service import TaskPlanService
 
 API_THREADS = 32
 
@@ -34,17 +37,19 @@ def create_app(stack: Stack | None = None) -> FastAPI:
         app.state.stack = current
         app.state.access = AccessControl.from_settings(current.settings)
         app.state.client = client
-        tasks = current.catalog.tasks if current.catalog is not None else None
-        app.state.service = TaskPlanService(
+        app.state.plans = PlanServices.build(
             client,
+            current.catalog,
             current.plan_options(),
-            tasks,
             live_query_timeout_s=current.settings.plan_query_timeout_s,
         )
         app.state.schedules = ScheduleManager(client)
-        if current.catalog is not None:
-            # A schedule is never missing or left over: the catalog is the truth.
-            await app.state.schedules.reconcile(current.catalog.list_tables())
+        # Uploads and drops: one DuckDB thread per request (taskplan.duckdb.threadsPerSubtask is the
+        # minions' data subtasks').
+        deep_store = DeepStore(current.settings.resolved_deep_store_dir)
+        app.state.segments = SegmentManager(current.catalog, deep_store, DuckDBConfig(threads=1))
+        # A schedule is never missing or left over: the catalog is the truth.
+        await app.state.schedules.reconcile(current.catalog.list_tables())
         yield
 
     app = FastAPI(

@@ -29,10 +29,11 @@ from temporalio.worker import Worker
 from bench.baseline import BASELINE_QUEUE, BaselineBatchesWorkflow
 from taskplan.binaries import temporal_cli
 from taskplan.catalog import Catalog
+from taskplan.models.plan import PlanOptions
 from taskplan.models.table import TableConfig
 from taskplan.names import SearchAttributes
+from taskplan.plans import PlanServices
 from taskplan.registry import build_registry
-from taskplan.service import TaskPlanService
 from taskplan.settings import Settings
 from taskplan.temporal import connect
 from worker import WorkerOptions, build_workers, run_workers
@@ -113,7 +114,7 @@ class BenchStack:
     client: Client
     settings: Settings
     catalog: Catalog
-    service: TaskPlanService
+    plans: PlanServices
     data_dir: Path
     minions: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -204,8 +205,8 @@ async def bench_stack() -> AsyncIterator[BenchStack]:
             workers.append(Worker(client, task_queue=BASELINE_QUEUE, workflows=[BaselineBatchesWorkflow]))
             stop = asyncio.Event()
             running = asyncio.create_task(run_workers(workers, stop))
-            service = TaskPlanService(client, tasks=catalog.tasks)
-            stack = BenchStack(client, settings, catalog, service, data_dir)
+            plans = PlanServices.build(client, catalog, PlanOptions())
+            stack = BenchStack(client, settings, catalog, plans, data_dir)
             try:
                 yield stack
             finally:

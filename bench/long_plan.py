@@ -18,12 +18,12 @@ async def long_plan(stack: BenchStack, report: Report, full: bool) -> None:
     batches = 20_000 if full else 300
     stack.start_minions(1)
     table = stack.add_table(new_raw_name("long"))
-    plan_id = await stack.service.start_plan(
+    plan_id = await stack.plans.starter.start_plan(
         table, NOOP, PlanSource.ADHOC_CONFIG, {"numBatches": str(batches)}
     )
     memory: list[float] = []
     while True:
-        plan = await stack.service.get_plan(plan_id, PlanQuery(batch_limit=0))
+        plan = await stack.plans.reader.get_plan(plan_id, PlanQuery(batch_limit=0))
         memory.append(rss_mb())
         if not plan.status.is_active:
             break

@@ -56,7 +56,7 @@ async def overhead(stack: BenchStack, report: Report, full: bool) -> None:
 async def batch_gaps(stack: BenchStack, plan: TaskPlan) -> list[float]:
     spans: list[tuple[int, int]] = []
     for record in plan.batches:
-        details = await stack.service.batch_details(record.submitted_task_name)
+        details = await stack.plans.task_reader.batch_details(record.submitted_task_name)
         starts = [s.started_at_ms for s in details.subtasks if s.started_at_ms]
         ends = [s.finished_at_ms for s in details.subtasks if s.finished_at_ms]
         if starts and ends:

@@ -15,9 +15,9 @@ NOOP_QUEUE = minion_task_queue("minion_untagged", NOOP)
 
 
 async def run_plan(stack: BenchStack, table: str, task_type: str, configs: dict[str, str]) -> TaskPlan:
-    plan_id = await stack.service.start_plan(table, task_type, PlanSource.ADHOC_CONFIG, configs)
+    plan_id = await stack.plans.starter.start_plan(table, task_type, PlanSource.ADHOC_CONFIG, configs)
     while True:
-        plan = await stack.service.get_plan(plan_id, PlanQuery(batch_limit=1000))
+        plan = await stack.plans.reader.get_plan(plan_id, PlanQuery(batch_limit=1000))
         if not plan.status.is_active:
             if plan.status != PlanStatus.COMPLETED:
                 raise RuntimeError(f"plan {plan_id} ended {plan.status}: {plan.status_message}")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from temporalio.client import Client
 
 from taskplan.catalog import Catalog
 from taskplan.models.plan import PlanOptions
-from taskplan.models.table import Schema, TableConfig, TableConfigSource
 from taskplan.registry import TaskTypeRegistry, build_registry
 from taskplan.settings import Settings, load_settings
 from taskplan.temporal import connect
@@ -18,22 +17,11 @@ from taskplan.temporal import connect
 log = logging.getLogger(__name__)
 
 
-class NoTables:
-    """Table source used until a catalog is configured: every table is unknown."""
-
-    def get_table_config(self, table_name_with_type: str) -> TableConfig | None:
-        return None
-
-    def get_schema_for_table(self, table_name_with_type: str) -> Schema | None:
-        return None
-
-
 @dataclass
 class Stack:
     settings: Settings
     registry: TaskTypeRegistry
-    catalog: Catalog | None = None
-    tables: TableConfigSource = field(default_factory=NoTables)
+    catalog: Catalog  # also the table configs' source (TableConfigSource) of the generators
 
     async def connect(self, *, retries: int = 1, identity: str | None = None) -> Client:
         return await connect(self.settings, retries=retries, identity=identity)
@@ -65,4 +53,4 @@ def open_stack(config_file: str | os.PathLike[str] | None = None, settings: Sett
     log.info("task types: %s", ", ".join(registry.task_types()) or "none")
     catalog = Catalog(settings.resolved_catalog_url)
     catalog.migrate()
-    return Stack(settings=settings, registry=registry, catalog=catalog, tables=catalog)
+    return Stack(settings=settings, registry=registry, catalog=catalog)

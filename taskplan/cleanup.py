@@ -21,12 +21,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from temporalio.client import Client
+
 from taskplan.catalog import Catalog
 from taskplan.cluster_configs import CONFIG_POLL_S, runtime_int
 from taskplan.metrics import metrics
 from taskplan.names import SearchAttributes
-from taskplan.service import TaskPlanService
-from taskplan.service import quote_value as _quote
+from taskplan.plans import PlanRemover
+from taskplan.plans.visibility import PLAN_WORKFLOW_TYPE
 from taskplan.settings import ORPHAN_CLEANUP_INTERVAL
 
 log = logging.getLogger(__name__)
@@ -44,14 +46,16 @@ class SweepReport:
 class PlanJanitor:
     def __init__(
         self,
-        service: TaskPlanService,
+        client: Client,
+        remover: PlanRemover,
         catalog: Catalog,
         *,
         interval_s: int,
         retention_s: float,
         config_poll_s: float = CONFIG_POLL_S,
     ) -> None:
-        self.service = service
+        self.client = client
+        self.remover = remover
         self.catalog = catalog
         self.interval_s = interval_s  # the property; a cluster config overrides it
         self.retention_s = retention_s
@@ -62,18 +66,17 @@ class PlanJanitor:
 
     async def sweep_once(self) -> SweepReport:
         report = SweepReport()
-        client = self.service.client
+        client = self.client
         known = await asyncio.to_thread(self.catalog.table_names)
         tables = set()
         async for execution in client.list_workflows("TaskPlanTable IS NOT NULL"):
             table = execution.typed_search_attributes.get(SearchAttributes.TABLE)
             if table:
                 tables.add(table)
-        if self.service.tasks is not None:
-            tables |= await asyncio.to_thread(self.service.tasks.table_names)
+        tables |= await asyncio.to_thread(self.catalog.tasks.table_names)
         for table in sorted(tables - known):
             try:
-                count = await self.service.remove_table_plans(table)
+                count = await self.remover.remove_table_plans(table)
             except Exception as exc:
                 _failed(report, table, "removing the plans of a table that no longer exists", exc)
                 continue
@@ -84,7 +87,7 @@ class PlanJanitor:
         cutoff = (datetime.now(UTC) - timedelta(seconds=self.retention_s)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         old = f"{ENDED} AND CloseTime < '{cutoff}'"
         plan_ids: dict[str, str] = {}
-        async for execution in client.list_workflows(f"WorkflowType = 'TaskPlan' AND {old}"):
+        async for execution in client.list_workflows(f"WorkflowType = '{PLAN_WORKFLOW_TYPE}' AND {old}"):
             attributes = execution.typed_search_attributes
             plan_id = attributes.get(SearchAttributes.PLAN_ID)
             if plan_id:
@@ -92,21 +95,15 @@ class PlanJanitor:
         removed: Counter[str] = Counter()
         for plan_id, table in plan_ids.items():
             try:
-                removed[table] += await self._expire_plan(plan_id)
+                removed[table] += await self.remover.remove_plan(plan_id, "retention")
             except Exception as exc:
                 _failed(report, table, f"deleting the expired plan {plan_id}", exc)
         loose = f"WorkflowType IN ('TaskBatch', 'CronTrigger') AND TaskPlanId IS NULL AND {old}"
-        removed.update(await self.service.delete_executions_by_table(loose, "retention"))
+        removed.update(await self.remover.delete_executions_by_table(loose, "retention"))
         for table, count in removed.items():
             report.expired[table] = count
             _count(table, "retention", count)
         return report
-
-    async def _expire_plan(self, plan_id: str) -> int:
-        removed = await self.service.delete_executions(f"TaskPlanId = {_quote(plan_id)}", "retention")
-        if self.service.tasks is not None:
-            removed += await asyncio.to_thread(self.service.tasks.delete_plans, [plan_id])
-        return removed
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweep now, then whenever the interval has passed since the last sweep began. The interval is

@@ -15,13 +15,18 @@ from taskplan.metrics import OrchestrationMetrics, metrics
 from taskplan.models.errors import PlanAlreadyActiveError, TaskGenerationError
 from taskplan.models.plan import CycleResult, PlanSource
 from taskplan.models.table import TableConfig
+from taskplan.plans import OneShotRunner, PlanStarter
 from taskplan.registry import RegisteredTaskType
-from taskplan.service import TaskPlanService
 from taskplan.triggers import FORCE_LEGACY_TASK_FLOW, Flow, decide_flow
 
 
 async def run_trigger_cycle(
-    service: TaskPlanService, task_type: RegisteredTaskType, tables: Sequence[TableConfig], *, switch_on: bool
+    starter: PlanStarter,
+    one_shot: OneShotRunner,
+    task_type: RegisteredTaskType,
+    tables: Sequence[TableConfig],
+    *,
+    switch_on: bool,
 ) -> CycleResult:
     name = task_type.task_type
     result = CycleResult(task_type=name)
@@ -45,7 +50,7 @@ async def run_trigger_cycle(
                 legacy.append(table)
                 continue
             try:
-                plan_id = await service.start_plan(
+                plan_id = await starter.start_plan(
                     table.tableName, name, PlanSource.TABLE_CONFIG, dict(configs)
                 )
             except PlanAlreadyActiveError as exc:
@@ -58,7 +63,7 @@ async def run_trigger_cycle(
     if legacy:
         tables_named = [t.tableName for t in legacy]
         try:
-            task_name = await service.run_one_shot(name, tables_named, None)
+            task_name = await one_shot.run_one_shot(name, tables_named, None)
         except TaskGenerationError as exc:
             result.errors.update({t: str(exc) for t in tables_named})
         else:

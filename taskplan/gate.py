@@ -68,7 +68,7 @@ class ClusterGate:
     def __init__(
         self,
         settings: Settings,
-        catalog: Catalog | None,
+        catalog: Catalog,
         client: Client | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
@@ -78,10 +78,10 @@ class ClusterGate:
         self.loop = loop
 
     def __call__(self, table_name_with_type: str, task_type: str, plan_id: str | None = None) -> str | None:
-        configs = self.catalog.cluster_configs() if self.catalog is not None else {}
+        configs = self.catalog.cluster_configs()
         if not orchestration_switch(configs, self.settings.enable_task_orchestration):
             return f"orchestration is disabled cluster-wide ({ENABLE_ORCHESTRATION}=false)"
-        if self.catalog is not None and queue_state(self.catalog, task_type) is QueueState.STOPPED:
+        if queue_state(self.catalog, task_type) is QueueState.STOPPED:
             return f"the task queue of {task_type} is stopped (PUT /tasks/{task_type}/resume resumes it)"
         return self._limits(table_name_with_type, configs, plan_id)
 
@@ -95,9 +95,8 @@ class ClusterGate:
         counts = asyncio.run_coroutine_threadsafe(in_flight_subtasks(self.client, plan_id), self.loop).result(
             timeout=30
         )
-        if self.catalog is not None:
-            for name, count in self.catalog.tasks.in_flight(except_plan_id=plan_id).items():
-                counts[name] = counts.get(name, 0) + count
+        for name, count in self.catalog.tasks.in_flight(except_plan_id=plan_id).items():
+            counts[name] = counts.get(name, 0) + count
         if per_table_limit and counts.get(table, 0) >= per_table_limit:
             return (
                 f"{counts[table]} subtasks of {table} are in flight; the limit per table is "

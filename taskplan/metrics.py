@@ -66,7 +66,6 @@ FAMILIES = (
         "executions removed by the cleanup sweep (reason: orphan, retention)",
     ),
 )
-DOCUMENTED_NAMES = {family.name.lower(): family.name for family in FAMILIES}
 _BY_NAME = {family.name: family for family in FAMILIES}
 
 # Whether each merge target answered its last scrape, so a missing controller shows instead of zeros.

@@ -137,14 +137,6 @@ def subtask_name(parent_task_name: str, index: int) -> str:
     return f"{parent_task_name}_{index}"
 
 
-def parse_subtask_name(name: str) -> tuple[str, int]:
-    parent, _, index = name.rpartition("_") if isinstance(name, str) else ("", "", "")
-    if not index.isdigit():
-        raise InvalidNameError(f"invalid subtask name {name!r}: expected <taskName>_<index>")
-    parse_task_name(parent)
-    return parent, int(index)
-
-
 def minion_task_queue(tag: str, task_type: str) -> str:
     """One queue per (instance tag, task type), so each task type gets its own per-instance concurrency."""
     return f"minion-{validate_minion_tag(tag)}.{validate_task_type(task_type)}"

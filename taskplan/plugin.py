@@ -23,6 +23,8 @@ from taskplan.models.table import Schema, TableConfig
 from taskplan.names import DEFAULT_MINION_TAG
 
 if TYPE_CHECKING:
+    from taskplan.catalog import Catalog
+    from taskplan.data.parquet import DuckDBConfig
     from taskplan.settings import Settings
 
 DEFAULT_TASK_TIMEOUT_MS = 3_600_000
@@ -54,10 +56,12 @@ class PinotTaskConfig:
 
 @dataclass(frozen=True)
 class PluginContext:
-    """What a generator or executor may use: the settings and the catalog (tables, schemas, segments)."""
+    """What a generator or executor may use: the settings, the catalog (tables, schemas, segments) and how
+    to open DuckDB connections (taskplan.duckdb.threadsPerSubtask threads each)."""
 
     settings: Settings
-    catalog: Any = None  # taskplan.catalog.Catalog once the data plane is configured
+    catalog: Catalog
+    duckdb_config: DuckDBConfig
 
 
 @dataclass(frozen=True)
@@ -230,8 +234,12 @@ class ExecutionContext:
         return self.plugin.settings
 
     @property
-    def catalog(self) -> Any:
+    def catalog(self) -> Catalog:
         return self.plugin.catalog
+
+    @property
+    def duckdb_config(self) -> DuckDBConfig:
+        return self.plugin.duckdb_config
 
     def heartbeat(self, *details: Any) -> None:
         """Report progress; long executors should call this and stop when ``cancelled`` is set."""

@@ -1,7 +1,7 @@
 """The controller's periodic orchestration poll: plan gauges from Temporal's view of the active plans.
 
 Every interval it first corrects the catalog's plan snapshots from Temporal (plans ended at the Temporal
-level, aborted through the CLI, started without a snapshot: TaskPlanService.reconcile_plan_snapshots), then
+level, aborted through the CLI, started without a snapshot: taskplan/plans/snapshots.py), then
 lists the active plans, setting activeTaskPlansCount, taskPlansAbortingCount and the taskPlanInputs* gauges
 per table and task type; orchestrationTimeSinceLastPollMs rises if this loop stalls.
 """
@@ -16,22 +16,23 @@ from collections import Counter
 
 from taskplan.metrics import OrchestrationMetrics, metrics, set_last_poll
 from taskplan.models.plan import PlanQuery, PlanStatus
-from taskplan.service import TaskPlanService
+from taskplan.plans import PlanReader, SnapshotReconciler
 
 log = logging.getLogger(__name__)
 
 
 class ProgressPoller:
-    def __init__(self, service: TaskPlanService, interval_s: float = 15.0) -> None:
-        self._service = service
+    def __init__(self, reconciler: SnapshotReconciler, reader: PlanReader, interval_s: float = 15.0) -> None:
+        self._reconciler = reconciler
+        self._reader = reader
         self._interval_s = interval_s
         self._seen: set[tuple[str, str]] = set()  # plans' (table, type) to zero once they end
 
     async def poll_once(self) -> None:
-        corrected = await self._service.reconcile_plan_snapshots()
+        corrected = await self._reconciler.reconcile_plan_snapshots()
         if corrected:
             log.info("orchestration poll: %d plan snapshot(s) corrected from Temporal", corrected)
-        plans = await self._service.list_active_plans(query=PlanQuery(batch_limit=0))
+        plans = await self._reader.list_active_plans(query=PlanQuery(batch_limit=0))
         active: Counter[tuple[str, str]] = Counter()
         aborting: Counter[tuple[str, str]] = Counter()
         gauges = metrics()

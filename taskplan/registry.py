@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
-from taskplan.names import InvalidNameError, validate_minion_tag, validate_task_type
+from taskplan.names import InvalidNameError, validate_task_type
 from taskplan.plugin import PluginContext, TaskExecutor, TaskGenerator, TaskTypePlugin
 
 ENTRY_POINT_GROUP = "taskplan.task_types"
@@ -139,13 +139,6 @@ def _check_overrides(source: str, generator: TaskGenerator) -> None:
             raise PluginValidationError(source, f"{name} raised {exc!r}") from exc
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise PluginValidationError(source, f"{name} must return a positive int, got {value!r}")
-
-
-def validate_tag(source: str, tag: str) -> str:
-    try:
-        return validate_minion_tag(tag)
-    except InvalidNameError as exc:
-        raise PluginValidationError(source, str(exc)) from exc
 
 
 def build_registry(

@@ -16,7 +16,7 @@ Keys keep Pinot's dotted names (``controller.startree.task.manager.enableTaskOrc
 
 Each of 2-4 is a pydantic-settings source that ``load_settings`` hands to ``Settings`` (``_build_sources``).
 ``settings_customise_sources`` keeps only the init source, so a ``Settings(...)`` or ``model_validate``
-built in code (tests, ``with_overrides``) is exactly what it was given and never reads the process
+built in code (tests) is exactly what it was given and never reads the process
 environment: the outside world comes in once, at each process's composition root, through
 ``load_settings``. A value that does not validate raises ``SettingsError`` naming the property and where
 it came from.
@@ -145,20 +145,6 @@ class Settings(BaseSettings):
         value = extra.get(key)
         return default if value is None else str(value)
 
-    def properties_with_prefix(self, prefix: str) -> dict[str, str]:
-        extra = self.model_extra or {}
-        return {k: str(v) for k, v in extra.items() if k.startswith(prefix)}
-
-    def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
-        merged = self.as_properties()
-        merged.update({k: v for k, v in overrides.items() if v is not None})
-        return Settings.model_validate(merged)
-
-    def as_properties(self) -> dict[str, Any]:
-        values = self.model_dump(by_alias=True)
-        values.update(self.model_extra or {})
-        return values
-
 
 def _roots(value: str) -> list[Path]:
     return [Path(part.strip()).expanduser().resolve() for part in value.split(",") if part.strip()]
@@ -198,10 +184,6 @@ def _known_aliases() -> dict[str, str]:
     return {
         str(info.alias).upper().replace(".", "_"): str(info.alias) for info in Settings.model_fields.values()
     }
-
-
-def environment_properties(environ: Mapping[str, str]) -> dict[str, str]:
-    return {key: value for key, (value, _) in _environment(environ).items()}
 
 
 def _environment(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:

@@ -23,7 +23,6 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from taskplan.settings import Settings
 
-TRACER_NAME = "taskplan"
 _lock = threading.Lock()
 _configured = False
 _runtimes: dict[int, Runtime] = {}

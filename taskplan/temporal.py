@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -40,27 +38,6 @@ async def connect(settings: Settings, *, retries: int = 1, identity: str | None 
                 await asyncio.sleep(0.5)
     assert last is not None
     raise last
-
-
-async def ensure_search_attributes(client: Client) -> None:
-    """Register missing custom search attributes (the dev server gets them at start; a cluster may not)."""
-    existing = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=client.namespace)
-    )
-    missing = {
-        key.name: IndexedValueType.ValueType(_indexed_type(key.indexed_value_type))
-        for key in SearchAttributes.ALL
-        if key.name not in existing.custom_attributes
-    }
-    if missing:
-        log.info("registering search attributes %s", sorted(missing))
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
-        )
-
-
-def _indexed_type(value: SearchAttributeIndexedValueType) -> int:
-    return int(value.value)
 
 
 def dev_server_search_attribute_flags() -> list[str]:

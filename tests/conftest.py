@@ -19,8 +19,8 @@ from taskplan.binaries import temporal_cli
 from taskplan.catalog import Catalog
 from taskplan.catalog.schema import metadata
 from taskplan.names import SearchAttributes
+from taskplan.plans import PlanServices
 from taskplan.registry import build_registry
-from taskplan.service import TaskPlanService
 from taskplan.settings import Settings
 from tests.support.api import api_client
 from tests.support.engine import TEST_OPTIONS, add_table
@@ -103,8 +103,9 @@ async def http(engine: Client, tables: Catalog, data_dir: Path) -> AsyncIterator
 
 
 @pytest.fixture
-def service(engine: Client, tables: Catalog) -> TaskPlanService:
-    return TaskPlanService(engine, TEST_OPTIONS, tables.tasks)
+def plans(engine: Client, tables: Catalog) -> PlanServices:
+    """The client side's services, on the session's engine and catalog."""
+    return PlanServices.build(engine, tables, TEST_OPTIONS)
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Query, UploadFile
 from fastapi import Path as PathParam
 
 from api.auth import Permission, PrincipalDep, require_table
-from api.deps import CatalogDep, StackDep
+from api.deps import CatalogDep, SegmentsDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
-from api.routes.tables import TableTypeQuery, resolve_tables
+from api.table_access import TableTypeQuery, resolve_tables
 from taskplan.catalog import Catalog, TableNotFoundError
 from taskplan.data.rows import InputFormat, ReaderInitError, RowReader, TooManyParseExceptions
 from taskplan.data.segments import AppendConflictError, SegmentManager, StreamConfigError
@@ -58,6 +58,7 @@ async def ingest_from_file(
     file: UploadFile,
     catalog: CatalogDep,
     stack: StackDep,
+    manager: SegmentsDep,
     principal: PrincipalDep,
     table_name_with_type: Annotated[str, Query(alias="tableNameWithType", max_length=200)],
     batch_config_map_str: Annotated[str, Query(alias="batchConfigMapStr", max_length=10_000)] = "{}",
@@ -93,7 +94,6 @@ async def ingest_from_file(
                 raise ApiError(413, f"the file is larger than {MAX_UPLOAD_BYTES} bytes")
             upload.write(chunk)
         upload.flush()
-        manager = SegmentManager.from_settings(stack.settings, catalog)
         return await asyncio.to_thread(
             _ingest, manager, catalog, table_name_with_type, created_ms, Path(upload.name), input_format,
             None if limit_raw is None else int(limit_raw), file.filename or "upload",
@@ -123,7 +123,12 @@ def _ingest(
                 )
                 manager.publish(segment, staged, table_created_ms=created_ms)
         else:
-            reader = RowReader(schema, max_parse_exceptions=max_parse_exceptions, source_name=file_name)
+            reader = RowReader(
+                schema,
+                manager.duckdb_config,
+                max_parse_exceptions=max_parse_exceptions,
+                source_name=file_name,
+            )
             rows = reader.read(path, input_format)  # read as the segment is written: never all at once
             if table.tableType == "REALTIME":
                 segment = manager.append_realtime(table, schema, rows, table_created_ms=created_ms)

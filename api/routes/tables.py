@@ -4,51 +4,31 @@ started while the drop ran."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path
+from temporalio.client import Client
 
-from api.auth import Permission, Principal, PrincipalDep, require, require_table
-from api.deps import CatalogDep, SchedulesDep, ServiceDep, StackDep
+from api.auth import Permission, PrincipalDep, require, require_table
+from api.deps import CatalogDep, ClientDep, RemoverDep, SchedulesDep, SegmentsDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.models import StatusResponse
-from taskplan.catalog import Catalog, TableNotFoundError
-from taskplan.data.segments import SegmentManager
+from api.table_access import TableTypeQuery, resolve_tables
+from taskplan.catalog import Catalog
 from taskplan.models.table import TableConfig
-from taskplan.names import TABLE_TYPES, TableRef, parse_table_name
+from taskplan.names import TableRef, parse_table_name
+from taskplan.plans.validation import validate_table_config
 from taskplan.schedules import ScheduleManager, schedule_problems
-from taskplan.service import TaskPlanService
 
 router = APIRouter(prefix="/tables", tags=["tables"], responses=ERROR_RESPONSES)
 TableName = Annotated[str, Path(max_length=200, examples=["myTable"])]
-TableTypeQuery = Annotated[Literal["OFFLINE", "REALTIME"] | None, Query(alias="type")]
-
-
-def resolve_tables(
-    catalog: Catalog,
-    principal: Principal,
-    permission: Permission,
-    table: TableRef,
-    table_type: str | None = None,
-) -> list[TableConfig]:
-    """The tables ``table`` names (one type, or every type of a raw name), optionally of one type, that the
-    principal may act on this way. 404 if none; a table that is not the principal's answers the same 404."""
-    missing = TableNotFoundError(table.name if table_type is None else f"{table.raw}_{table_type}")
-    require_table(principal, permission, table, missing=missing)
-    wanted = [table.table_type] if table.table_type is not None else list(TABLE_TYPES)
-    if table_type is not None:
-        wanted = [t for t in wanted if t == table_type]
-    found = [t for t in catalog.tables_of_raw_name(table.raw) if t.tableType in wanted]
-    if not found:
-        raise missing
-    return found
 
 
 def table_of(config: TableConfig) -> TableRef:
     return TableRef(config.raw_table_name, config.tableType)
 
 
-async def _validate(config: TableConfig, stack: StackDep, catalog: Catalog, service: TaskPlanService) -> None:
+async def _validate(config: TableConfig, stack: StackDep, catalog: Catalog, client: Client) -> None:
     schema = await asyncio.to_thread(catalog.get_schema, config.raw_table_name)
     if schema is None:
         raise ApiError(400, f"schema {config.raw_table_name} does not exist: add it with POST /schemas first")
@@ -58,7 +38,7 @@ async def _validate(config: TableConfig, stack: StackDep, catalog: Catalog, serv
     stream_problems = config.stream_config_problems()
     if stream_problems:
         raise ApiError(400, "invalid stream configs: " + "; ".join(stream_problems))
-    problems = schedule_problems(config) or await service.validate_table_config(config)
+    problems = schedule_problems(config) or await validate_table_config(client, config)
     if problems:
         raise ApiError(400, "invalid task configs: " + "; ".join(problems))
 
@@ -83,12 +63,12 @@ async def add_table(
     config: TableConfig,
     catalog: CatalogDep,
     stack: StackDep,
-    service: ServiceDep,
+    client: ClientDep,
     schedules: SchedulesDep,
     principal: PrincipalDep,
 ) -> StatusResponse:
     require(principal, Permission.CREATE, table_of(config))
-    await _validate(config, stack, catalog, service)
+    await _validate(config, stack, catalog, client)
     await asyncio.to_thread(catalog.create_table, config)
     await _apply_schedules(schedules, config, None, catalog)
     return StatusResponse(status=f"Table {config.tableName} successfully added")
@@ -122,7 +102,7 @@ async def update_table(
     config: TableConfig,
     catalog: CatalogDep,
     stack: StackDep,
-    service: ServiceDep,
+    client: ClientDep,
     schedules: SchedulesDep,
     principal: PrincipalDep,
 ) -> StatusResponse:
@@ -133,7 +113,7 @@ async def update_table(
         )
     require_table(principal, Permission.UPDATE, table_of(config))  # answers as catalog.require_table
     previous = await asyncio.to_thread(catalog.require_table, config.tableName)
-    await _validate(config, stack, catalog, service)
+    await _validate(config, stack, catalog, client)
     await asyncio.to_thread(catalog.update_table, config)
     await _apply_schedules(schedules, config, previous, catalog)
     return StatusResponse(status=f"Table config updated for {config.tableName}")
@@ -147,8 +127,9 @@ async def update_table(
 async def delete_table(
     tableName: TableName,
     catalog: CatalogDep,
-    service: ServiceDep,
+    remover: RemoverDep,
     schedules: SchedulesDep,
+    segments: SegmentsDep,
     stack: StackDep,
     principal: PrincipalDep,
     table_type: TableTypeQuery = None,
@@ -158,10 +139,9 @@ async def delete_table(
     for config in found:
         task_types = list(config.task.taskTypeConfigsMap) if config.task else []
         await schedules.remove_table(config.tableName, task_types)  # first: no firing after the drop
-        await service.remove_table_plans(config.tableName)
+        await remover.remove_table_plans(config.tableName)
         # Config and data in one catalog transaction: an ingest racing the drop stores nothing (404).
-        manager = SegmentManager.from_settings(stack.settings, catalog)
-        await asyncio.to_thread(manager.remove_table, config.tableName)
+        await asyncio.to_thread(segments.remove_table, config.tableName)
         # A plan triggered meanwhile is stopped now; one triggered later fails its first batch (no table).
-        await service.stop_table_plans(config.tableName, stack.registry.task_types())
+        await remover.stop_table_plans(config.tableName, stack.registry.task_types())
     return StatusResponse(status=f"Tables: {[c.tableName for c in found]} deleted")

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from api.auth import Permission, Principal, PrincipalDep, require_permission, require_table
-from api.deps import CatalogDep, ServiceDep
+from api.deps import AborterDep, CatalogDep, ReaderDep
 from api.errors import ERROR_RESPONSES, ApiError
 from taskplan.catalog import Catalog
 from taskplan.models.base import WireModel
@@ -79,18 +79,18 @@ def _filters(table: str | None, task_type: str | None) -> None:
 @router.get("/isActive/{taskPlanId}", response_model=PlanActivity, summary="Is a task plan active?")
 async def is_active(
     taskPlanId: Annotated[str, Path(max_length=400)],
-    service: ServiceDep,
+    reader: ReaderDep,
     catalog: CatalogDep,
     principal: PrincipalDep,
 ) -> PlanActivity:
     await _require_plan_table(catalog, taskPlanId, principal)
-    plan = await service.get_plan(taskPlanId, PlanQuery(batch_limit=0))
+    plan = await reader.get_plan(taskPlanId, PlanQuery(batch_limit=0))
     return PlanActivity(plan_id=taskPlanId, active=plan.status.is_active, status=plan.status)
 
 
 @router.get("/active", response_model=list[TaskPlan], summary="All active task plans, optionally filtered")
 async def active_plans(
-    service: ServiceDep,
+    reader: ReaderDep,
     catalog: CatalogDep,
     principal: PrincipalDep,
     table: TableQuery = None,
@@ -98,26 +98,26 @@ async def active_plans(
     batch_limit: BatchLimit = 100,
 ) -> list[TaskPlan]:
     _filters(table, task_type)
-    plans = await service.list_active_plans(table, task_type, PlanQuery(batch_limit=batch_limit))
+    plans = await reader.list_active_plans(table, task_type, PlanQuery(batch_limit=batch_limit))
     kept = set(await _existing(catalog, [p.plan_id for p in plans], principal))
     return [p for p in plans if p.plan_id in kept]
 
 
 @router.get("/active/ids", response_model=list[str], summary="Ids of the active task plans")
 async def active_plan_ids(
-    service: ServiceDep,
+    reader: ReaderDep,
     catalog: CatalogDep,
     principal: PrincipalDep,
     table: TableQuery = None,
     task_type: TaskTypeQuery = None,
 ) -> list[str]:
     _filters(table, task_type)
-    return await _existing(catalog, await service.list_active_plan_ids(table, task_type), principal)
+    return await _existing(catalog, await reader.list_active_plan_ids(table, task_type), principal)
 
 
 @router.get("", response_model=list[str], summary="Every task plan id of a table and task type")
 async def plan_ids(
-    service: ServiceDep,
+    reader: ReaderDep,
     catalog: CatalogDep,
     principal: PrincipalDep,
     table: Annotated[str, Query(alias="tableNameWithType", max_length=200)],
@@ -126,13 +126,13 @@ async def plan_ids(
     _filters(table, task_type)
     # A table that is not the principal's lists no plans, as a missing table does (_existing drops them).
     require_permission(principal, Permission.READ)
-    return await _existing(catalog, await service.list_plan_ids(table, task_type), principal)
+    return await _existing(catalog, await reader.list_plan_ids(table, task_type), principal)
 
 
 @router.get("/{planId}", response_model=TaskPlan, summary="The full details of a task plan")
 async def get_plan(
     planId: PlanIdPath,
-    service: ServiceDep,
+    reader: ReaderDep,
     catalog: CatalogDep,
     principal: PrincipalDep,
     batch_offset: BatchOffset = None,
@@ -149,7 +149,7 @@ async def get_plan(
 ) -> TaskPlan:
     await _require_plan_table(catalog, planId, principal)
     query = PlanQuery(batch_offset=batch_offset, batch_limit=batch_limit)
-    plan = await service.get_plan(planId, query)
+    plan = await reader.get_plan(planId, query)
     if wait_for_terminal_s is None:
         return plan
     deadline = time.monotonic() + wait_for_terminal_s
@@ -160,7 +160,7 @@ async def get_plan(
             raise ApiError(408, f"task plan {planId} is still {plan.status} after {wait_for_terminal_s:g} s")
         await asyncio.sleep(min(interval, remaining))
         interval = min(interval * 2, 1.0)
-        plan = await service.get_plan(planId, query)
+        plan = await reader.get_plan(planId, query)
     return plan
 
 
@@ -170,7 +170,7 @@ async def get_plan(
     summary="Abort a task plan: ABORTING, no new batch; poll isActive until it stops",
 )
 async def abort_plan(
-    planId: PlanIdPath, service: ServiceDep, catalog: CatalogDep, principal: PrincipalDep
+    planId: PlanIdPath, aborter: AborterDep, catalog: CatalogDep, principal: PrincipalDep
 ) -> TaskPlan:
     await _require_plan_table(catalog, planId, principal, Permission.DELETE)
-    return await service.abort_plan(planId)
+    return await aborter.abort_plan(planId)

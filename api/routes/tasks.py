@@ -10,10 +10,10 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
 from api.auth import Permission, Principal, PrincipalDep, may_read_all, require, require_permission
-from api.deps import CatalogDep, ServiceDep, StackDep
+from api.deps import CatalogDep, ClientDep, OneShotDep, StackDep, StarterDep, TaskReaderDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.models import AdhocTaskConfig, PlanCreated, StatusResponse
-from api.routes.tables import resolve_tables
+from api.table_access import resolve_tables
 from taskplan.bootstrap import Stack
 from taskplan.catalog import Catalog
 from taskplan.cycle import run_trigger_cycle
@@ -32,7 +32,8 @@ from taskplan.models.task import (
     TaskState,
 )
 from taskplan.names import InvalidNameError, parse_table_name, parse_task_name, validate_task_type
-from taskplan.service import TaskPlanService
+from taskplan.plans import TaskReader
+from taskplan.plans.validation import validate_table_config
 from taskplan.triggers import Flow, decide_flow, legacy_refusal, orchestration_switch
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=ERROR_RESPONSES)
@@ -60,7 +61,9 @@ async def execute(
     request: AdhocTaskConfig,
     stack: StackDep,
     catalog: CatalogDep,
-    service: ServiceDep,
+    client: ClientDep,
+    starter: StarterDep,
+    one_shot: OneShotDep,
     principal: PrincipalDep,
 ) -> PlanCreated | dict[str, str]:
     registered = stack.registry.get(validate_task_type(request.taskType))
@@ -83,11 +86,11 @@ async def execute(
     trial = table.model_copy(
         update={"task": TableTaskConfig(taskTypeConfigsMap={registered.task_type: dict(request.taskConfigs)})}
     )
-    problems = await service.validate_table_config(trial)
+    problems = await validate_table_config(client, trial)
     if problems:
         raise ApiError(400, "invalid task configs: " + "; ".join(problems))
     if decision.flow is Flow.ORCHESTRATED:
-        plan_id = await service.start_plan(
+        plan_id = await starter.start_plan(
             table.tableName, registered.task_type, PlanSource.ADHOC_CONFIG, dict(request.taskConfigs)
         )
         return PlanCreated(
@@ -97,7 +100,7 @@ async def execute(
     if refusal:
         raise ApiError(400, refusal)
     try:
-        name = await service.run_one_shot(registered.task_type, [table.tableName], dict(request.taskConfigs))
+        name = await one_shot.run_one_shot(registered.task_type, [table.tableName], dict(request.taskConfigs))
     except TaskGenerationError as exc:
         raise ApiError(
             GENERATION_STATUS.get(exc.error_type or "", 400), f"task generation failed: {exc}"
@@ -133,20 +136,20 @@ def _may_read_task(principal: Principal, tables: list[str]) -> bool:
     return may_read_all(principal, refs)
 
 
-async def _readable_task(service: TaskPlanService, principal: Principal, name: str) -> str:
+async def _readable_task(tasks: TaskReader, principal: Principal, name: str) -> str:
     """The task's name if the principal may read it; a task it may not read answers as a missing one."""
     parse_task_name(name)
     require_permission(principal, Permission.READ)
-    if not _may_read_task(principal, await service.task_tables(name)):
+    if not _may_read_task(principal, await tasks.task_tables(name)):
         raise TaskNotFoundError(name)
     return name
 
 
 async def _readable_tasks(
-    service: TaskPlanService, principal: Principal, task_type: str, limit: int = 10_000
+    tasks: TaskReader, principal: Principal, task_type: str, limit: int = 10_000
 ) -> dict[str, TaskState]:
-    tasks = await service.list_tasks(validate_task_type(task_type), limit=limit)
-    return {name: state for name, (state, tables) in tasks.items() if _may_read_task(principal, tables)}
+    listed = await tasks.list_tasks(validate_task_type(task_type), limit=limit)
+    return {name: state for name, (state, tables) in listed.items() if _may_read_task(principal, tables)}
 
 
 async def _all_pages(fetch: Callable[[SubtaskQuery], Awaitable[Sequence[T]]]) -> list[T]:
@@ -159,15 +162,15 @@ async def _all_pages(fetch: Callable[[SubtaskQuery], Awaitable[Sequence[T]]]) ->
             return items
 
 
-async def _all_subtasks(service: TaskPlanService, name: str) -> list[SubtaskRecord]:
+async def _all_subtasks(tasks: TaskReader, name: str) -> list[SubtaskRecord]:
     async def fetch(query: SubtaskQuery) -> list[SubtaskRecord]:
-        return (await service.batch_details(name, query)).subtasks
+        return (await tasks.batch_details(name, query)).subtasks
 
     return await _all_pages(fetch)
 
 
-async def _all_configs(service: TaskPlanService, name: str) -> list[SubtaskConfig]:
-    return await _all_pages(lambda query: service.subtask_configs(name, query))
+async def _all_configs(tasks: TaskReader, name: str) -> list[SubtaskConfig]:
+    return await _all_pages(lambda query: tasks.subtask_configs(name, query))
 
 
 async def _set_queue(
@@ -206,16 +209,16 @@ async def queue_state_of(
 
 @router.get("/{taskType}/tasks", response_model=list[str], summary="Parent task names of a task type")
 async def tasks_of_type(
-    taskType: TaskTypePath, stack: StackDep, service: ServiceDep, principal: PrincipalDep
+    taskType: TaskTypePath, stack: StackDep, tasks: TaskReaderDep, principal: PrincipalDep
 ) -> list[str]:
-    return sorted(await _readable_tasks(service, principal, _known(stack, taskType)))
+    return sorted(await _readable_tasks(tasks, principal, _known(stack, taskType)))
 
 
 @router.get("/{taskType}/taskstates", response_model=dict[str, TaskState], summary="Parent task states")
 async def task_states(
-    taskType: TaskTypePath, stack: StackDep, service: ServiceDep, principal: PrincipalDep
+    taskType: TaskTypePath, stack: StackDep, tasks: TaskReaderDep, principal: PrincipalDep
 ) -> dict[str, TaskState]:
-    return await _readable_tasks(service, principal, _known(stack, taskType))
+    return await _readable_tasks(tasks, principal, _known(stack, taskType))
 
 
 @router.get(
@@ -224,23 +227,23 @@ async def task_states(
     summary="Subtask counts by state, per parent task (the 100 most recent)",
 )
 async def task_counts(
-    taskType: TaskTypePath, stack: StackDep, service: ServiceDep, principal: PrincipalDep
+    taskType: TaskTypePath, stack: StackDep, tasks: TaskReaderDep, principal: PrincipalDep
 ) -> dict[str, SubtaskCounts]:
-    names = list(await _readable_tasks(service, principal, _known(stack, taskType), limit=100))
-    counts = await asyncio.gather(*(service.task_counts(n) for n in names))
+    names = list(await _readable_tasks(tasks, principal, _known(stack, taskType), limit=100))
+    counts = await asyncio.gather(*(tasks.task_counts(n) for n in names))
     return dict(zip(names, counts, strict=True))
 
 
 @router.get("/task/{taskName}/state", response_model=TaskState, summary="State of a parent task")
-async def task_state(taskName: TaskNamePath, service: ServiceDep, principal: PrincipalDep) -> TaskState:
-    return await service.task_state(await _readable_task(service, principal, taskName))
+async def task_state(taskName: TaskNamePath, tasks: TaskReaderDep, principal: PrincipalDep) -> TaskState:
+    return await tasks.task_state(await _readable_task(tasks, principal, taskName))
 
 
 @router.get("/task/{taskName}/config", response_model=list[PinotTaskConfigOut], summary="Subtask configs")
 async def task_config(
-    taskName: TaskNamePath, service: ServiceDep, principal: PrincipalDep
+    taskName: TaskNamePath, tasks: TaskReaderDep, principal: PrincipalDep
 ) -> list[PinotTaskConfigOut]:
-    configs = await _all_configs(service, await _readable_task(service, principal, taskName))
+    configs = await _all_configs(tasks, await _readable_task(tasks, principal, taskName))
     return [PinotTaskConfigOut(taskType=c.task_type, configs=c.configs) for c in configs]
 
 
@@ -251,23 +254,23 @@ async def task_config(
 )
 async def task_subtasks(
     taskName: TaskNamePath,
-    service: ServiceDep,
+    tasks: TaskReaderDep,
     principal: PrincipalDep,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=0, le=SUBTASK_PAGE)] = SUBTASK_PAGE,
 ) -> BatchDetails:
-    return await service.batch_details(
-        await _readable_task(service, principal, taskName), SubtaskQuery(offset=offset, limit=limit)
+    return await tasks.batch_details(
+        await _readable_task(tasks, principal, taskName), SubtaskQuery(offset=offset, limit=limit)
     )
 
 
 @router.get("/subtask/{taskName}/state", response_model=dict[str, SubtaskState], summary="Subtask states")
 async def subtask_states(
-    taskName: TaskNamePath, service: ServiceDep, principal: PrincipalDep
+    taskName: TaskNamePath, tasks: TaskReaderDep, principal: PrincipalDep
 ) -> dict[str, SubtaskState]:
     return {
         r.subtask_name: r.state
-        for r in await _all_subtasks(service, await _readable_task(service, principal, taskName))
+        for r in await _all_subtasks(tasks, await _readable_task(tasks, principal, taskName))
     }
 
 
@@ -277,9 +280,9 @@ async def subtask_states(
     summary="Subtask configs by subtask name",
 )
 async def subtask_configs(
-    taskName: TaskNamePath, service: ServiceDep, principal: PrincipalDep
+    taskName: TaskNamePath, tasks: TaskReaderDep, principal: PrincipalDep
 ) -> dict[str, PinotTaskConfigOut]:
-    configs = await _all_configs(service, await _readable_task(service, principal, taskName))
+    configs = await _all_configs(tasks, await _readable_task(tasks, principal, taskName))
     return {c.subtask_name: PinotTaskConfigOut(taskType=c.task_type, configs=c.configs) for c in configs}
 
 
@@ -291,7 +294,8 @@ async def subtask_configs(
 async def schedule(
     stack: StackDep,
     catalog: CatalogDep,
-    service: ServiceDep,
+    starter: StarterDep,
+    one_shot: OneShotDep,
     principal: PrincipalDep,
     task_type: Annotated[str | None, Query(alias="taskType", max_length=100)] = None,
     table_name: Annotated[str | None, Query(alias="tableName", max_length=200)] = None,
@@ -309,4 +313,6 @@ async def schedule(
         types = [stack.registry.get(n) for n in sorted(names) if n in stack.registry]
     cluster = await asyncio.to_thread(catalog.cluster_configs)
     switch_on = orchestration_switch(cluster, stack.settings.enable_task_orchestration)
-    return {t.task_type: await run_trigger_cycle(service, t, tables, switch_on=switch_on) for t in types}
+    return {
+        t.task_type: await run_trigger_cycle(starter, one_shot, t, tables, switch_on=switch_on) for t in types
+    }

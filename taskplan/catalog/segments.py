@@ -289,9 +289,6 @@ class SegmentCatalog:
                 _put_processed_file(conn, table, uri, fingerprint, segment.segment_name)
         return not existed
 
-    def update_segment(self, segment: SegmentMetadata) -> None:
-        self.update_segments([segment])
-
     def update_segments(self, updated: Sequence[SegmentMetadata]) -> None:
         """Rewrite existing segments' metadata (of one table) in one transaction."""
         if not updated:
@@ -564,14 +561,6 @@ class SegmentCatalog:
         with self._write(table) as conn:
             for t in (lineage_segments, segment_lineage):
                 conn.execute(delete(t).where(t.c.table_name == table, t.c.lineage_id == lineage_id))
-
-    def delete_processed_file(self, table: str, uri: str) -> None:
-        with self._write(table) as conn:
-            conn.execute(
-                delete(processed_files).where(
-                    processed_files.c.table_name == table, processed_files.c.file_uri == uri
-                )
-            )
 
     def record_export(self, table: str, target: str, segment: str, total_docs: int) -> bool:
         """Mark a segment exported to a target; False if it already was (exactly once per target)."""

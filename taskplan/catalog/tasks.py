@@ -5,7 +5,7 @@ subtask configs and, once it ended, its subtask reports are kept here: the task 
 (``/tasks/{taskType}/tasks``, ``/tasks/task/{taskName}/...``) read them, and the in-flight subtask limits
 count the running ones. The plan's controller writes a row when generation made the batch and updates it
 when the batch ends (local activities). While a batch runs, its live subtask states come from the plan
-itself (see TaskPlanService.batch_details).
+itself (see taskplan/plans/tasks.py).
 
 Each batch's end also saves the plan's snapshot (its counters, status and status message, without its
 batches), and so does the plan's end, before its workflow closes: the active-plans listing reads those with

@@ -17,9 +17,9 @@ import duckdb
 
 from taskplan.data.parquet import (
     DUCKDB_TYPES,
+    DuckDBConfig,
     FileStats,
     copy_to_parquet,
-    pooled_connection,
     quote,
     sql_string,
 )
@@ -93,6 +93,7 @@ def load_csv(
     path: Path,
     schema: Schema,
     dest: Path,
+    duckdb_config: DuckDBConfig,
     *,
     max_parse_exceptions: int | None = None,
     source_name: str = "",
@@ -105,7 +106,9 @@ def load_csv(
     header = _header(path, name)
     if not any(f.name in header for f in schema.fields):
         raise ReaderInitError(f"{name}: the CSV header names none of the schema's columns: {header}")
-    load = _CsvLoad(path, schema, header, dest, name, max_parse_exceptions, time_col, numeric_time)
+    load = _CsvLoad(
+        path, schema, header, dest, name, max_parse_exceptions, time_col, numeric_time, duckdb_config
+    )
     reader_types = _reader_types(schema, header)
     if reader_types is not None:
         loaded = load.typed_by_reader(reader_types)
@@ -148,7 +151,9 @@ class _CsvLoad:
         max_parse_exceptions: int | None,
         time_col: str | None,
         numeric_time: bool,
+        duckdb_config: DuckDBConfig,
     ) -> None:
+        self.duckdb_config = duckdb_config
         self.path, self.schema, self.header, self.dest, self.name = path, schema, header, dest, name
         self.max_parse_exceptions = max_parse_exceptions
         self.time_col, self.numeric_time = time_col, numeric_time
@@ -161,7 +166,7 @@ class _CsvLoad:
     def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """This thread's sandboxed connection for the two directories (opening one costs about 12 ms, a tenth
         of loading 500,000 rows), left as it was found: the tables made here are dropped."""
-        with pooled_connection(self.path.parent, self.dest.parent) as conn:
+        with self.duckdb_config.pooled(self.path.parent, self.dest.parent) as conn:
             yield conn
             for table in ("typed", "raw", "checked", "rejects", "reject_scans"):
                 conn.execute(f"DROP TABLE IF EXISTS {table}")

@@ -67,50 +67,51 @@ def sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-_threads = 1  # DuckDB threads per connection (taskplan.duckdb.threadsPerSubtask)
-
-
-def set_threads_per_connection(threads: int) -> None:
-    """How many threads each new DuckDB connection of this process uses (set once, at worker start)."""
-    global _threads
-    _threads = max(1, threads)
-
-
-def connect(*allowed_dirs: Path) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection that can touch files under ``allowed_dirs`` only (and nothing else, ever)."""
-    conn = duckdb.connect(config={"threads": _threads})
-    dirs = ", ".join(sql_string(str(d.resolve()) + "/") for d in allowed_dirs)
-    conn.execute(f"SET allowed_directories = [{dirs}]")
-    conn.execute("SET enable_external_access = false")
-    conn.execute("SET lock_configuration = true")
-    return conn
-
-
-_pooled = threading.local()
+_pooled = threading.local()  # each thread's open connections (a DuckDB connection is not shared)
 POOLED_PER_THREAD = 4
 
 
-@contextlib.contextmanager
-def pooled_connection(*allowed_dirs: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A sandboxed connection (see ``connect``) that this thread reuses for the same directories: opening
-    one costs about 20 ms, as much as purging a 100,000-row segment. For statements that leave nothing
-    behind, or whose caller drops the temporary tables it made; a connection whose statement failed or was
-    interrupted is closed."""
-    key = tuple(str(d.resolve()) for d in allowed_dirs)
-    pool: dict[tuple[str, ...], duckdb.DuckDBPyConnection] = getattr(_pooled, "connections", {})
-    _pooled.connections = pool
-    conn = pool.pop(key, None) or connect(*allowed_dirs)
-    try:
-        yield conn
-    except BaseException:
-        conn.close()
-        raise
-    pool[key] = conn  # the most recently used last
-    while len(pool) > POOLED_PER_THREAD:
-        pool.pop(next(iter(pool))).close()
+@dataclass(frozen=True)
+class DuckDBConfig:
+    """How DuckDB connections are opened: sandboxed to the directories they are given, each with ``threads``
+    threads (a data subtask's: taskplan.duckdb.threadsPerSubtask, handed down from the worker's settings)."""
+
+    threads: int = 1
+
+    def connect(self, *allowed_dirs: Path) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection that can touch files under ``allowed_dirs`` only (and nothing else, ever)."""
+        conn = duckdb.connect(config={"threads": max(1, self.threads)})
+        dirs = ", ".join(sql_string(str(d.resolve()) + "/") for d in allowed_dirs)
+        conn.execute(f"SET allowed_directories = [{dirs}]")
+        conn.execute("SET enable_external_access = false")
+        conn.execute("SET lock_configuration = true")
+        return conn
+
+    @contextlib.contextmanager
+    def pooled(self, *allowed_dirs: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A sandboxed connection (see ``connect``) that this thread reuses for the same directories: opening
+        one costs about 20 ms, as much as purging a 100,000-row segment. For statements that leave nothing
+        behind, or whose caller drops the temporary tables it made; a connection whose statement failed or
+        was interrupted is closed."""
+        key = (self.threads, tuple(str(d.resolve()) for d in allowed_dirs))
+        pool: dict[tuple[int, tuple[str, ...]], duckdb.DuckDBPyConnection] = getattr(
+            _pooled, "connections", {}
+        )
+        _pooled.connections = pool
+        conn = pool.pop(key, None) or self.connect(*allowed_dirs)
+        try:
+            yield conn
+        except BaseException:
+            conn.close()
+            raise
+        pool[key] = conn  # the most recently used last
+        while len(pool) > POOLED_PER_THREAD:
+            pool.pop(next(iter(pool))).close()
 
 
-def write_rows(rows: Iterable[Mapping[str, Any]], schema: Schema, dest: Path) -> int:
+def write_rows(
+    rows: Iterable[Mapping[str, Any]], schema: Schema, dest: Path, duckdb_config: DuckDBConfig
+) -> int:
     """Write already-typed rows (dicts keyed by column) to ``dest`` as Parquet; returns the row count."""
     types = column_types(schema)
     count = 0
@@ -124,7 +125,7 @@ def write_rows(rows: Iterable[Mapping[str, Any]], schema: Schema, dest: Path) ->
     try:
         columns = "{" + ", ".join(f"{sql_string(c)}: {sql_string(t)}" for c, t in types.items()) + "}"
         select = ", ".join(quote(c) for c in types)
-        with connect(dest.parent) as conn:
+        with duckdb_config.connect(dest.parent) as conn:
             conn.execute(
                 f"COPY (SELECT {select} FROM read_json({sql_string(staged_rows.name)}, "
                 f"format='newline_delimited', columns={columns})) "
@@ -152,8 +153,10 @@ def file_crc(path: Path) -> str:
     return str(crc)
 
 
-def file_stats(path: Path, time_col: str | None, numeric_time: bool) -> FileStats:
-    with connect(path.parent) as conn:
+def file_stats(
+    path: Path, time_col: str | None, numeric_time: bool, duckdb_config: DuckDBConfig
+) -> FileStats:
+    with duckdb_config.connect(path.parent) as conn:
         source = f"read_parquet({sql_string(str(path))})"
         if time_col is not None and numeric_time:
             row = conn.execute(
@@ -193,8 +196,8 @@ def copy_to_parquet(
     )
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    with connect(path.parent) as conn:
+def read_rows(path: Path, duckdb_config: DuckDBConfig) -> list[dict[str, Any]]:
+    with duckdb_config.connect(path.parent) as conn:
         cursor = conn.execute(f"SELECT * FROM read_parquet({sql_string(str(path))})")
         names = [d[0] for d in cursor.description or []]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -232,8 +232,4 @@ def keep_rows_sql(expression: str) -> str:
     return f"NOT coalesce(({expression}), false)"
 
 
-def count_matching_sql(expression: str) -> str:
-    return f"count(*) FILTER (WHERE coalesce(({expression}), false))"
-
-
 __all__ = ["PurgeFilterError", "keep_rows_sql", "quote", "validate_purge_filter"]

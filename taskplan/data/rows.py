@@ -38,7 +38,7 @@ from typing import IO, Any
 import duckdb
 
 from taskplan.data.json_depth import nesting_depth
-from taskplan.data.parquet import connect, sql_string
+from taskplan.data.parquet import DuckDBConfig, sql_string
 from taskplan.models.table import FieldSpec, Schema
 
 MAX_SAMPLES = 5
@@ -270,9 +270,15 @@ class RowReader:
     """Reads one input file into typed rows, counting as it goes."""
 
     def __init__(
-        self, schema: Schema, *, max_parse_exceptions: int | None = None, source_name: str = ""
+        self,
+        schema: Schema,
+        duckdb_config: DuckDBConfig,
+        *,
+        max_parse_exceptions: int | None = None,
+        source_name: str = "",
     ) -> None:
         self.schema = schema
+        self.duckdb_config = duckdb_config  # for Parquet files
         self.fields = {spec.name: spec for spec in schema.fields}
         self.max_parse_exceptions = max_parse_exceptions
         self.source_name = source_name
@@ -405,7 +411,7 @@ class RowReader:
         self.stats.processed_bytes += size
 
     def _parquet(self, path: Path) -> Iterator[dict[str, Any]]:
-        with connect(path.parent) as conn:
+        with self.duckdb_config.connect(path.parent) as conn:
             try:
                 cursor = conn.execute(f"SELECT * FROM read_parquet({sql_string(str(path))})")
                 names = [d[0] for d in cursor.description or []]

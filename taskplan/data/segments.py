@@ -39,9 +39,9 @@ from taskplan.catalog.errors import SegmentConflictError, TableDroppedError
 from taskplan.data.csv_loader import load_csv
 from taskplan.data.deepstore import DeepStore
 from taskplan.data.parquet import (
+    DuckDBConfig,
     FileStats,
     column_types,
-    connect,
     copy_to_parquet,
     file_stats,
     quote,
@@ -101,14 +101,18 @@ class CleanupReport:
 
 
 class SegmentManager:
-    def __init__(self, catalog: Catalog, deep_store: DeepStore) -> None:
+    def __init__(self, catalog: Catalog, deep_store: DeepStore, duckdb_config: DuckDBConfig) -> None:
         self.catalog = catalog
         self.store = catalog.segments
         self.deep_store = deep_store
+        self.duckdb_config = duckdb_config  # how its segment files are written and read
 
     @classmethod
     def from_settings(cls, settings: Settings, catalog: Catalog) -> SegmentManager:
-        return cls(catalog, DeepStore(settings.resolved_deep_store_dir))
+        """A worker's: its DuckDB connections have taskplan.duckdb.threadsPerSubtask threads each."""
+        return cls(
+            catalog, DeepStore(settings.resolved_deep_store_dir), DuckDBConfig(settings.duckdb_threads)
+        )
 
     # ---------------------------------------------------------------- building and uploading
 
@@ -127,7 +131,7 @@ class SegmentManager:
         """Write rows to a staged Parquet file; returns the segment's metadata and the staged path."""
         staged = self.deep_store.staging_path(table.tableName)
         try:
-            write_rows(rows, schema, staged)
+            write_rows(rows, schema, staged, self.duckdb_config)
             return self.describe_file(
                 table, schema, staged, segment_name, status, source, custom, version
             ), staged
@@ -147,7 +151,7 @@ class SegmentManager:
         version: int,
     ) -> SegmentMetadata:
         time_col, numeric = time_column_of(table, schema)
-        stats = file_stats(path, time_col, numeric)
+        stats = file_stats(path, time_col, numeric, self.duckdb_config)
         return self.metadata(
             table,
             segment_name,
@@ -208,6 +212,7 @@ class SegmentManager:
                 path,
                 schema,
                 staged,
+                self.duckdb_config,
                 max_parse_exceptions=max_parse_exceptions,
                 source_name=source or "",
                 time_col=time_col,
@@ -291,7 +296,7 @@ class SegmentManager:
         return self.deep_store.path(segment.table_name, segment.file_name)
 
     def read(self, segment: SegmentMetadata) -> list[dict[str, Any]]:
-        return read_rows(self.path_of(segment))
+        return read_rows(self.path_of(segment), self.duckdb_config)
 
     # ---------------------------------------------------------------- replacing and retiring
 
@@ -361,7 +366,7 @@ class SegmentManager:
         added = self.deep_store.staging_path(table.tableName)
         try:
             with self.dropped_meanwhile(table.tableName, incarnation):
-                write_rows(rows, schema, added)
+                write_rows(rows, schema, added, self.duckdb_config)
                 with self.store.append_lock(table.tableName):
                     segment = self._append(table, schema, added, incarnation, max_rows, max_age_ms)
         finally:
@@ -409,7 +414,7 @@ class SegmentManager:
         time_col, numeric = time_column_of(table, schema)
         staged = self.deep_store.staging_path(name)
         try:
-            stats = _concatenate(sources, schema, staged, time_col, numeric)
+            stats = _concatenate(sources, schema, staged, time_col, numeric, self.duckdb_config)
         except duckdb.Error:
             staged.unlink(missing_ok=True)
             if consuming is not None and not self.path_of(consuming).exists():
@@ -552,14 +557,19 @@ def flush_thresholds(table: TableConfig) -> tuple[int, int]:
 
 
 def _concatenate(
-    sources: Sequence[Path], schema: Schema, dest: Path, time_col: str | None, numeric_time: bool
+    sources: Sequence[Path],
+    schema: Schema,
+    dest: Path,
+    time_col: str | None,
+    numeric_time: bool,
+    duckdb_config: DuckDBConfig,
 ) -> FileStats:
     """Write the rows of ``sources`` (segment files), in order, to ``dest`` in the schema's columns: DuckDB
     streams them, so no row is held in Python. A column a file lacks (the schema gained it) is null."""
     types = column_types(schema)
     columns = ", ".join(f"CAST({quote(c)} AS {t}) AS {quote(c)}" for c, t in types.items())
     files = "[" + ", ".join(sql_string(str(p)) for p in sources) + "]"
-    with connect(*{p.parent for p in sources}, dest.parent) as conn:
+    with duckdb_config.connect(*{p.parent for p in sources}, dest.parent) as conn:
         query = f"SELECT {columns} FROM read_parquet({files}, union_by_name = true)"
         return copy_to_parquet(conn, query, dest, time_col, numeric_time)
 

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from taskplan.catalog import Catalog
+from taskplan.data.deepstore import DeepStore
 from taskplan.data.segments import SegmentManager
 from taskplan.models.table import Schema, TableConfig
 from taskplan.plugin import (
     BaseTaskGenerator,
     ExecutionContext,
-    FatalTaskError,
     PluginContext,
     TaskConfigError,
 )
@@ -73,15 +73,14 @@ def table_max_num_tasks(configs: Mapping[str, str]) -> int:
 
 
 def plugin_catalog(context: PluginContext | ExecutionContext | None) -> Catalog:
-    catalog = None if context is None else context.catalog
-    if not isinstance(catalog, Catalog):
-        raise FatalTaskError("this task type needs the catalog (taskplan.catalog.url); the worker has none")
-    return catalog
+    assert context is not None, "the worker inits every generator with its context"
+    return context.catalog
 
 
 def segment_manager(context: PluginContext | ExecutionContext | None) -> SegmentManager:
-    assert context is not None
-    return SegmentManager.from_settings(context.settings, plugin_catalog(context))
+    assert context is not None, "the worker inits every generator with its context"
+    deep_store = DeepStore(context.settings.resolved_deep_store_dir)
+    return SegmentManager(context.catalog, deep_store, context.duckdb_config)
 
 
 def require_schema(catalog: Catalog, table: TableConfig) -> Schema:

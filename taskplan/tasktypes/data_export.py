@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import psycopg
 from psycopg import sql
 
-from taskplan.data.parquet import connect, sql_string
+from taskplan.data.parquet import DuckDBConfig, sql_string
 from taskplan.data.segments import now_ms, parse_period_ms
 from taskplan.models.segment import SegmentMetadata, SegmentStatus
 from taskplan.models.table import Schema, TableConfig
@@ -184,17 +184,24 @@ class DataExportTaskExecutor(BaseTaskExecutor):
             raise FatalTaskError(f"segment {name} of {table.tableName} no longer exists")
         source = manager.path_of(segment)
         if target.kind == "dir":
-            rows = self._to_directory(Path(target.location), table, segment, source)
+            rows = self._to_directory(Path(target.location), table, segment, source, manager.duckdb_config)
         else:
             rows = self._to_postgres(target, table, schema, segment, manager.read(segment))
         manager.store.record_export(table.tableName, target.key, name, segment.total_docs)
         return SubtaskResult(counts={"rowsExported": rows, "segmentsExported": 1})
 
-    def _to_directory(self, root: Path, table: TableConfig, segment: SegmentMetadata, source: Path) -> int:
+    def _to_directory(
+        self,
+        root: Path,
+        table: TableConfig,
+        segment: SegmentMetadata,
+        source: Path,
+        duckdb_config: DuckDBConfig,
+    ) -> int:
         directory = root / table.tableName
         directory.mkdir(parents=True, exist_ok=True)
         staged = directory / f".staging-{segment.segment_name}-{os.getpid()}.parquet"
-        with connect(source.parent, directory) as conn:
+        with duckdb_config.connect(source.parent, directory) as conn:
             conn.execute(
                 f"COPY (SELECT * FROM read_parquet({sql_string(str(source))})) "
                 f"TO {sql_string(str(staged))} (FORMAT parquet)"

@@ -354,7 +354,7 @@ class FileIngestionTaskExecutor(BaseTaskExecutor):
                     table, schema, path, name, source=uri, max_parse_exceptions=limit
                 )
             else:
-                reader = RowReader(schema, max_parse_exceptions=limit, source_name=uri)
+                reader = RowReader(schema, manager.duckdb_config, max_parse_exceptions=limit, source_name=uri)
                 rows = list(reader.read(path, input_format))
                 segment, staged = manager.build(table, schema, rows, name, source=uri)
                 stats = reader.stats

@@ -23,7 +23,6 @@ from taskplan.catalog.errors import SegmentConflictError
 from taskplan.data.parquet import (
     column_types,
     copy_to_parquet,
-    pooled_connection,
     sql_string,
     time_column_of,
 )
@@ -214,7 +213,7 @@ class SegmentPurgeTaskExecutor(BaseTaskExecutor):
         time_col, numeric = time_column_of(table, schema)
         try:
             # One read of the segment: the rows kept are written, and the write's statistics count them.
-            with pooled_connection(source.parent) as conn:
+            with manager.duckdb_config.pooled(source.parent) as conn:
                 kept = (
                     f"SELECT * FROM read_parquet({sql_string(str(source))}) WHERE {keep_rows_sql(expression)}"
                 )

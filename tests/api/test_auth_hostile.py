@@ -15,7 +15,7 @@ import pytest
 from temporalio.client import Client
 
 from taskplan.catalog import Catalog
-from taskplan.service import TaskPlanService
+from taskplan.plans import PlanServices
 from tests.api.test_auth import ADMIN, COUNTING, READER, P, basic
 from tests.support.api import api_client
 from tests.support.engine import eventually
@@ -165,11 +165,11 @@ async def test_a_forbidden_table_answers_as_a_missing_one(hostile: Hostile) -> N
 
 
 async def test_a_legacy_batch_over_several_tables_needs_all_of_them(
-    hostile: Hostile, service: TaskPlanService
+    hostile: Hostile, plans: PlanServices
 ) -> None:
     http, mine, other = hostile.http, f"{hostile.mine}_OFFLINE", f"{hostile.other}_OFFLINE"
-    both = await service.run_one_shot(COUNTING, [mine, other], None)  # a scheduled legacy cycle's batch
-    alone = await service.run_one_shot(COUNTING, [mine], None)
+    both = await plans.one_shot.run_one_shot(COUNTING, [mine, other], None)  # as a scheduled legacy cycle
+    alone = await plans.one_shot.run_one_shot(COUNTING, [mine], None)
     missing = f"Task_{COUNTING}_1"
 
     # The admin sees the other table's subtasks in the shared batch.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from taskplan.plans import PlanServices
 from taskplan.progress import ProgressPoller
-from taskplan.service import TaskPlanService
 from tests.api.test_tables_and_triggers_api import COUNTING, SWITCH, create_table, new_name, wait_inactive
 from tests.support.engine import eventually
 
@@ -78,12 +78,10 @@ async def test_progression_blocked_is_set_then_cleared(http: httpx.AsyncClient) 
     await wait_inactive(http, plan_id)
 
 
-async def test_orchestration_poll_sets_the_plan_gauges(
-    http: httpx.AsyncClient, service: TaskPlanService
-) -> None:
+async def test_orchestration_poll_sets_the_plan_gauges(http: httpx.AsyncClient, plans: PlanServices) -> None:
     table = await create_table(http, new_name())
     plan_id = await start(http, table, numBatches="30", subtasksPerBatch="2", sleepMs="300")
-    poller = ProgressPoller(service)
+    poller = ProgressPoller(plans.reconciler, plans.reader)
 
     async def progressing() -> None:
         await poller.poll_once()

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from taskplan.data.parquet import read_rows
+from taskplan.data.parquet import DuckDBConfig, read_rows
 from taskplan.models.segment import SegmentStatus
 from tests.api.test_tables_and_triggers_api import new_name
 from tests.support.api import live_api
@@ -89,7 +89,7 @@ def assert_kept_exactly_once(store: Store, table: str, accepted: list[int]) -> N
     finally:
         catalog.close()
     directory = store.data_dir / "deepstore" / table
-    ids = sorted(r["id"] for s in segments for r in read_rows(directory / s.file_name))
+    ids = sorted(r["id"] for s in segments for r in read_rows(directory / s.file_name, DuckDBConfig()))
     expected = sorted(i * ROWS_PER_CALL + k for i in accepted for k in range(ROWS_PER_CALL))
     assert ids == expected
     assert sum(s.total_docs for s in segments) == len(expected)

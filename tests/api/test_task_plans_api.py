@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from taskplan.models.plan import PlanSource
-from taskplan.service import TaskPlanService
+from taskplan.plans import PlanServices
 from tests.api.test_tables_and_triggers_api import create_table, new_name
 from tests.engine.test_plans import COUNTING, wait_for_end
 from tests.support.engine import eventually
@@ -31,9 +31,9 @@ BATCH_FIELDS = {"batchSequence", "submittedAtMs", "submittedTaskName", "taskStat
 
 
 async def test_plan_lifecycle_through_the_documented_endpoints(
-    http: httpx.AsyncClient, service: TaskPlanService, table: str
+    http: httpx.AsyncClient, plans: PlanServices, table: str
 ) -> None:
-    plan_id = await service.start_plan(
+    plan_id = await plans.starter.start_plan(
         table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "40", "sleepMs": "400"}
     )
 
@@ -66,9 +66,9 @@ async def test_plan_lifecycle_through_the_documented_endpoints(
     assert ids.json() == [plan_id]
 
 
-async def test_batch_records_are_paged(http: httpx.AsyncClient, service: TaskPlanService, table: str) -> None:
-    plan_id = await service.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "5"})
-    await wait_for_end(service, plan_id)
+async def test_batch_records_are_paged(http: httpx.AsyncClient, plans: PlanServices, table: str) -> None:
+    plan_id = await plans.starter.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "5"})
+    await wait_for_end(plans.reader, plan_id)
     last_two = (await http.get(f"/tasks/taskPlans/{plan_id}", params={"batchLimit": 2})).json()
     assert [b["batchSequence"] for b in last_two["batches"]] == [3, 4]
     assert last_two["numBatches"] == 5
@@ -97,11 +97,11 @@ async def test_errors_are_pinot_shaped(http: httpx.AsyncClient, table: str) -> N
 
 
 async def test_active_listing_reads_snapshots_that_keep_up_with_the_plan(
-    http: httpx.AsyncClient, service: TaskPlanService, table: str
+    http: httpx.AsyncClient, plans: PlanServices, table: str
 ) -> None:
     """The listing reads each plan's snapshot (saved at every batch's end) and its task records instead of
     asking every plan: it is at most the running batch behind the plan itself, and shows an abort at once."""
-    plan_id = await service.start_plan(
+    plan_id = await plans.starter.start_plan(
         table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "40", "sleepMs": "300"}
     )
 

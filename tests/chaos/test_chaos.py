@@ -18,8 +18,7 @@ from typing import Any
 import duckdb
 import httpx
 
-from taskplan.data.deepstore import DeepStore
-from taskplan.data.parquet import read_rows
+from taskplan.data.parquet import DuckDBConfig, read_rows
 from taskplan.data.segments import SegmentManager
 from taskplan.models.segment import LineageState
 from tests.chaos.cluster import Cluster
@@ -112,7 +111,7 @@ async def test_faults_lose_and_duplicate_nothing(tmp_path: Path) -> None:
     figures: dict[str, Any] = {"trials": TRIALS}
     try:
         catalog = cluster.catalog()
-        manager = SegmentManager(catalog, DeepStore(cluster.settings.resolved_deep_store_dir))
+        manager = SegmentManager.from_settings(cluster.settings, catalog)
         async with httpx.AsyncClient(base_url=cluster.url, timeout=60) as http:
             for raw, kind, extra in (
                 ("events", "OFFLINE", {}),
@@ -223,7 +222,9 @@ async def test_faults_lose_and_duplicate_nothing(tmp_path: Path) -> None:
             plan = await finish(http, plan_id)
             assert plan["status"] == "COMPLETED", plan
             exported = sorted(
-                r["id"] for f in (target / "clicks_REALTIME").glob("*.parquet") for r in read_rows(f)
+                r["id"]
+                for f in (target / "clicks_REALTIME").glob("*.parquet")
+                for r in read_rows(f, DuckDBConfig())
             )
             assert exported == list(range(500))  # each segment once
             assert len(catalog.segments.exported("clicks_REALTIME", str(target))) == 5

@@ -14,7 +14,7 @@ from taskplan.catalog import Catalog
 from taskplan.data.csv_loader import READER_TYPED, _CsvLoad, _reader_types, load_csv
 from taskplan.data.deepstore import DeepStore
 from taskplan.data.maintenance import SegmentMaintenance
-from taskplan.data.parquet import FileStats, column_types, pooled_connection, read_rows
+from taskplan.data.parquet import DuckDBConfig, FileStats, column_types, read_rows
 from taskplan.data.predicate import PurgeFilterError, validate_purge_filter
 from taskplan.data.rows import InputFormat, ReaderInitError, RowReader, RowStats, TooManyParseExceptions
 from taskplan.data.segments import SegmentManager
@@ -35,7 +35,7 @@ def test_csv_rows_are_typed_and_bad_ones_counted(tmp_path: Path) -> None:
         "4,IT,1,1700000000004,x\n",
         encoding="utf-8",
     )
-    reader = RowReader(events_schema("t"), source_name="in.csv")
+    reader = RowReader(events_schema("t"), DuckDBConfig(), source_name="in.csv")
     rows = list(reader.read(path, InputFormat.CSV))
     assert [r["id"] for r in rows] == [1, 2, 4]
     assert rows[0] == {"id": 1, "country": "US", "amount": 2.5, "ts": 1700000000000, "tags": ["a", "b"]}
@@ -65,7 +65,7 @@ def test_csv_loads_through_duckdb_with_the_same_counters(tmp_path: Path) -> None
     )
     dest = tmp_path / "out.parquet"
     stats, written = load_csv(
-        path, events_schema("t"), dest, source_name="in.csv", time_col="ts", numeric_time=True
+        path, events_schema("t"), dest, DuckDBConfig(), source_name="in.csv", time_col="ts", numeric_time=True
     )
     assert stats.counts() == {
         "processed": 2,
@@ -74,7 +74,7 @@ def test_csv_loads_through_duckdb_with_the_same_counters(tmp_path: Path) -> None
         "thrownAway": 1,
         "unparseable": 1,
     }
-    rows = read_rows(dest)
+    rows = read_rows(dest, DuckDBConfig())
     assert (written.total_docs, written.start_time, written.end_time) == (
         3,
         1_700_000_000_000,
@@ -87,10 +87,12 @@ def test_csv_loads_through_duckdb_with_the_same_counters(tmp_path: Path) -> None
     ]
     assert any("cannot type amount" in s for s in stats.samples)
     with pytest.raises(TooManyParseExceptions):
-        load_csv(path, events_schema("t"), tmp_path / "strict.parquet", max_parse_exceptions=1)
+        load_csv(
+            path, events_schema("t"), tmp_path / "strict.parquet", DuckDBConfig(), max_parse_exceptions=1
+        )
     (tmp_path / "bad.csv").write_text("nothing,here\n1,2\n", encoding="utf-8")
     with pytest.raises(ReaderInitError, match="names none of the schema's columns"):
-        load_csv(tmp_path / "bad.csv", events_schema("t"), tmp_path / "x.parquet")
+        load_csv(tmp_path / "bad.csv", events_schema("t"), tmp_path / "x.parquet", DuckDBConfig())
 
 
 EDGE_VALUES = [
@@ -125,7 +127,7 @@ EDGE_VALUES = [
 
 def _loaded(loaded: tuple[RowStats, FileStats] | None, dest: Path) -> tuple[dict[str, int], str] | None:
     """A load's counters and rows (as text, so that NaN equals NaN)."""
-    return None if loaded is None else (loaded[0].counts(), repr(read_rows(dest)))
+    return None if loaded is None else (loaded[0].counts(), repr(read_rows(dest, DuckDBConfig())))
 
 
 @pytest.mark.parametrize("data_type", sorted(READER_TYPED))
@@ -152,7 +154,7 @@ def test_csv_reader_typing_is_the_same_as_typing_from_text(tmp_path: Path, data_
         assert types is not None
 
         dest = tmp_path / f"{n}.parquet"
-        load = _CsvLoad(path, schema, header, dest, path.name, None, None, False)
+        load = _CsvLoad(path, schema, header, dest, path.name, None, None, False, DuckDBConfig())
         by_reader = _loaded(load.typed_by_reader(types), dest)
         from_text = _loaded(load.typed_from_text(), dest)
         assert from_text is not None and from_text[0]["unparseable"] == 1 and from_text[0]["thrownAway"] == 1
@@ -191,7 +193,7 @@ def test_json_lines_count_unparseable_and_thrown_away(tmp_path: Path) -> None:
     path.write_text(
         '{"id": 1, "country": "US"}\n{broken\n[1, 2]\n{"other": 1}\n{"id": "x"}\n', encoding="utf-8"
     )
-    reader = RowReader(events_schema("t"))
+    reader = RowReader(events_schema("t"), DuckDBConfig())
     rows = list(reader.read(path, InputFormat.JSON))
     assert len(rows) == 2
     counts = reader.stats.counts()
@@ -202,7 +204,7 @@ def test_json_lines_count_unparseable_and_thrown_away(tmp_path: Path) -> None:
 def test_too_many_parse_exceptions_stop_the_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text("nope\n" * 5, encoding="utf-8")
-    reader = RowReader(events_schema("t"), max_parse_exceptions=3, source_name="bad.json")
+    reader = RowReader(events_schema("t"), DuckDBConfig(), max_parse_exceptions=3, source_name="bad.json")
     with pytest.raises(TooManyParseExceptions, match="more than 3 parse exceptions"):
         list(reader.read(path, InputFormat.JSON))
 
@@ -211,9 +213,9 @@ def test_unreadable_parquet_fails_to_init(tmp_path: Path) -> None:
     path = tmp_path / "bad.parquet"
     path.write_bytes(b"not parquet at all")
     with pytest.raises(ReaderInitError):
-        list(RowReader(events_schema("t")).read(path, InputFormat.PARQUET))
+        list(RowReader(events_schema("t"), DuckDBConfig()).read(path, InputFormat.PARQUET))
     good = write_parquet(tmp_path / "good.parquet", [event(1), event(2, "FR")])
-    rows = list(RowReader(events_schema("t")).read(good, InputFormat.PARQUET))
+    rows = list(RowReader(events_schema("t"), DuckDBConfig()).read(good, InputFormat.PARQUET))
     assert [(r["id"], r["country"], r["tags"]) for r in rows] == [
         (1, "US", ["a", "b"]),
         (2, "FR", ["a", "b"]),
@@ -254,7 +256,7 @@ def test_purge_filters_that_are_one_expression_pass() -> None:
 
 
 def manager_for(catalog: Catalog, tmp_path: Path) -> SegmentManager:
-    return SegmentManager(catalog, DeepStore(tmp_path / "deepstore"))
+    return SegmentManager(catalog, DeepStore(tmp_path / "deepstore"), DuckDBConfig())
 
 
 def test_a_half_done_replacement_is_rolled_back_and_leaves_no_file(catalog: Catalog, tmp_path: Path) -> None:
@@ -360,20 +362,21 @@ def test_pooled_connections_are_reused_per_thread_and_stay_sandboxed(tmp_path: P
     for directory in (inside, outside):
         with duckdb.connect() as conn:
             conn.execute(f"COPY (SELECT 1 AS x) TO '{directory / 'f.parquet'}' (FORMAT parquet)")
-    with pooled_connection(inside) as first:
+    config = DuckDBConfig()
+    with config.pooled(inside) as first:
         assert first.execute(f"SELECT x FROM read_parquet('{inside / 'f.parquet'}')").fetchall() == [(1,)]
-    with pooled_connection(inside) as again:
+    with config.pooled(inside) as again:
         assert again is first
         # One DuckDB thread per subtask by default (taskplan.duckdb.threadsPerSubtask).
         assert again.execute("SELECT current_setting('threads')").fetchone() == (1,)
     other: list[object] = []
-    thread = threading.Thread(target=lambda: other.append(pooled_connection(inside).__enter__()))
+    thread = threading.Thread(target=lambda: other.append(config.pooled(inside).__enter__()))
     thread.start()
     thread.join()
     assert other[0] is not first  # one pool per thread: a DuckDB connection is not shared
-    with pytest.raises(duckdb.PermissionException), pooled_connection(inside) as conn:
+    with pytest.raises(duckdb.PermissionException), config.pooled(inside) as conn:
         conn.execute(f"SELECT x FROM read_parquet('{outside / 'f.parquet'}')")
-    with pooled_connection(inside) as fresh:
+    with config.pooled(inside) as fresh:
         assert fresh is not first  # the one that failed was closed, not reused
         with pytest.raises(duckdb.Error):
             fresh.execute("SET allowed_directories = ['/']")

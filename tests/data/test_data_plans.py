@@ -16,6 +16,7 @@ from temporalio.client import Client
 
 from taskplan.catalog import Catalog
 from taskplan.data.deepstore import DeepStore
+from taskplan.data.parquet import DuckDBConfig
 from taskplan.data.segments import SegmentManager
 from tests.api.test_tables_and_triggers_api import wait_inactive
 from tests.support.data import deep_store_leaks, event, events_schema, table_rows, write_csv
@@ -61,7 +62,7 @@ async def execute(http: httpx.AsyncClient, task_type: str, table: str, **configs
 
 
 def manager(tables: Catalog, data_dir: Path) -> SegmentManager:
-    return SegmentManager(tables, DeepStore(data_dir / "deepstore"))
+    return SegmentManager(tables, DeepStore(data_dir / "deepstore"), DuckDBConfig())
 
 
 async def test_ingest_from_file_and_list_segments(http: httpx.AsyncClient, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from taskplan.catalog import Catalog
 from taskplan.catalog.schema import tables
 from taskplan.data.deepstore import DeepStore
 from taskplan.data.maintenance import SegmentMaintenance
+from taskplan.data.parquet import DuckDBConfig
 from taskplan.data.segments import FLUSH_ROWS, FLUSH_TIME, SegmentManager
 from taskplan.models.segment import SegmentStatus
 from tests.support.data import event, events_schema, make_table
@@ -31,7 +32,7 @@ def consuming_table(catalog: Catalog, manager: SegmentManager, raw: str) -> str:
 def test_a_bad_table_does_not_keep_the_others_from_committing(
     catalog: Catalog, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    manager = SegmentManager(catalog, DeepStore(tmp_path / "deepstore"))
+    manager = SegmentManager(catalog, DeepStore(tmp_path / "deepstore"), DuckDBConfig())
     # Names sort the bad tables first: they used to stop the pass before the good one.
     bad = consuming_table(catalog, manager, "aaBadFlush")
     unreadable = consuming_table(catalog, manager, "abUnreadable")

@@ -16,6 +16,7 @@ import pytest
 from taskplan.catalog import Catalog
 from taskplan.catalog.errors import TableDroppedError
 from taskplan.data.deepstore import DeepStore
+from taskplan.data.parquet import DuckDBConfig
 from taskplan.data.segments import SegmentManager
 from taskplan.models.segment import SegmentMetadata, SegmentStatus
 from taskplan.models.table import TableConfig
@@ -53,7 +54,7 @@ def segments_of(manager: SegmentManager, table: TableConfig) -> list[SegmentMeta
 
 def appender(catalog: Catalog, root: Path) -> SegmentManager:
     # One manager per call, as the API makes one per request.
-    return SegmentManager(catalog, DeepStore(root))
+    return SegmentManager(catalog, DeepStore(root), DuckDBConfig())
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import pytest
 
 from taskplan.catalog import Catalog
 from taskplan.data.deepstore import DeepStore
-from taskplan.data.parquet import read_rows
+from taskplan.data.parquet import DuckDBConfig, read_rows
 from taskplan.data.segments import SegmentManager
 from taskplan.models.table import TableConfig
 from taskplan.plugin import (
@@ -55,7 +55,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def manager_of(settings: Settings, catalog: Catalog) -> SegmentManager:
-    return SegmentManager(catalog, DeepStore(settings.resolved_deep_store_dir))
+    return SegmentManager.from_settings(settings, catalog)
 
 
 def name(prefix: str) -> str:
@@ -64,12 +64,14 @@ def name(prefix: str) -> str:
 
 def generator_of(plugin: TaskTypePlugin, settings: Settings, catalog: Catalog) -> Any:
     generator = plugin.generator()
-    generator.init(PluginContext(settings=settings, catalog=catalog))
+    generator.init(PluginContext(settings=settings, catalog=catalog, duckdb_config=DuckDBConfig()))
     return generator
 
 
 def execute(plugin: TaskTypePlugin, settings: Settings, catalog: Catalog, task: PinotTaskConfig) -> Any:
-    context = ExecutionContext(subtask_name="t", attempt=1, plugin=PluginContext(settings, catalog))
+    context = ExecutionContext(
+        subtask_name="t", attempt=1, plugin=PluginContext(settings, catalog, DuckDBConfig())
+    )
     return plugin.executor().execute(task, context)
 
 
@@ -145,7 +147,9 @@ def test_purge_subtasks_can_carry_several_segments(settings: Settings, catalog: 
     assert (first.inputs_in_batch, first.inputs_to_process) == (6, 7)
 
     # A subtask cut short after its first segment swaps nothing in; its retry purges all three at once.
-    cancelled = ExecutionContext(subtask_name="t", attempt=1, plugin=PluginContext(settings, catalog))
+    cancelled = ExecutionContext(
+        subtask_name="t", attempt=1, plugin=PluginContext(settings, catalog, DuckDBConfig())
+    )
     heartbeats: list[object] = []
 
     def heartbeat_then_cancel(*details: object) -> None:
@@ -445,7 +449,7 @@ def test_export_to_a_directory_takes_segments_committed_mid_plan(
     assert run.batches == 2  # the second committed segment, then the one committed mid-plan
     files = sorted((target / table.tableName).glob("*.parquet"))
     assert len(files) == 3
-    exported = sorted(r["id"] for f in files for r in read_rows(f))
+    exported = sorted(r["id"] for f in files for r in read_rows(f, DuckDBConfig()))
     assert exported == list(range(9))
     assert run_plan_directly(DATA_EXPORT, settings, catalog, table, configs).batches == 0
     again = execute(DATA_EXPORT, settings, catalog, first.subtasks[0])

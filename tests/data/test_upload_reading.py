@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from taskplan.data import rows as rows_module
+from taskplan.data.parquet import DuckDBConfig
 from taskplan.data.rows import InputFormat, ReaderInitError, RowReader
 from tests.support.data import event, events_schema, write_parquet
 
@@ -22,7 +23,7 @@ TRICKY = [
 
 
 def read(path: Path, fmt: InputFormat = InputFormat.JSON) -> tuple[list[dict[str, Any]], RowReader]:
-    reader = RowReader(events_schema("t"), source_name="upload.json")
+    reader = RowReader(events_schema("t"), DuckDBConfig(), source_name="upload.json")
     return list(reader.read(path, fmt)), reader
 
 

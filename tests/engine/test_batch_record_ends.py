@@ -2,7 +2,7 @@
 IN_PROGRESS in the task listings or counts against the in-flight limits of other plans.
 
 The plan records its own batches' ends (an abort during generation included); the orchestration poll
-(TaskPlanService.reconcile_plan_snapshots) ends those of a plan that could not: terminated or deleted in
+(SnapshotReconciler.reconcile_plan_snapshots) ends those of a plan that could not: terminated or deleted in
 Temporal, or whose end missed the catalog."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from taskplan.catalog.tasks import TaskStore
 from taskplan.models.plan import BatchEnd, PlanEnd, PlanSource, PlanStatus, TaskPlan
 from taskplan.models.task import BatchResult, GeneratedBatch, SubtaskState, TaskState
 from taskplan.names import plan_workflow_id, task_name
-from taskplan.service import TaskPlanService
+from taskplan.plans import PlanServices
 from tests.engine.test_plans import COUNTING, wait_for_end
 from tests.support.engine import TEST_OPTIONS, add_table, eventually
 
@@ -60,9 +60,9 @@ async def generating(tables: Catalog, table: str) -> int:
     return await eventually(between_batches, timeout=30, interval=0.05)
 
 
-async def running_batch(service: TaskPlanService, tables: Catalog, table: str, plan_id: str) -> str:
+async def running_batch(plans: PlanServices, tables: Catalog, table: str, plan_id: str) -> str:
     async def running() -> str:
-        plan = await service.get_plan(plan_id, live=True)
+        plan = await plans.reader.get_plan(plan_id, live=True)
         assert plan.batches and plan.batches[-1].task_state == TaskState.IN_PROGRESS
         name = plan.batches[-1].submitted_task_name
         assert records(tables, table)[name] == TaskState.IN_PROGRESS
@@ -72,15 +72,15 @@ async def running_batch(service: TaskPlanService, tables: Catalog, table: str, p
 
 
 async def test_an_abort_during_generation_ends_the_batch_it_recorded(
-    service: TaskPlanService, tables: Catalog
+    plans: PlanServices, tables: Catalog
 ) -> None:
     table = new_table(tables)
-    plan_id = await service.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, SLOW_GENERATION)
+    plan_id = await plans.starter.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, SLOW_GENERATION)
     ran = await generating(tables, table)
-    await service.abort_plan(plan_id, "during generation")
-    await wait_for_end(service, plan_id)
+    await plans.aborter.abort_plan(plan_id, "during generation")
+    await wait_for_end(plans.reader, plan_id)
 
-    plan = await service.get_plan(plan_id)
+    plan = await plans.reader.get_plan(plan_id)
     assert (plan.status, plan.status_message) == (PlanStatus.CANCELLED, "aborted: during generation")
     # The batch being generated was recorded as running: it ends ABORTED, in the plan and in its record.
     assert plan.num_batches == ran + 1 and plan.num_failed_batches == 0
@@ -92,7 +92,7 @@ async def test_an_abort_during_generation_ends_the_batch_it_recorded(
     assert records(tables, table)[name] == TaskState.ABORTED
     assert TaskState.IN_PROGRESS not in records(tables, table).values()
     assert table not in tables.tasks.in_flight()
-    details = await service.batch_details(name)
+    details = await plans.task_reader.batch_details(name)
     assert details.task_state == TaskState.ABORTED
     assert details.status_message == "not started: the plan was aborted (during generation)"
     assert [s.state for s in details.subtasks] == [SubtaskState.STOPPED] * 2
@@ -102,14 +102,14 @@ async def test_an_abort_during_generation_ends_the_batch_it_recorded(
 async def test_the_poll_ends_the_batch_of_a_terminated_plan_and_leaves_running_ones_alone(
     engine: Client, tables: Catalog
 ) -> None:
-    service = TaskPlanService(engine, TEST_OPTIONS, tables.tasks, reconcile_grace_s=0)
+    plans = PlanServices.build(engine, tables, TEST_OPTIONS, reconcile_grace_s=0)
     terminated, running = new_table(tables), new_table(tables)
-    terminated_id = await service.start_plan(terminated, COUNTING, PlanSource.ADHOC_CONFIG, LONG_BATCH)
-    running_id = await service.start_plan(running, COUNTING, PlanSource.ADHOC_CONFIG, LONG_BATCH)
-    name = await running_batch(service, tables, terminated, terminated_id)
-    other = await running_batch(service, tables, running, running_id)
+    terminated_id = await plans.starter.start_plan(terminated, COUNTING, PlanSource.ADHOC_CONFIG, LONG_BATCH)
+    running_id = await plans.starter.start_plan(running, COUNTING, PlanSource.ADHOC_CONFIG, LONG_BATCH)
+    name = await running_batch(plans, tables, terminated, terminated_id)
+    other = await running_batch(plans, tables, running, running_id)
 
-    await service.reconcile_plan_snapshots()  # both plans run: their batches are left alone
+    await plans.reconciler.reconcile_plan_snapshots()  # both plans run: their batches are left alone
     assert records(tables, terminated)[name] == records(tables, running)[other] == TaskState.IN_PROGRESS
     assert {terminated, running} <= set(tables.tasks.in_flight())
 
@@ -117,28 +117,28 @@ async def test_the_poll_ends_the_batch_of_a_terminated_plan_and_leaves_running_o
     await handle.terminate(reason="by an operator")
 
     async def ended() -> None:
-        await service.reconcile_plan_snapshots()
+        await plans.reconciler.reconcile_plan_snapshots()
         assert records(tables, terminated)[name] == TaskState.ABORTED
 
     await eventually(ended, timeout=30)
     assert terminated not in tables.tasks.in_flight() and running in tables.tasks.in_flight()
-    details = await service.batch_details(name)
+    details = await plans.task_reader.batch_details(name)
     assert details.status_message == "its plan ended FAILED: plan workflow terminated"
     assert [s.state for s in details.subtasks] == [SubtaskState.STOPPED] * 2  # their outcome is unknown
     assert details.counts.unknown == 2 and details.counts.running == 0
     assert records(tables, running)[other] == TaskState.IN_PROGRESS
 
-    await service.abort_plan(running_id, "test over")
+    await plans.aborter.abort_plan(running_id, "test over")
     await engine.get_workflow_handle(plan_workflow_id(running, COUNTING)).signal("stop_batch")
-    await wait_for_end(service, running_id)
+    await wait_for_end(plans.reader, running_id)
     assert records(tables, running)[other] == TaskState.STOPPED
 
 
 async def test_the_poll_ends_the_batch_of_a_plan_deleted_in_temporal(engine: Client, tables: Catalog) -> None:
-    service = TaskPlanService(engine, TEST_OPTIONS, tables.tasks, reconcile_grace_s=0)
+    plans = PlanServices.build(engine, tables, TEST_OPTIONS, reconcile_grace_s=0)
     table = new_table(tables)
-    plan_id = await service.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, LONG_BATCH)
-    name = await running_batch(service, tables, table, plan_id)
+    plan_id = await plans.starter.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, LONG_BATCH)
+    name = await running_batch(plans, tables, table, plan_id)
     await engine.workflow_service.delete_workflow_execution(
         DeleteWorkflowExecutionRequest(
             namespace=engine.namespace,
@@ -147,12 +147,12 @@ async def test_the_poll_ends_the_batch_of_a_plan_deleted_in_temporal(engine: Cli
     )
 
     async def ended() -> None:
-        await service.reconcile_plan_snapshots()
+        await plans.reconciler.reconcile_plan_snapshots()
         assert records(tables, table)[name] == TaskState.ABORTED
 
     await eventually(ended, timeout=30)
     assert table not in tables.tasks.in_flight()
-    details = await service.batch_details(name)
+    details = await plans.task_reader.batch_details(name)
     assert details.status_message == "its plan ended FAILED: plan workflow not found in Temporal"
 
 
@@ -161,19 +161,19 @@ async def test_a_temporal_cancel_during_generation_ends_the_plan_and_leaves_no_b
 ) -> None:
     """A cancel is an abort, also while the step between batches runs (it was taken for a failed generation,
     retried, and the plan went on). Whatever that step still records, no batch record stays running."""
-    service = TaskPlanService(engine, TEST_OPTIONS, tables.tasks, reconcile_grace_s=0)
+    plans = PlanServices.build(engine, tables, TEST_OPTIONS, reconcile_grace_s=0)
     table = new_table(tables)
-    plan_id = await service.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, SLOW_GENERATION)
+    plan_id = await plans.starter.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, SLOW_GENERATION)
     ran = await generating(tables, table)
     generation_ends = time.monotonic() + 12
     await engine.get_workflow_handle(plan_workflow_id(table, COUNTING)).cancel()
-    await wait_for_end(service, plan_id)
-    plan = await service.get_plan(plan_id)
+    await wait_for_end(plans.reader, plan_id)
+    plan = await plans.reader.get_plan(plan_id)
     assert (plan.status, plan.status_message) == (PlanStatus.CANCELLED, "aborted: cancelled through Temporal")
     assert plan.num_batches == ran
 
     await asyncio.sleep(max(0.0, generation_ends - time.monotonic()) + 1)  # the step's thread is done
-    await service.reconcile_plan_snapshots()
+    await plans.reconciler.reconcile_plan_snapshots()
     assert TaskState.IN_PROGRESS not in records(tables, table).values()
     assert table not in tables.tasks.in_flight()
 

@@ -12,7 +12,7 @@ from taskplan.catalog import Catalog
 from taskplan.cleanup import PlanJanitor
 from taskplan.models.plan import PlanSource
 from taskplan.names import plan_workflow_id
-from taskplan.service import TaskPlanService
+from taskplan.plans import PlanServices
 from tests.engine.test_plans import COUNTING, wait_for_end
 from tests.support.engine import add_table, eventually
 
@@ -26,19 +26,19 @@ async def gone(client: Client, workflow_id: str) -> None:
 
 
 async def test_plans_of_a_table_removed_by_hand_are_reaped(
-    service: TaskPlanService, tables: Catalog, engine: Client
+    plans: PlanServices, tables: Catalog, engine: Client
 ) -> None:
     table = add_table(tables, f"orph{uuid.uuid4().hex[:8]}_OFFLINE")
-    plan_id = await service.start_plan(
+    plan_id = await plans.starter.start_plan(
         table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "20", "sleepMs": "500"}
     )
 
     async def running() -> None:
-        assert (await service.get_plan(plan_id)).batches
+        assert (await plans.reader.get_plan(plan_id)).batches
 
     await eventually(running)
     await asyncio.to_thread(tables.delete_table, table)  # by hand: no API, the plan keeps running
-    janitor = PlanJanitor(service, tables, interval_s=1, retention_s=10**9)
+    janitor = PlanJanitor(engine, plans.remover, tables, interval_s=1, retention_s=10**9)
 
     async def reaped() -> None:
         report = await janitor.sweep_once()
@@ -52,22 +52,22 @@ async def test_plans_of_a_table_removed_by_hand_are_reaped(
 
 
 async def test_ended_plans_expire_after_the_retention(
-    service: TaskPlanService, tables: Catalog, engine: Client
+    plans: PlanServices, tables: Catalog, engine: Client
 ) -> None:
     done_table = add_table(tables, f"old{uuid.uuid4().hex[:8]}_OFFLINE")
-    done = await service.start_plan(done_table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "1"})
-    await wait_for_end(service, done)
+    done = await plans.starter.start_plan(done_table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "1"})
+    await wait_for_end(plans.reader, done)
     live_table = add_table(tables, f"live{uuid.uuid4().hex[:8]}_OFFLINE")
-    live = await service.start_plan(
+    live = await plans.starter.start_plan(
         live_table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "30", "sleepMs": "300"}
     )
     await asyncio.sleep(1.5)  # visibility records the first plan's close time
-    janitor = PlanJanitor(service, tables, interval_s=1, retention_s=0)
+    janitor = PlanJanitor(engine, plans.remover, tables, interval_s=1, retention_s=0)
 
     async def expired() -> None:
         report = await janitor.sweep_once()
         assert report.expired.get(done_table, 0) >= 2
 
     await eventually(expired, timeout=30)
-    assert (await service.get_plan(live)).status.is_active  # a running plan is not touched
-    await service.abort_plan(live)
+    assert (await plans.reader.get_plan(live)).status.is_active  # a running plan is not touched
+    await plans.aborter.abort_plan(live)

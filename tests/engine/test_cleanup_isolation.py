@@ -9,12 +9,13 @@ import time
 import uuid
 
 import pytest
+from temporalio.client import Client
 
 from taskplan.catalog import Catalog
 from taskplan.cleanup import PlanJanitor
 from taskplan.models.task import GeneratedBatch
 from taskplan.names import task_name
-from taskplan.service import TaskPlanService
+from taskplan.plans import PlanServices
 
 
 def record_batch(catalog: Catalog, table: str) -> None:
@@ -30,7 +31,7 @@ def record_batch(catalog: Catalog, table: str) -> None:
 
 
 async def test_a_table_whose_removal_fails_does_not_stop_the_sweep(
-    service: TaskPlanService, tables: Catalog, caplog: pytest.LogCaptureFixture
+    engine: Client, plans: PlanServices, tables: Catalog, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Temporal refuses a visibility query with a NUL in it: removing this table fails (after the client's
     # retries). It sorts first, so it used to end the sweep before the other orphan.
@@ -38,7 +39,7 @@ async def test_a_table_whose_removal_fails_does_not_stop_the_sweep(
     good = f"gone{uuid.uuid4().hex[:8]}_OFFLINE"
     record_batch(tables, bad)
     record_batch(tables, good)
-    janitor = PlanJanitor(service, tables, interval_s=3600, retention_s=10**9)
+    janitor = PlanJanitor(engine, plans.remover, tables, interval_s=3600, retention_s=10**9)
     try:
         with caplog.at_level(logging.ERROR, logger="taskplan.cleanup"):
             report = await janitor.sweep_once()

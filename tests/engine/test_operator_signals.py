@@ -16,7 +16,7 @@ from taskplan.binaries import temporal_cli
 from taskplan.models.plan import PlanSource, PlanStatus
 from taskplan.models.task import TaskState
 from taskplan.names import plan_workflow_id
-from taskplan.service import TaskPlanService
+from taskplan.plans import PlanServices
 from tests.engine.test_plans import COUNTING, wait_for_end
 from tests.support.engine import eventually
 
@@ -45,11 +45,11 @@ async def signal(env: WorkflowEnvironment, workflow_id: str, name: str, *args: s
     assert proc.returncode == 0, (out + err).decode()
 
 
-async def running_batch(service: TaskPlanService, plan_id: str, after: int = 0) -> str:
+async def running_batch(plans: PlanServices, plan_id: str, after: int = 0) -> str:
     """The name of the plan's running batch (the first one from batch sequence ``after``)."""
 
     async def found() -> str:
-        plan = await service.get_plan(plan_id, live=True)
+        plan = await plans.reader.get_plan(plan_id, live=True)
         assert plan.batches and plan.batches[-1].batch_sequence >= after
         assert plan.batches[-1].task_state == TaskState.IN_PROGRESS
         return plan.batches[-1].submitted_task_name
@@ -72,34 +72,34 @@ async def running_batch(service: TaskPlanService, plan_id: str, after: int = 0) 
 )
 async def test_abort_through_the_cli_aborts_whatever_the_input(
     temporal_env: WorkflowEnvironment,
-    service: TaskPlanService,
+    plans: PlanServices,
     table: str,
     inputs: tuple[str, ...],
     reason: str,
 ) -> None:
-    plan_id = await service.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, SLOW)
-    await running_batch(service, plan_id)
+    plan_id = await plans.starter.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, SLOW)
+    await running_batch(plans, plan_id)
     await signal(temporal_env, plan_workflow_id(table, COUNTING), "abort", *inputs)
 
     async def aborting() -> None:
-        plan = await service.get_plan(plan_id, live=True)
+        plan = await plans.reader.get_plan(plan_id, live=True)
         assert plan.status in (PlanStatus.ABORTING, PlanStatus.CANCELLED)
         assert plan.status_message.endswith(reason), plan.status_message
 
     await eventually(aborting, timeout=15)
-    await wait_for_end(service, plan_id)
-    plan = await service.get_plan(plan_id)
+    await wait_for_end(plans.reader, plan_id)
+    plan = await plans.reader.get_plan(plan_id)
     assert (plan.status, plan.status_message) == (PlanStatus.CANCELLED, f"aborted: {reason}")
 
 
 async def test_an_abort_the_converter_cannot_decode_aborts_and_is_logged_with_the_plan_id(
     temporal_env: WorkflowEnvironment,
-    service: TaskPlanService,
+    plans: PlanServices,
     table: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    plan_id = await service.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, SLOW)
-    await running_batch(service, plan_id)
+    plan_id = await plans.starter.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, SLOW)
+    await running_batch(plans, plan_id)
     caplog.set_level(logging.WARNING)
     await signal(
         temporal_env,
@@ -110,8 +110,8 @@ async def test_an_abort_the_converter_cannot_decode_aborts_and_is_logged_with_th
         "--input",
         "power cut",
     )
-    await wait_for_end(service, plan_id)
-    plan = await service.get_plan(plan_id)
+    await wait_for_end(plans.reader, plan_id)
+    plan = await plans.reader.get_plan(plan_id)
     assert (plan.status, plan.status_message) == (PlanStatus.CANCELLED, "aborted: power cut")
     logged = [r.getMessage() for r in caplog.records if plan_id in r.getMessage()]
     assert any("abort" in m and "text/x-unknown" in m for m in logged), logged
@@ -121,12 +121,12 @@ async def test_an_abort_the_converter_cannot_decode_aborts_and_is_logged_with_th
     "form", ["bare-string", "object", "no-input"], ids=["bare-string", "object", "no-input"]
 )
 async def test_stop_batch_through_the_cli_stops_the_running_batch(
-    temporal_env: WorkflowEnvironment, service: TaskPlanService, table: str, form: str
+    temporal_env: WorkflowEnvironment, plans: PlanServices, table: str, form: str
 ) -> None:
-    plan_id = await service.start_plan(
+    plan_id = await plans.starter.start_plan(
         table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "2", "sleepMs": "30000"}
     )
-    name = await running_batch(service, plan_id)
+    name = await running_batch(plans, plan_id)
     inputs = {
         "bare-string": ("--input", f'"{name}"'),
         "object": ("--input", f'{{"taskName":"{name}"}}'),
@@ -135,56 +135,56 @@ async def test_stop_batch_through_the_cli_stops_the_running_batch(
     await signal(temporal_env, plan_workflow_id(table, COUNTING), "stop_batch", *inputs)
 
     async def stopped() -> None:
-        assert await service.task_state(name) == TaskState.STOPPED
+        assert await plans.task_reader.task_state(name) == TaskState.STOPPED
 
     await eventually(stopped, timeout=30)
-    second = await running_batch(service, plan_id, after=1)  # the plan goes on
+    second = await running_batch(plans, plan_id, after=1)  # the plan goes on
     assert second != name
-    await service.abort_plan(plan_id, "test over")
+    await plans.aborter.abort_plan(plan_id, "test over")
     await signal(temporal_env, plan_workflow_id(table, COUNTING), "stop_batch", "--input", f'"{second}"')
-    await wait_for_end(service, plan_id)
+    await wait_for_end(plans.reader, plan_id)
 
 
 async def test_stop_batch_for_another_batch_says_so_and_leaves_the_running_one(
     temporal_env: WorkflowEnvironment,
     engine: Client,
-    service: TaskPlanService,
+    plans: PlanServices,
     table: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    plan_id = await service.start_plan(
+    plan_id = await plans.starter.start_plan(
         table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "1", "sleepMs": "4000"}
     )
-    name = await running_batch(service, plan_id)
+    name = await running_batch(plans, plan_id)
     caplog.set_level(logging.WARNING)
     await signal(temporal_env, plan_workflow_id(table, COUNTING), "stop_batch", "--input", '"Task_Other_1"')
 
     async def noted() -> None:
-        plan = await service.get_plan(plan_id, live=True)
+        plan = await plans.reader.get_plan(plan_id, live=True)
         assert "stop_batch Task_Other_1 ignored" in plan.status_message, plan.status_message
         assert name in plan.status_message
 
     await eventually(noted, timeout=15)
     assert any(plan_id in r.getMessage() and "Task_Other_1" in r.getMessage() for r in caplog.records)
-    await wait_for_end(service, plan_id)
-    assert await service.task_state(name) == TaskState.COMPLETED
-    assert (await service.get_plan(plan_id)).status == PlanStatus.COMPLETED
+    await wait_for_end(plans.reader, plan_id)
+    assert await plans.task_reader.task_state(name) == TaskState.COMPLETED
+    assert (await plans.reader.get_plan(plan_id)).status == PlanStatus.COMPLETED
 
 
 async def test_a_signal_of_another_name_says_so_and_changes_nothing(
-    temporal_env: WorkflowEnvironment, service: TaskPlanService, table: str
+    temporal_env: WorkflowEnvironment, plans: PlanServices, table: str
 ) -> None:
-    plan_id = await service.start_plan(
+    plan_id = await plans.starter.start_plan(
         table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "1", "sleepMs": "3000"}
     )
-    await running_batch(service, plan_id)
+    await running_batch(plans, plan_id)
     await signal(temporal_env, plan_workflow_id(table, COUNTING), "Abort", "--input", '"typo"')
 
     async def noted() -> None:
-        plan = await service.get_plan(plan_id, live=True)
+        plan = await plans.reader.get_plan(plan_id, live=True)
         assert plan.status_message == "signal 'Abort' ignored: a task plan takes abort or stop_batch"
         assert plan.status == PlanStatus.ACTIVE
 
     await eventually(noted, timeout=15)
-    await wait_for_end(service, plan_id)
-    assert (await service.get_plan(plan_id)).status == PlanStatus.COMPLETED
+    await wait_for_end(plans.reader, plan_id)
+    assert (await plans.reader.get_plan(plan_id)).status == PlanStatus.COMPLETED

@@ -17,7 +17,7 @@ from temporalio.worker import Replayer
 from taskplan.catalog import Catalog
 from taskplan.models.plan import PlanSource, PlanStatus
 from taskplan.names import plan_workflow_id
-from taskplan.service import TaskPlanService
+from taskplan.plans import PlanServices
 from tests.engine.test_batch_record_ends import SLOW_GENERATION, generating, new_table
 from tests.engine.test_operator_signals import running_batch
 from tests.engine.test_plans import COUNTING, wait_for_end
@@ -26,9 +26,10 @@ from workflows.batch import BatchWorkflow
 from workflows.task_plan import TaskPlanWorkflow
 
 
-async def test_plan_and_batch_histories_replay(engine: Client, table: str) -> None:
-    service = TaskPlanService(engine, TEST_OPTIONS.model_copy(update={"max_batches_per_run": 2}))
-    plan_id = await service.start_plan(
+async def test_plan_and_batch_histories_replay(engine: Client, tables: Catalog, table: str) -> None:
+    options = TEST_OPTIONS.model_copy(update={"max_batches_per_run": 2})
+    service = PlanServices.build(engine, tables, options)
+    plan_id = await service.starter.start_plan(
         table,
         COUNTING,
         PlanSource.ADHOC_CONFIG,
@@ -42,13 +43,13 @@ async def test_plan_and_batch_histories_replay(engine: Client, table: str) -> No
     )
 
     async def three_batches() -> None:
-        assert (await service.get_plan(plan_id)).num_batches >= 4
+        assert (await service.reader.get_plan(plan_id)).num_batches >= 4
 
     await eventually(three_batches, timeout=60)
-    await service.abort_plan(plan_id, "replay test")
-    await wait_for_end(service, plan_id)
+    await service.aborter.abort_plan(plan_id, "replay test")
+    await wait_for_end(service.reader, plan_id)
 
-    legacy = await service.run_one_shot("TestLegacyTask", [table], {"subtasksPerBatch": "3"})
+    legacy = await service.one_shot.run_one_shot("TestLegacyTask", [table], {"subtasksPerBatch": "3"})
     await engine.get_workflow_handle(legacy).result()
 
     histories = [
@@ -134,12 +135,14 @@ async def test_record_histories_of_raw_signals_and_aborts_during_generation(
     engine: Client, tables: Catalog
 ) -> None:
     """Writes tests/engine/histories/signals-and-batch-ends/ anew from today's code (run it alone)."""
-    service = TaskPlanService(engine, TEST_OPTIONS, tables.tasks)
+    service = PlanServices.build(engine, tables, TEST_OPTIONS)
     plans: dict[str, str] = {}
 
     table = new_table(tables)
     three = {"numBatches": "3", "subtasksPerBatch": "1", "sleepMs": "3000"}
-    plans["signals"] = plan_id = await service.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, three)
+    plans["signals"] = plan_id = await service.starter.start_plan(
+        table, COUNTING, PlanSource.ADHOC_CONFIG, three
+    )
     handle = engine.get_workflow_handle(plan_workflow_id(table, COUNTING))
     first = await running_batch(service, plan_id)
     await handle.signal("Abort", "typo")
@@ -152,14 +155,14 @@ async def test_record_histories_of_raw_signals_and_aborts_during_generation(
     await handle.signal("stop_batch", {"taskName": second})
 
     table = new_table(tables)
-    plans["abort-during-generation"] = plan_id = await service.start_plan(
+    plans["abort-during-generation"] = plan_id = await service.starter.start_plan(
         table, COUNTING, PlanSource.ADHOC_CONFIG, SLOW_GENERATION
     )
     await generating(tables, table)
     await engine.get_workflow_handle(plan_workflow_id(table, COUNTING)).signal("abort", "maintenance")
 
     table = new_table(tables)
-    plans["cancel-during-generation"] = plan_id = await service.start_plan(
+    plans["cancel-during-generation"] = plan_id = await service.starter.start_plan(
         table, COUNTING, PlanSource.ADHOC_CONFIG, SLOW_GENERATION
     )
     await generating(tables, table)
@@ -169,8 +172,8 @@ async def test_record_histories_of_raw_signals_and_aborts_during_generation(
     for old in SIGNALS_AND_BATCH_ENDS.glob("*.json"):
         old.unlink()
     for scenario, plan_id in plans.items():
-        await wait_for_end(service, plan_id)
-        assert (await service.get_plan(plan_id)).status == PlanStatus.CANCELLED
+        await wait_for_end(service.reader, plan_id)
+        assert (await service.reader.get_plan(plan_id)).status == PlanStatus.CANCELLED
         runs = [e async for e in engine.list_workflows(f"TaskPlanId = '{plan_id}'")]
         for index, run in enumerate(sorted(runs, key=lambda e: e.start_time)):
             history = await engine.get_workflow_handle(run.id, run_id=run.run_id).fetch_history()

@@ -22,9 +22,9 @@ from taskplan.catalog import Catalog
 from taskplan.models.plan import PlanQuery, PlanSource, PlanStatus
 from taskplan.models.task import SubtaskQuery, SubtaskState, TaskState
 from taskplan.names import plan_workflow_id
+from taskplan.plans import PlanServices
 from taskplan.registry import build_registry
 from taskplan.runtime import dev_server_command, wait_for_port
-from taskplan.service import TaskPlanService
 from taskplan.settings import Settings
 from tests.engine.test_plans import COUNTING, wait_for_end
 from tests.support.engine import TEST_OPTIONS, add_table, eventually
@@ -42,7 +42,7 @@ def free_port() -> int:
 @pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "graceful-stop"])
 async def test_minion_stopped_mid_subtask_hands_it_to_another(
     stop_signal: signal.Signals,
-    service: TaskPlanService,
+    plans: PlanServices,
     temporal_client: Client,
     tables: Catalog,
     tmp_path: Path,
@@ -57,7 +57,7 @@ async def test_minion_stopped_mid_subtask_hands_it_to_another(
         minion_procs.append(start_minion(address, tag, tmp_path / f"minion{i}.log"))
     markers = tmp_path / "markers"
     markers.mkdir()
-    plan_id = await service.start_plan(
+    plan_id = await plans.starter.start_plan(
         table,
         single,
         PlanSource.ADHOC_CONFIG,
@@ -80,11 +80,11 @@ async def test_minion_stopped_mid_subtask_hands_it_to_another(
     # SIGKILL: the heartbeat stops and times out. SIGTERM: the worker's graceful shutdown (1 s here) runs
     # out, the executor is cancelled and the subtask is handed back at once.
     victim.send_signal(stop_signal)
-    await wait_for_end(service, plan_id, timeout=90)
+    await wait_for_end(plans.reader, plan_id, timeout=90)
 
-    plan = await service.get_plan(plan_id)
+    plan = await plans.reader.get_plan(plan_id)
     assert plan.status == PlanStatus.COMPLETED
-    details = await service.batch_details(plan.batches[0].submitted_task_name)
+    details = await plans.task_reader.batch_details(plan.batches[0].submitted_task_name)
     record = details.subtasks[0]
     assert record.state == SubtaskState.COMPLETED
     assert record.lost_worker_retries == 1
@@ -104,14 +104,14 @@ async def run_cli(*args: str) -> str:
 
 
 async def test_abort_through_the_temporal_cli(
-    service: TaskPlanService, temporal_client: Client, table: str
+    plans: PlanServices, temporal_client: Client, table: str
 ) -> None:
-    plan_id = await service.start_plan(
+    plan_id = await plans.starter.start_plan(
         table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "50", "sleepMs": "500"}
     )
 
     async def running() -> None:
-        assert (await service.get_plan(plan_id)).num_batches >= 1
+        assert (await plans.reader.get_plan(plan_id)).num_batches >= 1
 
     await eventually(running)
     address = temporal_client.service_client.config.target_host
@@ -128,7 +128,7 @@ async def test_abort_through_the_temporal_cli(
         "--input",
         json.dumps({"reason": "stopped from the CLI"}),
     )
-    await wait_for_end(service, plan_id)
+    await wait_for_end(plans.reader, plan_id)
     # The same plan, read back through `temporal workflow query`, carries the documented camelCase fields.
     out = await run_cli(
         "workflow",
@@ -150,16 +150,16 @@ async def test_abort_through_the_temporal_cli(
     assert "stopped from the CLI" in result["statusMessage"]
 
 
-async def test_a_batch_of_ten_thousand_subtasks_completes(service: TaskPlanService, table: str) -> None:
-    plan_id = await service.start_plan(
+async def test_a_batch_of_ten_thousand_subtasks_completes(plans: PlanServices, table: str) -> None:
+    plan_id = await plans.starter.start_plan(
         table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "1", "subtasksPerBatch": "10000"}
     )
-    await wait_for_end(service, plan_id, timeout=280)
-    plan = await service.get_plan(plan_id)
+    await wait_for_end(plans.reader, plan_id, timeout=280)
+    plan = await plans.reader.get_plan(plan_id)
     assert plan.status == PlanStatus.COMPLETED
     assert plan.batches[0].num_subtasks == 10_000
     assert plan.inputs_processed == 10_000
-    details = await service.batch_details(
+    details = await plans.task_reader.batch_details(
         plan.batches[0].submitted_task_name, SubtaskQuery(offset=9_990, limit=1000)
     )
     assert details.task_state == TaskState.COMPLETED
@@ -217,24 +217,24 @@ async def test_plan_continues_after_the_dev_server_restarts(
     own_server: tuple[Settings, list[subprocess.Popen[bytes]]],
 ) -> None:
     settings, servers = own_server
-    client, _, table, workers = await own_stack(settings, servers)
+    client, tables, table, workers = await own_stack(settings, servers)
     stop = asyncio.Event()
     running = asyncio.create_task(run_workers(workers, stop))
     try:
-        service = TaskPlanService(client, TEST_OPTIONS)
-        plan_id = await service.start_plan(
+        plans = PlanServices.build(client, tables, TEST_OPTIONS)
+        plan_id = await plans.starter.start_plan(
             table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "4", "sleepMs": "700"}
         )
 
         async def second_batch() -> None:
-            assert (await service.get_plan(plan_id)).num_batches >= 2
+            assert (await plans.reader.get_plan(plan_id)).num_batches >= 2
 
         await eventually(second_batch)
         servers[0].terminate()
         servers[0].wait(timeout=30)
         start_server(settings, servers)
-        await wait_for_end(service, plan_id, timeout=120)
-        plan = await service.get_plan(plan_id)
+        await wait_for_end(plans.reader, plan_id, timeout=120)
+        plan = await plans.reader.get_plan(plan_id)
         assert plan.status == PlanStatus.COMPLETED
         assert [b.batch_sequence for b in plan.batches] == [0, 1, 2, 3]
     finally:
@@ -251,14 +251,14 @@ async def test_a_plan_whose_controller_does_not_answer_is_read_from_its_snapshot
     client, tables, table, workers = await own_stack(settings, servers)
     stop = asyncio.Event()
     running = asyncio.create_task(run_workers(workers, stop))
-    service = TaskPlanService(client, TEST_OPTIONS, tables.tasks, live_query_timeout_s=0.5)
+    plans = PlanServices.build(client, tables, TEST_OPTIONS, live_query_timeout_s=0.5)
     try:
-        plan_id = await service.start_plan(
+        plan_id = await plans.starter.start_plan(
             table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "50", "sleepMs": "200"}
         )
 
         async def two_batches_ended() -> None:
-            assert len((await service.get_plan(plan_id)).batches) >= 3
+            assert len((await plans.reader.get_plan(plan_id)).batches) >= 3
 
         await eventually(two_batches_ended)
     finally:
@@ -266,27 +266,27 @@ async def test_a_plan_whose_controller_does_not_answer_is_read_from_its_snapshot
         await running
     # No controller polls any more: the plan cannot answer, its snapshot does.
     started = asyncio.get_running_loop().time()
-    plan = await service.get_plan(plan_id)
+    plan = await plans.reader.get_plan(plan_id)
     assert asyncio.get_running_loop().time() - started < 10
     assert plan.plan_id == plan_id and plan.status == PlanStatus.ACTIVE
     assert plan.num_batches >= 2 and [b.batch_sequence for b in plan.batches][:2] == [0, 1]
-    waiting = TaskPlanService(client, TEST_OPTIONS, tables.tasks)  # no limit: waits for the plan itself
+    waiting = PlanServices.build(client, tables, TEST_OPTIONS)  # no limit: waits for the plan itself
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(waiting.get_plan(plan_id), 3)
+        await asyncio.wait_for(waiting.reader.get_plan(plan_id), 3)
 
 
 async def test_a_plan_of_hundreds_of_batches_continues_as_new_by_itself(
-    service: TaskPlanService, engine: Client, table: str
+    plans: PlanServices, engine: Client, table: str
 ) -> None:
     """Continue-as-new when Temporal suggests it (no forcing): history per run stays bounded.
 
     600 batches take about 3.5 minutes here (each batch costs ~340 ms of dev-server dispatch); the
     20,000-batch plan belongs to the benchmarks."""
-    plan_id = await service.start_plan(
+    plan_id = await plans.starter.start_plan(
         table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "600", "subtasksPerBatch": "1"}
     )
-    await wait_for_end(service, plan_id, timeout=290)
-    plan = await service.get_plan(plan_id, PlanQuery(batch_limit=5))
+    await wait_for_end(plans.reader, plan_id, timeout=290)
+    plan = await plans.reader.get_plan(plan_id, PlanQuery(batch_limit=5))
     assert plan.status == PlanStatus.COMPLETED
     assert plan.num_batches == 600 and plan.inputs_processed == 600
     assert [b.batch_sequence for b in plan.batches] == list(range(595, 600))

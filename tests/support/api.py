@@ -28,7 +28,6 @@ def app_for_tests(engine: Client, catalog: Catalog, properties: dict[str, str] |
         settings=settings,
         registry=build_registry(ALL_SPECS, entry_points_group=None),
         catalog=catalog,
-        tables=catalog,
     )
     stack.plan_options = lambda: TEST_OPTIONS  # type: ignore[method-assign]  # short heartbeats in tests
     return create_app(stack)

@@ -12,6 +12,7 @@ from typing import Any
 import duckdb
 
 from taskplan.catalog import Catalog
+from taskplan.data.parquet import DuckDBConfig
 from taskplan.data.segments import SegmentManager
 from taskplan.models.table import Schema, TableConfig
 from taskplan.plugin import BatchRequest, ExecutionContext, PluginContext, SubtaskResult, TaskTypePlugin
@@ -129,7 +130,7 @@ def run_plan_directly(
     max_batches: int = 100,
 ) -> DirectRun:
     """Generate and execute batches in process, as the plan workflow would, until the generator is done."""
-    context = PluginContext(settings=settings, catalog=catalog)
+    context = PluginContext(settings=settings, catalog=catalog, duckdb_config=DuckDBConfig())
     generator = plugin.generator()
     generator.init(context)
     run = DirectRun()

@@ -1,0 +1,35 @@
+"""The tables a request names and may act on, shared by the table, segment and task routes (route modules
+do not import each other)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import Query
+
+from api.auth import Permission, Principal, require_table
+from taskplan.catalog import Catalog, TableNotFoundError
+from taskplan.models.table import TableConfig
+from taskplan.names import TABLE_TYPES, TableRef
+
+TableTypeQuery = Annotated[Literal["OFFLINE", "REALTIME"] | None, Query(alias="type")]
+
+
+def resolve_tables(
+    catalog: Catalog,
+    principal: Principal,
+    permission: Permission,
+    table: TableRef,
+    table_type: str | None = None,
+) -> list[TableConfig]:
+    """The tables ``table`` names (one type, or every type of a raw name), optionally of one type, that the
+    principal may act on this way. 404 if none; a table that is not the principal's answers the same 404."""
+    missing = TableNotFoundError(table.name if table_type is None else f"{table.raw}_{table_type}")
+    require_table(principal, permission, table, missing=missing)
+    wanted = [table.table_type] if table.table_type is not None else list(TABLE_TYPES)
+    if table_type is not None:
+        wanted = [t for t in wanted if t == table_type]
+    found = [t for t in catalog.tables_of_raw_name(table.raw) if t.tableType in wanted]
+    if not found:
+        raise missing
+    return found
