@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-import time
 import uuid
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -40,13 +39,10 @@ from taskplan.catalog.schema import (
     segments,
     tables,
 )
+from taskplan.clock import now_ms
 
 if TYPE_CHECKING:
     from taskplan.catalog.catalog import Catalog
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class SegmentStatus(StrEnum):
@@ -485,7 +481,7 @@ class SegmentCatalog:
                 raise SegmentConflictError(
                     f"segments of {table} already being replaced: {sorted(r[0] for r in busy)}"
                 )
-            stamp = _now_ms()
+            stamp = now_ms()
             conn.execute(
                 insert(segment_lineage).values(
                     table_name=table,
@@ -579,7 +575,7 @@ class SegmentCatalog:
         conn.execute(
             update(segment_lineage)
             .where(segment_lineage.c.table_name == table, segment_lineage.c.lineage_id == lineage_id)
-            .values(state=state, updated_ms=_now_ms())
+            .values(state=state, updated_ms=now_ms())
         )
 
     def delete_segments(self, table: str, names: Iterable[str]) -> list[SegmentMetadata]:
@@ -648,7 +644,7 @@ class SegmentCatalog:
                         target=target,
                         segment_name=segment,
                         total_docs=total_docs,
-                        exported_ms=_now_ms(),
+                        exported_ms=now_ms(),
                     )
                 )
         except IntegrityError:
@@ -704,7 +700,7 @@ def _put_processed_file(conn: Connection, table: str, uri: str, fingerprint: str
             file_uri=uri,
             fingerprint=fingerprint,
             segment_name=segment,
-            processed_ms=_now_ms(),
+            processed_ms=now_ms(),
         )
     )
 

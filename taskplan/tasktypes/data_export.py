@@ -25,8 +25,9 @@ import psycopg
 from psycopg import sql
 
 from taskplan.catalog.segments import SegmentMetadata, SegmentStatus
+from taskplan.clock import now_ms
 from taskplan.data.parquet import connect, sql_string
-from taskplan.data.segments import now_ms, parse_period_ms
+from taskplan.data.segments import parse_period_ms
 from taskplan.models.table import Schema, TableConfig
 from taskplan.plugin import (
     BaseTaskExecutor,
