@@ -15,10 +15,11 @@ from taskplan.schedules import SCHEDULE_KEY
 from taskplan.service import TaskPlanService
 from taskplan.settings import Settings
 from taskplan.triggers import orchestration_switch
+from workflows.activity_defs import TriggerActivityDefs
 from workflows.models import CronTriggerInput
 
 
-class TriggerActivities:
+class TriggerActivities(TriggerActivityDefs):
     def __init__(
         self,
         client: Client,
