@@ -27,6 +27,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.generation import GenerationActivities
+from activities.plans import PlanActivities
 from activities.subtasks import SubtaskActivities
 from activities.triggers import TriggerActivities
 from taskplan.bootstrap import open_stack, plan_options
@@ -78,22 +79,20 @@ def build_workers(
     workers: list[Worker] = []
     shutdown = timedelta(seconds=options.graceful_shutdown_seconds)
     if options.role in ("controller", "both"):
+        generation = GenerationActivities(registry, context, tables)
         gate = ClusterGate(settings, catalog, client, _running_loop())
-        generation = GenerationActivities(registry, context, tables, gate, tasks=catalog.tasks)
+        plans = PlanActivities(generation, gate, catalog.tasks)
         activities: list[Callable[..., Any]] = [
-            generation.check_progression,
-            generation.record_plan_aborted,
-            generation.generate_next_batch,
-            generation.record_batch_end,
-            generation.record_plan_end,
-            generation.next_batch,
+            plans.next_batch,
+            plans.record_batch_end,
+            plans.record_plan_end,
             generation.generate_one_shot,
             generation.validate_task_configs,
         ]
-        plans = PlanServices.build(client, catalog, plan_options(settings))
+        services = PlanServices.build(client, catalog, plan_options(settings))
         triggers = TriggerActivities(
-            plans.starter,
-            plans.one_shot,
+            services.starter,
+            services.one_shot,
             registry,
             catalog,
             enable_task_orchestration=settings.enable_task_orchestration,

@@ -1,15 +1,14 @@
-"""Controller activities: run task generators (plugin code) for plans and for the legacy one-shot flow."""
+"""Controller activities that run task generators (plugin code): a plan's batches (through the plan's step,
+activities/plans.py), the legacy one-shot flow, and config validation."""
 
 from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from temporalio import activity
 
-from taskplan.catalog.tasks import TaskStore
 from taskplan.metrics import OrchestrationMetrics, metrics
 from taskplan.models.errors import (
     BATCH_TOO_LARGE,
@@ -19,7 +18,6 @@ from taskplan.models.errors import (
     describe,
     refuse,
 )
-from taskplan.models.plan import BatchEnd, PlanEnd
 from taskplan.models.table import TableConfig, TableConfigSource
 from taskplan.models.task import GeneratedBatch, SubtaskOptions
 from taskplan.plan_configs import threshold_problems
@@ -32,36 +30,21 @@ from taskplan.plugin import (
     TaskGenerator,
 )
 from taskplan.registry import TaskTypeRegistry, UnknownTaskTypeError
-from workflows.models import GenerateBatchInput, NextBatch, NextBatchInput, OneShotRequest, ProgressionCheck
+from workflows.activity_defs import GenerationActivityDefs
+from workflows.models import GenerateBatchInput, OneShotRequest
 
 # Temporal refuses payloads over 2 MB; keep a margin for headers and the rest of the input.
 MAX_BATCH_PAYLOAD_BYTES = 1_500_000
 MAX_SUBTASKS_PER_BATCH = 10_000
 
 
-ProgressionGate = Callable[[str, str, "str | None"], "str | None"]
-
-
-def always_allowed(table_name_with_type: str, task_type: str, plan_id: str | None = None) -> str | None:
-    return None
-
-
-class GenerationActivities:
+class GenerationActivities(GenerationActivityDefs):
     """Built once per controller worker; generators are created once per task type and reused."""
 
-    def __init__(
-        self,
-        registry: TaskTypeRegistry,
-        context: PluginContext,
-        tables: TableConfigSource,
-        gate: ProgressionGate = always_allowed,
-        tasks: TaskStore | None = None,
-    ) -> None:
+    def __init__(self, registry: TaskTypeRegistry, context: PluginContext, tables: TableConfigSource) -> None:
         self._registry = registry
         self._context = context
         self._tables = tables
-        self._gate = gate
-        self._tasks = tasks  # task records of plan batches (None: not kept)
         self._generators: dict[str, TaskGenerator] = {}
         self._lock = threading.Lock()
 
@@ -81,48 +64,8 @@ class GenerationActivities:
             raise refuse(f"table {name} does not exist", TABLE_NOT_FOUND)
         return config
 
-    @activity.defn(name="check_progression")
-    def check_progression(self, check: ProgressionCheck) -> str | None:
-        """Why a plan may not progress now (None: it may). A local activity, run before each batch."""
-        attrs = OrchestrationMetrics.attributes(check.table_name_with_type, check.task_type)
-        try:
-            reason = self._gate(check.table_name_with_type, check.task_type, check.plan_id)
-        except Exception:
-            metrics().orchestration_cycle_failure.add(1, attrs)
-            raise
-        metrics().task_plan_progression_blocked.set(0 if reason is None else 1, attrs)
-        return reason
-
-    @activity.defn(name="record_plan_aborted")
-    def record_plan_aborted(self, check: ProgressionCheck) -> None:
-        """Count a plan aborted by a failure-threshold breach or by its generator (a local activity)."""
-        metrics().task_plan_aborted.add(
-            1, OrchestrationMetrics.attributes(check.table_name_with_type, check.task_type)
-        )
-
-    @activity.defn(name="generate_next_batch")
     def generate_next_batch(self, request: GenerateBatchInput) -> GeneratedBatch:
-        try:
-            batch = self._generate_next_batch(request)
-            # A batch to run gets its task record; a generator's "no more work" or abort makes none.
-            if request.task_name and self._tasks is not None and batch.subtasks and not batch.abort_reason:
-                name = self._tasks.record_started(
-                    request.task_name,
-                    table_name=request.table_name_with_type,
-                    plan_id=request.plan_id,
-                    batch_sequence=request.batch_sequence,
-                    submitted_ms=request.submitted_at_ms or int(time.time() * 1000),
-                    batch=batch,
-                )
-                batch = batch.model_copy(update={"task_name": name})
-            return batch
-        except Exception:
-            attrs = OrchestrationMetrics.attributes(request.table_name_with_type, request.task_type)
-            metrics().task_generation_failure_count.add(1, attrs)
-            metrics().orchestration_cycle_failure.add(1, attrs)
-            raise
-
-    def _generate_next_batch(self, request: GenerateBatchInput) -> GeneratedBatch:
+        """A plan's next batch, as its generator makes it (run by the plan's step, ``next_batch``)."""
         generator = self.generator(request.task_type)
         table = self._table(request.table_name_with_type)
         previous = request.previous_batch
@@ -167,35 +110,6 @@ class GenerationActivities:
                 "cursor": {str(k): str(v) for k, v in generation.cursor.items()},
             }
         )
-
-    @activity.defn(name="next_batch")
-    def next_batch(self, step: NextBatchInput) -> NextBatch:
-        """A plan's step between batches (a local activity): last batch's end, the gate, the next batch."""
-        if step.ended is not None:
-            self.record_batch_end(step.ended)
-        reason = self.check_progression(step.check)
-        if reason is not None:
-            return NextBatch(blocked_reason=reason)
-        return NextBatch(batch=self.generate_next_batch(step.generate))
-
-    @activity.defn(name="record_plan_end")
-    def record_plan_end(self, end: PlanEnd) -> None:
-        """A local activity when a plan ends, before its workflow closes: its last batch's end and its final
-        snapshot (so it leaves the active listing as it ends), and taskPlanAborted if it was aborted."""
-        if end.aborted and activity.info().attempt == 1:  # counted once, whatever the catalog does
-            self.record_plan_aborted(
-                ProgressionCheck(
-                    table_name_with_type=end.plan.table_name_with_type, task_type=end.plan.task_type
-                )
-            )
-        if self._tasks is not None:
-            self._tasks.record_plan_end(end)
-
-    @activity.defn(name="record_batch_end")
-    def record_batch_end(self, end: BatchEnd) -> None:
-        """A local activity when a plan's batch ended: its task record takes the result and reports."""
-        if self._tasks is not None and not self._tasks.record_ended(end):
-            activity.logger.warning("batch %s ended but has no task record (table dropped?)", end.task_name)
 
     @activity.defn(name="generate_one_shot")
     def generate_one_shot(self, request: OneShotRequest) -> GeneratedBatch:

@@ -32,13 +32,14 @@ from taskplan.plugin import (
     TaskConfigError,
 )
 from taskplan.registry import TaskTypeRegistry, UnknownTaskTypeError
+from workflows.activity_defs import SubtaskActivityDefs
 from workflows.models import SubtaskInput, SubtaskOutput
 
 # How long a cancelled executor gets to stop before the activity gives up waiting for its thread.
 CANCEL_GRACE_SECONDS = 10.0
 
 
-class SubtaskActivities:
+class SubtaskActivities(SubtaskActivityDefs):
     def __init__(self, registry: TaskTypeRegistry, context: PluginContext, threads: int = 32) -> None:
         self._registry = registry
         self._context = context

@@ -13,10 +13,11 @@ from taskplan.plans import OneShotRunner, PlanStarter
 from taskplan.registry import TaskTypeRegistry
 from taskplan.schedules import SCHEDULE_KEY
 from taskplan.triggers import orchestration_switch
+from workflows.activity_defs import TriggerActivityDefs
 from workflows.models import CronTriggerInput
 
 
-class TriggerActivities:
+class TriggerActivities(TriggerActivityDefs):
     def __init__(
         self,
         starter: PlanStarter,

@@ -10,7 +10,9 @@ from datetime import timedelta
 from temporalio import workflow
 
 from taskplan.models.base import WireModel
-from workflows.models import SubtaskInput, SubtaskOutput
+from workflows.activity_defs import SubtaskActivityDefs
+from workflows.clock import epoch_ms
+from workflows.models import SubtaskInput
 
 BASELINE_QUEUE = "bench-baseline"
 
@@ -27,32 +29,27 @@ class BaselineBatch(WireModel):
     finished_ms: int
 
 
-def _now_ms() -> int:
-    return int(workflow.now().timestamp() * 1000)
-
-
 @workflow.defn(name="BaselineBatches", sandboxed=False)
 class BaselineBatchesWorkflow:
     @workflow.run
     async def run(self, spec: BaselineInput) -> list[BaselineBatch]:
         batches = []
         for b in range(spec.num_batches):
-            started = _now_ms()
+            started = epoch_ms()
             await asyncio.gather(
                 *(
-                    workflow.execute_activity(
-                        "run_subtask",
+                    workflow.execute_activity_method(
+                        SubtaskActivityDefs.run_subtask,
                         SubtaskInput(
                             task_type="NoOpTask",
                             subtask_name=f"Task_NoOpTask_{b}_{i}",
                             configs={"tableName": spec.table_name_with_type, "subtaskSleepMs": "0"},
                         ),
-                        result_type=SubtaskOutput,
                         task_queue=spec.task_queue,
                         start_to_close_timeout=timedelta(minutes=5),
                     )
                     for i in range(spec.subtasks_per_batch)
                 )
             )
-            batches.append(BaselineBatch(started_ms=started, finished_ms=_now_ms()))
+            batches.append(BaselineBatch(started_ms=started, finished_ms=epoch_ms()))
         return batches

@@ -48,13 +48,11 @@ def set_queue_state(catalog: Catalog, task_type: str, state: QueueState) -> None
     catalog.set_state(QUEUE_STATE_SCOPE, task_type, state.value)
 
 
-async def in_flight_subtasks(client: Client, except_plan_id: str | None = None) -> dict[str, int]:
-    """Subtasks of running TaskBatch workflows per table (visibility), leaving out one plan's own."""
+async def in_flight_subtasks(client: Client) -> dict[str, int]:
+    """Subtasks of running legacy tasks (TaskBatch workflows) per table, from visibility."""
     per_table: dict[str, int] = defaultdict(int)
     async for execution in client.list_workflows(RUNNING_BATCHES):
         attributes = execution.typed_search_attributes
-        if except_plan_id is not None and attributes.get(SearchAttributes.PLAN_ID) == except_plan_id:
-            continue
         table = attributes.get(SearchAttributes.TABLE)
         size = attributes.get(SearchAttributes.BATCH_SUBTASKS)
         if table and size:
@@ -92,7 +90,7 @@ class ClusterGate:
         cluster_limit = runtime_int(configs, CLUSTER_LIMIT, settings.max_in_flight_subtasks)
         if not (per_table_limit or cluster_limit) or self.client is None or self.loop is None:
             return None
-        counts = asyncio.run_coroutine_threadsafe(in_flight_subtasks(self.client, plan_id), self.loop).result(
+        counts = asyncio.run_coroutine_threadsafe(in_flight_subtasks(self.client), self.loop).result(
             timeout=30
         )
         for name, count in self.catalog.tasks.in_flight(except_plan_id=plan_id).items():

@@ -151,7 +151,6 @@ class SearchAttributes:
     STATUS: Final = SearchAttributeKey.for_keyword("TaskPlanStatus")
     SOURCE: Final = SearchAttributeKey.for_keyword("TaskPlanSource")
     TASK_STATE: Final = SearchAttributeKey.for_keyword("TaskState")
-    BATCH_SEQUENCE: Final = SearchAttributeKey.for_int("TaskPlanBatchSequence")
     BATCH_SUBTASKS: Final = SearchAttributeKey.for_int("TaskPlanBatchSubtasks")
 
-    ALL: Final = (PLAN_ID, TABLE, TASK_TYPE, STATUS, SOURCE, TASK_STATE, BATCH_SEQUENCE, BATCH_SUBTASKS)
+    ALL: Final = (PLAN_ID, TABLE, TASK_TYPE, STATUS, SOURCE, TASK_STATE, BATCH_SUBTASKS)

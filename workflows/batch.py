@@ -1,8 +1,7 @@
 """A legacy parent task (Pinot's task, no plan) as a workflow: TaskBatch, its task name as workflow id.
 
 It generates its subtasks in an activity, then runs them (workflows/batch_run.py). A plan runs its batches
-itself, in its own history (see workflows/task_plan.py); plan histories from before the "inline-batches"
-patch ran each batch as a TaskBatch child, and they still replay.
+itself, in its own history (see workflows/task_plan.py): a TaskBatch is always a legacy task.
 """
 
 from __future__ import annotations
@@ -25,7 +24,9 @@ with workflow.unsafe.imports_passed_through():
         TaskState,
     )
     from taskplan.names import SearchAttributes
-    from workflows.batch_run import BatchRun, epoch_ms
+    from workflows.activity_defs import GenerationActivityDefs
+    from workflows.batch_run import BatchRun
+    from workflows.clock import epoch_ms
     from workflows.models import BatchInput, GenerationOutcome
 
 GENERATION_TIMEOUT = timedelta(minutes=10)
@@ -43,15 +44,12 @@ class BatchWorkflow:
         self._state = TaskState.NOT_STARTED
         self._message = ""
         self._submitted_at_ms = 0
-        self._size_attribute = False
 
     @workflow.run
     async def run(self, request: BatchInput) -> BatchResult:
-        # Decided before any command, so the patch marker has a fixed place in the history.
-        self._size_attribute = workflow.patched("batch-subtasks-search-attribute")
         self._input = request
         self._submitted_at_ms = epoch_ms()
-        batch = request.batch or await self._generate(request)
+        batch = await self._generate(request)
         if batch is None:
             return self._result()
         run = BatchRun(request, batch, on_state=self._set_state)
@@ -60,12 +58,11 @@ class BatchWorkflow:
         return await run.run()
 
     async def _generate(self, request: BatchInput) -> GeneratedBatch | None:
-        assert request.one_shot is not None, "a batch needs a generated batch or a one-shot request"
+        assert request.one_shot is not None, "a TaskBatch needs its one-shot request"
         try:
-            batch: GeneratedBatch = await workflow.execute_activity(
-                "generate_one_shot",
+            batch = await workflow.execute_activity_method(
+                GenerationActivityDefs.generate_one_shot,
                 request.one_shot,
-                result_type=GeneratedBatch,
                 start_to_close_timeout=GENERATION_TIMEOUT,
                 retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=list(NON_RETRYABLE)),
             )
@@ -83,7 +80,7 @@ class BatchWorkflow:
         self._state = state
         updates: list[SearchAttributeUpdate[Any]] = [SearchAttributes.TASK_STATE.value_set(state.value)]
         # A running batch shows its size, for the in-flight subtask limits (taskplan/gate.py).
-        if state is TaskState.IN_PROGRESS and self._size_attribute and self._run is not None:
+        if state is TaskState.IN_PROGRESS and self._run is not None:
             updates.append(SearchAttributes.BATCH_SUBTASKS.value_set(len(self._run.records)))
         workflow.upsert_search_attributes(updates)
 

@@ -39,11 +39,9 @@ with workflow.unsafe.imports_passed_through():
         TaskState,
     )
     from taskplan.names import minion_task_queue, subtask_name
-    from workflows.models import BatchInput, SubtaskInput, SubtaskOutput
-
-
-def epoch_ms() -> int:
-    return int(workflow.now().timestamp() * 1000)
+    from workflows.activity_defs import SubtaskActivityDefs
+    from workflows.clock import epoch_ms
+    from workflows.models import BatchInput, SubtaskInput
 
 
 class BatchRun:
@@ -135,15 +133,14 @@ class BatchRun:
         configs = self.batch.subtask_configs(index)
         while True:
             try:
-                output: SubtaskOutput = await workflow.execute_activity(
-                    "run_subtask",
+                output = await workflow.execute_activity_method(
+                    SubtaskActivityDefs.run_subtask,
                     SubtaskInput(
                         task_type=request.task_type,
                         subtask_name=record.subtask_name,
                         configs=configs,
                         plan_id=request.plan_id,
                     ),
-                    result_type=SubtaskOutput,
                     task_queue=minion_task_queue(options.minion_instance_tag, request.task_type),
                     activity_id=f"{record.subtask_name}.{record.lost_worker_retries}",
                     start_to_close_timeout=timedelta(milliseconds=options.task_timeout_ms),

@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 from taskplan.models.errors import TABLE_NOT_FOUND
 from taskplan.models.plan import CycleResult
+from workflows.activity_defs import TriggerActivityDefs
 from workflows.models import CronTriggerInput
 
 TRIGGER_FAILED = "TriggerGenerationFailed"
@@ -25,10 +26,9 @@ TRIGGER_FAILED = "TriggerGenerationFailed"
 class CronTriggerWorkflow:
     @workflow.run
     async def run(self, trigger: CronTriggerInput) -> CycleResult:
-        result: CycleResult = await workflow.execute_activity(
-            "run_scheduled_trigger",
+        result = await workflow.execute_activity_method(
+            TriggerActivityDefs.run_scheduled_trigger,
             trigger,
-            result_type=CycleResult,
             start_to_close_timeout=timedelta(minutes=5),
             retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=[TABLE_NOT_FOUND]),
         )

@@ -77,13 +77,14 @@ class OneShotRequest(WireModel):
 
 
 class BatchInput(WireModel):
+    """A batch to run: a plan's (run by the plan itself) or a legacy task's (the TaskBatch workflow)."""
+
     task_name: str
     task_type: str
     table_names_with_type: list[str]
-    plan_id: str | None = None
-    batch_sequence: int | None = None
-    batch: GeneratedBatch | None = None  # given by a plan
-    one_shot: OneShotRequest | None = None  # or generated here (legacy flow)
+    plan_id: str | None = None  # set for a plan's batch
+    batch_sequence: int | None = None  # set for a plan's batch
+    one_shot: OneShotRequest | None = None  # a legacy task: what its TaskBatch generates
     options: PlanOptions = Field(default_factory=PlanOptions)
 
 

@@ -20,16 +20,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import (
-    ActivityError,
-    ApplicationError,
-    CancelledError,
-    ChildWorkflowError,
-    FailureError,
-    WorkflowAlreadyStartedError,
-)
-from temporalio.workflow import ParentClosePolicy
+from temporalio.common import RawValue, RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from taskplan.models.errors import NON_RETRYABLE, NOT_READY
@@ -45,8 +37,9 @@ with workflow.unsafe.imports_passed_through():
     from taskplan.models.task import BatchDetails, BatchResult, GeneratedBatch, PreviousBatchInfo, TaskState
     from taskplan.names import SearchAttributes, task_name
     from workflows import signals
-    from workflows.batch import BatchWorkflow
+    from workflows.activity_defs import PlanActivityDefs
     from workflows.batch_run import BatchRun
+    from workflows.clock import epoch_ms
     from workflows.models import (
         BatchInput,
         BatchPageQuery,
@@ -61,18 +54,14 @@ with workflow.unsafe.imports_passed_through():
 MAX_GENERATION_BACKOFF_S = 300.0
 
 
-def epoch_ms() -> int:
-    return int(workflow.now().timestamp() * 1000)
-
-
 class _PlanEnded(Exception):
     """Internal: unwinds the loop once the plan reached a terminal status."""
 
-    def __init__(self, aborted: bool, status: PlanStatus | None = None, message: str = "") -> None:
+    def __init__(self, status: PlanStatus, message: str, *, aborted: bool) -> None:
         super().__init__()
-        self.aborted = aborted  # a failure-threshold breach or a generator abort: counted as taskPlanAborted
-        self.status = status  # with "final-snapshot": the status to end with, once the catalog has it
+        self.status = status  # the status to end with, once the catalog has the plan's end
         self.message = message
+        self.aborted = aborted  # a failure-threshold breach or a generator abort: counted as taskPlanAborted
 
 
 # Not sandboxed, like TaskBatch (see workflows/batch.py); guarded by tests/engine/test_replay.py.
@@ -81,11 +70,7 @@ class TaskPlanWorkflow:
     def __init__(self) -> None:
         self._state: PlanState | None = None
         self._input: PlanInput | None = None
-        self._local_generation = False
-        self._inline_batches = False
-        self._final_snapshot = False
-        self._cancel_stops_generation = False
-        self._batch: BatchRun | None = None  # the running batch (inline)
+        self._batch: BatchRun | None = None  # the running batch
         self._batch_task: asyncio.Task[BatchResult] | None = None
         self._submitted_at_ms = 0  # when the batch being generated was asked for
         self._pending_end: BatchEnd | None = None  # the last batch's end, until the catalog has it
@@ -158,12 +143,6 @@ class TaskPlanWorkflow:
 
     @workflow.run
     async def run(self, request: PlanInput) -> TaskPlan:
-        # Patches are decided first thing in a run, before any command, so that their markers sit at a
-        # fixed place in every history (a patch asked for later, between local activities, does not replay).
-        self._local_generation = workflow.patched("generate-as-local-activity")
-        self._inline_batches = workflow.patched("inline-batches")
-        self._final_snapshot = workflow.patched("final-snapshot")
-        self._cancel_stops_generation = workflow.patched("cancel-during-generation")
         self._input = request
         if self._state is None:
             self._state = request.carried or PlanState(
@@ -186,10 +165,6 @@ class TaskPlanWorkflow:
             while True:
                 if state.abort_reason is not None:
                     self._finish(PlanStatus.CANCELLED, f"aborted: {state.abort_reason}")
-                if not self._inline_batches:  # inline: the gate is asked in the same step as generation
-                    await self._wait_until_progression_allowed(request, state)
-                    if state.abort_reason is not None:
-                        continue
                 generated = await self._generate(request, state)
                 if state.abort_reason is not None:
                     self._drop_generated(request, state, generated)
@@ -215,27 +190,12 @@ class TaskPlanWorkflow:
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     workflow.continue_as_new(request.model_copy(update={"carried": state}))
         except _PlanEnded as ended:
-            if ended.status is not None:
-                await self._end_plan(ended.status, ended.message, aborted=ended.aborted)
-                return state.plan
-            await self._record_pending_end()
-            if ended.aborted:
-                await workflow.execute_local_activity(
-                    "record_plan_aborted",
-                    ProgressionCheck(
-                        table_name_with_type=request.table_name_with_type, task_type=request.task_type
-                    ),
-                    start_to_close_timeout=timedelta(seconds=30),
-                )
+            await self._end_plan(ended.status, ended.message, aborted=ended.aborted)
         except asyncio.CancelledError:
             # `temporal workflow cancel` is treated as an abort; a running batch was already waited for.
             if state.abort_reason is None:
                 state.abort_reason = "cancelled through Temporal"
-            if self._final_snapshot:
-                await self._end_plan(PlanStatus.CANCELLED, f"aborted: {state.abort_reason}", aborted=False)
-                return state.plan
-            self._set_status(PlanStatus.CANCELLED, f"aborted: {state.abort_reason}", final=True)
-            await self._record_pending_end()
+            await self._end_plan(PlanStatus.CANCELLED, f"aborted: {state.abort_reason}", aborted=False)
         return state.plan
 
     async def _end_plan(self, status: PlanStatus, message: str, *, aborted: bool) -> None:
@@ -255,8 +215,8 @@ class TaskPlanWorkflow:
         )
         pending = self._pending_end
         try:
-            await workflow.execute_local_activity(
-                "record_plan_end",
+            await workflow.execute_local_activity_method(
+                PlanActivityDefs.record_plan_end,
                 PlanEnd(
                     plan=final,
                     batch=None if pending is None else pending.model_copy(update={"plan": None}),
@@ -270,27 +230,6 @@ class TaskPlanWorkflow:
         self._pending_end, self._batch = None, None
         self._set_status(status, message, final=True)
         plan.finished_at_ms = final.finished_at_ms
-
-    async def _wait_until_progression_allowed(self, request: PlanInput, state: PlanState) -> None:
-        """Before each batch: wait (durably, abortably) while the cluster says no (kill switch, ...)."""
-        check = ProgressionCheck(
-            table_name_with_type=request.table_name_with_type,
-            task_type=request.task_type,
-            plan_id=request.plan_id,
-        )
-        while True:
-            reason: str | None = await workflow.execute_local_activity(
-                "check_progression",
-                check,
-                result_type=str | None,  # type: ignore[arg-type]  # an optional str is a valid result type
-                start_to_close_timeout=timedelta(seconds=30),
-            )
-            if reason is None:
-                self._note_progression_allowed(state)
-                return
-            await self._wait_while_blocked(request, state, reason)
-            if state.abort_reason is not None:
-                return
 
     def _note_progression_allowed(self, state: PlanState) -> None:
         if state.blocked_reason is not None:
@@ -326,9 +265,9 @@ class TaskPlanWorkflow:
                 num_subtasks=previous.num_subtasks,
                 num_failed_subtasks=previous.num_failed_subtasks,
             ),
-            # Inline batches: generation records the batch as a task under this name (or the next free
-            # millisecond's) in the catalog, submitted now.
-            task_name=task_name(plan.task_type, epoch_ms()) if self._inline_batches else None,
+            # Generation records the batch as a task under this name (or the next free millisecond's) in
+            # the catalog, submitted now.
+            task_name=task_name(plan.task_type, epoch_ms()),
             submitted_at_ms=epoch_ms(),
         )
         self._submitted_at_ms = generate_input.submitted_at_ms
@@ -340,9 +279,8 @@ class TaskPlanWorkflow:
             except FailureError as err:
                 # A local activity's failure arrives unwrapped (the ApplicationError or TimeoutError itself).
                 cause = err.cause if isinstance(err, ActivityError) else err
-                if self._cancel_stops_generation and isinstance(cause, CancelledError):
-                    # `temporal workflow cancel` while the step ran: an abort, not a failed generation
-                    # (older histories retried the generation and went on).
+                if isinstance(cause, CancelledError):
+                    # `temporal workflow cancel` while the step ran: an abort, not a failed generation.
                     self._note_temporal_cancel(state)
                     return GeneratedBatch(no_more_work=False)
                 message = str(cause) if cause is not None else str(err)
@@ -365,7 +303,7 @@ class TaskPlanWorkflow:
                     return GeneratedBatch(no_more_work=False)
                 continue
             if step.blocked_reason is not None:
-                # Inline: the cluster said no (kill switch, stopped queue, in-flight limit): wait, ask again.
+                # The cluster said no (kill switch, stopped queue, in-flight limit): wait, ask again.
                 attempt -= 1
                 await self._wait_while_blocked(request, state, step.blocked_reason)
                 if state.abort_reason is not None:
@@ -378,47 +316,27 @@ class TaskPlanWorkflow:
             return step.batch
 
     async def _generate_once(self, request: PlanInput, generate_input: GenerateBatchInput) -> NextBatch:
-        timeout = timedelta(seconds=request.options.generation_timeout_s)
-        if self._inline_batches:
-            # One local activity per batch: record how the last batch ended, ask the cluster's gate, and
-            # generate (and record) the next batch, so the next subtasks follow in the same workflow task.
-            state = self._require_state()
-            step: NextBatch = await workflow.execute_local_activity(
-                "next_batch",
-                NextBatchInput(
-                    generate=generate_input,
-                    check=ProgressionCheck(
-                        table_name_with_type=state.plan.table_name_with_type,
-                        task_type=state.plan.task_type,
-                        plan_id=state.plan.plan_id,
-                    ),
-                    ended=self._pending_end,
+        """One local activity per batch: record how the last batch ended, ask the cluster's gate, and
+        generate (and record) the next batch, so the next subtasks follow in the same workflow task. (The
+        generator runs on this controller either way; a local activity saves a task-queue round trip: see
+        the README's performance notes.)"""
+        state = self._require_state()
+        step = await workflow.execute_local_activity_method(
+            PlanActivityDefs.next_batch,
+            NextBatchInput(
+                generate=generate_input,
+                check=ProgressionCheck(
+                    table_name_with_type=state.plan.table_name_with_type,
+                    task_type=state.plan.task_type,
+                    plan_id=state.plan.plan_id,
                 ),
-                result_type=NextBatch,
-                start_to_close_timeout=timeout,
-                retry_policy=RetryPolicy(maximum_attempts=1),
-            )
-            self._pending_end, self._batch = None, None  # the last batch's end is recorded
-            return step
-        # A local activity (the generator runs on this controller either way) saves a task-queue round
-        # trip per batch (see the README's performance notes). Older histories replay as before.
-        if self._local_generation:
-            local: GeneratedBatch = await workflow.execute_local_activity(
-                "generate_next_batch",
-                generate_input,
-                result_type=GeneratedBatch,
-                start_to_close_timeout=timeout,
-                retry_policy=RetryPolicy(maximum_attempts=1),
-            )
-            return NextBatch(batch=local)
-        remote: GeneratedBatch = await workflow.execute_activity(
-            "generate_next_batch",
-            generate_input,
-            result_type=GeneratedBatch,
-            start_to_close_timeout=timeout,
+                ended=self._pending_end,
+            ),
+            start_to_close_timeout=timedelta(seconds=request.options.generation_timeout_s),
             retry_policy=RetryPolicy(maximum_attempts=1),
         )
-        return NextBatch(batch=remote)
+        self._pending_end, self._batch = None, None  # the last batch's end is recorded
+        return step
 
     def _absorb_progress(self, state: PlanState, generated: GeneratedBatch) -> None:
         plan = state.plan
@@ -431,36 +349,6 @@ class TaskPlanWorkflow:
         state.cursor = dict(generated.cursor)
 
     async def _run_batch(self, request: PlanInput, state: PlanState, generated: GeneratedBatch) -> None:
-        if self._inline_batches:
-            await self._run_batch_inline(request, state, generated)
-            return
-        # Histories from before "inline-batches": each batch ran as a TaskBatch child workflow.
-        plan = state.plan
-        submitted_at = epoch_ms()
-        handle = None
-        name = ""
-        # Batch names are Pinot's Task_<type>_<ms>: unique per task type, so step the ms on a collision.
-        for offset in range(1000):
-            name = task_name(plan.task_type, submitted_at + offset)
-            try:
-                handle = await workflow.start_child_workflow(
-                    BatchWorkflow.run,
-                    self._batch_input(request, state, name, generated),
-                    id=name,
-                    parent_close_policy=ParentClosePolicy.TERMINATE,
-                    search_attributes=self._batch_search_attributes(state),
-                )
-                break
-            except WorkflowAlreadyStartedError:
-                continue
-        assert handle is not None
-        record = self._begin_batch(request, state, name, submitted_at, generated)
-        result = await self._await_batch(handle, state)
-        self._end_batch(state, record, generated, result)
-
-    async def _run_batch_inline(
-        self, request: PlanInput, state: PlanState, generated: GeneratedBatch
-    ) -> None:
         """Run the subtasks here, so the next batch follows the last one without a child's round trips.
 
         The batch's task record (name, state, configs, subtask reports) is in the catalog: the step that
@@ -473,7 +361,7 @@ class TaskPlanWorkflow:
         record = self._begin_batch(request, state, name, submitted_at, generated)
         self._batch, self._batch_task = run, asyncio.create_task(run.run())
         try:
-            result = await self._await_inline_batch(self._batch_task, state)
+            result = await self._await_batch(self._batch_task, state)
         finally:
             self._batch_task = None
         self._end_batch(state, record, generated, result)
@@ -492,14 +380,12 @@ class TaskPlanWorkflow:
         name, in the catalog), but none of it runs. It ends ABORTED: in the plan's batch records and, with
         the plan's end, in its task record (its subtasks never started: STOPPED)."""
         name = generated.task_name
-        if not self._inline_batches or not name or generated.no_more_work or generated.abort_reason:
+        if not name or generated.no_more_work or generated.abort_reason:
             return
         record = self._begin_batch(request, state, name, self._submitted_at_ms, generated)
         record.task_state = TaskState.ABORTED
         record.finished_at_ms = epoch_ms()
         state.plan.inputs_being_processed = 0
-        if not self._final_snapshot:
-            return  # older histories end without record_plan_end: the orchestration poll ends its record
         message = f"not started: the plan was aborted ({state.abort_reason})"
         self._pending_end = BatchEnd(
             task_name=name,
@@ -521,8 +407,8 @@ class TaskPlanWorkflow:
         if end is None:
             return
         try:
-            await workflow.execute_local_activity(
-                "record_batch_end",
+            await workflow.execute_local_activity_method(
+                PlanActivityDefs.record_batch_end,
                 end,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=5),
@@ -543,21 +429,7 @@ class TaskPlanWorkflow:
             table_names_with_type=[plan.table_name_with_type],
             plan_id=plan.plan_id,
             batch_sequence=plan.num_batches,
-            batch=generated,
             options=request.options,
-        )
-
-    @staticmethod
-    def _batch_search_attributes(state: PlanState) -> TypedSearchAttributes:
-        plan = state.plan
-        return TypedSearchAttributes(
-            [
-                SearchAttributePair(SearchAttributes.PLAN_ID, plan.plan_id),
-                SearchAttributePair(SearchAttributes.TABLE, plan.table_name_with_type),
-                SearchAttributePair(SearchAttributes.TASK_TYPE, plan.task_type),
-                SearchAttributePair(SearchAttributes.TASK_STATE, TaskState.NOT_STARTED.value),
-                SearchAttributePair(SearchAttributes.BATCH_SEQUENCE, plan.num_batches),
-            ]
         )
 
     def _begin_batch(
@@ -602,7 +474,7 @@ class TaskPlanWorkflow:
                 f"{result.task_state.value}: {result.status_message}",
             )
 
-    async def _await_inline_batch(self, batch: asyncio.Task[BatchResult], state: PlanState) -> BatchResult:
+    async def _await_batch(self, batch: asyncio.Task[BatchResult], state: PlanState) -> BatchResult:
         """Wait for the batch even through a Temporal cancel of the plan: the running batch may finish."""
         while True:
             try:
@@ -611,25 +483,6 @@ class TaskPlanWorkflow:
                 if batch.done():
                     return batch.result()
                 self._note_temporal_cancel(state)
-
-    async def _await_batch(
-        self, handle: workflow.ChildWorkflowHandle[BatchWorkflow, BatchResult], state: PlanState
-    ) -> BatchResult:
-        """Wait for the batch even through a Temporal cancel of the plan: the running batch may finish."""
-        while True:
-            try:
-                return await asyncio.shield(handle)
-            except asyncio.CancelledError:
-                self._note_temporal_cancel(state)
-            except ChildWorkflowError as err:
-                return BatchResult(
-                    task_name=handle.id,
-                    task_state=TaskState.FAILED,
-                    num_subtasks=0,
-                    num_completed=0,
-                    num_failed=0,
-                    status_message=str(err.cause or err),
-                )
 
     def _note_temporal_cancel(self, state: PlanState) -> None:
         # `temporal workflow cancel` on the plan is an abort: note it, keep waiting for the batch.
@@ -646,10 +499,7 @@ class TaskPlanWorkflow:
     # ---------------------------------------------------------------- status helpers
 
     def _finish(self, status: PlanStatus, message: str, *, aborted: bool = False) -> None:
-        if self._final_snapshot:
-            raise _PlanEnded(aborted, status, message)  # ended by _end_plan, once the catalog has it
-        self._set_status(status, message, final=True)
-        raise _PlanEnded(aborted)
+        raise _PlanEnded(status, message, aborted=aborted)  # ended by _end_plan, once the catalog has it
 
     def _set_status(self, status: PlanStatus, message: str, *, final: bool = False) -> None:
         plan = self._require_state().plan

@@ -12,26 +12,16 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from taskplan.models.table import TableConfig
+    from workflows.activity_defs import GenerationActivityDefs
 
 
 @workflow.defn(name="ValidateTableConfig")
 class ValidateTableConfigWorkflow:
     @workflow.run
     async def run(self, table_config: TableConfig) -> list[str]:
-        if workflow.patched("validate-as-local-activity"):
-            local: list[str] = await workflow.execute_local_activity(
-                "validate_task_configs",
-                table_config,
-                result_type=list[str],
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=RetryPolicy(maximum_attempts=3),
-            )
-            return local
-        problems: list[str] = await workflow.execute_activity(
-            "validate_task_configs",
+        return await workflow.execute_local_activity_method(
+            GenerationActivityDefs.validate_task_configs,
             table_config,
-            result_type=list[str],
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=RetryPolicy(maximum_attempts=3),
         )
-        return problems

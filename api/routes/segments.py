@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +16,7 @@ from api.deps import CatalogDep, SegmentsDep, StackDep
 from api.errors import ERROR_RESPONSES, ApiError
 from api.table_access import TableTypeQuery, resolve_tables
 from taskplan.catalog import Catalog, TableNotFoundError
+from taskplan.clock import now_ms
 from taskplan.data.rows import InputFormat, ReaderInitError, RowReader, TooManyParseExceptions
 from taskplan.data.segments import AppendConflictError, SegmentManager, StreamConfigError
 from taskplan.names import InvalidNameError, parse_table_name
@@ -112,7 +112,7 @@ def _ingest(
 ) -> dict[str, Any]:
     table = catalog.require_table(table_name)
     schema = catalog.require_schema(table.raw_table_name)
-    stamp = int(time.time() * 1000)
+    stamp = now_ms()
     name = f"{table.raw_table_name}_{stamp}_{short_hash(file_name, str(stamp), str(path), length=8)}"
     source = f"ingestFromFile:{file_name}"
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,12 @@ from taskplan.catalog.errors import SchemaNotFoundError, TableExistsError, Table
 from taskplan.catalog.schema import cluster_configs, schemas, states, tables
 from taskplan.catalog.segments import SegmentCatalog
 from taskplan.catalog.tasks import TaskStore
+from taskplan.clock import now_ms
 from taskplan.models.table import Schema, TableConfig
 from taskplan.names import split_table_name_with_type
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 PG_MIGRATION_LOCK = 7_314_159  # advisory lock id: one migrating process at a time
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _dump(model: TableConfig | Schema) -> str:

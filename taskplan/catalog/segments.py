@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-import time
 import uuid
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -46,14 +45,11 @@ from taskplan.catalog.schema import (
     segments,
     tables,
 )
+from taskplan.clock import now_ms
 from taskplan.models.segment import LineageEntry, LineageState, SegmentMetadata, SegmentStatus
 
 if TYPE_CHECKING:
     from taskplan.catalog.catalog import Catalog
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _segment_row(segment: SegmentMetadata) -> dict[str, Any]:
@@ -417,7 +413,7 @@ class SegmentCatalog:
                 raise SegmentConflictError(
                     f"segments of {table} already being replaced: {sorted(r[0] for r in busy)}"
                 )
-            stamp = _now_ms()
+            stamp = now_ms()
             conn.execute(
                 insert(segment_lineage).values(
                     table_name=table,
@@ -511,7 +507,7 @@ class SegmentCatalog:
         conn.execute(
             update(segment_lineage)
             .where(segment_lineage.c.table_name == table, segment_lineage.c.lineage_id == lineage_id)
-            .values(state=state, updated_ms=_now_ms())
+            .values(state=state, updated_ms=now_ms())
         )
 
     def delete_segments(self, table: str, names: Iterable[str]) -> list[SegmentMetadata]:
@@ -572,7 +568,7 @@ class SegmentCatalog:
                         target=target,
                         segment_name=segment,
                         total_docs=total_docs,
-                        exported_ms=_now_ms(),
+                        exported_ms=now_ms(),
                     )
                 )
         except IntegrityError:
@@ -628,7 +624,7 @@ def _put_processed_file(conn: Connection, table: str, uri: str, fingerprint: str
             file_uri=uri,
             fingerprint=fingerprint,
             segment_name=segment,
-            processed_ms=_now_ms(),
+            processed_ms=now_ms(),
         )
     )
 

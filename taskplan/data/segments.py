@@ -36,6 +36,7 @@ import duckdb
 
 from taskplan.catalog import Catalog, TableNotFoundError
 from taskplan.catalog.errors import SegmentConflictError, TableDroppedError
+from taskplan.clock import now_ms
 from taskplan.data.csv_loader import load_csv
 from taskplan.data.deepstore import DeepStore
 from taskplan.data.parquet import (
@@ -83,10 +84,6 @@ def parse_period_ms(value: str) -> int:
     if not match:
         raise ValueError(f"{value!r} is not a period such as 6h, 30m, 10s, 1d")
     return int(match.group(1)) * _PERIOD_MS[match.group(2).lower()]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def segment_file_name(segment_name: str, version: int = 0) -> str:

@@ -7,8 +7,8 @@ import asyncio
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from taskplan.catalog.catalog import now_ms
 from taskplan.catalog.tasks import TaskStore
+from taskplan.clock import now_ms
 from taskplan.models.plan import AbortRequest, TaskPlan
 from taskplan.plans.reading import PlanReader
 from taskplan.plans.visibility import find_plan_run

@@ -13,7 +13,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from taskplan.catalog.catalog import now_ms
+from taskplan.clock import now_ms
 from taskplan.models.errors import TaskGenerationError
 from taskplan.models.plan import PlanOptions
 from taskplan.models.task import TaskState

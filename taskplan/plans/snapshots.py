@@ -15,8 +15,8 @@ import logging
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from taskplan.catalog.catalog import now_ms
 from taskplan.catalog.tasks import TaskStore
+from taskplan.clock import now_ms
 from taskplan.models.errors import PlanNotFoundError
 from taskplan.models.plan import PlanQuery, PlanStatus, TaskPlan
 from taskplan.plans.reading import PlanReader

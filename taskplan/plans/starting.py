@@ -14,8 +14,8 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from taskplan.catalog.catalog import now_ms
 from taskplan.catalog.tasks import TaskStore
+from taskplan.clock import now_ms
 from taskplan.models.errors import PlanAlreadyActiveError
 from taskplan.models.plan import PlanOptions, PlanSource, PlanStatus, TaskPlan
 from taskplan.names import CONTROLLER_TASK_QUEUE, SearchAttributes, new_plan_id, plan_workflow_id

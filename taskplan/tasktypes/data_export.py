@@ -24,8 +24,9 @@ from typing import Any, ClassVar
 import psycopg
 from psycopg import sql
 
+from taskplan.clock import now_ms
 from taskplan.data.parquet import DuckDBConfig, sql_string
-from taskplan.data.segments import now_ms, parse_period_ms
+from taskplan.data.segments import parse_period_ms
 from taskplan.models.segment import SegmentMetadata, SegmentStatus
 from taskplan.models.table import Schema, TableConfig
 from taskplan.plugin import (
