@@ -26,10 +26,10 @@ from typing import Any, Literal
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.generation import GenerationActivities
-from activities.plans import PlanActivities
-from activities.subtasks import SubtaskActivities
-from activities.triggers import TriggerActivities
+from taskplan.activities.generation import GenerationActivities
+from taskplan.activities.plans import PlanActivities
+from taskplan.activities.subtasks import SubtaskActivities
+from taskplan.activities.triggers import TriggerActivities
 from taskplan.bootstrap import open_stack, plan_options
 from taskplan.catalog import Catalog
 from taskplan.cleanup import PlanJanitor
@@ -46,10 +46,10 @@ from taskplan.progress import ProgressPoller
 from taskplan.registry import TaskTypeRegistry
 from taskplan.schedules import ScheduleManager
 from taskplan.settings import Settings
-from workflows.batch import BatchWorkflow
-from workflows.cron_trigger import CronTriggerWorkflow
-from workflows.task_plan import TaskPlanWorkflow
-from workflows.validation import ValidateTableConfigWorkflow
+from taskplan.workflows.batch import BatchWorkflow
+from taskplan.workflows.cron_trigger import CronTriggerWorkflow
+from taskplan.workflows.task_plan import TaskPlanWorkflow
+from taskplan.workflows.validation import ValidateTableConfigWorkflow
 
 Role = Literal["controller", "minion", "both"]
 log = logging.getLogger("taskplan.worker")

@@ -30,8 +30,8 @@ from taskplan.plugin import (
     TaskGenerator,
 )
 from taskplan.registry import TaskTypeRegistry, UnknownTaskTypeError
-from workflows.activity_defs import GenerationActivityDefs
-from workflows.models import GenerateBatchInput, OneShotRequest
+from taskplan.workflows.activity_defs import GenerationActivityDefs
+from taskplan.workflows.models import GenerateBatchInput, OneShotRequest
 
 # Temporal refuses payloads over 2 MB; keep a margin for headers and the rest of the input.
 MAX_BATCH_PAYLOAD_BYTES = 1_500_000

@@ -12,14 +12,14 @@ from collections.abc import Callable
 
 from temporalio import activity
 
-from activities.generation import GenerationActivities
+from taskplan.activities.generation import GenerationActivities
 from taskplan.catalog.tasks import TaskStore
 from taskplan.clock import now_ms
 from taskplan.metrics import OrchestrationMetrics, metrics
 from taskplan.models.plan import BatchEnd, PlanEnd
 from taskplan.models.task import GeneratedBatch
-from workflows.activity_defs import PlanActivityDefs
-from workflows.models import GenerateBatchInput, NextBatch, NextBatchInput, ProgressionCheck
+from taskplan.workflows.activity_defs import PlanActivityDefs
+from taskplan.workflows.models import GenerateBatchInput, NextBatch, NextBatchInput, ProgressionCheck
 
 # Why a plan may not take its next batch now (None: it may): table name with type, task type, plan id.
 ProgressionGate = Callable[[str, str, "str | None"], "str | None"]

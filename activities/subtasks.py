@@ -32,8 +32,8 @@ from taskplan.plugin import (
     TaskConfigError,
 )
 from taskplan.registry import TaskTypeRegistry, UnknownTaskTypeError
-from workflows.activity_defs import SubtaskActivityDefs
-from workflows.models import SubtaskInput, SubtaskOutput
+from taskplan.workflows.activity_defs import SubtaskActivityDefs
+from taskplan.workflows.models import SubtaskInput, SubtaskOutput
 
 # How long a cancelled executor gets to stop before the activity gives up waiting for its thread.
 CANCEL_GRACE_SECONDS = 10.0

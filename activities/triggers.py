@@ -13,8 +13,8 @@ from taskplan.plans import OneShotRunner, PlanStarter
 from taskplan.registry import TaskTypeRegistry
 from taskplan.schedules import SCHEDULE_KEY
 from taskplan.triggers import orchestration_switch
-from workflows.activity_defs import TriggerActivityDefs
-from workflows.models import CronTriggerInput
+from taskplan.workflows.activity_defs import TriggerActivityDefs
+from taskplan.workflows.models import CronTriggerInput
 
 
 class TriggerActivities(TriggerActivityDefs):

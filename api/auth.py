@@ -28,7 +28,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.errors import ApiError
+from taskplan.api.errors import ApiError
 from taskplan.catalog import TableNotFoundError
 from taskplan.names import TableRef
 from taskplan.settings import PRINCIPALS, Settings

@@ -9,11 +9,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.auth import AccessControl
-from api.errors import install_error_handlers
-from api.limits import RequestSizeLimit
-from api.routes import cluster, health, metrics, schemas, segments, tables, task_plans, tasks
 from taskplan import __version__
+from taskplan.api.auth import AccessControl
+from taskplan.api.errors import install_error_handlers
+from taskplan.api.limits import RequestSizeLimit
+from taskplan.api.routes import cluster, health, metrics, schemas, segments, tables, task_plans, tasks
 from taskplan.bootstrap import Stack, open_stack
 from taskplan.data.deepstore import DeepStore
 from taskplan.data.parquet import DuckDBConfig

@@ -7,8 +7,8 @@ import logging
 
 import uvicorn
 
-from api.auth import AccessControl
-from api.main import create_app
+from taskplan.api.auth import AccessControl
+from taskplan.api.main import create_app
 from taskplan.bootstrap import open_stack
 from taskplan.settings import Settings
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import Query
 
-from api.auth import Permission, Principal, require_table
+from taskplan.api.auth import Permission, Principal, require_table
 from taskplan.catalog import Catalog, TableNotFoundError
 from taskplan.models.table import TableConfig
 from taskplan.names import TABLE_TYPES, TableRef

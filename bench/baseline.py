@@ -10,9 +10,9 @@ from datetime import timedelta
 from temporalio import workflow
 
 from taskplan.models.base import WireModel
-from workflows.activity_defs import SubtaskActivityDefs
-from workflows.clock import epoch_ms
-from workflows.models import SubtaskInput
+from taskplan.workflows.activity_defs import SubtaskActivityDefs
+from taskplan.workflows.clock import epoch_ms
+from taskplan.workflows.models import SubtaskInput
 
 BASELINE_QUEUE = "bench-baseline"
 

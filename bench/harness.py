@@ -36,7 +36,7 @@ from taskplan.plans import PlanServices
 from taskplan.registry import build_registry
 from taskplan.settings import Settings
 from taskplan.temporal import connect
-from worker import WorkerOptions, build_workers, run_workers
+from taskplan.worker import WorkerOptions, build_workers, run_workers
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"

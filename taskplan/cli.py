@@ -91,7 +91,7 @@ def api_command(
     port: Annotated[int | None, typer.Option()] = None,
 ) -> None:
     """Serve the REST API."""
-    from api.server import serve
+    from taskplan.api.server import serve
 
     root: Root = ctx.obj
     raise typer.Exit(serve(root.settings(), root.config, host=host, port=port))
@@ -105,7 +105,7 @@ def api_command(
 )
 def worker_command(ctx: typer.Context) -> None:
     """Run a worker (options: taskplan worker --help)."""
-    import worker
+    from taskplan import worker
 
     root: Root = ctx.obj
     given = ["--config", root.config] if root.config and "--config" not in ctx.args else []

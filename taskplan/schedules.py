@@ -42,7 +42,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from taskplan.models.table import TableConfig
 from taskplan.names import CONTROLLER_TASK_QUEUE, SearchAttributes
 from taskplan.quartz import MAX_YEAR, CronTranslationError, first_fire_day, translate
-from workflows.models import CronTriggerInput
+from taskplan.workflows.models import CronTriggerInput
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from taskplan.names import SearchAttributes
 from taskplan.plans import PlanServices
 from taskplan.registry import build_registry
 from taskplan.settings import Settings
+from taskplan.worker import WorkerOptions, build_workers, run_workers
 from tests.support.api import api_client
 from tests.support.engine import TEST_OPTIONS, add_table
 from tests.support.tasktypes import ALL_SPECS
-from worker import WorkerOptions, build_workers, run_workers
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from temporalio import activity
 from taskplan.models.plan import BatchEnd, CycleResult, PlanEnd
 from taskplan.models.table import TableConfig
 from taskplan.models.task import GeneratedBatch
-from workflows.models import (
+from taskplan.workflows.models import (
     CronTriggerInput,
     NextBatch,
     NextBatchInput,

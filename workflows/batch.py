@@ -24,10 +24,10 @@ with workflow.unsafe.imports_passed_through():
         TaskState,
     )
     from taskplan.names import SearchAttributes
-    from workflows.activity_defs import GenerationActivityDefs
-    from workflows.batch_run import BatchRun
-    from workflows.clock import epoch_ms
-    from workflows.models import BatchInput, GenerationOutcome
+    from taskplan.workflows.activity_defs import GenerationActivityDefs
+    from taskplan.workflows.batch_run import BatchRun
+    from taskplan.workflows.clock import epoch_ms
+    from taskplan.workflows.models import BatchInput, GenerationOutcome
 
 GENERATION_TIMEOUT = timedelta(minutes=10)
 

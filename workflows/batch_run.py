@@ -39,9 +39,9 @@ with workflow.unsafe.imports_passed_through():
         TaskState,
     )
     from taskplan.names import minion_task_queue, subtask_name
-    from workflows.activity_defs import SubtaskActivityDefs
-    from workflows.clock import epoch_ms
-    from workflows.models import BatchInput, SubtaskInput
+    from taskplan.workflows.activity_defs import SubtaskActivityDefs
+    from taskplan.workflows.clock import epoch_ms
+    from taskplan.workflows.models import BatchInput, SubtaskInput
 
 
 class BatchRun:

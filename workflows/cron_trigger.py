@@ -16,8 +16,8 @@ from temporalio.exceptions import ApplicationError
 
 from taskplan.models.errors import TABLE_NOT_FOUND
 from taskplan.models.plan import CycleResult
-from workflows.activity_defs import TriggerActivityDefs
-from workflows.models import CronTriggerInput
+from taskplan.workflows.activity_defs import TriggerActivityDefs
+from taskplan.workflows.models import CronTriggerInput
 
 TRIGGER_FAILED = "TriggerGenerationFailed"
 

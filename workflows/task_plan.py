@@ -36,11 +36,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from taskplan.models.task import BatchDetails, BatchResult, GeneratedBatch, PreviousBatchInfo, TaskState
     from taskplan.names import SearchAttributes, task_name
-    from workflows import signals
-    from workflows.activity_defs import PlanActivityDefs
-    from workflows.batch_run import BatchRun
-    from workflows.clock import epoch_ms
-    from workflows.models import (
+    from taskplan.workflows import signals
+    from taskplan.workflows.activity_defs import PlanActivityDefs
+    from taskplan.workflows.batch_run import BatchRun
+    from taskplan.workflows.clock import epoch_ms
+    from taskplan.workflows.models import (
         BatchInput,
         BatchPageQuery,
         GenerateBatchInput,

@@ -12,7 +12,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from taskplan.models.table import TableConfig
-    from workflows.activity_defs import GenerationActivityDefs
+    from taskplan.workflows.activity_defs import GenerationActivityDefs
 
 
 @workflow.defn(name="ValidateTableConfig")

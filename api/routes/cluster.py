@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path
 
-from api.auth import Permission, PrincipalDep, require
-from api.deps import CatalogDep, StackDep
-from api.errors import ERROR_RESPONSES, ApiError
-from api.models import StatusResponse
+from taskplan.api.auth import Permission, PrincipalDep, require
+from taskplan.api.deps import CatalogDep, StackDep
+from taskplan.api.errors import ERROR_RESPONSES, ApiError
+from taskplan.api.models import StatusResponse
 from taskplan.cluster_configs import RUNTIME_KEYS, problem
 from taskplan.settings import ENABLE_ORCHESTRATION
 

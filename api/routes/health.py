@@ -8,7 +8,7 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
-from api.deps import ClientDep
+from taskplan.api.deps import ClientDep
 from taskplan.names import CONTROLLER_TASK_QUEUE
 
 router = APIRouter(tags=["health"])

@@ -15,8 +15,8 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.auth import Permission, PrincipalDep, require
-from api.deps import StackDep
+from taskplan.api.auth import Permission, PrincipalDep, require
+from taskplan.api.deps import StackDep
 from taskplan.metrics import prometheus_text
 
 router = APIRouter(tags=["metrics"])

@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from api.auth import Permission, PrincipalDep, require, require_table
-from api.deps import CatalogDep
-from api.errors import ERROR_RESPONSES
-from api.models import StatusResponse
+from taskplan.api.auth import Permission, PrincipalDep, require, require_table
+from taskplan.api.deps import CatalogDep
+from taskplan.api.errors import ERROR_RESPONSES
+from taskplan.api.models import StatusResponse
 from taskplan.catalog import SchemaNotFoundError
 from taskplan.models.table import Schema
 from taskplan.names import TableRef

@@ -11,10 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, UploadFile
 from fastapi import Path as PathParam
 
-from api.auth import Permission, PrincipalDep, require_table
-from api.deps import CatalogDep, SegmentsDep, StackDep
-from api.errors import ERROR_RESPONSES, ApiError
-from api.table_access import TableTypeQuery, resolve_tables
+from taskplan.api.auth import Permission, PrincipalDep, require_table
+from taskplan.api.deps import CatalogDep, SegmentsDep, StackDep
+from taskplan.api.errors import ERROR_RESPONSES, ApiError
+from taskplan.api.table_access import TableTypeQuery, resolve_tables
 from taskplan.catalog import Catalog, TableNotFoundError
 from taskplan.clock import now_ms
 from taskplan.data.rows import InputFormat, ReaderInitError, RowReader, TooManyParseExceptions

@@ -9,11 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from temporalio.client import Client
 
-from api.auth import Permission, PrincipalDep, require, require_table
-from api.deps import CatalogDep, ClientDep, RemoverDep, SchedulesDep, SegmentsDep, StackDep
-from api.errors import ERROR_RESPONSES, ApiError
-from api.models import StatusResponse
-from api.table_access import TableTypeQuery, resolve_tables
+from taskplan.api.auth import Permission, PrincipalDep, require, require_table
+from taskplan.api.deps import CatalogDep, ClientDep, RemoverDep, SchedulesDep, SegmentsDep, StackDep
+from taskplan.api.errors import ERROR_RESPONSES, ApiError
+from taskplan.api.models import StatusResponse
+from taskplan.api.table_access import TableTypeQuery, resolve_tables
 from taskplan.catalog import Catalog
 from taskplan.models.table import TableConfig
 from taskplan.names import TableRef, parse_table_name

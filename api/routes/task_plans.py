@@ -8,9 +8,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from api.auth import Permission, Principal, PrincipalDep, require_permission, require_table
-from api.deps import AborterDep, CatalogDep, ReaderDep
-from api.errors import ERROR_RESPONSES, ApiError
+from taskplan.api.auth import Permission, Principal, PrincipalDep, require_permission, require_table
+from taskplan.api.deps import AborterDep, CatalogDep, ReaderDep
+from taskplan.api.errors import ERROR_RESPONSES, ApiError
 from taskplan.catalog import Catalog
 from taskplan.models.base import WireModel
 from taskplan.models.errors import PlanNotFoundError

@@ -9,11 +9,11 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
-from api.auth import Permission, Principal, PrincipalDep, may_read_all, require, require_permission
-from api.deps import CatalogDep, ClientDep, OneShotDep, StackDep, StarterDep, TaskReaderDep
-from api.errors import ERROR_RESPONSES, ApiError
-from api.models import AdhocTaskConfig, PlanCreated, StatusResponse
-from api.table_access import resolve_tables
+from taskplan.api.auth import Permission, Principal, PrincipalDep, may_read_all, require, require_permission
+from taskplan.api.deps import CatalogDep, ClientDep, OneShotDep, StackDep, StarterDep, TaskReaderDep
+from taskplan.api.errors import ERROR_RESPONSES, ApiError
+from taskplan.api.models import AdhocTaskConfig, PlanCreated, StatusResponse
+from taskplan.api.table_access import resolve_tables
 from taskplan.bootstrap import Stack
 from taskplan.catalog import Catalog
 from taskplan.cycle import run_trigger_cycle

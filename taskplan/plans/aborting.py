@@ -12,7 +12,7 @@ from taskplan.clock import now_ms
 from taskplan.models.plan import AbortRequest, TaskPlan
 from taskplan.plans.reading import PlanReader
 from taskplan.plans.visibility import find_plan_run
-from workflows import signals
+from taskplan.workflows import signals
 
 
 class PlanAborter:

@@ -19,8 +19,8 @@ from taskplan.models.plan import PlanOptions
 from taskplan.models.task import TaskState
 from taskplan.names import CONTROLLER_TASK_QUEUE, SearchAttributes, task_name
 from taskplan.plans.visibility import TASK_TABLES_MEMO
-from workflows.batch import BatchWorkflow
-from workflows.models import BatchInput, OneShotRequest
+from taskplan.workflows.batch import BatchWorkflow
+from taskplan.workflows.models import BatchInput, OneShotRequest
 
 
 class OneShotRunner:

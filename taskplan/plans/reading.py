@@ -13,7 +13,7 @@ from taskplan.models.errors import PlanNotFoundError
 from taskplan.models.plan import PlanQuery, PlanSource, PlanStatus, TaskPlan
 from taskplan.names import SearchAttributes, parse_plan_id
 from taskplan.plans.visibility import PLAN_WORKFLOW_TYPE, PlanHandle, find_plan_run, quote, running_plans
-from workflows.task_plan import TaskPlanWorkflow
+from taskplan.workflows.task_plan import TaskPlanWorkflow
 
 
 class PlanReader:

@@ -20,8 +20,8 @@ from taskplan.models.errors import PlanAlreadyActiveError
 from taskplan.models.plan import PlanOptions, PlanSource, PlanStatus, TaskPlan
 from taskplan.names import CONTROLLER_TASK_QUEUE, SearchAttributes, new_plan_id, plan_workflow_id
 from taskplan.plan_configs import with_thresholds
-from workflows.models import PlanInput
-from workflows.task_plan import TaskPlanWorkflow
+from taskplan.workflows.models import PlanInput
+from taskplan.workflows.task_plan import TaskPlanWorkflow
 
 
 class PlanStarter:

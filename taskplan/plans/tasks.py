@@ -22,9 +22,9 @@ from taskplan.models.task import (
 )
 from taskplan.names import SearchAttributes, parse_plan_id, parse_task_name, plan_workflow_id, subtask_name
 from taskplan.plans.visibility import BATCH_WORKFLOW_TYPE, memo_tables, quote, task_state_of
-from workflows.batch import BatchWorkflow
-from workflows.models import BatchPageQuery
-from workflows.task_plan import TaskPlanWorkflow
+from taskplan.workflows.batch import BatchWorkflow
+from taskplan.workflows.models import BatchPageQuery
+from taskplan.workflows.task_plan import TaskPlanWorkflow
 
 # A finished batch is replayed to answer a query: allow time for a large one (10,000 subtasks).
 QUERY_TIMEOUT = timedelta(seconds=90)

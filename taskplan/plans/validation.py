@@ -10,7 +10,7 @@ from temporalio.client import Client
 
 from taskplan.models.table import TableConfig
 from taskplan.names import CONTROLLER_TASK_QUEUE
-from workflows.validation import ValidateTableConfigWorkflow
+from taskplan.workflows.validation import ValidateTableConfigWorkflow
 
 
 async def validate_table_config(client: Client, config: TableConfig) -> list[str]:

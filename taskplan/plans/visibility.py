@@ -13,7 +13,7 @@ from taskplan.models.errors import PlanNotFoundError
 from taskplan.models.plan import TaskPlan
 from taskplan.models.task import TaskState
 from taskplan.names import SearchAttributes, parse_plan_id, plan_workflow_id
-from workflows.task_plan import TaskPlanWorkflow
+from taskplan.workflows.task_plan import TaskPlanWorkflow
 
 PLAN_WORKFLOW_TYPE = "TaskPlan"
 BATCH_WORKFLOW_TYPE = "TaskBatch"

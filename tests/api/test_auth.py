@@ -10,7 +10,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from api.server import check_bind
+from taskplan.api.server import check_bind
 from taskplan.catalog import Catalog
 from taskplan.settings import Settings
 from tests.support.api import api_client

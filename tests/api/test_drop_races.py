@@ -15,10 +15,10 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from taskplan.models.plan import PlanSource
 from taskplan.names import SearchAttributes, new_plan_id, plan_workflow_id
+from taskplan.workflows.models import PlanInput
+from taskplan.workflows.task_plan import TaskPlanWorkflow
 from tests.api.test_tables_and_triggers_api import COUNTING, new_name
 from tests.support.engine import TEST_OPTIONS, eventually
-from workflows.models import PlanInput
-from workflows.task_plan import TaskPlanWorkflow
 
 SCHEMA_FIELDS = [{"name": "id", "dataType": "LONG"}, {"name": "country", "dataType": "STRING"}]
 

@@ -18,9 +18,9 @@ from taskplan.catalog import Catalog
 from taskplan.metrics import FAMILIES, MERGE_TARGET_UP, OrchestrationMetrics, metrics, prometheus_text
 from taskplan.runtime import REPO_ROOT, port_in_use, wait_for_port
 from taskplan.settings import Settings, load_settings
+from taskplan.worker import metrics_address, parse_args
 from tests.chaos.cluster import free_port
 from tests.support.api import api_client
-from worker import metrics_address, parse_args
 
 DOCUMENTED = {family.name: family.kind for family in FAMILIES}
 

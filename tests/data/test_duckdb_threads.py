@@ -13,8 +13,8 @@ from taskplan.data.parquet import DuckDBConfig
 from taskplan.data.segments import SegmentManager
 from taskplan.registry import build_registry
 from taskplan.settings import Settings
+from taskplan.worker import WorkerOptions, build_workers
 from tests.support.tasktypes import ALL_SPECS
-from worker import WorkerOptions, build_workers
 
 
 def threads(config: DuckDBConfig, directory: Path) -> int:

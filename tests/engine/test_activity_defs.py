@@ -16,10 +16,10 @@ from temporalio.client import Client
 from taskplan.catalog import Catalog
 from taskplan.registry import build_registry
 from taskplan.settings import Settings
+from taskplan.worker import WorkerOptions, build_workers
+from taskplan.workflows import activity_defs
+from taskplan.workflows.models import NextBatch, NextBatchInput, ProgressionCheck
 from tests.support.tasktypes import ALL_SPECS
-from worker import WorkerOptions, build_workers
-from workflows import activity_defs
-from workflows.models import NextBatch, NextBatchInput, ProgressionCheck
 
 DEFINITIONS = [
     activity_defs.PlanActivityDefs,

@@ -14,9 +14,9 @@ from taskplan.catalog.schema import plan_snapshots
 from taskplan.models.plan import AbortRequest, PlanQuery, PlanSource, PlanStatus, TaskPlan
 from taskplan.names import plan_workflow_id
 from taskplan.plans import PlanServices
+from taskplan.workflows import signals
 from tests.engine.test_plans import COUNTING, wait_for_end
 from tests.support.engine import TEST_OPTIONS, add_table, eventually
-from workflows import signals
 
 LONG = {"numBatches": "50", "sleepMs": "400"}
 SLOW = {"numBatches": "50", "sleepMs": "8000"}  # no batch ends (and saves a snapshot) during the checks

@@ -39,15 +39,15 @@ from taskplan.models.plan import PlanSource, PlanStatus, TaskPlan
 from taskplan.models.table import TableConfig
 from taskplan.names import CONTROLLER_TASK_QUEUE, plan_workflow_id
 from taskplan.plans import PlanServices
+from taskplan.workflows.batch import BatchWorkflow
+from taskplan.workflows.cron_trigger import CronTriggerWorkflow
+from taskplan.workflows.models import CronTriggerInput, PlanInput
+from taskplan.workflows.task_plan import TaskPlanWorkflow
+from taskplan.workflows.validation import ValidateTableConfigWorkflow
 from tests.engine.test_batch_record_ends import SLOW_GENERATION, generating, new_table
 from tests.engine.test_operator_signals import running_batch
 from tests.engine.test_plans import COUNTING, wait_for_end
 from tests.support.engine import TEST_OPTIONS, add_table, eventually
-from workflows.batch import BatchWorkflow
-from workflows.cron_trigger import CronTriggerWorkflow
-from workflows.models import CronTriggerInput, PlanInput
-from workflows.task_plan import TaskPlanWorkflow
-from workflows.validation import ValidateTableConfigWorkflow
 
 WORKFLOWS = [TaskPlanWorkflow, BatchWorkflow, CronTriggerWorkflow, ValidateTableConfigWorkflow]
 HISTORIES = Path(__file__).parent / "histories"

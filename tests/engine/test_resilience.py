@@ -26,11 +26,11 @@ from taskplan.plans import PlanServices
 from taskplan.registry import build_registry
 from taskplan.runtime import dev_server_command, wait_for_port
 from taskplan.settings import Settings
+from taskplan.worker import WorkerOptions, build_workers, run_workers
 from tests.engine.test_plans import COUNTING, wait_for_end
 from tests.support.engine import TEST_OPTIONS, add_table, eventually
 from tests.support.minions import start_minion
 from tests.support.tasktypes import ALL_SPECS
-from worker import WorkerOptions, build_workers, run_workers
 
 
 def free_port() -> int:

@@ -10,7 +10,7 @@ from temporalio.common import RawValue
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from taskplan.models.plan import AbortRequest
-from workflows import signals
+from taskplan.workflows import signals
 
 CONVERTER = pydantic_data_converter.payload_converter
 

@@ -21,11 +21,11 @@ from taskplan.registry import build_registry
 from taskplan.settings import Settings
 from taskplan.telemetry import install_tracer_provider
 from taskplan.temporal import connect
+from taskplan.worker import WorkerOptions, build_workers, run_workers
 from tests.api.test_tables_and_triggers_api import COUNTING, wait_inactive
 from tests.support.api import api_client
 from tests.support.engine import add_table
 from tests.support.tasktypes import ALL_SPECS
-from worker import WorkerOptions, build_workers, run_workers
 
 
 async def test_one_trace_runs_from_the_request_to_the_subtasks(tables: Catalog, data_dir: Path) -> None:

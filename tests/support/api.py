@@ -11,7 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api.main import create_app
+from taskplan.api.main import create_app
 from taskplan.bootstrap import Stack
 from taskplan.catalog import Catalog
 from taskplan.registry import build_registry
