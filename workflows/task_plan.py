@@ -69,7 +69,6 @@ class _PlanEnded(Exception):
 class TaskPlanWorkflow:
     def __init__(self) -> None:
         self._state: PlanState | None = None
-        self._input: PlanInput | None = None
         self._batch: BatchRun | None = None  # the running batch
         self._batch_task: asyncio.Task[BatchResult] | None = None
         self._submitted_at_ms = 0  # when the batch being generated was asked for
@@ -143,7 +142,6 @@ class TaskPlanWorkflow:
 
     @workflow.run
     async def run(self, request: PlanInput) -> TaskPlan:
-        self._input = request
         if self._state is None:
             self._state = request.carried or PlanState(
                 plan=TaskPlan(
