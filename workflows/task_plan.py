@@ -10,6 +10,9 @@ The workflow id is ``<tableNameWithType>__<taskType>``, so Temporal itself keeps
 per table and task type; the plan id lives in the TaskPlanId search attribute and in the state carried
 across continue-as-new. The plan always completes normally and returns its final details: the plan's own
 status is the TaskPlanStatus search attribute and the ``status`` field, whatever Temporal shows.
+
+Why one module past 400 lines: it is the plan loop (``run``) and the handlers that steer it, which share the
+plan's state; a batch's own subtasks are ``batch_run.py``, signal decoding ``signals.py``.
 """
 
 from __future__ import annotations
