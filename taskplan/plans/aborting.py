@@ -1,4 +1,4 @@
-"""Aborting a plan: the plan's ABORT signal (it cancels its running batch and ends CANCELLED by itself)."""
+"""Aborting a plan: its ABORT signal (no new batch; the running batch may finish, then it ends CANCELLED)."""
 
 from __future__ import annotations
 

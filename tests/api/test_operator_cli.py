@@ -63,7 +63,16 @@ async def test_execute_watch_list_show_and_abort(url: str) -> None:
     assert json.loads(out)["planId"] == plan_id
 
     code, out, _ = await cli(
-        "execute", COUNTING, other, "-c", "numBatches=50", "-c", "sleepMs=200", "--url", url
+        # Subtasks long enough that the abort's answer comes while the batch still runs (ABORTING).
+        "execute",
+        COUNTING,
+        other,
+        "-c",
+        "numBatches=50",
+        "-c",
+        "sleepMs=3000",
+        "--url",
+        url,
     )
     running = out.split()[2]
     code, out, _ = await cli("plans", "list", "--json", "--url", url)
