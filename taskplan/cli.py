@@ -31,6 +31,8 @@ taskplan execute SegmentPurgeTask sales_OFFLINE -c "purgeFilter=country = 'US'"
 taskplan plans list | show ID | watch ID | abort ID      (--json for scripts)
 taskplan tables
 taskplan schedule --task-type SegmentPurgeTask
+taskplan db upgrade          # migrate the catalog (DDL rights); processes refuse one behind or ahead
+taskplan setup               # create the Temporal namespace if missing, register the search attributes
 
 Exit codes: 0 success, 1 a watched plan ended other than COMPLETED, 2 a usage error, invalid settings, or
 the API refused the request or is down.
@@ -60,6 +62,8 @@ app = typer.Typer(
 )
 plans_app = typer.Typer(help="list, show, watch or abort task plans", rich_markup_mode=None)
 app.add_typer(plans_app, name="plans")
+db_app = typer.Typer(help="the catalog database: upgrade its schema, show its revision", rich_markup_mode=None)
+app.add_typer(db_app, name="db")
 
 
 @app.callback()
@@ -110,6 +114,47 @@ def worker_command(ctx: typer.Context) -> None:
     root: Root = ctx.obj
     given = ["--config", root.config] if root.config and "--config" not in ctx.args else []
     worker.main([*given, *ctx.args])
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Run the catalog's migrations up to this taskplan's revision (idempotent; needs DDL rights)."""
+    from taskplan.bootstrap import open_catalog
+
+    root: Root = ctx.obj
+    settings = root.settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    catalog = open_catalog(settings)
+    console = Console()
+    try:
+        before, after = catalog.migrate()
+    except Exception as exc:  # the database refused (rights, connection): say so, without a traceback
+        operator.console_for(sys.stderr).print(f"error: catalog upgrade failed: {exc}", style="red")
+        raise typer.Exit(1) from None
+    finally:
+        catalog.close()
+    where = catalog.engine.url.render_as_string(hide_password=True)
+    if before == after:
+        console.print(f"catalog {where}: already at revision {after}, nothing to do")
+    else:
+        console.print(f"catalog {where}: upgraded from revision {before or 'none'} to {after}")
+
+
+@db_app.command("revision")
+def db_revision(ctx: typer.Context) -> None:
+    """Show the catalog's revision and this taskplan's (exit 1 when they differ)."""
+    from taskplan.bootstrap import open_catalog
+    from taskplan.catalog.catalog import code_revision
+
+    root: Root = ctx.obj
+    catalog = open_catalog(root.settings())
+    try:
+        theirs = catalog.revision()
+    finally:
+        catalog.close()
+    ours = code_revision()
+    Console().print(f"catalog revision {theirs or 'none'}; this taskplan's {ours}")
+    raise typer.Exit(0 if theirs == ours else 1)
 
 
 # Options every operator command takes.

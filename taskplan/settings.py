@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     temporal_namespace: str = Field("default", alias="temporal.namespace")
     data_dir: Path = Field(Path(".taskplan"), alias="taskplan.dataDir")
     catalog_url: str | None = Field(None, alias="taskplan.catalog.url")
+    # Each process's connections to the catalog: poolSize kept open, up to maxOverflow more under load.
+    catalog_pool_size: int = Field(10, alias="taskplan.catalog.poolSize", ge=1, le=1000)
+    catalog_max_overflow: int = Field(20, alias="taskplan.catalog.maxOverflow", ge=0, le=1000)
     plugins: str = Field("", alias="taskplan.plugins")
     controller_host: str = Field("127.0.0.1", alias="controller.host")
     controller_port: int = Field(9000, alias="controller.port")
