@@ -12,7 +12,8 @@ from taskplan.catalog import Catalog, CatalogVersionError
 from taskplan.models.plan import PlanOptions
 from taskplan.registry import TaskTypeRegistry, build_registry
 from taskplan.settings import Settings, load_settings
-from taskplan.temporal import connect
+from taskplan.temporal import TemporalConnectError, connect
+from taskplan.temporal_setup import ClusterNotReady, check_cluster
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,15 @@ class Stack:
     catalog: Catalog  # also the table configs' source (TableConfigSource) of the generators
 
     async def connect(self, *, retries: int = 1, identity: str | None = None) -> Client:
-        return await connect(self.settings, retries=retries, identity=identity)
+        """The process's client, on a namespace that has what taskplan needs (checked here, at every
+        start: `taskplan setup` prepares it). A process that cannot connect, or finds the namespace or a
+        search attribute missing, stops with the message."""
+        try:
+            client = await connect(self.settings, retries=retries, identity=identity)
+            await check_cluster(client, self.settings)
+        except (TemporalConnectError, ClusterNotReady) as exc:
+            raise SystemExit(f"taskplan cannot start: {exc}") from None
+        return client
 
     def plan_options(self) -> PlanOptions:
         return plan_options(self.settings)

@@ -62,7 +62,9 @@ app = typer.Typer(
 )
 plans_app = typer.Typer(help="list, show, watch or abort task plans", rich_markup_mode=None)
 app.add_typer(plans_app, name="plans")
-db_app = typer.Typer(help="the catalog database: upgrade its schema, show its revision", rich_markup_mode=None)
+db_app = typer.Typer(
+    help="the catalog database: upgrade its schema, show its revision", rich_markup_mode=None
+)
 app.add_typer(db_app, name="db")
 
 
@@ -155,6 +157,54 @@ def db_revision(ctx: typer.Context) -> None:
     ours = code_revision()
     Console().print(f"catalog revision {theirs or 'none'}; this taskplan's {ours}")
     raise typer.Exit(0 if theirs == ours else 1)
+
+
+@app.command("setup")
+def setup_command(
+    ctx: typer.Context,
+    retention_days: Annotated[
+        int | None,
+        typer.Option(
+            "--retention-days",
+            min=1,
+            help="retention of a namespace setup creates (default: temporal.namespace.retentionDays, 7)",
+        ),
+    ] = None,
+) -> None:
+    """Prepare Temporal: create the namespace if missing, register the search attributes (idempotent)."""
+    import asyncio
+
+    from rich.table import Table as RichTable
+    from temporalio.service import RPCError
+
+    from taskplan.temporal import TemporalConnectError, connect, describe_connection
+    from taskplan.temporal_setup import ClusterNotReady, Step, setup_cluster
+
+    root: Root = ctx.obj
+    settings = root.settings()
+    days = retention_days or settings.temporal_namespace_retention_days
+
+    async def prepare() -> list[Step]:
+        client = await connect(settings)
+        return await setup_cluster(client, settings, days)
+
+    try:
+        steps = asyncio.run(prepare())
+    except (TemporalConnectError, ClusterNotReady, RPCError) as exc:
+        operator.console_for(sys.stderr).print(f"error: taskplan setup failed: {exc}", style="red")
+        raise typer.Exit(1) from None
+    table = RichTable(title=f"Temporal at {settings.temporal_address} ({describe_connection(settings)})")
+    for column in ("what", "name", "result"):
+        table.add_column(column)
+    for step in steps:
+        table.add_row(step.what, step.name, step.result)
+    console = Console(width=max(120, Console().width))
+    console.print(table)
+    changed = any(not step.result.startswith(("exists", "already")) for step in steps)
+    console.print(
+        f"namespace {settings.temporal_namespace} is ready for taskplan"
+        + ("" if changed else " (nothing to do: it already was)")
+    )
 
 
 # Options every operator command takes.

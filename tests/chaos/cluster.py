@@ -69,7 +69,7 @@ class Cluster:
     # ------------------------------------------------------------ processes
 
     def start_server(self) -> None:
-        catalog = self.catalog()  # `taskplan db upgrade`: the processes refuse a catalog not at their revision
+        catalog = self.catalog()  # `taskplan db upgrade`: processes refuse a catalog not at their revision
         catalog.migrate()
         catalog.close()
         self.server = subprocess.Popen(
