@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test check lint typecheck layers unit bench bench-full chaos clean lock
+.PHONY: run test check lint typecheck layers unit bench bench-full chaos clean lock test-tools
 
 # Installs the versions the tests last passed with (constraints.txt, written by `make lock`).
 $(STAMP): pyproject.toml constraints.txt
@@ -27,8 +27,14 @@ run: $(STAMP)
 	$(BIN)/taskplan run
 
 ## Lint, type-check and run every test.
-test: $(STAMP) check
+test: $(STAMP) test-tools check
 	$(BIN)/python -m pytest
+
+## Debian packages the tests run: HAProxy, the TLS terminator in front of Temporal in the mTLS test
+## (tests/engine/test_temporal_tls.py). Installed only when missing.
+test-tools:
+	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
 
 check: lint typecheck layers
 

@@ -141,21 +141,40 @@ def _hint(text: str, settings: Settings) -> str:
         )
     if "UNAUTHENTICATED" in text.upper() or "PERMISSION_DENIED" in text.upper() or "PermissionDenied" in text:
         return "the server refused the credentials: check the API key (temporal.apiKey, TEMPORAL_API_KEY)"
-    if tls and ("alert" in text.lower() or "connection closed" in text or "Cancel" in text):
+    # TLS 1.3: a server that rejects the client's certificate does so after the client's side of the
+    # handshake is done, so the client sees an alert, a closed connection or a broken pipe.
+    closed = (
+        "BrokenPipe",
+        "broken pipe",
+        "H2NotNegotiated",
+        "transport error",
+        "connection closed",
+        "Cancel",
+    )
+    if tls and ("alert" in text.lower() or any(word in text for word in closed)):
         return (
             "the server refused the TLS handshake: it wants a client certificate it trusts "
             "(temporal.tls.clientCertPath and clientKeyPath, TEMPORAL_TLS_CLIENT_CERT_PATH and "
             "TEMPORAL_TLS_CLIENT_KEY_PATH)"
         )
-    if not tls and ("BrokenPipe" in text or "H2NotNegotiated" in text or "transport error" in text):
+    if not tls and any(word in text for word in closed):
         return "the server closed the connection: does it want TLS (temporal.tls=true, TEMPORAL_TLS=true)?"
     return "check the Temporal connection settings (temporal.*, or the temporal CLI's profile)"
 
 
+_DETAILS = (
+    re.compile(r'error: "([^"]+)"'),
+    re.compile(r'Error\(\w+, "([^"]+)"\)'),
+    re.compile(r'message: "([^"]+)"'),
+    re.compile(r"error: (\w+\(\w+\))"),
+    re.compile(r"ConnectError\((\w+)\)"),
+)
+
+
 def _short(text: str) -> str:
-    """The SDK's message without its wrapping: the innermost `error: "..."` or the first line."""
-    quoted = re.findall(r'error: "([^"]+)"', text) or re.findall(r"error: (\w+\(\w+\))", text)
-    detail = quoted[-1] if quoted else text.splitlines()[0]
+    """The SDK's innermost detail (``received fatal alert: UnknownCA``) rather than its wrapping."""
+    found = [(m.start(), m.group(1)) for pattern in _DETAILS for m in pattern.finditer(text)]
+    detail = max(found)[1] if found else text.splitlines()[0]
     return detail[:300]
 
 
