@@ -184,7 +184,7 @@ def test_temporal_connection_from_the_cli_profile_and_variables_under_the_proper
         SettingsError, match=r"Temporal client profile 'nope' in .*temporal.toml: .*not found"
     ):
         load_settings(None, environ={**env, "TEMPORAL_PROFILE": "nope"})
-    with pytest.raises(SettingsError, match="the Temporal configuration file /no/such.toml does not exist"):
+    with pytest.raises(SettingsError, match=r"the Temporal configuration file /no/such\.toml does not exist"):
         load_settings(None, environ={"TASKPLAN_PROP_temporal.configFile": "/no/such.toml"})
-    with pytest.raises(SettingsError, match="clientCertPath/Data is set without temporal.tls.clientKeyPath"):
+    with pytest.raises(SettingsError, match=r"clientCertPath/Data is set without temporal\.tls\.clientKey"):
         load_settings(None, environ={"TEMPORAL_TLS_CLIENT_CERT_PATH": "/tls/c.pem"})

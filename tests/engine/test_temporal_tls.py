@@ -82,6 +82,7 @@ def secured(temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPath
     directory = tmp_path_factory.mktemp("tls")
     make_certificates(directory)
     port = free_port()
+    ca = directory / "ca.pem"
     (directory / "haproxy.cfg").write_text(
         f"""global
     log stderr format raw local0 info
@@ -92,7 +93,7 @@ defaults
     timeout client 1h
     timeout server 1h
 frontend temporal_tls
-    bind 127.0.0.1:{port} ssl crt {directory / "server.pem"} ca-file {directory / "ca.pem"} verify required alpn h2
+    bind 127.0.0.1:{port} ssl crt {directory / "server.pem"} ca-file {ca} verify required alpn h2
     default_backend temporal
 backend temporal
     server dev {temporal_env.client.service_client.config.target_host}
