@@ -27,6 +27,8 @@ from taskplan.temporal import search_attribute_type_name
 SETUP_COMMAND = "taskplan setup"
 # Calls on a namespace just registered fail with NOT_FOUND until every frontend's namespace cache has it.
 NEW_NAMESPACE_WAIT_S = 60.0
+# How Temporal Cloud (and a role without operator rights) answers the operator API.
+_NO_OPERATOR_API = (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED)
 
 
 class ClusterNotReady(RuntimeError):
@@ -83,7 +85,7 @@ async def registered_attributes(client: Client, namespace: str) -> dict[str, int
             ListSearchAttributesRequest(namespace=namespace)
         )
     except RPCError as exc:
-        if exc.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
+        if exc.status in _NO_OPERATOR_API:
             return None
         raise
     return {name: int(value) for name, value in answer.custom_attributes.items()}
@@ -145,13 +147,23 @@ async def setup_cluster(client: Client, settings: Settings, retention_days: int)
     steps: list[Step] = []
     retention = await namespace_retention_days(client, namespace)
     if retention is None:
-        await client.workflow_service.register_namespace(
-            RegisterNamespaceRequest(
-                namespace=namespace,
-                description="taskplan",
-                workflow_execution_retention_period=Duration(seconds=retention_days * 86400),
+        try:
+            await client.workflow_service.register_namespace(
+                RegisterNamespaceRequest(
+                    namespace=namespace,
+                    description="taskplan",
+                    workflow_execution_retention_period=Duration(seconds=retention_days * 86400),
+                )
             )
-        )
+        except RPCError as exc:
+            if exc.status not in _NO_OPERATOR_API:
+                raise
+            raise ClusterNotReady(
+                f"Temporal at {settings.temporal_address} refused to create namespace {namespace} "
+                f"({exc.message}): on Temporal Cloud create it with `tcld namespace create --namespace "
+                f"{namespace} --retention-days {retention_days} ...` or in the Cloud UI, then register the "
+                f"search attributes with {tcld_command(namespace)}"
+            ) from None
         steps.append(Step("namespace", namespace, f"created (retention {retention_days} days)"))
     else:
         steps.append(Step("namespace", namespace, f"exists (retention {retention:g} days), left as is"))
@@ -163,12 +175,20 @@ async def setup_cluster(client: Client, settings: Settings, retention_days: int)
         )
     to_add = {name: t for name, t in wanted().items() if name not in found}
     if to_add:
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=namespace,
-                search_attributes={name: IndexedValueType.ValueType(t) for name, t in to_add.items()},
+        try:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(
+                    namespace=namespace,
+                    search_attributes={name: IndexedValueType.ValueType(t) for name, t in to_add.items()},
+                )
             )
-        )
+        except RPCError as exc:
+            if exc.status not in _NO_OPERATOR_API:
+                raise
+            raise ClusterNotReady(
+                f"Temporal at {settings.temporal_address} refused to register search attributes "
+                f"({exc.message}): register them with {tcld_command(namespace, list(to_add))}"
+            ) from None
     for name, value_type in wanted().items():
         result = "registered" if name in to_add else "already registered"
         steps.append(Step("search attribute", name, f"{result} ({_type_name(value_type)})"))
