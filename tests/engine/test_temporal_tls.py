@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -239,3 +240,21 @@ async def test_a_wrong_or_missing_client_certificate_is_refused_at_start(
     assert "it wants a client certificate it trusts" in worker
     assert "taskplan cannot start: cannot connect to Temporal" in api
     assert "the server refused the TLS handshake" in api
+
+
+async def test_a_server_that_never_answers_stops_a_process_at_the_connect_timeout(tmp_path: Path) -> None:
+    """A port that accepts connections and says nothing (a half-dead proxy): no hang, a message."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes the handshakes; nobody ever reads or writes
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        for extra in ({}, {"temporal.tls": "true"}):
+            settings = Settings.model_validate(
+                {"temporal.address": address, "temporal.connectTimeoutSeconds": "1", **extra}
+            )
+            started = time.monotonic()
+            with pytest.raises(
+                TemporalConnectError, match=r"no answer within 1s \(temporal.connectTimeoutSeconds\)"
+            ):
+                await connect(settings, retries=60)
+            assert time.monotonic() - started < 4
