@@ -34,8 +34,9 @@ taskplan schedule --task-type SegmentPurgeTask
 taskplan db upgrade          # migrate the catalog (DDL rights); processes refuse one behind or ahead
 taskplan setup               # create the Temporal namespace if missing, register the search attributes
 
-Exit codes: 0 success, 1 a watched plan ended other than COMPLETED, 2 a usage error, invalid settings, or
-the API refused the request or is down.
+Exit codes: 0 success, 1 a watched plan ended other than COMPLETED, `setup` or `db upgrade` failed, or a
+process refused to start (Temporal unreachable or unprepared, catalog not at its revision: the message says
+which), 2 a usage error, invalid settings, or the API refused the request or is down.
 """
 
 
