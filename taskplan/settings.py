@@ -40,6 +40,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from taskplan.temporal_profile import GRPC_META_PREFIX, TemporalProfileError, temporal_cli_profile
+
 ENABLE_ORCHESTRATION = "controller.startree.task.manager.enableTaskOrchestration"
 ORPHAN_CLEANUP_INTERVAL = "controller.startree.task.manager.orphanedTaskPlanCleanupIntervalInSeconds"
 PRINCIPALS = "controller.admin.access.control.principals"
@@ -47,7 +49,6 @@ MAX_IN_FLIGHT_PER_TABLE = "taskplan.limits.maxInFlightSubtasksPerTable"
 MAX_IN_FLIGHT = "taskplan.limits.maxInFlightSubtasks"
 SECRETS_DIR = "taskplan.secretsDir"
 ENV_PREFIX = "TASKPLAN_PROP_"
-GRPC_META_PREFIX = "temporal.grpcMeta."
 TEMPORAL_PROFILE = "temporal.profile"
 TEMPORAL_CONFIG_FILE = "temporal.configFile"
 
@@ -314,11 +315,14 @@ def load_settings(
     )
     secret_props = _secrets(Path(secrets_dir)) if secrets_dir else {}
     given = {**file_props, **secret_props, **env_props}
-    temporal_props = temporal_cli_profile(
-        env,
-        profile=given.get(TEMPORAL_PROFILE, (None, ""))[0],
-        config_file=given.get(TEMPORAL_CONFIG_FILE, (None, ""))[0],
-    )
+    try:
+        temporal_props = temporal_cli_profile(
+            env,
+            profile=given.get(TEMPORAL_PROFILE, (None, ""))[0],
+            config_file=given.get(TEMPORAL_CONFIG_FILE, (None, ""))[0],
+        )
+    except TemporalProfileError as exc:
+        raise SettingsError(str(exc)) from None
     # Highest precedence first, as pydantic-settings orders its sources.
     sources = tuple(
         PropertySource(Settings, props) for props in (env_props, secret_props, file_props, temporal_props)
@@ -327,64 +331,6 @@ def load_settings(
         return Settings(_build_sources=(sources, {}))
     except ValidationError as exc:
         raise SettingsError(_describe(exc, sources)) from None
-
-
-def temporal_cli_profile(
-    env: Mapping[str, str], *, profile: str | None = None, config_file: str | None = None
-) -> dict[str, tuple[str, str]]:
-    """The `temporal` CLI's connection settings as taskplan properties: its TOML profile with its
-    ``TEMPORAL_*`` environment variables over it (``temporalio.envconfig``), each with where it came from."""
-    from temporalio.envconfig import ClientConfigProfile, DataSource
-
-    variables = dict(env)
-    if profile:
-        variables["TEMPORAL_PROFILE"] = profile
-    if config_file:
-        variables["TEMPORAL_CONFIG_FILE"] = config_file
-    name = variables.get("TEMPORAL_PROFILE") or "default"
-    where = variables.get("TEMPORAL_CONFIG_FILE") or "~/.config/temporalio/temporal.toml"
-    if config_file and not Path(config_file).is_file():
-        raise SettingsError(f"the Temporal configuration file {config_file} does not exist")
-    try:
-        merged = ClientConfigProfile.load(override_env_vars=variables)
-        from_file = ClientConfigProfile.load(override_env_vars=variables, disable_env=True)
-    except Exception as exc:  # the bridge's ConfigError: a missing profile, a TOML error
-        raise SettingsError(f"Temporal client profile {name!r} in {where}: {exc}") from None
-
-    def flatten(p: ClientConfigProfile) -> dict[str, str]:
-        values: dict[str, str | None] = {
-            "temporal.address": p.address,
-            "temporal.namespace": p.namespace,
-            "temporal.apiKey": p.api_key,
-        }
-        if p.tls is not None:
-            values["temporal.tls"] = None if p.tls.disabled is None else str(not p.tls.disabled).lower()
-            values["temporal.tls.serverName"] = p.tls.server_name
-            sources: dict[str, DataSource | None] = {
-                "serverCaCert": p.tls.server_root_ca_cert,
-                "clientCert": p.tls.client_cert,
-                "clientKey": p.tls.client_private_key,
-            }
-            for key, source in sources.items():
-                if isinstance(source, Path):
-                    values[f"temporal.tls.{key}Path"] = str(source)
-                elif source is not None:
-                    data = source.decode() if isinstance(source, bytes) else source
-                    values[f"temporal.tls.{key}Data"] = data
-        for header, value in p.grpc_meta.items():
-            values[GRPC_META_PREFIX + header] = value
-        return {k: v for k, v in values.items() if v is not None}
-
-    file_values = flatten(from_file)
-    return {
-        key: (
-            value,
-            f"Temporal client profile {name!r} in {where}"
-            if file_values.get(key) == value
-            else "the temporal CLI's TEMPORAL_* environment variables",
-        )
-        for key, value in flatten(merged).items()
-    }
 
 
 def _describe(exc: ValidationError, sources: tuple[PropertySource, ...]) -> str:
