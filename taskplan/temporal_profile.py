@@ -32,7 +32,10 @@ def temporal_cli_profile(
         raise TemporalProfileError(f"the Temporal configuration file {config_file} does not exist")
     try:
         merged = ClientConfigProfile.load(override_env_vars=variables)
-        from_file = ClientConfigProfile.load(override_env_vars=variables, disable_env=True)
+        file = variables.get("TEMPORAL_CONFIG_FILE")
+        from_file = ClientConfigProfile.load(  # the same file and profile, without the variables over it
+            variables.get("TEMPORAL_PROFILE"), config_source=Path(file) if file else None, disable_env=True
+        )
     except Exception as exc:  # the bridge's ConfigError: a missing profile, a TOML error
         raise TemporalProfileError(f"Temporal client profile {name!r} in {where}: {exc}") from None
 
