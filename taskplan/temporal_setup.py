@@ -131,7 +131,15 @@ async def problems(client: Client, settings: Settings) -> list[str]:
 
 async def check_cluster(client: Client, settings: Settings) -> None:
     """Run at every process start: raise ClusterNotReady naming each missing piece and the fix."""
-    found = await problems(client, settings)
+    limit = 3 * settings.temporal_connect_timeout_s
+    try:
+        found = await asyncio.wait_for(problems(client, settings), limit)
+    except TimeoutError:
+        raise ClusterNotReady(
+            f"Temporal at {settings.temporal_address} did not describe namespace "
+            f"{settings.temporal_namespace} and its search attributes within {limit:g}s "
+            "(3 x temporal.connectTimeoutSeconds)"
+        ) from None
     if found:
         namespace = settings.temporal_namespace
         raise ClusterNotReady(
