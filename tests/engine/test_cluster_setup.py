@@ -41,7 +41,17 @@ def bare_temporal() -> Iterator[str]:
     )  # fmt: skip
     try:
         wait_for_port("127.0.0.1", port, 60, server)
-        yield f"127.0.0.1:{port}"
+        address = f"127.0.0.1:{port}"
+
+        async def answering() -> None:  # its frontend serves the `default` namespace: ready
+            client = await connect(Settings.model_validate({"temporal.address": address}), retries=120)
+            for _ in range(240):
+                if await namespace_retention_days(client, "default") is not None:
+                    return
+                await asyncio.sleep(0.25)
+
+        asyncio.run(answering())
+        yield address
     finally:
         server.terminate()
         server.wait(30)
