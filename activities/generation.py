@@ -129,10 +129,15 @@ class GenerationActivities(GenerationActivityDefs):
             if request.task_configs is None:
                 subtasks = generator.generate_tasks(tables)
             else:
-                subtasks = generator.generate_adhoc_tasks(tables[0], dict(request.task_configs))
+                # An ad hoc trigger on a raw name whose table has both types generates for both (Pinot).
+                subtasks = [
+                    task
+                    for table in tables
+                    for task in generator.generate_adhoc_tasks(table, dict(request.task_configs))
+                ]
         except TaskConfigError as exc:
             raise refuse(describe(exc), TASK_CONFIG_ERROR) from exc
-        return _pack(generator, tables[0], request.task_type, subtasks)
+        return _pack(generator, tables[0], request.task_type, subtasks, request.minion_instance_tag)
 
     @activity.defn(name="validate_task_configs")
     def validate_task_configs(self, table_config: TableConfig) -> list[str]:
@@ -156,7 +161,11 @@ class GenerationActivities(GenerationActivityDefs):
 
 
 def _pack(
-    generator: TaskGenerator, table: TableConfig, task_type: str, subtasks: Sequence[PinotTaskConfig]
+    generator: TaskGenerator,
+    table: TableConfig,
+    task_type: str,
+    subtasks: Sequence[PinotTaskConfig],
+    minion_instance_tag: str | None = None,
 ) -> GeneratedBatch:
     if len(subtasks) > MAX_SUBTASKS_PER_BATCH:
         raise refuse(
@@ -171,7 +180,7 @@ def _pack(
                 f"subtask {index} has task type {task.task_type}, expected {task_type}", TASK_CONFIG_ERROR
             )
     common, own = _factor_common(configs)
-    tag = generator.get_minion_instance_tag(table)
+    tag = minion_instance_tag or generator.get_minion_instance_tag(table)
     batch = GeneratedBatch(
         common=common,
         subtasks=own,

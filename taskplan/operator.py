@@ -302,7 +302,10 @@ def schedule(api: Api, console: Console, *, task_type: str | None, table: str | 
         _print_json(result, console)
         return 0
     rows = []
-    for name, cycle in sorted(result.items()):
+    # Pinot's answer is flat ({taskType: "names", generationErrors, schedulingErrors}); taskplan's cycle per
+    # task type is the JSON string under cycleResults.
+    cycles = json.loads(result.get("cycleResults") or "{}")
+    for name, cycle in sorted(cycles.items()):
         for table_name, plan_id in sorted(cycle["taskPlans"].items()):
             rows.append((name, table_name, "plan", plan_id))
         for table_name, active in sorted(cycle["skipped"].items()):

@@ -256,6 +256,30 @@ class TaskStore:
             ).all()
         return {name: (TaskState(state), table) for name, state, table in rows}
 
+    def list_task_rows(
+        self, task_type: str, limit: int, table_name: str | None = None
+    ) -> list[tuple[str, TaskState, str, str, int]]:
+        """(task name, state, table, plan id, submitted ms) of a task type's batches, newest first."""
+        query = select(
+            tasks.c.task_name, tasks.c.state, tasks.c.table_name, tasks.c.plan_id, tasks.c.submitted_ms
+        ).where(tasks.c.task_type == task_type)
+        if table_name is not None:
+            query = query.where(tasks.c.table_name == table_name)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(tasks.c.submitted_ms.desc()).limit(limit)).all()
+        return [(name, TaskState(state), table, plan, int(ms)) for name, state, table, plan, ms in rows]
+
+    def first_task_of_plan(self, plan_id: str) -> tuple[str, str] | None:
+        """(task name, table) of a plan's first recorded batch, if it has one yet."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(tasks.c.task_name, tasks.c.table_name)
+                .where(tasks.c.plan_id == plan_id)
+                .order_by(tasks.c.batch_sequence)
+                .limit(1)
+            ).first()
+        return None if row is None else (row[0], row[1])
+
     def in_flight(self, except_plan_id: str | None = None) -> dict[str, int]:
         """Subtasks of running batches per table, leaving out one plan's (the one asking)."""
         query = (
