@@ -22,6 +22,7 @@ from taskplan.models.table import TableConfig, TableConfigSource
 from taskplan.models.task import GeneratedBatch, SubtaskOptions
 from taskplan.plan_configs import threshold_problems
 from taskplan.plugin import (
+    MINION_INSTANCE_TAG_KEY,
     BatchRequest,
     PinotTaskConfig,
     PluginContext,
@@ -137,7 +138,10 @@ class GenerationActivities(GenerationActivityDefs):
                 ]
         except TaskConfigError as exc:
             raise refuse(describe(exc), TASK_CONFIG_ERROR) from exc
-        return _pack(generator, tables[0], request.task_type, subtasks, request.minion_instance_tag)
+        # The minion tag: the schedule's override, else (ad hoc, as Pinot) the trigger's minionInstanceTag,
+        # else the table's.
+        tag = request.minion_instance_tag or (request.task_configs or {}).get(MINION_INSTANCE_TAG_KEY)
+        return _pack(generator, tables[0], request.task_type, subtasks, tag)
 
     @activity.defn(name="validate_task_configs")
     def validate_task_configs(self, table_config: TableConfig) -> list[str]:

@@ -37,6 +37,7 @@ GENERATION_STATUS = {
 GENERATION_ERRORS_KEY = "generationErrors"
 SCHEDULING_ERRORS_KEY = "schedulingErrors"
 CYCLE_RESULTS_KEY = "cycleResults"  # taskplan's own: the cycle per task type, as a JSON string
+MINION_INSTANCE_TAG_KEY = "minionInstanceTag"
 FIRST_BATCH_WAIT_S = 2.0  # how long an orchestrated execute waits to name its plan's first batch
 
 
@@ -82,6 +83,8 @@ async def execute(
         resolve_tables, catalog, principal, Permission.UPDATE, parse_table_name(request.tableName)
     )
     name = adhoc_task_name(task_type, request.taskName) if request.taskName else None
+    if MINION_INSTANCE_TAG_KEY in request.taskConfigs:
+        validate_minion_tag(request.taskConfigs[MINION_INSTANCE_TAG_KEY])
     if name is not None and await asyncio.to_thread(catalog.tasks.get, name) is not None:
         raise TaskAlreadyExistsError(name)
     if await asyncio.to_thread(_stopped, catalog, task_type):

@@ -178,17 +178,16 @@ class TaskReader:
         if await self._stored_task(name) is None:
             desc = await self._describe_task(name)
             if desc.status == WorkflowExecutionStatus.COMPLETED:
-                # A finished legacy task answers from its result (no replay): its failed subtasks are
-                # counted as errors, the rest (stopped, never run) as unknown.
+                # A finished legacy task with no failed subtask answers from its result (no replay); one
+                # with failures is asked for its subtasks (an error, an abort and a timeout count apart).
                 handle = self.client.get_workflow_handle_for(BatchWorkflow.run, name, run_id=desc.run_id)
                 result = await handle.result(follow_runs=False)
-                unknown = result.num_subtasks - result.num_completed - result.num_failed
-                return PinotTaskCount(
-                    total=result.num_subtasks,
-                    completed=result.num_completed,
-                    error=result.num_failed,
-                    unknown=unknown,
-                )
+                if result.num_failed == 0:
+                    return PinotTaskCount(
+                        total=result.num_subtasks,
+                        completed=result.num_completed,
+                        unknown=result.num_subtasks - result.num_completed,
+                    )
         return PinotTaskCount.of([state for _, state in await self.subtask_states(name)])
 
     async def all_subtasks(self, name: str) -> list[SubtaskRecord]:
