@@ -77,6 +77,14 @@ class Catalog:
 
     # ---------------------------------------------------------------- tables
 
+    def table_times(self) -> dict[str, tuple[int, int]]:
+        """Table name with type -> (created ms, last modified ms), for Pinot's ``GET /tables?sortType=``."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(tables.c.name_with_type, tables.c.created_ms, tables.c.updated_ms)
+            ).all()
+        return {name: (int(created), int(updated)) for name, created, updated in rows}
+
     def create_table(self, config: TableConfig) -> TableConfig:
         stamp = now_ms()
         raw, table_type = split_table_name_with_type(config.tableName)

@@ -196,7 +196,7 @@ async def test_cluster_switch_off_routes_triggers_to_legacy(http: httpx.AsyncCli
     assert (await http.get("/cluster/configs")).json()[SWITCH] == "true"
     bad = await http.post("/cluster/configs", json={SWITCH: "maybe"})
     assert bad.status_code == 400 and "true or false" in bad.json()["error"]
-    assert (await http.delete("/cluster/configs/not.set")).status_code == 404
+    assert (await http.delete("/cluster/configs/not.set")).status_code == 200  # Pinot: unset is fine
 
 
 async def test_execute_errors(http: httpx.AsyncClient) -> None:
