@@ -192,6 +192,7 @@ def _pack(
             task_timeout_ms=generator.get_task_timeout_ms(tag),
             max_attempts_per_task=generator.get_max_attempts_per_task(tag),
             minion_instance_tag=tag,
+            num_concurrent_tasks_per_instance=generator.get_num_concurrent_tasks_per_instance(tag),
         ),
     )
     size = len(json.dumps(common)) + sum(len(json.dumps(c)) for c in own)

@@ -16,10 +16,12 @@ from taskplan.api.limits import RequestSizeLimit
 from taskplan.api.routes import (
     cluster,
     health,
+    instances,
     metrics,
     schemas,
     segments,
     tables,
+    task_admin,
     task_plans,
     task_reads,
     tasks,
@@ -75,6 +77,8 @@ def create_app(stack: Stack | None = None) -> FastAPI:
     app.include_router(task_plans.router)
     app.include_router(tasks.router)
     app.include_router(task_reads.router)
+    app.include_router(task_admin.router)
+    app.include_router(instances.router)
     app.include_router(tables.router)
     app.include_router(schemas.router)
     app.include_router(segments.router)

@@ -200,6 +200,10 @@ class Catalog:
             ).first()
         return None if row is None else str(row[0])
 
+    def delete_state(self, scope: str, name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(states).where(states.c.scope == scope, states.c.name == name))
+
     def set_state(self, scope: str, name: str, value: str) -> None:
         with self.engine.begin() as conn:
             _upsert(conn, states, {"scope": scope, "name": name}, {"value": value})

@@ -269,6 +269,43 @@ class TaskStore:
             rows = conn.execute(query.order_by(tasks.c.submitted_ms.desc()).limit(limit)).all()
         return [(name, TaskState(state), table, plan, int(ms)) for name, state, table, plan, ms in rows]
 
+    def plans_of_type(self, task_type: str) -> dict[str, PlanStatus]:
+        """Every plan of a task type the catalog knows (its snapshot, or a batch record), with its status
+        (ACTIVE when only a batch record knows it)."""
+        with self.engine.connect() as conn:
+            snapshots = conn.execute(
+                select(plan_snapshots.c.plan_id, plan_snapshots.c.status).where(
+                    plan_snapshots.c.task_type == task_type
+                )
+            ).all()
+            batches = conn.execute(
+                select(tasks.c.plan_id).where(tasks.c.task_type == task_type).distinct()
+            ).all()
+        found = {plan_id: PlanStatus.ACTIVE for (plan_id,) in batches}
+        found.update({plan_id: PlanStatus(status) for plan_id, status in snapshots})
+        return found
+
+    def latest_plan_snapshot(self, table_name: str, task_type: str) -> TaskPlan | None:
+        """The snapshot of the table's most recently saved plan of a task type (no batch records)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(plan_snapshots.c.plan_json)
+                .where(plan_snapshots.c.table_name == table_name, plan_snapshots.c.task_type == task_type)
+                .order_by(plan_snapshots.c.updated_ms.desc())
+                .limit(1)
+            ).first()
+        return None if row is None else TaskPlan.model_validate_json(row[0])
+
+    def plans_of_table(self, table_name: str, task_type: str) -> list[str]:
+        """The ids of a table's ended plans of a task type (their snapshots)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(plan_snapshots.c.plan_id, plan_snapshots.c.status).where(
+                    plan_snapshots.c.table_name == table_name, plan_snapshots.c.task_type == task_type
+                )
+            ).all()
+        return sorted(plan_id for plan_id, status in rows if not PlanStatus(status).is_active)
+
     def first_task_of_plan(self, plan_id: str) -> tuple[str, str] | None:
         """(task name, table) of a plan's first recorded batch, if it has one yet."""
         with self.engine.connect() as conn:

@@ -61,6 +61,7 @@ class SubtaskOptions(WireModel):
     task_timeout_ms: int
     max_attempts_per_task: int
     minion_instance_tag: str
+    num_concurrent_tasks_per_instance: int | None = None  # the generator's; None in batches before it
 
 
 class GeneratedBatch(WireModel):

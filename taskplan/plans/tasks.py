@@ -20,6 +20,7 @@ from taskplan.models.task import (
     PinotTaskCount,
     SubtaskConfig,
     SubtaskCounts,
+    SubtaskOptions,
     SubtaskQuery,
     SubtaskRecord,
     SubtaskState,
@@ -164,6 +165,15 @@ class TaskReader:
                 heartbeat=details,
             )
         return pending
+
+    async def runtime_options(self, name: str) -> SubtaskOptions | None:
+        """The options a parent task's subtasks run with (None: not generated yet)."""
+        stored = await self._stored_task(name)
+        if stored is not None:
+            return stored.batch().options
+        await self._describe_task(name)
+        handle = self.client.get_workflow_handle_for(BatchWorkflow.run, name)
+        return await handle.query(BatchWorkflow.runtime_options, rpc_timeout=QUERY_TIMEOUT)
 
     async def subtask_states(self, name: str) -> list[tuple[str, SubtaskState]]:
         """Every subtask's state; a running one whose activity no minion has started yet is INIT."""
