@@ -153,8 +153,7 @@ async def delete_task_metadata(
 
 async def _remove_ended_plans(deleter: TaskDeleter, catalog: CatalogDep, table: str, task_type: str) -> None:
     plans = await asyncio.to_thread(catalog.tasks.plans_of_table, table, task_type)
-    for plan_id in plans:
-        await deleter.remover.remove_plan(plan_id, reason=f"task metadata of {table} deleted")
+    await deleter.remove_plans(plans, reason=f"task metadata of {table} deleted")
 
 
 # ------------------------------------------------------------------ one task at run time

@@ -28,7 +28,7 @@ from sqlalchemy import ColumnElement, Connection, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from taskplan.catalog.errors import CatalogError
-from taskplan.catalog.schema import plan_snapshots, tasks
+from taskplan.catalog.schema import plan_snapshots, states, tasks
 from taskplan.models.plan import BatchEnd, BatchRecord, PlanEnd, PlanStatus, TaskPlan
 from taskplan.models.task import GeneratedBatch, TaskState
 from taskplan.names import parse_task_name, task_name
@@ -62,6 +62,9 @@ class StoredTask:
 
     def ended(self) -> BatchEnd | None:
         return None if self.result_json is None else BatchEnd.model_validate_json(self.result_json)
+
+
+DELETED_SCOPE = "deletedTask"
 
 
 class TaskStore:
@@ -305,6 +308,22 @@ class TaskStore:
                 )
             ).all()
         return sorted(plan_id for plan_id, status in rows if not PlanStatus(status).is_active)
+
+    def mark_deleted(self, names: Iterable[str], deleted_ms: int) -> None:
+        """Tombstones of deleted legacy tasks: Temporal deletes an execution about 30 s after it is asked
+        to, and the task endpoints must not show it meanwhile."""
+        with self.engine.begin() as conn:
+            for name in names:
+                conn.execute(delete(states).where(states.c.scope == DELETED_SCOPE, states.c.name == name))
+                conn.execute(states.insert().values(scope=DELETED_SCOPE, name=name, value=str(deleted_ms)))
+
+    def deleted(self, names: Iterable[str] | None = None) -> set[str]:
+        """Which of these task names (None: any) were deleted."""
+        query = select(states.c.name).where(states.c.scope == DELETED_SCOPE)
+        if names is not None:
+            query = query.where(states.c.name.in_(list(names)))
+        with self.engine.connect() as conn:
+            return set(conn.scalars(query).all())
 
     def first_task_of_plan(self, plan_id: str) -> tuple[str, str] | None:
         """(task name, table) of a plan's first recorded batch, if it has one yet."""

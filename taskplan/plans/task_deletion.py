@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from taskplan.catalog.tasks import TaskStore
+from taskplan.clock import now_ms
 from taskplan.models.errors import TaskNotFoundError, TaskStillRunningError
 from taskplan.models.plan import PlanStatus
 from taskplan.names import SearchAttributes
@@ -59,10 +60,16 @@ class TaskDeleter:
                 f"task {name} is still running: delete it with forceDelete=true (its running subtasks are "
                 "stopped), or once it ended"
             )
-        await self.remover.delete_executions(
-            f"WorkflowId = {quote(name)} AND WorkflowType = '{BATCH_WORKFLOW_TYPE}'",
-            reason=f"task {name} deleted",
+        await self.remover.delete_execution(
+            name, desc.run_id, running=desc.status == WorkflowExecutionStatus.RUNNING
         )
+        await asyncio.to_thread(self.store.mark_deleted, [name], now_ms())
+
+    async def remove_plans(self, plan_ids: list[str], reason: str) -> None:
+        """Delete these (ended) plans whole, and hide them at once."""
+        for plan_id in plan_ids:
+            await self.remover.remove_plan(plan_id, reason=reason)
+        await asyncio.to_thread(self.store.mark_deleted, plan_ids, now_ms())
 
     async def running(self, task_type: str) -> tuple[list[str], list[str]]:
         """(active plans, running legacy tasks) of a task type."""
@@ -103,9 +110,11 @@ class TaskDeleter:
             if include_running or ended:
                 await self.remover.remove_plan(plan_id, reason=f"tasks of {task_type} deleted")
                 done.plans.append(plan_id)
+        await asyncio.to_thread(self.store.mark_deleted, done.plans, now_ms())
         query = f"WorkflowType = '{BATCH_WORKFLOW_TYPE}' AND TaskPlanType = {quote(task_type)}"
         if not include_running:
             query += " AND ExecutionStatus != 'Running'"
         done.tasks = [e.id async for e in self.client.list_workflows(query)]
         await self.remover.delete_executions(query, reason=f"tasks of {task_type} deleted")
+        await asyncio.to_thread(self.store.mark_deleted, done.tasks, now_ms())
         return done

@@ -60,7 +60,10 @@ class TaskReader:
         on; empty when not known), newest first; with ``table``, only the tasks working on it."""
         query = f"WorkflowType = '{BATCH_WORKFLOW_TYPE}' AND TaskPlanType = {quote(task_type)}"
         found: list[tuple[str, TaskState, list[str], int]] = []
+        deleted = await asyncio.to_thread(self.store.deleted)
         async for execution in self.client.list_workflows(query, limit=limit):
+            if execution.id in deleted:
+                continue
             tables = await memo_tables(execution)
             if table is not None and table not in tables:
                 continue
@@ -84,6 +87,8 @@ class TaskReader:
         return await asyncio.to_thread(self.store.get, name)
 
     async def _describe_task(self, name: str) -> WorkflowExecutionDescription:
+        if await asyncio.to_thread(self.store.deleted, [name]):
+            raise TaskNotFoundError(name)  # deleted; Temporal removes the execution a little later
         try:
             return await self.client.get_workflow_handle(name).describe()
         except RPCError as err:

@@ -154,17 +154,31 @@ class ContractGenerator(CountingGenerator):
     task_type: ClassVar[str] = "TestContractTask"
 
 
+class ContractDeleteGenerator(CountingGenerator):
+    """The contract tests of DELETE /tasks/{taskType} delete every task of this type, and nothing else."""
+
+    task_type: ClassVar[str] = "TestContractDeleteTask"
+
+
 COUNTING = TaskTypePlugin(generator=CountingGenerator, executor=CountingExecutor)
 LEGACY = TaskTypePlugin(generator=LegacyOnlyGenerator, executor=CountingExecutor)
 ORCHESTRATED_ONLY = TaskTypePlugin(generator=OrchestrationOnlyGenerator, executor=CountingExecutor)
 SINGLE_ATTEMPT = TaskTypePlugin(generator=SingleAttemptGenerator, executor=CountingExecutor)
 CONTRACT = TaskTypePlugin(generator=ContractGenerator, executor=CountingExecutor)
-TEST_TASK_TYPES = ("COUNTING", "LEGACY", "ORCHESTRATED_ONLY", "SINGLE_ATTEMPT", "CONTRACT")
+CONTRACT_DELETE = TaskTypePlugin(generator=ContractDeleteGenerator, executor=CountingExecutor)
+TEST_TASK_TYPES = ("COUNTING", "LEGACY", "ORCHESTRATED_ONLY", "SINGLE_ATTEMPT", "CONTRACT", "CONTRACT_DELETE")
 ALL_SPECS = ",".join(
     [
         *(
             f"tests.support.tasktypes:{n}"
-            for n in ("COUNTING", "LEGACY", "ORCHESTRATED_ONLY", "SINGLE_ATTEMPT", "CONTRACT")
+            for n in (
+                "COUNTING",
+                "LEGACY",
+                "ORCHESTRATED_ONLY",
+                "SINGLE_ATTEMPT",
+                "CONTRACT",
+                "CONTRACT_DELETE",
+            )
         ),
         "taskplan.tasktypes.segment_purge:SEGMENT_PURGE",
         "taskplan.tasktypes.segment_purge:PURGE",
