@@ -127,6 +127,10 @@ def execute(
         _print_json(result, console)
     elif "taskPlanId" in result:
         console.print(f"task plan {result['taskPlanId']} started")
+    elif not result:  # Pinot's {}: nothing generated, or the task type's queue is stopped
+        console.print(
+            f"no task started: nothing to generate for {table}, or the {task_type} queue is stopped"
+        )
     else:
         for name, task in result.items():
             console.print(f"{name}: legacy task {task}")
