@@ -121,7 +121,7 @@ async def test_a_running_batch_of_an_aborting_plan_is_stopping(api: httpx.AsyncC
         json={
             "taskType": CONTRACT,
             "tableName": table,
-            "taskConfigs": {"enableTaskOrchestration": "true", "numBatches": "3", "sleepMs": "3000"},
+            "taskConfigs": {"enableTaskOrchestration": "true", "numBatches": "3", "sleepMs": "2000"},
         },
     )
     body = plan.json()
