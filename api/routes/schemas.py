@@ -81,7 +81,8 @@ def _parse(text: str) -> tuple[Schema, dict[str, Any]]:
     openapi_extra={
         "requestBody": {
             "content": {
-                "application/json": {"schema": Schema.model_json_schema()},
+                # Schema is in the components: GET /schemas/{schemaName} answers with it.
+                "application/json": {"schema": {"$ref": "#/components/schemas/Schema"}},
                 "multipart/form-data": {
                     "schema": {
                         "type": "object",
