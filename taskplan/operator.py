@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
+from urllib.parse import quote
 
 import httpx
 from rich.console import Console
@@ -296,6 +297,36 @@ def tables(api: Api, console: Console, *, as_json: bool) -> int:
             schedules = [f"{t} ({c['schedule']})" for t, c in sorted(task_map.items()) if c.get("schedule")]
             rows.append((config["tableName"], table_type, ", ".join(sorted(task_map)), ", ".join(schedules)))
     _print_table(console, ("TABLE", "TYPE", "TASK TYPES", "SCHEDULES"), rows)
+    return 0
+
+
+def segments(api: Api, console: Console, *, table: str, as_json: bool) -> int:
+    """A table's segments (every type of a raw name) with Pinot's segment metadata."""
+    found: dict[str, dict[str, dict[str, str]]] = {}
+    for entry in api.call("GET", f"/segments/{table}", params={"excludeReplacedSegments": "true"}):
+        for table_type, names in entry.items():
+            typed = table if table.endswith(f"_{table_type}") else f"{table}_{table_type}"
+            found[typed] = {
+                name: api.call("GET", f"/segments/{typed}/{quote(name, safe='')}/metadata") for name in names
+            }
+    if as_json:
+        _print_json(found, console)
+        return 0
+    rows = []
+    for typed, listed in sorted(found.items()):
+        for name, meta in sorted(listed.items()):
+            span = f"{meta.get('segment.start.time', '')}..{meta.get('segment.end.time', '')}"
+            rows.append(
+                (
+                    typed,
+                    name,
+                    meta.get("segment.total.docs", ""),
+                    meta.get("segment.size.in.bytes", ""),
+                    meta.get("segment.realtime.status", "DONE"),
+                    span if span != ".." else "",
+                )
+            )
+    _print_table(console, ("TABLE", "SEGMENT", "DOCS", "BYTES", "STATUS", "TIME RANGE"), rows)
     return 0
 
 
