@@ -141,6 +141,14 @@ async def test_a_forbidden_table_answers_as_a_missing_one(hostile: Hostile) -> N
             ("DELETE", f"/tasks/taskPlans/{plan_of_t}", None, {}),
             ("GET", "/tasks/taskPlans", None, {"tableNameWithType": f"{t}_OFFLINE", "taskType": COUNTING}),
             ("GET", "/tasks/taskPlans/active/ids", None, {"tableNameWithType": f"{t}_OFFLINE"}),
+            ("GET", f"/segments/{t}/metadata", None, {}),
+            ("GET", f"/segments/{t}/seg_0/metadata", None, {}),
+            ("GET", f"/tasks/{COUNTING}/{t}_OFFLINE/state", None, {}),
+            ("GET", f"/tasks/{COUNTING}/{t}_OFFLINE/debug", None, {}),
+            ("GET", f"/tasks/{COUNTING}/{t}_OFFLINE/metadata", None, {}),
+            ("DELETE", f"/tasks/{COUNTING}/{t}_OFFLINE/metadata", None, {}),
+            ("GET", f"/tasks/{COUNTING}/taskcounts", None, {"table": f"{t}_OFFLINE"}),
+            ("GET", "/tasks/scheduler/jobDetails", None, {"tableName": f"{t}_OFFLINE", "taskType": COUNTING}),
         ]
 
     for who in (READER, WRITER):
