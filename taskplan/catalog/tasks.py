@@ -15,6 +15,10 @@ for its state.
 Names are Pinot's ``Task_<taskType>_<epochMillis>``, unique per task type: two plans of one type that
 start a batch in the same millisecond get consecutive milliseconds. One row per (plan, batch sequence): a
 generation repeated after a controller crash replaces the row it left.
+
+Past 400 lines because the task records, the plan snapshots they are read with, and the tombstones of
+deleted tasks and plans (Temporal deletes an execution ~30 s after it is asked to; the task endpoints hide
+it at once) are one store: splitting them would split the transactions that write them together.
 """
 
 from __future__ import annotations
