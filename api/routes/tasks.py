@@ -135,6 +135,8 @@ async def execute(
         raise ApiError(
             GENERATION_STATUS.get(exc.error_type or "", 400), f"task generation failed: {exc}"
         ) from exc
+    if name is not None:
+        await asyncio.to_thread(catalog.tasks.undelete, name)
     if started.num_subtasks == 0:
         return {}
     return {t.tableName: started.name for t in tables}

@@ -69,6 +69,7 @@ class StoredTask:
 
 
 DELETED_SCOPE = "deletedTask"
+TOMBSTONE_MS = 86_400_000
 
 
 class TaskStore:
@@ -320,6 +321,17 @@ class TaskStore:
             for name in names:
                 conn.execute(delete(states).where(states.c.scope == DELETED_SCOPE, states.c.name == name))
                 conn.execute(states.insert().values(scope=DELETED_SCOPE, name=name, value=str(deleted_ms)))
+            # Temporal has long deleted what a day-old tombstone hides (the values are 13-digit ms).
+            conn.execute(
+                delete(states).where(
+                    states.c.scope == DELETED_SCOPE, states.c.value < str(deleted_ms - TOMBSTONE_MS)
+                )
+            )
+
+    def undelete(self, name: str) -> None:
+        """A task name used again (an ad hoc taskName): its old tombstone must not hide the new task."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(states).where(states.c.scope == DELETED_SCOPE, states.c.name == name))
 
     def deleted(self, names: Iterable[str] | None = None) -> set[str]:
         """Which of these task names (None: any) were deleted."""
