@@ -8,13 +8,12 @@ import json
 from pathlib import Path
 
 import httpx
-from google.protobuf.duration_pb2 import Duration
-from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 
+from taskplan.api.deps import get_client
 from taskplan.catalog import Catalog
 from tests.api.contract.conftest import CONTRACT, assert_error, unique
-from tests.support.api import api_client
+from tests.support.api import app_for_tests
 
 CSV = {"batchConfigMapStr": json.dumps({"inputFormat": "csv"})}
 
@@ -201,14 +200,14 @@ async def test_health_is_pinot_text(
 ) -> None:
     healthy = await api.get("/health")
     assert healthy.status_code == 200 and healthy.text == "OK"
-    namespace = unique("ns")
-    await engine.workflow_service.register_namespace(
-        RegisterNamespaceRequest(
-            namespace=namespace, workflow_execution_retention_period=Duration(seconds=86400)
-        )
-    )
-    properties = {"taskplan.dataDir": str(data_dir), "temporal.namespace": namespace}
-    async with api_client(engine, tables, properties) as lonely:
+    # The same API asking Temporal about a namespace that does not exist: no controller can poll there.
+    app = app_for_tests(engine, tables, {"taskplan.dataDir": str(data_dir)})
+    nowhere = await Client.connect(engine.service_client.config.target_host, namespace=unique("nowhere"))
+    app.dependency_overrides[get_client] = lambda: nowhere
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://taskplan.test") as lonely,
+    ):
         sick = await lonely.get("/health")
     assert sick.status_code == 503 and sick.headers["content-type"].startswith("text/plain")
-    assert sick.text.startswith("Pinot controller status is STARTING")
+    assert sick.text.startswith("Pinot controller status is BAD (Temporal is not reachable: ")
