@@ -30,6 +30,7 @@ taskplan worker --role minion --tag minion_untagged
 taskplan execute SegmentPurgeTask sales_OFFLINE -c "purgeFilter=country = 'US'"
 taskplan plans list | show ID | watch ID | abort ID      (--json for scripts)
 taskplan tables
+taskplan segments sales
 taskplan schedule --task-type SegmentPurgeTask
 taskplan db upgrade          # migrate the catalog (DDL rights); processes refuse one behind or ahead
 taskplan setup               # create the Temporal namespace if missing, register the search attributes
@@ -301,6 +302,17 @@ def plans_abort(ctx: typer.Context, plan_id: PlanId, url: Url = None, as_json: J
 def tables(ctx: typer.Context, url: Url = None, as_json: Json = False) -> None:
     """Tables and their task types."""
     _operate(ctx, url, partial(operator.tables, as_json=as_json))
+
+
+@app.command()
+def segments(
+    ctx: typer.Context,
+    table: Annotated[str, typer.Argument(help="a table name, raw or with its type")],
+    url: Url = None,
+    as_json: Json = False,
+) -> None:
+    """A table's segments with their metadata (docs, bytes, status, time range)."""
+    _operate(ctx, url, partial(operator.segments, table=table, as_json=as_json))
 
 
 @app.command()

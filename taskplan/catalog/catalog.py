@@ -134,6 +134,14 @@ class Catalog:
 
     # ---------------------------------------------------------------- tables
 
+    def table_times(self) -> dict[str, tuple[int, int]]:
+        """Table name with type -> (created ms, last modified ms), for Pinot's ``GET /tables?sortType=``."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(tables.c.name_with_type, tables.c.created_ms, tables.c.updated_ms)
+            ).all()
+        return {name: (int(created), int(updated)) for name, created, updated in rows}
+
     def create_table(self, config: TableConfig) -> TableConfig:
         stamp = now_ms()
         raw, table_type = split_table_name_with_type(config.tableName)
@@ -248,6 +256,10 @@ class Catalog:
                 select(states.c.value).where(states.c.scope == scope, states.c.name == name)
             ).first()
         return None if row is None else str(row[0])
+
+    def delete_state(self, scope: str, name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(states).where(states.c.scope == scope, states.c.name == name))
 
     def set_state(self, scope: str, name: str, value: str) -> None:
         with self.engine.begin() as conn:
