@@ -164,5 +164,6 @@ ALL_SPECS = ",".join(
         "taskplan.tasktypes.data_export:DATA_EXPORT",
         "taskplan.tasktypes.merge_rollup:MERGE_ROLLUP",
         "taskplan.tasktypes.realtime_to_offline:REALTIME_TO_OFFLINE",
+        "taskplan.tasktypes.alter_table:ALTER_TABLE",
     ]
 )
