@@ -3,7 +3,6 @@ in process as the plan workflow runs them (tests/data/test_new_task_plans.py run
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -145,25 +144,22 @@ def test_a_merge_killed_between_upload_and_swap_is_finished_by_its_retry(
     assert deep_store_leaks(manager, table.tableName) == set()
 
 
-@pytest.mark.parametrize(
-    ("configs", "message"),
-    [
-        ({}, "at least one merge level"),
-        ({"1d.bucketTimePeriod": "1d"}, "1d.bufferTimePeriod is required"),
-        ({"1d.bucketTimePeriod": "soon", "1d.bufferTimePeriod": "0d"}, "1d.bucketTimePeriod"),
-        ({**LEVELS, "1day.mergeType": "squash"}, "1day.mergeType must be one of concat, rollup, dedup"),
-        ({**LEVELS, "amount.aggregationType": "avg"}, "amount.aggregationType must be one of sum, min, max"),
-        ({**LEVELS, "country.aggregationType": "sum"}, "'country' is not a metric column"),
-        ({**LEVELS, "1day.maxNumParallelBuckets": "0"}, "1day.maxNumParallelBuckets"),
-        ({**LEVELS, "1day.bucketTimePerod": "1d"}, "unknown merge level property 'bucketTimePerod'"),
-        ({**LEVELS, "3day.bucketTimePeriod": "36h"}, "multiple of 1day.bucketTimePeriod"),
-    ],
-)
-def test_bad_merge_configs_are_refused(
-    settings: Settings, catalog: Catalog, configs: Mapping[str, str], message: str
-) -> None:
+BAD_CONFIGS: list[tuple[dict[str, str], str]] = [
+    ({}, "at least one merge level"),
+    ({"1d.bucketTimePeriod": "1d"}, "1d.bufferTimePeriod is required"),
+    ({"1d.bucketTimePeriod": "soon", "1d.bufferTimePeriod": "0d"}, "1d.bucketTimePeriod"),
+    ({**LEVELS, "1day.mergeType": "squash"}, "1day.mergeType must be one of concat, rollup, dedup"),
+    ({**LEVELS, "amount.aggregationType": "avg"}, "amount.aggregationType must be one of sum, min, max"),
+    ({**LEVELS, "country.aggregationType": "sum"}, "'country' is not a metric column"),
+    ({**LEVELS, "1day.maxNumParallelBuckets": "0"}, "1day.maxNumParallelBuckets"),
+    ({**LEVELS, "1day.bucketTimePerod": "1d"}, "unknown merge level property 'bucketTimePerod'"),
+    ({**LEVELS, "3day.bucketTimePeriod": "36h"}, "multiple of 1day.bucketTimePeriod"),
+]
+
+
+def test_bad_merge_configs_are_refused(settings: Settings, catalog: Catalog) -> None:
     table = make_table(catalog, name("bad"))
-    with pytest.raises(TaskConfigError, match=message):
-        generator_of(MERGE_ROLLUP, settings, catalog).validate_task_configs(
-            table, events_schema(table.raw_table_name), configs
-        )
+    generator = generator_of(MERGE_ROLLUP, settings, catalog)
+    for configs, message in BAD_CONFIGS:
+        with pytest.raises(TaskConfigError, match=message):
+            generator.validate_task_configs(table, events_schema(table.raw_table_name), configs)

@@ -39,6 +39,8 @@ async def test_merge_rollup_one_shot_then_as_a_plan(
     for s, day in enumerate([0, 0, 1, 1, 2]):
         await ingest(http, table, csv_bytes([on_day(s * 10 + i, day) for i in range(4)], tmp_path))
     level = {"1day.bucketTimePeriod": "1d", "1day.bufferTimePeriod": "1d"}
+    bad = await execute(http, "MergeRollupTask", table, **level, **{"1day.mergeType": "squash"})
+    assert bad.status_code == 400 and "1day.mergeType must be one of" in bad.json()["error"]
 
     legacy = await execute(http, "MergeRollupTask", table, enableTaskOrchestration="false", **level)
     assert legacy.status_code == 200, legacy.text

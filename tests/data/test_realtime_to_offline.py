@@ -65,6 +65,8 @@ def test_a_plan_moves_every_completed_window_once(settings: Settings, catalog: C
     assert len(table_rows(manager, realtime.tableName)) == 7  # the REALTIME table keeps its rows
     assert run_plan_directly(REALTIME_TO_OFFLINE, settings, catalog, realtime, CONFIGS).batches == 0
     assert deep_store_leaks(manager, offline.tableName) == set()
+    manager.remove_table(realtime.tableName)  # a dropped table's watermark goes with it
+    assert watermark(catalog, realtime) is None
 
 
 def test_a_move_killed_between_upload_and_watermark_moves_the_window_once(
