@@ -48,7 +48,7 @@ from taskplan.tasktypes.common import (
     short_hash,
     table_max_num_tasks,
 )
-from taskplan.tasktypes.rewriting import DEFAULT_MAX_RECORDS, source_paths, swap_in, write_merged
+from taskplan.tasktypes.rewriting import DEFAULT_MAX_RECORDS, local_sources, swap_in, write_merged
 
 TASK_TYPE = "AlterTableTask"
 SIGNATURE_KEY = "AlterTableTask.signature"
@@ -139,8 +139,7 @@ class AlterTableTaskExecutor(BaseTaskExecutor):
         custom = {**segment.custom, SIGNATURE_KEY: target}
         time_col, _ = time_column_of(table, schema)
         sort = sorted_columns(table, schema)
-        [path] = source_paths(manager, [segment])
-        with manager.duckdb_config.pooled(path.parent) as conn:
+        with local_sources(manager, [segment]) as [path], manager.duckdb_config.pooled(path.parent) as conn:
             present = file_columns(conn, path)
         if matches_schema(schema, present) and segment.time_column == time_col and not sort:
             manager.store.update_segments([replace(segment, custom=custom)])

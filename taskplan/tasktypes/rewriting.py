@@ -1,13 +1,14 @@
 """What the task types that rewrite segments share (MergeRollupTask, RealtimeToOfflineSegmentsTask,
 AlterTableTask): Pinot periods and time buckets, merge configs, and writing merged rows as new segments.
 
-Reading a segment goes through :func:`source_paths` only, so a deep store that is not a local directory
-changes one place.
+Reading a segment goes through :func:`local_sources` only, so a deep store that is not a local directory
+(a remote one read through scratch copies) changes one place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -91,8 +92,10 @@ def bucket_of(time_ms: int, bucket_ms: int) -> int:
     return (time_ms // bucket_ms) * bucket_ms
 
 
-def source_paths(manager: SegmentManager, segments: Sequence[SegmentMetadata]) -> list[Path]:
-    return [manager.path_of(s) for s in segments]
+@contextlib.contextmanager
+def local_sources(manager: SegmentManager, segments: Sequence[SegmentMetadata]) -> Iterator[list[Path]]:
+    """The segments' files on this machine, for DuckDB, while the context lasts."""
+    yield [manager.path_of(s) for s in segments]
 
 
 @dataclass(frozen=True)
@@ -127,15 +130,16 @@ def write_merged(
     ``<name_of>_<i>``; their metadata carries ``custom``."""
     time_col, numeric = time_column_of(table, schema)
     spec = replace(spec, time_column=spec.time_column or time_col)
-    files = write_segments(
-        manager.duckdb_config,
-        source_paths(manager, sources),
-        schema,
-        spec,
-        lambda: manager.deep_store.staging_path(table.tableName),
-        max_rows,
-        numeric_time=numeric,
-    )
+    with local_sources(manager, sources) as paths:
+        files = write_segments(
+            manager.duckdb_config,
+            paths,
+            schema,
+            spec,
+            lambda: manager.deep_store.staging_path(table.tableName),
+            max_rows,
+            numeric_time=numeric,
+        )
     metas = [
         manager.metadata(
             table,

@@ -16,6 +16,7 @@ from taskplan.models.table import Schema, TableConfig
 from taskplan.plugin import TaskConfigError
 from taskplan.settings import Settings
 from taskplan.tasktypes.alter_table import ALTER_TABLE
+from taskplan.tasktypes.rewriting import local_sources
 from tests.data.test_task_types import execute, generator_of, manager_of, name, request
 from tests.support.data import deep_store_leaks, events_schema, make_table, run_plan_directly, table_rows
 
@@ -75,9 +76,9 @@ def test_a_plan_rewrites_every_segment_to_the_current_schema_and_resumes(
     rows = table_rows(manager, table.tableName)
     assert len(rows) == 9 and [r["id"] for r in rows] == [0, 1, 2, 10, 11, 12, 20, 21, 22]
     assert all(r["city"] == "null" and r["score"] == 7 and "tags" not in r for r in rows)
-    with DuckDBConfig().connect(manager.deep_store.table_dir(table.tableName)) as conn:
-        for segment in catalog.segments.visible_segments(table.tableName):
-            columns = file_columns(conn, manager.path_of(segment))
+    for segment in catalog.segments.visible_segments(table.tableName):
+        with local_sources(manager, [segment]) as [path], DuckDBConfig().connect(path.parent) as conn:
+            columns = file_columns(conn, path)
             assert columns == {
                 "id": "BIGINT", "country": "VARCHAR", "city": "VARCHAR", "amount": "DOUBLE",
                 "score": "INTEGER", "ts": "BIGINT",
