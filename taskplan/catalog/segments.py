@@ -609,13 +609,16 @@ class SegmentCatalog:
         key: str,
         expected: int | None,
         new: int,
+        table_created_ms: int | None = None,
     ) -> list[SegmentMetadata] | None:
         """One transaction, under ``target_table``'s write lock: if ``metadata_table``'s watermark ``key`` of
         ``task_type`` is still ``expected`` (None: no metadata yet), record the ``added`` segments of
         ``target_table`` (already in the deep store) and set the watermark to ``new``. Returns the segments
         of the same names it replaced (their files can go), or None when the watermark had moved: nothing
-        was written (a duplicate or a retry of work already done)."""
+        was written (a duplicate or a retry of work already done). With ``table_created_ms`` (the incarnation
+        of ``target_table`` the segments were written for), TableDroppedError if it was dropped meanwhile."""
         with self._write(target_table) as conn:
+            _check_incarnation(conn, target_table, table_created_ms)
             current = _read_task_metadata(conn, metadata_table, task_type)
             value = None if current is None else current.get(key)
             if value != expected:

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
+from taskplan.catalog.errors import TableDroppedError
 from taskplan.clock import now_ms
 from taskplan.data.merging import MergeSpec
 from taskplan.models.segment import SegmentMetadata, SegmentStatus
@@ -217,7 +218,8 @@ class RealtimeToOfflineSegmentsTaskExecutor(BaseTaskExecutor):
         except TaskConfigError as exc:
             raise FatalTaskError(str(exc)) from None
         offline = catalog.get_table_config(offline_name(realtime))
-        if offline is None:
+        incarnation = catalog.segments.table_created_ms(offline_name(realtime))
+        if offline is None or incarnation is None:
             raise FatalTaskError(f"table {offline_name(realtime)} does not exist")
         start, end = int(configs[WINDOW_START]), int(configs[WINDOW_END])
         store = manager.store
@@ -251,15 +253,21 @@ class RealtimeToOfflineSegmentsTaskExecutor(BaseTaskExecutor):
                 manager.deep_store.publish(staged, offline.tableName, segment.file_name)
         finally:
             written.discard()
-        replaced = store.advance_watermark(
-            offline.tableName,
-            segments,
-            metadata_table=realtime.tableName,
-            task_type=TASK_TYPE,
-            key=WATERMARK,
-            expected=start,
-            new=end,
-        )
+        try:
+            replaced = store.advance_watermark(
+                offline.tableName,
+                segments,
+                metadata_table=realtime.tableName,
+                task_type=TASK_TYPE,
+                key=WATERMARK,
+                expected=start,
+                new=end,
+                table_created_ms=incarnation,
+            )
+        except TableDroppedError:  # the OFFLINE table was dropped meanwhile: nothing recorded, the files go
+            for segment in segments:
+                manager.deep_store.delete(offline.tableName, segment.file_name)
+            raise FatalTaskError(f"table {offline.tableName} was dropped while the window moved") from None
         if replaced is None:  # a duplicate moved the window first: this attempt's files go
             for segment in segments:
                 manager.deep_store.delete(offline.tableName, segment.file_name)

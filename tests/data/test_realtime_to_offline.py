@@ -4,16 +4,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from taskplan.catalog import Catalog
 from taskplan.catalog.segments import SegmentCatalog
 from taskplan.clock import now_ms
+from taskplan.data.deepstore import DeepStore
 from taskplan.data.segments import SegmentManager
 from taskplan.models.segment import SegmentStatus
 from taskplan.models.table import TableConfig
-from taskplan.plugin import TaskConfigError
+from taskplan.plugin import FatalTaskError, TaskConfigError
 from taskplan.settings import Settings
 from taskplan.tasktypes.realtime_to_offline import REALTIME_TO_OFFLINE
 from tests.data.test_merge_rollup import D0, DAY, row
@@ -123,3 +125,24 @@ def test_bad_configs_are_refused(settings: Settings, catalog: Catalog) -> None:
         with pytest.raises(TaskConfigError, match=message):
             generator.validate_task_configs(realtime, schema, configs)
     assert generator.generate_next_batch(request(realtime, CONFIGS)).no_more_work  # no segments yet
+
+
+def test_a_window_is_not_recorded_for_a_dropped_offline_table(
+    settings: Settings, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager, realtime, offline = tables_with_segments(settings, catalog, "rtd")
+    [task] = generator_of(REALTIME_TO_OFFLINE, settings, catalog).generate_adhoc_tasks(realtime, CONFIGS)
+    publish = DeepStore.publish
+
+    def publish_then_drop(self: DeepStore, *args: Any) -> Any:  # the drop lands after the upload
+        published = publish(self, *args)
+        monkeypatch.undo()
+        manager.remove_table(offline.tableName)
+        catalog.create_table(offline)  # and the table is created again under the name
+        return published
+
+    monkeypatch.setattr(DeepStore, "publish", publish_then_drop)
+    with pytest.raises(FatalTaskError, match="was dropped while the window moved"):
+        execute(REALTIME_TO_OFFLINE, settings, catalog, task)
+    assert catalog.segments.all_segments(offline.tableName) == [] and watermark(catalog, realtime) == D0
+    assert deep_store_leaks(manager, offline.tableName) == set()
