@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -145,4 +146,15 @@ def test_a_window_is_not_recorded_for_a_dropped_offline_table(
     with pytest.raises(FatalTaskError, match="was dropped while the window moved"):
         execute(REALTIME_TO_OFFLINE, settings, catalog, task)
     assert catalog.segments.all_segments(offline.tableName) == [] and watermark(catalog, realtime) == D0
+    assert deep_store_leaks(manager, offline.tableName) == set()
+
+
+def test_duplicates_racing_move_the_window_once(settings: Settings, catalog: Catalog) -> None:
+    manager, realtime, offline = tables_with_segments(settings, catalog, "rtr")
+    [task] = generator_of(REALTIME_TO_OFFLINE, settings, catalog).generate_adhoc_tasks(realtime, CONFIGS)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: execute(REALTIME_TO_OFFLINE, settings, catalog, task), range(4)))
+    assert sorted(r.counts.get("windowsMoved", 0) for r in results) == [0, 0, 0, 1]
+    assert [r["id"] for r in table_rows(manager, offline.tableName)] == [1, 2, 3]
+    assert watermark(catalog, realtime) == D0 + DAY
     assert deep_store_leaks(manager, offline.tableName) == set()
