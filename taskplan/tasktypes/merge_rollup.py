@@ -204,7 +204,7 @@ class MergeRollupTaskGenerator(DataTaskGenerator):
             first_unready = bucket_of(limit - level.bucket_ms, level.bucket_ms) + level.bucket_ms
             ready = [b for b in sorted(by_bucket) if b + level.bucket_ms <= limit]
             ready_count += len(ready)
-            pending = [b for b in sorted(by_bucket)]
+            pending = sorted(by_bucket)
             marks[level.name] = max(mark, min([first_unready, *pending[:1]]))
             for start in ready[: level.max_parallel_buckets]:
                 chosen.append(_Bucket(level, start, sorted(by_bucket[start], key=lambda s: s.segment_name)))
