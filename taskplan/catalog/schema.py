@@ -104,6 +104,17 @@ exported_segments = Table(
     Column("exported_ms", BigInteger, nullable=False),
 )
 
+# Pinot's per-table task metadata (a ZNRecord per table and task type in Pinot): the watermarks of
+# MergeRollupTask (``watermarkMap``, one per merge level) and RealtimeToOfflineSegmentsTask (``watermarkMs``).
+task_metadata = Table(
+    "tp_task_metadata",
+    metadata,
+    Column("table_name", String(200), primary_key=True),
+    Column("task_type", String(100), primary_key=True),
+    Column("metadata_json", Text, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
 # Pinot's task metadata for the batches of plans (a plan runs its batches in its own workflow history):
 # one row per batch, written by the plan's controller when the batch starts and when it ends.
 tasks = Table(

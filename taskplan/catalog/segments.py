@@ -44,6 +44,7 @@ from taskplan.catalog.schema import (
     segment_lineage,
     segments,
     tables,
+    task_metadata,
 )
 from taskplan.clock import now_ms
 from taskplan.models.segment import LineageEntry, LineageState, SegmentMetadata, SegmentStatus
@@ -575,6 +576,63 @@ class SegmentCatalog:
             return False
         return True
 
+    # ---------------------------------------------------------------- task metadata (watermarks)
+
+    def task_metadata(self, table: str, task_type: str) -> dict[str, Any] | None:
+        """Pinot's task metadata of a table and task type (its watermarks), or None if it has none."""
+        with self.engine.connect() as conn:
+            return _read_task_metadata(conn, table, task_type)
+
+    def put_task_metadata(
+        self, table: str, task_type: str, value: dict[str, Any], *, lock_table: str | None = None
+    ) -> None:
+        """Write the task metadata (under the write lock of ``lock_table``, default ``table``)."""
+        with self._write(lock_table or table) as conn:
+            _write_task_metadata(conn, table, task_type, value)
+
+    def delete_task_metadata(self, table: str, task_type: str, *, lock_table: str | None = None) -> bool:
+        with self._write(lock_table or table) as conn:
+            result = conn.execute(
+                delete(task_metadata).where(
+                    task_metadata.c.table_name == table, task_metadata.c.task_type == task_type
+                )
+            )
+            return bool(result.rowcount)
+
+    def advance_watermark(
+        self,
+        target_table: str,
+        added: Sequence[SegmentMetadata],
+        *,
+        metadata_table: str,
+        task_type: str,
+        key: str,
+        expected: int | None,
+        new: int,
+        table_created_ms: int | None = None,
+    ) -> list[SegmentMetadata] | None:
+        """One transaction, under ``target_table``'s write lock: if ``metadata_table``'s watermark ``key`` of
+        ``task_type`` is still ``expected`` (None: no metadata yet), record the ``added`` segments of
+        ``target_table`` (already in the deep store) and set the watermark to ``new``. Returns the segments
+        of the same names it replaced (their files can go), or None when the watermark had moved: nothing
+        was written (a duplicate or a retry of work already done). With ``table_created_ms`` (the incarnation
+        of ``target_table`` the segments were written for), TableDroppedError if it was dropped meanwhile."""
+        with self._write(target_table) as conn:
+            _check_incarnation(conn, target_table, table_created_ms)
+            current = _read_task_metadata(conn, metadata_table, task_type)
+            value = None if current is None else current.get(key)
+            if value != expected:
+                return None
+            names = [s.segment_name for s in added]
+            replaced = conn.execute(
+                select(segments).where(
+                    segments.c.table_name == target_table, segments.c.segment_name.in_(names)
+                )
+            ).all()
+            _upsert_segments(conn, target_table, added)
+            _write_task_metadata(conn, metadata_table, task_type, {**(current or {}), key: new})
+            return [_segment(r) for r in replaced]
+
     def drop_table(
         self, table: str, before_commit: Callable[[], None] | None = None
     ) -> list[SegmentMetadata]:
@@ -597,7 +655,14 @@ class SegmentCatalog:
 
     def _delete_table_data(self, conn: Connection, table: str) -> list[SegmentMetadata]:
         rows = conn.execute(select(segments).where(segments.c.table_name == table)).all()
-        for t in (segments, lineage_segments, segment_lineage, processed_files, exported_segments):
+        for t in (
+            segments,
+            lineage_segments,
+            segment_lineage,
+            processed_files,
+            exported_segments,
+            task_metadata,
+        ):
             conn.execute(delete(t).where(t.c.table_name == table))
         return [_segment(r) for r in rows]
 
@@ -610,6 +675,31 @@ def _check_incarnation(conn: Connection, table: str, created_ms: int | None) -> 
     current = conn.execute(select(tables.c.created_ms).where(tables.c.name_with_type == table)).scalar()
     if current != created_ms:
         raise TableDroppedError(table)
+
+
+def _read_task_metadata(conn: Connection, table: str, task_type: str) -> dict[str, Any] | None:
+    raw = conn.execute(
+        select(task_metadata.c.metadata_json).where(
+            task_metadata.c.table_name == table, task_metadata.c.task_type == task_type
+        )
+    ).scalar()
+    return None if raw is None else dict(json.loads(raw))
+
+
+def _write_task_metadata(conn: Connection, table: str, task_type: str, value: dict[str, Any]) -> None:
+    conn.execute(
+        delete(task_metadata).where(
+            task_metadata.c.table_name == table, task_metadata.c.task_type == task_type
+        )
+    )
+    conn.execute(
+        insert(task_metadata).values(
+            table_name=table,
+            task_type=task_type,
+            metadata_json=json.dumps(value, sort_keys=True),
+            updated_ms=now_ms(),
+        )
+    )
 
 
 def _put_processed_file(conn: Connection, table: str, uri: str, fingerprint: str, segment: str) -> None:

@@ -34,6 +34,7 @@ class FieldSpec(_PinotJson):
     singleValueField: bool = True
     format: str | None = None
     granularity: str | None = None
+    defaultNullValue: str | int | float | bool | None = None  # Pinot's default per type when unset
 
 
 class Schema(_PinotJson):

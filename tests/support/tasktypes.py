@@ -185,5 +185,8 @@ ALL_SPECS = ",".join(
         "taskplan.tasktypes.file_ingestion:FILE_INGESTION",
         "taskplan.tasktypes.file_ingestion:SEGMENT_GENERATION_AND_PUSH",
         "taskplan.tasktypes.data_export:DATA_EXPORT",
+        "taskplan.tasktypes.merge_rollup:MERGE_ROLLUP",
+        "taskplan.tasktypes.realtime_to_offline:REALTIME_TO_OFFLINE",
+        "taskplan.tasktypes.alter_table:ALTER_TABLE",
     ]
 )
