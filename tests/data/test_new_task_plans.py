@@ -56,7 +56,7 @@ async def test_merge_rollup_one_shot_then_as_a_plan(
     plan = await completed_plan(http, await execute(http, "MergeRollupTask", table, **level))
     assert plan["numBatches"] == 2 and plan["inputUnit"] == "buckets"  # days 1 and 2
     merged = await segments(http, table)
-    assert len(merged) == 3 and sum(s["totalDocs"] for s in merged) == 20
+    assert len(merged) == 3 and sum(int(s["segment.total.docs"]) for s in merged) == 20
     assert len({r["id"] for r in table_rows(manager(tables, data_dir), table)}) == 20
 
 
@@ -75,7 +75,7 @@ async def test_realtime_to_offline_plan_catches_up_every_window(
     )
     assert plan["numBatches"] == 3 and plan["inputUnit"] == "windows"  # days 0, 1, 3 (2 has no segment)
     moved = await segments(http, offline)
-    assert len(moved) == 3 and sum(s["totalDocs"] for s in moved) == 6
+    assert len(moved) == 3 and sum(int(s["segment.total.docs"]) for s in moved) == 6
     metadata = tables.segments.task_metadata(realtime, "RealtimeToOfflineSegmentsTask")
     assert metadata == {"watermarkMs": D0 + 4 * DAY}
     again = await completed_plan(
