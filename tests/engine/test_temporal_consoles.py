@@ -1,0 +1,178 @@
+"""The Temporal Web UI and CLI as consoles of a plan: how its workflow closes (Failed, Canceled, Completed as
+the plan ended), what `temporal workflow describe` and the `__temporal_workflow_metadata` query show of its
+progress, the summaries of its subtask activities and waits, and the `abort` Update through the real CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+from taskplan.binaries import temporal_cli
+from taskplan.models.errors import PLAN_FAILED_THRESHOLD
+from taskplan.models.plan import PlanSource, PlanStatus, TaskPlan
+from taskplan.names import plan_workflow_id
+from taskplan.plans import PlanServices
+from tests.engine.test_operator_signals import running_batch
+from tests.engine.test_plans import COUNTING, wait_for_end
+from tests.support.engine import eventually
+
+SLOW = {"numBatches": "50", "subtasksPerBatch": "2", "sleepMs": "1500"}
+
+
+async def temporal(env: WorkflowEnvironment, *args: str) -> tuple[int, str]:
+    """The `temporal` CLI binary, as an operator runs it: its exit code and its output (stdout + stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        temporal_cli(),
+        *args,
+        "--address",
+        env.client.service_client.config.target_host,
+        "--namespace",
+        env.client.namespace,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+async def describe_json(env: WorkflowEnvironment, workflow_id: str) -> dict[str, Any]:
+    code, out = await temporal(env, "workflow", "describe", "--workflow-id", workflow_id, "--output", "json")
+    assert code == 0, out
+    described: dict[str, Any] = json.loads(out)
+    return described
+
+
+async def test_a_failed_plan_fails_its_workflow_with_the_plan(
+    engine: Client, temporal_env: WorkflowEnvironment, plans: PlanServices, table: str
+) -> None:
+    plan_id = await plans.starter.start_plan(
+        table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "3", "fatal": "true", "maxFailedBatches": "1"}
+    )
+    await wait_for_end(plans.reader, plan_id)
+    handle = engine.get_workflow_handle(plan_workflow_id(table, COUNTING))
+    assert (await handle.describe()).status == WorkflowExecutionStatus.FAILED
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError) and cause.non_retryable
+    assert cause.type == PLAN_FAILED_THRESHOLD
+    assert "failure threshold breached: 2 batches failed" in cause.message
+    carried = TaskPlan.model_validate(cause.details[0])
+    assert (carried.plan_id, carried.status, carried.num_failed_batches) == (plan_id, PlanStatus.FAILED, 2)
+
+    # Read through the client side (the REST API's path): the plan, from the failure, no query needed.
+    plan = await plans.reader.get_plan(plan_id)
+    assert plan.status == PlanStatus.FAILED and len(plan.batches) == 2
+    # The operator's filter in the Web UI and the CLI finds it by Temporal's own status.
+    code, out = await temporal(
+        temporal_env,
+        "workflow",
+        "list",
+        "--query",
+        f"ExecutionStatus = 'Failed' AND TaskPlanId = '{plan_id}'",
+    )
+    assert code == 0 and "Failed" in out, out
+    # Its current details say so (what the Web UI shows of a closed workflow: the metadata query, replayed).
+    metadata = await handle.query("__temporal_workflow_metadata")
+    details = metadata["currentDetails"] if isinstance(metadata, dict) else metadata.current_details
+    assert "**Status:** FAILED" in details and "**Last error:**" in details, details
+
+
+async def test_a_temporal_cancel_ends_the_workflow_canceled(
+    engine: Client, plans: PlanServices, table: str
+) -> None:
+    plan_id = await plans.starter.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, SLOW)
+    await running_batch(plans, plan_id)
+    handle = engine.get_workflow_handle(plan_workflow_id(table, COUNTING))
+    await handle.cancel()
+    await wait_for_end(plans.reader, plan_id)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    plan = await plans.reader.get_plan(plan_id)
+    assert plan.status == PlanStatus.CANCELLED
+    assert plan.status_message == "aborted: cancelled through Temporal"
+
+
+async def test_a_completed_plan_completes(engine: Client, plans: PlanServices, table: str) -> None:
+    plan_id = await plans.starter.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "2"})
+    await wait_for_end(plans.reader, plan_id)
+    handle = engine.get_workflow_handle(plan_workflow_id(table, COUNTING))
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+    assert (await plans.reader.get_plan(plan_id)).status == PlanStatus.COMPLETED
+
+
+async def test_progress_shows_in_describe_the_metadata_query_and_the_history(
+    engine: Client, temporal_env: WorkflowEnvironment, plans: PlanServices, table: str
+) -> None:
+    plan_id = await plans.starter.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, SLOW)
+    workflow_id = plan_workflow_id(table, COUNTING)
+    await running_batch(plans, plan_id, after=1)  # the second batch: one batch's inputs processed
+
+    described = json.dumps(await describe_json(temporal_env, workflow_id))
+    assert f"{COUNTING} plan for {table}" in described  # static summary
+    assert "**Source:** ADHOC_CONFIG" in described and "sleepMs" in described  # static details: configs
+    code, out = await temporal(temporal_env, "workflow", "metadata", "--workflow-id", workflow_id)
+    assert code == 0, out
+    assert "**Status:** ACTIVE" in out and "**Batch:** 1" in out and "IN_PROGRESS" in out, out
+    assert "/ 100 items processed" in out, out
+
+    handle = engine.get_workflow_handle(workflow_id)
+    metadata = await handle.query("__temporal_workflow_metadata")
+    details = metadata["currentDetails"] if isinstance(metadata, dict) else metadata.current_details
+    assert "**Status:** ACTIVE" in details and "processed" in details, details
+    assert "**Batches:**" in details
+
+    # Each subtask activity carries a summary (what it works on, its name); each wait says why it waits.
+    history = await handle.fetch_history()
+    summaries = [
+        e.user_metadata.summary.data.decode()
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED and e.HasField("user_metadata")
+    ]
+    assert summaries and all("subtask Task_" in s for s in summaries), summaries
+
+    code, out = await temporal(
+        temporal_env, "workflow", "update", "execute", "--workflow-id", workflow_id, "--name", "abort",
+        "--input", '"maintenance"',
+    )  # fmt: skip
+    assert code == 0 and "ABORTING" in out and "aborting: maintenance" in out, out
+    await wait_for_end(plans.reader, plan_id)
+    plan = await plans.reader.get_plan(plan_id)
+    assert plan.status == PlanStatus.CANCELLED and plan.status_message == "aborted: maintenance"
+
+    # An ended plan: the Update is refused, saying so; and an unknown Update name is refused by name.
+    code, out = await temporal(
+        temporal_env, "workflow", "update", "execute", "--workflow-id", workflow_id, "--name", "abort"
+    )
+    assert code != 0 and "already completed" in out, out
+
+
+async def test_the_abort_update_refuses_an_unknown_name_and_answers_without_input(
+    temporal_env: WorkflowEnvironment, plans: PlanServices, table: str
+) -> None:
+    plan_id = await plans.starter.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, SLOW)
+    workflow_id = plan_workflow_id(table, COUNTING)
+    await running_batch(plans, plan_id)
+    code, out = await temporal(
+        temporal_env, "workflow", "update", "execute", "--workflow-id", workflow_id, "--name", "abrot"
+    )
+    assert code != 0 and "update 'abrot' unknown: a task plan takes the update 'abort'" in out, out
+    code, out = await temporal(
+        temporal_env, "workflow", "update", "execute", "--workflow-id", workflow_id, "--name", "abort"
+    )
+    assert code == 0 and "ABORTING" in out, out
+    code, out = await temporal(
+        temporal_env, "workflow", "update", "execute", "--workflow-id", workflow_id, "--name", "abort"
+    )
+    assert code == 0 and "ABORTING" in out, out  # twice: the same answer
+
+    async def ended() -> None:
+        assert (await plans.reader.get_plan(plan_id)).status == PlanStatus.CANCELLED
+
+    await eventually(ended, timeout=30)
