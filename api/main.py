@@ -13,7 +13,18 @@ from taskplan import __version__
 from taskplan.api.auth import AccessControl
 from taskplan.api.errors import install_error_handlers
 from taskplan.api.limits import RequestSizeLimit
-from taskplan.api.routes import cluster, health, metrics, schemas, segments, tables, task_plans, tasks
+from taskplan.api.routes import (
+    cluster,
+    health,
+    metrics,
+    plan_batches,
+    schemas,
+    segments,
+    tables,
+    task_plans,
+    tasks,
+    ui,
+)
 from taskplan.bootstrap import Stack, open_stack
 from taskplan.data.deepstore import DeepStore
 from taskplan.data.parquet import DuckDBConfig
@@ -69,6 +80,8 @@ def create_app(stack: Stack | None = None) -> FastAPI:
     app.include_router(segments.router)
     app.include_router(cluster.router)
     app.include_router(metrics.router)
+    app.include_router(plan_batches.router)
+    app.include_router(ui.router)
     return app
 
 

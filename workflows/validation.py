@@ -1,10 +1,10 @@
 """Checking table configs' task configs (plugin code) in a controller activity, for the API.
 
-``TableConfigValidator``: one long-lived workflow, id ``taskplan-validator``, that takes each check as an
-Update (``validate``), so table creates, updates and triggers add no execution to the workflow list. Each
-check is a local activity (one workflow task, no activity round trip through the server). The workflow
-continues as new when Temporal suggests it (or after ``MAX_CHECKS_PER_RUN`` checks), once the checks in
-flight have answered.
+``TableConfigValidator``: long-lived workflows, ids ``taskplan-validator-<n>`` (a pool of
+``VALIDATOR_POOL``, see taskplan/plans/validation.py), that take each check as an Update (``validate``),
+so table creates, updates and triggers add no execution to the workflow list. Each check is a local
+activity (one workflow task, no activity round trip through the server). A validator continues as new
+when Temporal suggests it (or after ``MAX_CHECKS_PER_RUN`` checks), once the checks in flight answered.
 
 ``ValidateTableConfig`` (one workflow per check) is what 0.2.0 started; it stays registered so that its
 histories replay, and nothing starts it any more.
@@ -21,8 +21,13 @@ with workflow.unsafe.imports_passed_through():
     from taskplan.models.table import TableConfig
     from taskplan.workflows.activity_defs import GenerationActivityDefs
 
-VALIDATOR_WORKFLOW_ID = "taskplan-validator"
+VALIDATOR_ID_PREFIX = "taskplan-validator-"
+VALIDATOR_POOL = 4  # at most 10 Updates in flight each (the server's default): 40 checks at once
 MAX_CHECKS_PER_RUN = 500  # about 5 history events each
+
+
+def validator_id(index: int) -> str:
+    return f"{VALIDATOR_ID_PREFIX}{index}"
 
 
 async def _validate(table_config: TableConfig, summary: str | None = None) -> list[str]:

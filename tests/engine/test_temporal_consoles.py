@@ -53,7 +53,10 @@ async def test_a_failed_plan_fails_its_workflow_with_the_plan(
     engine: Client, temporal_env: WorkflowEnvironment, plans: PlanServices, table: str
 ) -> None:
     plan_id = await plans.starter.start_plan(
-        table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "3", "fatal": "true", "maxFailedBatches": "1"}
+        table,
+        COUNTING,
+        PlanSource.ADHOC_CONFIG,
+        {"numBatches": "3", "fatal": "true", "maxFailedBatches": "1"},
     )
     await wait_for_end(plans.reader, plan_id)
     handle = engine.get_workflow_handle(plan_workflow_id(table, COUNTING))
