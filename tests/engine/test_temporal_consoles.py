@@ -11,14 +11,17 @@ from typing import Any
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from taskplan.binaries import temporal_cli
 from taskplan.models.errors import PLAN_FAILED_THRESHOLD
 from taskplan.models.plan import PlanSource, PlanStatus, TaskPlan
 from taskplan.names import plan_workflow_id
 from taskplan.plans import PlanServices
+from taskplan.workflows.task_plan import TaskPlanWorkflow
 from tests.engine.test_operator_signals import running_batch
 from tests.engine.test_plans import COUNTING, wait_for_end
 from tests.support.engine import eventually
@@ -40,6 +43,13 @@ async def temporal(env: WorkflowEnvironment, *args: str) -> tuple[int, str]:
     )
     out, _ = await proc.communicate()
     return proc.returncode or 0, out.decode()
+
+
+async def replays(engine: Client, workflow_id: str) -> None:
+    """Today's code replays the history it just wrote (the new endings, summaries and Updates included)."""
+    history = await engine.get_workflow_handle(workflow_id).fetch_history()
+    replayer = Replayer(workflows=[TaskPlanWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)
 
 
 async def describe_json(env: WorkflowEnvironment, workflow_id: str) -> dict[str, Any]:
@@ -86,6 +96,7 @@ async def test_a_failed_plan_fails_its_workflow_with_the_plan(
     metadata = await handle.query("__temporal_workflow_metadata")
     details = metadata["currentDetails"] if isinstance(metadata, dict) else metadata.current_details
     assert "**Status:** FAILED" in details and "**Last error:**" in details, details
+    await replays(engine, plan_workflow_id(table, COUNTING))
 
 
 async def test_a_temporal_cancel_ends_the_workflow_canceled(
@@ -100,6 +111,7 @@ async def test_a_temporal_cancel_ends_the_workflow_canceled(
     plan = await plans.reader.get_plan(plan_id)
     assert plan.status == PlanStatus.CANCELLED
     assert plan.status_message == "aborted: cancelled through Temporal"
+    await replays(engine, plan_workflow_id(table, COUNTING))
 
 
 async def test_a_completed_plan_completes(engine: Client, plans: PlanServices, table: str) -> None:
@@ -154,6 +166,7 @@ async def test_progress_shows_in_describe_the_metadata_query_and_the_history(
         temporal_env, "workflow", "update", "execute", "--workflow-id", workflow_id, "--name", "abort"
     )
     assert code != 0 and "already completed" in out, out
+    await replays(engine, workflow_id)
 
 
 async def test_the_abort_update_refuses_an_unknown_name_and_answers_without_input(
