@@ -98,7 +98,7 @@ async def test_the_plan_page_follows_a_plan_and_aborts_it(
     ui = f"http://127.0.0.1:{temporal_ui_port}"
     async with httpx.AsyncClient(base_url=api) as http:
         table = await new_table(http, "page")
-        plan_id = await start(http, table, {"numBatches": "40", "subtasksPerBatch": "2", "sleepMs": "600"})
+        plan_id = await start(http, table, {"numBatches": "500", "subtasksPerBatch": "2", "sleepMs": "600"})
         context = await browser.new_context(viewport={"width": 1500, "height": 800})
         page = await context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
