@@ -68,11 +68,14 @@ def current_details(
     batch_failed: int,
     blocked_reason: str | None,
     last_error: str | None,
+    run_number: int = 0,
 ) -> str:
     """The plan now, in Markdown: status, inputs processed / to process, the batch and its state, why it is
     blocked, the last error."""
     unit = plan.input_unit or "inputs"
-    lines = [f"**Status:** {plan.status.value}", f"**Message:** {_code(plan.status_message or '-', 300)}"]
+    # Continue-as-new carries no static summary: every run names its plan here.
+    lines = [f"**Plan:** {_code(plan.plan_id)} (run {run_number + 1})"]
+    lines += [f"**Status:** {plan.status.value}", f"**Message:** {_code(plan.status_message or '-', 300)}"]
     if plan.inputs_to_process:
         pct = 100 * plan.inputs_processed // max(1, plan.inputs_to_process)
         done = f"{plan.inputs_processed} / {plan.inputs_to_process} {unit}"

@@ -640,6 +640,7 @@ class TaskPlanWorkflow:
                 batch_failed=0 if batch is None else batch.failed,
                 blocked_reason=state.blocked_reason,
                 last_error=state.last_error,
+                run_number=state.run_number,
             )
         )
 
