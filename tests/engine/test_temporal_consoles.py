@@ -21,6 +21,7 @@ from taskplan.models.errors import PLAN_FAILED_THRESHOLD
 from taskplan.models.plan import PlanSource, PlanStatus, TaskPlan
 from taskplan.names import plan_workflow_id
 from taskplan.plans import PlanServices
+from taskplan.workflows.plan_details import current_details, subtask_summary
 from taskplan.workflows.task_plan import TaskPlanWorkflow
 from tests.engine.test_operator_signals import running_batch
 from tests.engine.test_plans import COUNTING, wait_for_end
@@ -192,3 +193,29 @@ async def test_the_abort_update_refuses_an_unknown_name_and_answers_without_inpu
         assert (await plans.reader.get_plan(plan_id)).status == PlanStatus.CANCELLED
 
     await eventually(ended, timeout=30)
+
+
+def test_summaries_and_details_are_one_line_or_markdown_of_the_plan() -> None:
+    assert subtask_summary("Task_X_1_0", {"inputFileURI": "/in/a.csv", "segmentName": "s"}) == (
+        "file /in/a.csv (Task_X_1_0)"
+    )
+    assert subtask_summary("Task_X_1_0", {"segmentName": "a,b,c"}) == "3 segments a..c (Task_X_1_0)"
+    assert subtask_summary("Task_X_1_0", {"other": "x\ny"}) == "subtask Task_X_1_0"
+    assert len(subtask_summary("T", {"segmentName": "s" * 500})) == 200
+    plan = TaskPlan(
+        plan_id="t_OFFLINE__X__u",
+        table_name_with_type="t_OFFLINE",
+        task_type="X",
+        status=PlanStatus.ACTIVE,
+        source=PlanSource.ADHOC_CONFIG,
+        status_message="a `tick` and **bold**",
+        inputs_to_process=40,
+        inputs_processed=10,
+        input_unit="segments",
+    )
+    text = current_details(
+        plan, batch_state=None, batch_done=0, batch_failed=0, blocked_reason="switch off", last_error="e`x"
+    )
+    assert "**Progress:** 10 / 40 segments processed (25%)" in text
+    assert "**Message:** `a 'tick' and **bold**`" in text  # inline code: shown as typed, never Markdown
+    assert "**Blocked:** `switch off`" in text and "**Last error:** `e'x`" in text
