@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,15 +19,20 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from taskplan.binaries import temporal_cli
+from taskplan.catalog import Catalog
 from taskplan.models.errors import PLAN_FAILED_THRESHOLD
 from taskplan.models.plan import PlanSource, PlanStatus, TaskPlan
-from taskplan.names import plan_workflow_id
+from taskplan.names import SearchAttributes, parse_plan_id, plan_workflow_id
 from taskplan.plans import PlanServices
+from taskplan.registry import build_registry
+from taskplan.settings import Settings
+from taskplan.worker import WorkerOptions, build_workers, run_workers
 from taskplan.workflows.plan_details import current_details, subtask_summary
 from taskplan.workflows.task_plan import TaskPlanWorkflow
 from tests.engine.test_operator_signals import running_batch
 from tests.engine.test_plans import COUNTING, wait_for_end
-from tests.support.engine import eventually
+from tests.support.engine import TEST_OPTIONS, add_table, eventually
+from tests.support.tasktypes import ALL_SPECS
 
 SLOW = {"numBatches": "50", "subtasksPerBatch": "2", "sleepMs": "1500"}
 
@@ -219,3 +226,66 @@ def test_summaries_and_details_are_one_line_or_markdown_of_the_plan() -> None:
     assert "**Progress:** 10 / 40 segments processed (25%)" in text
     assert "**Message:** `a 'tick' and **bold**`" in text  # inline code: shown as typed, never Markdown
     assert "**Blocked:** `switch off`" in text and "**Last error:** `e'x`" in text
+
+
+async def test_ended_plans_read_without_a_worker(tmp_path: Path) -> None:
+    """Failed, Canceled and Completed plans read as they ended once no worker runs (a query of a closed
+    workflow would need one): on a dev server of its own, whose workers stop before the reads."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(),
+        search_attributes=SearchAttributes.ALL,
+        dev_server_log_level="error",
+    )
+    try:
+        client = await Client.connect(
+            env.client.service_client.config.target_host, data_converter=pydantic_data_converter
+        )
+        catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+        catalog.migrate()
+        settings = Settings.model_validate({"taskplan.dataDir": str(tmp_path)})
+        options = WorkerOptions(role="both", max_concurrent_subtasks=4, graceful_shutdown_seconds=1)
+        workers = build_workers(
+            client,
+            settings,
+            build_registry(ALL_SPECS, entry_points_group=None),
+            catalog,
+            options,
+            catalog=catalog,
+        )
+        stop = asyncio.Event()
+        running = asyncio.create_task(run_workers(workers, stop))
+        plans = PlanServices.build(client, catalog, TEST_OPTIONS)
+        failed, cancelled, completed = (
+            add_table(catalog, f"r{n}{uuid.uuid4().hex[:6]}_OFFLINE") for n in range(3)
+        )
+        ids = {
+            PlanStatus.FAILED: await plans.starter.start_plan(
+                failed, COUNTING, PlanSource.ADHOC_CONFIG, {"fatal": "true", "maxFailedBatches": "0"}
+            ),
+            PlanStatus.CANCELLED: await plans.starter.start_plan(
+                cancelled, COUNTING, PlanSource.ADHOC_CONFIG, SLOW
+            ),
+            PlanStatus.COMPLETED: await plans.starter.start_plan(
+                completed, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "1"}
+            ),
+        }
+        await running_batch(plans, ids[PlanStatus.CANCELLED])
+        await client.get_workflow_handle(plan_workflow_id(cancelled, COUNTING)).cancel()
+        for plan_id in ids.values():
+            await wait_for_end(plans.reader, plan_id)
+        stop.set()
+        await running  # no worker from here on
+        closed = {
+            PlanStatus.FAILED: WorkflowExecutionStatus.FAILED,
+            PlanStatus.CANCELLED: WorkflowExecutionStatus.CANCELED,
+            PlanStatus.COMPLETED: WorkflowExecutionStatus.COMPLETED,
+        }
+        for status, plan_id in ids.items():
+            table = parse_plan_id(plan_id)[0]
+            described = await client.get_workflow_handle(plan_workflow_id(table, COUNTING)).describe()
+            assert described.status == closed[status]
+            plan = await asyncio.wait_for(plans.reader.get_plan(plan_id), timeout=10)
+            assert plan.status == status, plan.status_message
+        assert (await plans.reader.get_plan(ids[PlanStatus.FAILED])).batches  # the failure carries the plan
+    finally:
+        await env.shutdown()
