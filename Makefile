@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test check lint typecheck layers unit bench bench-full chaos clean lock test-tools
+.PHONY: run test check lint typecheck layers unit bench bench-full chaos clean lock test-tools screenshots
 
 # Installs the versions the tests last passed with (constraints.txt, written by `make lock`).
 $(STAMP): pyproject.toml constraints.txt
@@ -26,8 +26,14 @@ lock:
 run: $(STAMP)
 	$(BIN)/taskplan run
 
+## Debian's chromium, which the browser tests (tests/ui) drive with Playwright (it cannot download a browser
+## here): installed with apt-get when missing.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 ## Lint, type-check and run every test.
-test: $(STAMP) test-tools check
+test: $(STAMP) test-tools $(CHROMIUM) check
 	$(BIN)/python -m pytest
 
 ## Debian packages the tests run: HAProxy, the TLS terminator in front of Temporal in the mTLS test
@@ -35,6 +41,10 @@ test: $(STAMP) test-tools check
 test-tools:
 	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
+
+## The README's screenshots (docs/images/), taken by the browser tests.
+screenshots: $(STAMP) $(CHROMIUM)
+	TASKPLAN_SCREENSHOTS=1 $(BIN)/python -m pytest tests/ui -q
 
 check: lint typecheck layers
 

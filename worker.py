@@ -49,7 +49,7 @@ from taskplan.settings import Settings
 from taskplan.workflows.batch import BatchWorkflow
 from taskplan.workflows.cron_trigger import CronTriggerWorkflow
 from taskplan.workflows.task_plan import TaskPlanWorkflow
-from taskplan.workflows.validation import ValidateTableConfigWorkflow
+from taskplan.workflows.validation import TableConfigValidatorWorkflow, ValidateTableConfigWorkflow
 
 Role = Literal["controller", "minion", "both"]
 log = logging.getLogger("taskplan.worker")
@@ -102,7 +102,13 @@ def build_workers(
             Worker(
                 client,
                 task_queue=CONTROLLER_TASK_QUEUE,
-                workflows=[TaskPlanWorkflow, BatchWorkflow, ValidateTableConfigWorkflow, CronTriggerWorkflow],
+                workflows=[
+                    TaskPlanWorkflow,
+                    BatchWorkflow,
+                    ValidateTableConfigWorkflow,
+                    TableConfigValidatorWorkflow,
+                    CronTriggerWorkflow,
+                ],
                 activities=activities,
                 activity_executor=ThreadPoolExecutor(
                     options.generator_threads, thread_name_prefix="generator"

@@ -18,6 +18,7 @@ from taskplan.api.routes import (
     health,
     instances,
     metrics,
+    plan_batches,
     schemas,
     segments,
     tables,
@@ -25,6 +26,7 @@ from taskplan.api.routes import (
     task_plans,
     task_reads,
     tasks,
+    ui,
 )
 from taskplan.bootstrap import Stack, open_stack
 from taskplan.data.deepstore import DeepStore
@@ -84,6 +86,8 @@ def create_app(stack: Stack | None = None) -> FastAPI:
     app.include_router(segments.router)
     app.include_router(cluster.router)
     app.include_router(metrics.router)
+    app.include_router(plan_batches.router)
+    app.include_router(ui.router)
     return app
 
 

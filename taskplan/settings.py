@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     duckdb_threads: int = Field(1, alias="taskplan.duckdb.threadsPerSubtask", ge=1, le=256)
     # A running plan read through the API answers from its last snapshot when slower than this (0: wait).
     plan_query_timeout_s: float = Field(2.0, alias="taskplan.api.planQueryTimeoutSeconds", ge=0, le=300)
+    # The Temporal Web UI the plan page (GET /ui) links each plan's workflow to.
+    temporal_web_url: str = Field(
+        "http://127.0.0.1:8233", alias="taskplan.ui.temporalWebUrl", pattern=r"^https?://[^\s\"'<>]+$"
+    )
 
     @field_validator("plugins")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -28,12 +29,27 @@ from tests.support.engine import TEST_OPTIONS, add_table
 from tests.support.tasktypes import ALL_SPECS
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 @pytest.fixture(scope="session")
-async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+def temporal_ui_port() -> int:
+    """The dev server's Web UI (tests/ui drive it in a browser)."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+async def temporal_env(temporal_ui_port: int) -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
         search_attributes=SearchAttributes.ALL,
         dev_server_log_level="error",
+        ui=True,
+        ui_port=temporal_ui_port,
     )
     try:
         yield env

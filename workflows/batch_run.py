@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from taskplan.workflows.activity_defs import SubtaskActivityDefs
     from taskplan.workflows.clock import epoch_ms
     from taskplan.workflows.models import BatchInput, SubtaskInput
+    from taskplan.workflows.plan_details import subtask_summary
 
 
 class BatchRun:
@@ -52,6 +53,9 @@ class BatchRun:
         request: BatchInput,
         batch: GeneratedBatch,
         on_state: Callable[[TaskState], None] = lambda _state: None,
+        *,
+        on_progress: Callable[[], None] = lambda: None,
+        summaries: bool = False,
     ) -> None:
         self.request = request
         self.batch = batch
@@ -66,6 +70,9 @@ class BatchRun:
         self.failed = 0
         self.totals: dict[str, float] = {}
         self._on_state = on_state
+        self.last_error: str | None = None  # the last failed subtask's error
+        self._on_progress = on_progress  # called as each subtask ends
+        self._summaries = summaries  # each subtask activity carries a summary (the Web UI shows it)
 
     @property
     def task_name(self) -> str:
@@ -145,6 +152,7 @@ class BatchRun:
                     activity_id=f"{record.subtask_name}.{record.lost_worker_retries}",
                     start_to_close_timeout=timedelta(milliseconds=options.task_timeout_ms),
                     heartbeat_timeout=timedelta(seconds=request.options.heartbeat_timeout_s),
+                    summary=subtask_summary(record.subtask_name, configs) if self._summaries else None,
                     retry_policy=RetryPolicy(
                         initial_interval=timedelta(seconds=1),
                         backoff_coefficient=2.0,
@@ -166,6 +174,7 @@ class BatchRun:
                     record.lost_worker_retries += 1
                     continue
                 self._record_failure(record, err, options.max_attempts_per_task)
+                self._on_progress()
                 return
             except asyncio.CancelledError:
                 record.state = SubtaskState.STOPPED
@@ -180,6 +189,7 @@ class BatchRun:
             self.completed += 1
             for key, value in output.counts.items():
                 self.totals[key] = self.totals.get(key, 0.0) + value
+            self._on_progress()
             return
 
     def _record_failure(self, record: SubtaskRecord, err: ActivityError, max_attempts: int) -> None:
@@ -199,6 +209,7 @@ class BatchRun:
             record.state = SubtaskState.TASK_ERROR
             record.error = str(cause or err)
         self.failed += 1
+        self.last_error = f"{record.subtask_name}: {record.error}"
 
     def _stop_unfinished(self) -> None:
         for record in self.records:

@@ -13,6 +13,7 @@ from taskplan.models.plan import (
     BatchEnd,
     PlanOptions,
     PlanSource,
+    PlanStatus,
     TaskPlan,
 )
 from taskplan.models.task import (
@@ -33,6 +34,15 @@ class PlanState(WireModel):
     run_number: int = 0
     batches_this_run: int = 0
     blocked_reason: str | None = None
+    last_error: str | None = None  # the last generation, batch or subtask error (the Web UI shows it)
+
+
+class PlanAbortAnswer(WireModel):
+    """The answer to the ``abort`` Update: the plan's status right after it."""
+
+    plan_id: str
+    status: PlanStatus
+    status_message: str
 
 
 class PlanInput(WireModel):

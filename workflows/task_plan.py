@@ -8,8 +8,14 @@ Status flow::
 
 The workflow id is ``<tableNameWithType>__<taskType>``, so Temporal itself keeps at most one running plan
 per table and task type; the plan id lives in the TaskPlanId search attribute and in the state carried
-across continue-as-new. The plan always completes normally and returns its final details: the plan's own
-status is the TaskPlanStatus search attribute and the ``status`` field, whatever Temporal shows.
+across continue-as-new. How the workflow closes mirrors the plan (patch ``plan-ends-as-its-status``): a
+COMPLETED plan completes and returns its final details; a FAILED one fails with a non-retryable
+ApplicationError whose type names the cause and whose details carry the plan; a CANCELLED one ends Canceled
+when a Temporal cancel was asked for (Temporal allows no other way), else it completes (an abort by signal,
+Update or the API). The plan's own status is also the TaskPlanStatus search attribute and the ``status``
+field.
+The Web UI's current details show the plan's progress in Markdown (patch ``progress-in-web-ui``,
+``plan_details.py``).
 
 Why one module past 400 lines: it is the plan loop (``run``) and the handlers that steer it, which share the
 plan's state; a batch's own subtasks are ``batch_run.py``, signal decoding ``signals.py``.
@@ -27,7 +33,14 @@ from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from taskplan.models.errors import NON_RETRYABLE, NOT_READY
+    from taskplan.models.errors import (
+        NON_RETRYABLE,
+        NOT_READY,
+        PLAN_ENDED,
+        PLAN_FAILED_GENERATION,
+        PLAN_FAILED_GENERATOR_ABORT,
+        PLAN_FAILED_THRESHOLD,
+    )
     from taskplan.models.plan import (
         BatchEnd,
         BatchRecord,
@@ -49,22 +62,28 @@ with workflow.unsafe.imports_passed_through():
         GenerateBatchInput,
         NextBatch,
         NextBatchInput,
+        PlanAbortAnswer,
         PlanInput,
         PlanState,
         ProgressionCheck,
     )
+    from taskplan.workflows.plan_details import current_details
 
 MAX_GENERATION_BACKOFF_S = 300.0
+# Patches (CHANGELOG.md), asked for at the start of each run.
+PATCH_END_STATUS = "plan-ends-as-its-status"  # FAILED fails the workflow; Temporal-cancelled: Canceled
+PATCH_WEB_UI = "progress-in-web-ui"  # current details, summaries on subtask activities and waits
 
 
 class _PlanEnded(Exception):
     """Internal: unwinds the loop once the plan reached a terminal status."""
 
-    def __init__(self, status: PlanStatus, message: str, *, aborted: bool) -> None:
+    def __init__(self, status: PlanStatus, message: str, *, aborted: bool, cause: str | None) -> None:
         super().__init__()
         self.status = status  # the status to end with, once the catalog has the plan's end
         self.message = message
         self.aborted = aborted  # a failure-threshold breach or a generator abort: counted as taskPlanAborted
+        self.cause = cause  # a FAILED plan's cause: the type of the error its workflow fails with
 
 
 # Not sandboxed, like TaskBatch (see workflows/batch.py); guarded by tests/engine/test_replay.py.
@@ -76,6 +95,10 @@ class TaskPlanWorkflow:
         self._batch_task: asyncio.Task[BatchResult] | None = None
         self._submitted_at_ms = 0  # when the batch being generated was asked for
         self._pending_end: BatchEnd | None = None  # the last batch's end, until the catalog has it
+        self._ends_as_status = False  # patch PATCH_END_STATUS
+        self._web_ui = False  # patch PATCH_WEB_UI
+        self._temporal_cancel = False  # a Temporal cancel was seen: a CANCELLED plan ends Canceled
+        self._ending = False  # the plan's end is being recorded: no more aborts
 
     # ---------------------------------------------------------------- handlers
 
@@ -125,6 +148,35 @@ class TaskPlanWorkflow:
         if plan.status.is_active:
             self._set_status(plan.status, message)
 
+    @workflow.update(dynamic=True)
+    async def operator_update(self, name: str, args: Sequence[RawValue]) -> PlanAbortAnswer:
+        """Update ``abort`` (any input, read as the abort signal's): answers the plan's new status.
+        ``temporal workflow update execute -w <plan workflow id> --name abort --input '"maintenance"'``"""
+        if self._state is None:
+            await workflow.wait_condition(lambda: self._state is not None)
+        plan = self._require_state().plan
+        request = signals.read_input(args, workflow.payload_converter())
+        for note in request.notes():
+            workflow.logger.warning("plan %s: update %s: %s", plan.plan_id, name, note)
+        self._abort(signals.abort_reason(request))
+        return PlanAbortAnswer(plan_id=plan.plan_id, status=plan.status, status_message=plan.status_message)
+
+    @operator_update.validator
+    def check_update(self, name: str, args: Sequence[RawValue]) -> None:
+        """Rejected (nothing written to the history): another update name, and a plan that ended."""
+        if name != signals.ABORT:
+            raise ApplicationError(f"update {name!r} unknown: a task plan takes the update {signals.ABORT!r}")
+        if self._state is None:
+            return  # sent with the start: the plan runs
+        plan = self._state.plan
+        if not plan.status.is_active or self._ending:
+            raise ApplicationError(
+                f"plan {plan.plan_id} already ended ({plan.status.value}: {plan.status_message}): "
+                "nothing to abort",
+                type=PLAN_ENDED,
+                non_retryable=True,
+            )
+
     @workflow.query
     def details(self, query: PlanQuery | None = None) -> TaskPlan:
         return self._require_state().plan.with_batch_page(query)
@@ -145,6 +197,8 @@ class TaskPlanWorkflow:
 
     @workflow.run
     async def run(self, request: PlanInput) -> TaskPlan:
+        self._ends_as_status = workflow.patched(PATCH_END_STATUS)
+        self._web_ui = workflow.patched(PATCH_WEB_UI)
         if self._state is None:
             self._state = request.carried or PlanState(
                 plan=TaskPlan(
@@ -172,7 +226,10 @@ class TaskPlanWorkflow:
                     continue  # an abort that came during generation: no new batch
                 if generated.abort_reason:
                     self._finish(
-                        PlanStatus.FAILED, f"aborted by the generator: {generated.abort_reason}", aborted=True
+                        PlanStatus.FAILED,
+                        f"aborted by the generator: {generated.abort_reason}",
+                        aborted=True,
+                        cause=PLAN_FAILED_GENERATOR_ABORT,
                     )
                 self._absorb_progress(state, generated)
                 if generated.no_more_work:
@@ -184,6 +241,7 @@ class TaskPlanWorkflow:
                         f"failure threshold breached: {state.plan.num_failed_batches} batches failed "
                         f"(the plan tolerates {request.options.max_failed_batches})",
                         aborted=True,
+                        cause=PLAN_FAILED_THRESHOLD,
                     )
                 state.batches_this_run += 1
                 if self._should_continue_as_new(request.options, state):
@@ -192,12 +250,33 @@ class TaskPlanWorkflow:
                     workflow.continue_as_new(request.model_copy(update={"carried": state}))
         except _PlanEnded as ended:
             await self._end_plan(ended.status, ended.message, aborted=ended.aborted)
+            self._close_as_status(ended.status, ended.cause)
         except asyncio.CancelledError:
             # `temporal workflow cancel` is treated as an abort; a running batch was already waited for.
+            self._temporal_cancel = True
             if state.abort_reason is None:
                 state.abort_reason = "cancelled through Temporal"
             await self._end_plan(PlanStatus.CANCELLED, f"aborted: {state.abort_reason}", aborted=False)
+            self._close_as_status(PlanStatus.CANCELLED, None)
         return state.plan
+
+    def _close_as_status(self, status: PlanStatus, cause: str | None) -> None:
+        """Close the workflow as the plan ended (returning is Completed): FAILED fails it, with the plan in
+        the error's details; CANCELLED after a Temporal cancel ends it Canceled (the SDK sends the cancel
+        command for a CancelledError once a cancel was asked for). The plan's end is in the catalog already,
+        so reading it needs no worker."""
+        if not self._ends_as_status:
+            return
+        plan = self._require_state().plan
+        if status is PlanStatus.FAILED:
+            raise ApplicationError(
+                f"task plan {plan.plan_id} FAILED: {plan.status_message}",
+                plan,
+                type=cause or PLAN_FAILED_GENERATION,
+                non_retryable=True,
+            ) from None
+        if status is PlanStatus.CANCELLED and self._temporal_cancel:
+            raise asyncio.CancelledError(plan.status_message) from None
 
     async def _end_plan(self, status: PlanStatus, message: str, *, aborted: bool) -> None:
         """Record the plan's end in the catalog (its last batch's end and its final snapshot), then end it
@@ -205,6 +284,7 @@ class TaskPlanWorkflow:
         reads the catalog, no longer has it. If the catalog is out of reach, the controller's orchestration
         poll corrects the snapshot later."""
         plan = self._require_state().plan
+        self._ending = True
         final = plan.model_copy(
             update={
                 "status": status,
@@ -225,6 +305,7 @@ class TaskPlanWorkflow:
                 ),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=5),
+                summary=f"record the plan's end: {status.value}" if self._web_ui else None,
             )
         except FailureError as err:
             workflow.logger.warning("plan %s: its end was not recorded in the catalog: %s", plan.plan_id, err)
@@ -244,7 +325,9 @@ class TaskPlanWorkflow:
             self._set_status(state.plan.status, f"progression blocked: {reason}")
         with contextlib.suppress(TimeoutError):  # ask again when the wait runs out
             await workflow.wait_condition(
-                lambda: state.abort_reason is not None, timeout=request.options.blocked_recheck_s
+                lambda: state.abort_reason is not None,
+                timeout=request.options.blocked_recheck_s,
+                timeout_summary=f"progression blocked: {reason}"[:200] if self._web_ui else None,
             )
 
     async def _generate(self, request: PlanInput, state: PlanState) -> GeneratedBatch:
@@ -288,9 +371,12 @@ class TaskPlanWorkflow:
                 fatal = isinstance(cause, ApplicationError) and (
                     cause.non_retryable or cause.type in NON_RETRYABLE
                 )
+                state.last_error = f"batch generation: {message}"
                 if fatal or attempt >= request.options.max_generation_attempts:
                     self._finish(
-                        PlanStatus.FAILED, f"batch generation failed after {attempt} attempt(s): {message}"
+                        PlanStatus.FAILED,
+                        f"batch generation failed after {attempt} attempt(s): {message}",
+                        cause=PLAN_FAILED_GENERATION,
                     )
                 backoff = min(MAX_GENERATION_BACKOFF_S, 2.0 ** (attempt - 1))
                 self._set_status(
@@ -299,7 +385,13 @@ class TaskPlanWorkflow:
                     f"{request.options.max_generation_attempts}): {message}; retrying in {backoff:.0f}s",
                 )
                 with contextlib.suppress(TimeoutError):  # the backoff ran out without an abort
-                    await workflow.wait_condition(lambda: state.abort_reason is not None, timeout=backoff)
+                    await workflow.wait_condition(
+                        lambda: state.abort_reason is not None,
+                        timeout=backoff,
+                        timeout_summary=f"generation backoff after failed attempt {attempt}"
+                        if self._web_ui
+                        else None,
+                    )
                 if state.abort_reason is not None:
                     return GeneratedBatch(no_more_work=False)
                 continue
@@ -335,6 +427,7 @@ class TaskPlanWorkflow:
             ),
             start_to_close_timeout=timedelta(seconds=request.options.generation_timeout_s),
             retry_policy=RetryPolicy(maximum_attempts=1),
+            summary=f"generate batch {state.plan.num_batches}" if self._web_ui else None,
         )
         self._pending_end, self._batch = None, None  # the last batch's end is recorded
         return step
@@ -358,7 +451,12 @@ class TaskPlanWorkflow:
         """
         submitted_at = self._submitted_at_ms  # as in the task record
         name = generated.task_name or task_name(state.plan.task_type, submitted_at)
-        run = BatchRun(self._batch_input(request, state, name, generated), generated)
+        run = BatchRun(
+            self._batch_input(request, state, name, generated),
+            generated,
+            on_progress=self._on_subtask_end,
+            summaries=self._web_ui,
+        )
         record = self._begin_batch(request, state, name, submitted_at, generated)
         self._batch, self._batch_task = run, asyncio.create_task(run.run())
         try:
@@ -413,6 +511,7 @@ class TaskPlanWorkflow:
                 end,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=5),
+                summary=f"record the end of {end.task_name}" if self._web_ui else None,
             )
         except FailureError as err:
             # The catalog is out of reach: the plan's own batch record has the outcome.
@@ -454,6 +553,7 @@ class TaskPlanWorkflow:
                 plan.status,
                 f"batch {record.batch_sequence} ({name}) running: {len(generated.subtasks)} subtasks",
             )
+        self._publish_details()
         return record
 
     def _end_batch(
@@ -468,6 +568,11 @@ class TaskPlanWorkflow:
             plan.inputs_processed += generated.inputs_in_batch
         else:
             plan.num_failed_batches += 1
+            if result.task_state == TaskState.FAILED:
+                failed = self._batch.last_error if self._batch is not None else None
+                state.last_error = f"batch {record.batch_sequence} FAILED: {result.status_message}" + (
+                    f"; {failed}" if failed else ""
+                )
         if plan.status == PlanStatus.ACTIVE:
             self._set_status(
                 plan.status,
@@ -487,6 +592,7 @@ class TaskPlanWorkflow:
 
     def _note_temporal_cancel(self, state: PlanState) -> None:
         # `temporal workflow cancel` on the plan is an abort: note it, keep waiting for the batch.
+        self._temporal_cancel = True
         if state.abort_reason is None:
             state.abort_reason = "cancelled through Temporal"
             self._set_status(PlanStatus.ABORTING, f"aborting: {state.abort_reason}")
@@ -499,8 +605,10 @@ class TaskPlanWorkflow:
 
     # ---------------------------------------------------------------- status helpers
 
-    def _finish(self, status: PlanStatus, message: str, *, aborted: bool = False) -> None:
-        raise _PlanEnded(status, message, aborted=aborted)  # ended by _end_plan, once the catalog has it
+    def _finish(
+        self, status: PlanStatus, message: str, *, aborted: bool = False, cause: str | None = None
+    ) -> None:
+        raise _PlanEnded(status, message, aborted=aborted, cause=cause)  # ended by _end_plan
 
     def _set_status(self, status: PlanStatus, message: str, *, final: bool = False) -> None:
         plan = self._require_state().plan
@@ -511,6 +619,30 @@ class TaskPlanWorkflow:
         if final:
             plan.finished_at_ms = epoch_ms()
             plan.inputs_being_processed = 0
+        self._publish_details()
+
+    def _on_subtask_end(self) -> None:
+        batch, state = self._batch, self._state
+        if batch is not None and state is not None and batch.last_error is not None:
+            state.last_error = batch.last_error
+        self._publish_details()
+
+    def _publish_details(self) -> None:
+        """The Web UI's current details (and the ``__temporal_workflow_metadata`` query's): the plan now."""
+        if not self._web_ui or self._state is None:
+            return
+        state, batch = self._state, self._batch
+        workflow.set_current_details(
+            current_details(
+                state.plan,
+                batch_state=None if batch is None else batch.state,
+                batch_done=0 if batch is None else batch.completed + batch.failed,
+                batch_failed=0 if batch is None else batch.failed,
+                blocked_reason=state.blocked_reason,
+                last_error=state.last_error,
+                run_number=state.run_number,
+            )
+        )
 
     def _require_state(self) -> PlanState:
         if self._state is None:

@@ -400,6 +400,17 @@ class TaskStore:
             plans = self._snapshots(conn, self._active(table_name, task_type))
             return self._with_batches(conn, plans, batch_limit)
 
+    def recent_ended_plan_snapshots(self, limit: int) -> list[TaskPlan]:
+        """The snapshots of the plans that ended most recently (without batch records), newest first."""
+        with self.engine.connect() as conn:
+            rows = conn.scalars(
+                select(plan_snapshots.c.plan_json)
+                .where(plan_snapshots.c.status.not_in(ACTIVE_STATUSES))
+                .order_by(plan_snapshots.c.updated_ms.desc())
+                .limit(limit)
+            ).all()
+        return [TaskPlan.model_validate_json(row) for row in rows]
+
     def active_plan_ids(self, table_name: str | None, task_type: str | None) -> list[str]:
         with self.engine.connect() as conn:
             query = select(plan_snapshots.c.plan_id).where(self._active(table_name, task_type))

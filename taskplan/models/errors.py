@@ -38,6 +38,12 @@ BATCH_TOO_LARGE: Final = "BatchTooLarge"
 WORKER_SHUTDOWN: Final = "WorkerShutdown"
 INVALID_EXECUTOR_RESULT: Final = "InvalidExecutorResult"
 NOT_READY: Final = "NotReady"  # a query or signal that came before the workflow's first task
+PLAN_ENDED: Final = "TaskPlanEnded"  # an abort Update on a plan that already ended (rejected)
+
+# How a FAILED plan's workflow fails (its ApplicationError type; the details carry the plan): the cause.
+PLAN_FAILED_THRESHOLD: Final = "TaskPlanFailureThresholdBreached"
+PLAN_FAILED_GENERATOR_ABORT: Final = "TaskPlanAbortedByGenerator"
+PLAN_FAILED_GENERATION: Final = "TaskPlanGenerationFailed"
 
 NON_RETRYABLE: Final = (
     TASK_CONFIG_ERROR,

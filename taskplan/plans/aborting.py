@@ -1,18 +1,33 @@
-"""Aborting a plan: its ABORT signal (no new batch; the running batch may finish, then it ends CANCELLED)."""
+"""Steering a plan: aborting it (its ABORT signal: no new batch; the running batch may finish, then it ends
+CANCELLED), and stopping its running batch (STOP_BATCH: the batch ends STOPPED, the plan goes on)."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from taskplan.catalog.tasks import TaskStore
 from taskplan.clock import now_ms
-from taskplan.models.plan import AbortRequest, TaskPlan
+from taskplan.models.plan import AbortRequest, PlanStatus, TaskPlan
+from taskplan.models.task import TaskState
 from taskplan.plans.reading import PlanReader
 from taskplan.plans.visibility import find_plan_run
 from taskplan.workflows import signals
+
+
+@dataclass(frozen=True)
+class BatchStop:
+    """What stopping a batch found: the plan's status, and the batch's state (None: no such batch)."""
+
+    plan_status: PlanStatus
+    batch_state: TaskState | None
+
+    @property
+    def signalled(self) -> bool:
+        return self.plan_status.is_active and self.batch_state is TaskState.IN_PROGRESS
 
 
 class PlanAborter:
@@ -38,3 +53,21 @@ class PlanAborter:
         # The active listing reads snapshots: it shows ABORTING from now on (unless the plan ended).
         await asyncio.to_thread(self.store.save_snapshot, plan, now_ms(), unless_ended=True)
         return plan
+
+    async def stop_batch(self, plan_id: str, task_name: str) -> BatchStop:
+        """Stop the plan's batch of that task name if it is the running one (its subtasks are cancelled, it
+        ends STOPPED; the plan goes on with the next batch). Raises PlanNotFoundError."""
+        run = await find_plan_run(self.client, plan_id)
+        plan = await self.reader.get_plan(plan_id, live=run.running)
+        batch = next((b for b in reversed(plan.batches) if b.submitted_task_name == task_name), None)
+        found = BatchStop(plan.status, None if batch is None else batch.task_state)
+        if not (run.running and found.signalled):
+            return found
+        try:
+            await run.handle.signal(signals.STOP_BATCH, task_name)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            ended = await self.reader.get_plan(plan_id)  # ended meanwhile: nothing to stop
+            return BatchStop(ended.status, found.batch_state)
+        return found

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+)
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from taskplan.catalog.tasks import TaskStore
@@ -39,6 +45,10 @@ class PlanReader:
         if desc.status == WorkflowExecutionStatus.COMPLETED:
             plan = await handle.result(follow_runs=False)
             return plan.with_batch_page(query)
+        if desc.status in (WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.CANCELED):
+            closed = await self._ended_plan(handle, plan_id, desc.status, query or PlanQuery())
+            if closed is not None:
+                return closed
         # Terminated, timed out or failed at the Temporal level: replay its last state, mark it ended.
         try:
             plan = await handle.query(TaskPlanWorkflow.details, query or PlanQuery())
@@ -55,6 +65,31 @@ class PlanReader:
                 }
             )
         return plan
+
+    async def _ended_plan(
+        self, handle: PlanHandle, plan_id: str, status: WorkflowExecutionStatus, page: PlanQuery
+    ) -> TaskPlan | None:
+        """A plan whose workflow closed as the plan ended, read without a worker: a FAILED plan from its
+        failure's details (the plan), else (Canceled, or details missing) its final snapshot in the catalog.
+        None when neither has it ended (then the caller asks the closed workflow, as for a terminated one)."""
+        if status == WorkflowExecutionStatus.FAILED:
+            try:
+                await handle.result(follow_runs=False)
+            except WorkflowFailureError as err:
+                cause = err.cause
+                if isinstance(cause, ApplicationError) and cause.details:
+                    try:
+                        plan = TaskPlan.model_validate(cause.details[0])
+                    except ValueError:
+                        plan = None
+                    if plan is not None and plan.plan_id == plan_id and not plan.status.is_active:
+                        return plan.with_batch_page(page)
+        limit = page.batch_limit if page.batch_offset is None else page.batch_offset + page.batch_limit
+        snapshots = await asyncio.to_thread(self.store.plan_snapshots, [plan_id], max(limit, 1))
+        snapshot = snapshots.get(plan_id)
+        if snapshot is None or snapshot.status.is_active:
+            return None
+        return snapshot if page.batch_offset is None else snapshot.with_batch_page(page)
 
     async def _ask_running_plan(
         self, handle: PlanHandle, plan_id: str, status: str | None, page: PlanQuery, live: bool

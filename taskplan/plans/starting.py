@@ -21,6 +21,7 @@ from taskplan.models.plan import PlanOptions, PlanSource, PlanStatus, TaskPlan
 from taskplan.names import CONTROLLER_TASK_QUEUE, SearchAttributes, new_plan_id, plan_workflow_id
 from taskplan.plan_configs import with_thresholds
 from taskplan.workflows.models import PlanInput
+from taskplan.workflows.plan_details import static_details, static_summary
 from taskplan.workflows.task_plan import TaskPlanWorkflow
 
 
@@ -67,7 +68,9 @@ class PlanStarter:
                         SearchAttributePair(SearchAttributes.SOURCE, source.value),
                     ]
                 ),
-                static_summary=f"{task_type} plan for {table_name_with_type}",
+                # What the Web UI and `temporal workflow describe` show of the plan from its start.
+                static_summary=static_summary(table_name_with_type, task_type),
+                static_details=static_details(plan_id, table_name_with_type, task_type, source, properties),
             )
         except WorkflowAlreadyStartedError:
             active = await self.active_plan_id(table_name_with_type, task_type)
