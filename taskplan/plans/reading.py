@@ -169,7 +169,9 @@ class PlanReader:
             async with limit:
                 # The listing named the run: ask it directly (one call); a plan that ended meanwhile
                 # (or continued as new) is read the long way.
-                handle = self.client.get_workflow_handle_for(TaskPlanWorkflow.run, workflow_id, run_id=run_id)
+                handle: PlanHandle = self.client.get_workflow_handle_for(
+                    TaskPlanWorkflow.run, workflow_id, run_id=run_id
+                )
                 try:
                     return await handle.query(TaskPlanWorkflow.details, page)
                 except RPCError:

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.api.enums.v1 import PendingActivityState
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from taskplan.catalog.tasks import StoredTask, TaskStore
@@ -17,6 +17,7 @@ from taskplan.models.errors import TaskNotFoundError
 from taskplan.models.plan import PlanStatus
 from taskplan.models.task import (
     BatchDetails,
+    BatchResult,
     PinotTaskCount,
     SubtaskConfig,
     SubtaskCounts,
@@ -27,7 +28,7 @@ from taskplan.models.task import (
     TaskState,
 )
 from taskplan.names import SearchAttributes, parse_plan_id, plan_workflow_id, subtask_name
-from taskplan.plans.visibility import BATCH_WORKFLOW_TYPE, memo_tables, quote, task_state_of
+from taskplan.plans.visibility import BATCH_WORKFLOW_TYPE, PlanHandle, memo_tables, quote, task_state_of
 from taskplan.workflows.batch import BatchWorkflow
 from taskplan.workflows.models import BatchPageQuery
 from taskplan.workflows.task_plan import TaskPlanWorkflow
@@ -35,6 +36,7 @@ from taskplan.workflows.task_plan import TaskPlanWorkflow
 # A finished batch is replayed to answer a query: allow time for a large one (10,000 subtasks).
 QUERY_TIMEOUT = timedelta(seconds=90)
 PAGE = 1000
+BatchHandle = WorkflowHandle[BatchWorkflow, BatchResult]
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ class TaskReader:
         if await self._stored_task(name) is not None:
             return (await self.batch_details(name, SubtaskQuery(limit=0))).counts
         desc = await self._describe_task(name)
-        handle = self.client.get_workflow_handle_for(BatchWorkflow.run, name, run_id=desc.run_id)
+        handle: BatchHandle = self.client.get_workflow_handle_for(BatchWorkflow.run, name, run_id=desc.run_id)
         if desc.status == WorkflowExecutionStatus.COMPLETED:
             # A finished batch answers from its result: no replay needed.
             result = await handle.result(follow_runs=False)
@@ -177,7 +179,7 @@ class TaskReader:
         if stored is not None:
             return stored.batch().options
         await self._describe_task(name)
-        handle = self.client.get_workflow_handle_for(BatchWorkflow.run, name)
+        handle: BatchHandle = self.client.get_workflow_handle_for(BatchWorkflow.run, name)
         return await handle.query(BatchWorkflow.runtime_options, rpc_timeout=QUERY_TIMEOUT)
 
     async def subtask_states(self, name: str) -> list[tuple[str, SubtaskState]]:
@@ -195,7 +197,9 @@ class TaskReader:
             if desc.status == WorkflowExecutionStatus.COMPLETED:
                 # A finished legacy task with no failed subtask answers from its result (no replay); one
                 # with failures is asked for its subtasks (an error, an abort and a timeout count apart).
-                handle = self.client.get_workflow_handle_for(BatchWorkflow.run, name, run_id=desc.run_id)
+                handle: BatchHandle = self.client.get_workflow_handle_for(
+                    BatchWorkflow.run, name, run_id=desc.run_id
+                )
                 result = await handle.result(follow_runs=False)
                 if result.num_failed == 0:
                     return PinotTaskCount(
@@ -229,7 +233,7 @@ class TaskReader:
                 for i in range(page.offset, end)
             ]
         await self._describe_task(name)
-        handle = self.client.get_workflow_handle_for(BatchWorkflow.run, name)
+        handle: BatchHandle = self.client.get_workflow_handle_for(BatchWorkflow.run, name)
         return await handle.query(BatchWorkflow.subtask_configs, page, rpc_timeout=QUERY_TIMEOUT)
 
     async def batch_details(self, name: str, query: SubtaskQuery | None = None) -> BatchDetails:
@@ -243,7 +247,7 @@ class TaskReader:
                 # Ended this very moment (its record is being written) or its plan is gone: read again.
                 stored = await self._stored_task(name) or stored
             return _stored_details(stored, page)
-        handle = self.client.get_workflow_handle_for(BatchWorkflow.run, name)
+        handle: BatchHandle = self.client.get_workflow_handle_for(BatchWorkflow.run, name)
         try:
             return await handle.query(BatchWorkflow.details, page, rpc_timeout=QUERY_TIMEOUT)
         except RPCError as err:
@@ -254,7 +258,9 @@ class TaskReader:
     async def _live_batch_details(self, plan_id: str, name: str, page: SubtaskQuery) -> BatchDetails | None:
         """A plan's running batch: its subtasks run in the plan, which answers for them."""
         table, task_type = parse_plan_id(plan_id)
-        handle = self.client.get_workflow_handle_for(TaskPlanWorkflow.run, plan_workflow_id(table, task_type))
+        handle: PlanHandle = self.client.get_workflow_handle_for(
+            TaskPlanWorkflow.run, plan_workflow_id(table, task_type)
+        )
         try:
             return await handle.query(
                 TaskPlanWorkflow.batch_details,

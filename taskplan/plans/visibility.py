@@ -42,7 +42,7 @@ async def find_plan_run(client: Client, plan_id: str) -> PlanRun:
     Raises PlanNotFoundError."""
     table, task_type = parse_plan_id(plan_id)
     workflow_id = plan_workflow_id(table, task_type)
-    handle = client.get_workflow_handle_for(TaskPlanWorkflow.run, workflow_id)
+    handle: PlanHandle = client.get_workflow_handle_for(TaskPlanWorkflow.run, workflow_id)
     try:
         desc = await handle.describe()
     except RPCError as err:
