@@ -122,7 +122,9 @@ async def test_fifty_concurrent_executes_make_one_plan(http: httpx.AsyncClient) 
     body = {
         "taskType": COUNTING,
         "tableName": table,
-        "taskConfigs": {"enableTaskOrchestration": "true", "numBatches": "2", "sleepMs": "200"},
+        # The plan outlives the burst (each execute first validates its task configs through a validator
+        # workflow's Update, which queues under fifty callers): one that ended could be followed by another.
+        "taskConfigs": {"enableTaskOrchestration": "true", "numBatches": "2", "sleepMs": "2000"},
     }
     responses = await asyncio.gather(*(http.post("/tasks/execute", json=body) for _ in range(50)))
     statuses = sorted(r.status_code for r in responses)
