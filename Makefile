@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test check lint typecheck layers unit bench bench-full chaos clean lock
+.PHONY: run test test-deps check lint typecheck layers unit bench bench-full chaos clean lock
 
 # Installs the versions the tests last passed with (constraints.txt, written by `make lock`).
 $(STAMP): pyproject.toml constraints.txt
@@ -27,8 +27,14 @@ run: $(STAMP)
 	$(BIN)/taskplan run
 
 ## Lint, type-check and run every test.
-test: $(STAMP) check
+test: $(STAMP) check test-deps
 	$(BIN)/python -m pytest
+
+## Debian packages the multi-host test needs (tests/multihost: `ip` for its network namespaces, a PostgreSQL
+## of its own from initdb), installed only when missing.
+test-deps:
+	@command -v ip >/dev/null || (apt-get update && apt-get install -y iproute2)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && apt-get install -y postgresql)
 
 check: lint typecheck layers
 

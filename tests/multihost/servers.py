@@ -1,0 +1,124 @@
+"""The shared services of a topology, each a real server process on its own host: the Temporal dev server,
+a PostgreSQL instance of the run's own (Debian's initdb in a scratch directory; never the machine's shared
+server) and moto's S3 server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from taskplan.runtime import dev_server_command
+from taskplan.settings import Settings
+from tests.multihost.netns import Host
+from tests.multihost.processes import Process, Processes
+
+TEMPORAL_PORT = 7233
+POSTGRES_PORT = 5432
+S3_PORT = 5000
+POSTGRES_USER = "postgres"  # the Debian package's system user: PostgreSQL refuses to run as root
+
+
+def start_temporal(procs: Processes, host: Host, data_dir: Path) -> Process:
+    """The dev server (as `make run` starts it, headless) on every interface of its host, its SQLite file
+    in ``data_dir``. Every interface: with ``--ip <one address>`` its services listen there but dial each
+    other on 127.0.0.1, so a client's first call times out (temporal CLI 1.9.1, server 1.32)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = Settings.model_validate(
+        {"temporal.address": f"0.0.0.0:{TEMPORAL_PORT}", "taskplan.dataDir": str(data_dir)}
+    )
+    process = procs.start("temporal", host, dev_server_command(settings, headless=True))
+    process.wait_for_port(TEMPORAL_PORT)
+    return process
+
+
+def postgres_bin() -> Path:
+    """The newest installed PostgreSQL's programs (Debian: /usr/lib/postgresql/<major>/bin)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    if not found:
+        raise FileNotFoundError("no /usr/lib/postgresql/*/bin/initdb: install the postgresql package")
+    return found[-1].parent
+
+
+@contextmanager
+def postgres_scratch() -> Iterator[Path]:
+    """A directory the postgres user can reach (pytest's temporary directories are root's alone)."""
+    path = Path(tempfile.mkdtemp(prefix="taskplan-pg-"))
+    try:
+        path.chmod(0o755)
+        shutil.chown(path, POSTGRES_USER, POSTGRES_USER)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    return ["setpriv", f"--reuid={POSTGRES_USER}", f"--regid={POSTGRES_USER}", "--init-groups", "--", *argv]
+
+
+def start_postgres(procs: Processes, host: Host, scratch: Path, database: str, user: str) -> Process:
+    """A fresh cluster in ``scratch``, listening on the host's address only, trusting its subnet, with
+    an empty ``database`` owned by ``user``."""
+    bin_dir = postgres_bin()
+    data = scratch / "data"
+    subprocess.run(
+        _as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", POSTGRES_USER, "--auth=trust",
+                      "--no-sync", "-E", "UTF8"]),
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (data / "pg_hba.conf").write_text(
+        "local all all trust\nhost all all samenet trust\n", encoding="utf-8"
+    )  # a test cluster on a private subnet; a deployment uses scram-sha-256 (README)
+    process = procs.start(
+        "postgres",
+        host,
+        _as_postgres([str(bin_dir / "postgres"), "-D", str(data),
+                      "-c", f"listen_addresses={host.address}", "-c", f"port={POSTGRES_PORT}",
+                      "-c", f"unix_socket_directories={scratch}", "-c", "fsync=off",
+                      "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]),
+        stop_signal=signal.SIGINT,  # fast shutdown: SIGTERM would wait for every client to leave
+    )  # fmt: skip
+    process.wait_for_port(POSTGRES_PORT)
+    with _admin_connection(process) as conn:
+        conn.execute(f'CREATE ROLE "{user}" LOGIN')
+        conn.execute(f'CREATE DATABASE "{database}" OWNER "{user}"')
+    return process
+
+
+def _admin_connection(process: Process, timeout: float = 30.0) -> psycopg.Connection[tuple[object, ...]]:
+    """A superuser connection, once the server accepts them (it listens before it finishes starting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        process.check_alive()
+        try:
+            return psycopg.connect(
+                host=process.host.address, port=POSTGRES_PORT, user=POSTGRES_USER, dbname="postgres",
+                autocommit=True, connect_timeout=5,
+            )  # fmt: skip
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def start_s3(procs: Processes, host: Host, bucket: str) -> Process:
+    """moto's standalone S3 server on the host's address, with an empty ``bucket``."""
+    process = procs.start(
+        "s3", host, [sys.executable, "-m", "moto.server", "-H", host.address, "-p", str(S3_PORT)],
+        env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
+    )  # fmt: skip
+    process.wait_for_port(S3_PORT)
+    # moto checks no signature: a plain PUT makes the bucket (objects go through the production client).
+    response = httpx.put(f"http://{host.address}:{S3_PORT}/{bucket}", timeout=10)
+    response.raise_for_status()
+    return process

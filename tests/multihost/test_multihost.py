@@ -1,0 +1,255 @@
+"""taskplan across hosts, for real (issue 17): eight network namespaces on one bridge, each running what one
+machine of a deployment runs: the Temporal dev server, PostgreSQL, an S3 server (moto), the REST API, two
+controller workers and two minion workers, each taskplan process with its own data directory, all of them
+configured by the README's example properties file (examples/multihost/taskplan.properties).
+
+Everything the test does to taskplan goes through the API host's REST API. It ingests CSV files, purges with
+a filter, exports, and counts the rows exactly; then it cuts one minion's link in the middle of a batch and
+checks that the batch completes on the other minion with every row exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import pytest
+
+from taskplan.settings import Settings
+from tests.multihost.netns import NetworkError, network
+from tests.multihost.storage import SharedDirectory, Storage
+from tests.multihost.topology import EXAMPLE_CONFIG, Cluster, topology
+
+pytestmark = pytest.mark.slow
+
+HEARTBEAT_TIMEOUT_S = 3  # test-only: a cut minion's subtasks are handed back within seconds (default 30)
+COUNTRIES = ("US", "FR", "DE")
+
+
+def s3_storage_supported() -> bool:
+    """Whether taskplan takes ``s3://`` for its deep store (issue 17's storage interface)."""
+    value = Settings.model_validate({"taskplan.deepStore.dir": "s3://b/p"}).property("taskplan.deepStore.dir")
+    return value == "s3://b/p"
+
+
+S3_MISSING = (
+    "taskplan's storage interface does not take s3:// URIs yet (issue 17, branch store): "
+    "taskplan.deepStore.dir=s3://... is read as a local path, so this run keeps the deep store, the "
+    "input and the export roots in one directory all hosts share"
+)
+
+
+def require_netns() -> None:
+    """Network namespaces need root and iproute2 (the Makefile installs it); no silent skip."""
+    try:
+        with network():
+            pass
+    except (NetworkError, FileNotFoundError, PermissionError) as exc:
+        pytest.fail(f"cannot build network namespaces here (root and `ip` are needed): {exc}")
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory: pytest.TempPathFactory) -> Storage:
+    if s3_storage_supported():
+        raise NotImplementedError("S3 storage: wire the production client in tests/multihost/storage.py")
+    return SharedDirectory(tmp_path_factory.mktemp("shared"))
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, storage: Storage) -> Iterator[Cluster]:
+    require_netns()
+    env = {**storage.env(), "TASKPLAN_SUBTASK_HEARTBEATTIMEOUTSECONDS": str(HEARTBEAT_TIMEOUT_S)}
+    # One subtask at a time per minion: a cut minion surely holds one of the batch's subtasks.
+    with topology(tmp_path_factory.mktemp("cluster"), env=env, minion_concurrency=1) as running:
+        try:
+            yield running
+        except BaseException:
+            print(running.logs())
+            raise
+
+
+@pytest.fixture
+def api(cluster: Cluster) -> Iterator[httpx.Client]:
+    with cluster.http() as client:
+        yield client
+
+
+# ---------------------------------------------------------------- the REST API, as a client uses it
+
+
+def create_table(api: httpx.Client, raw: str, table_type: str = "OFFLINE", **extra: Any) -> str:
+    schema = {
+        "schemaName": raw,
+        "dimensionFieldSpecs": [
+            {"name": "id", "dataType": "LONG"},
+            {"name": "country", "dataType": "STRING"},
+        ],
+        "metricFieldSpecs": [{"name": "amount", "dataType": "DOUBLE"}],
+    }
+    response = api.post("/schemas", json=schema)
+    assert response.status_code == 200, response.text
+    response = api.post("/tables", json={"tableName": raw, "tableType": table_type, **extra})
+    assert response.status_code == 200, response.text
+    return f"{raw}_{table_type}"
+
+
+def csv_rows(first_id: int, count: int) -> bytes:
+    lines = ["id,country,amount"]
+    lines += [f"{i},{COUNTRIES[i % 3]},{i}.5" for i in range(first_id, first_id + count)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def execute(api: httpx.Client, task_type: str, table: str, **configs: str) -> str:
+    body = {
+        "taskType": task_type,
+        "tableName": table,
+        "taskConfigs": {"enableTaskOrchestration": "true", **configs},
+    }
+    response = api.post("/tasks/execute", json=body)
+    assert response.status_code == 200, response.text
+    return str(response.json()["taskPlanId"])
+
+
+def wait_plan(api: httpx.Client, plan_id: str, timeout_s: int = 60) -> dict[str, Any]:
+    response = api.get(
+        f"/tasks/taskPlans/{plan_id}", params={"waitForTerminalSeconds": timeout_s}, timeout=timeout_s + 10
+    )
+    assert response.status_code == 200, response.text
+    plan: dict[str, Any] = response.json()
+    assert plan["status"] == "COMPLETED", plan
+    return plan
+
+
+def total_docs(api: httpx.Client, table: str) -> int:
+    response = api.get(f"/segments/{table}")
+    assert response.status_code == 200, response.text
+    [entry] = response.json()
+    return sum(int(segment["totalDocs"]) for segment in next(iter(entry.values())))
+
+
+def subtasks(api: httpx.Client, task_name: str) -> list[dict[str, Any]]:
+    response = api.get(f"/tasks/task/{task_name}/subtasks")
+    assert response.status_code == 200, response.text
+    return list(response.json()["subtasks"])
+
+
+def parquet_rows(content: bytes, scratch: Path) -> int:
+    path = scratch / f"{uuid.uuid4().hex}.parquet"
+    path.write_bytes(content)
+    row = duckdb.connect().execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+# ---------------------------------------------------------------- the scenario
+
+
+def test_example_config_is_what_every_process_runs(cluster: Cluster) -> None:
+    """The cluster is the README's: its example file, and each process on its own host and data dir."""
+    assert cluster.config == EXAMPLE_CONFIG
+    names = {p.host.name for p in cluster.procs.started}
+    assert names == {"temporal", "db", "s3", "api", "controller1", "controller2", "minion1", "minion2"}
+    assert len({p.host.address for p in cluster.procs.started}) == 8
+    # The API's GET /metrics merges both controllers' endpoints, each scraped across the network.
+    with cluster.http() as api:
+        text = api.get("/metrics").text
+    for controller in ("controller1", "controller2"):
+        assert f'metricsMergeTargetUp{{target="{controller}:9101"}} 1.0' in text, text
+    # Every process's Temporal SDK metrics answer from another host (taskplan.metrics.host, not loopback).
+    for name in ("api", "controller1", "minion2"):
+        response = httpx.get(f"http://{cluster.host(name).address}:9102/metrics", timeout=10)
+        assert response.status_code == 200 and "temporal_" in response.text, name
+
+
+def test_ingest_purge_and_export_across_hosts(api: httpx.Client, storage: Storage, tmp_path: Path) -> None:
+    run = uuid.uuid4().hex[:8]
+    # Ingest: six CSV files of 1,000 rows, three per batch.
+    sales = create_table(api, f"sales{run}")
+    for n in range(6):
+        storage.put_input(f"sales{run}", f"part-{n}.csv", csv_rows(n * 1000, 1000))
+    plan = wait_plan(
+        api,
+        execute(api, "FileIngestionTask", sales, inputDirURI=storage.input_uri(f"sales{run}"),
+                inputFormat="csv", tableMaxNumTasks="3"),
+    )  # fmt: skip
+    assert plan["numBatches"] == 2
+    assert total_docs(api, sales) == 6000
+
+    # Purge one country in three.
+    wait_plan(api, execute(api, "SegmentPurgeTask", sales, purgeFilter="country = 'FR'"))
+    assert total_docs(api, sales) == 4000
+
+    # Export: a REALTIME table committed by row count, its four DONE segments to the export target.
+    stream = {"realtime.segment.flush.threshold.rows": "500"}
+    clicks = create_table(api, f"clicks{run}", "REALTIME", tableIndexConfig={"streamConfigs": stream})
+    for n in range(4):
+        response = api.post(
+            "/ingestFromFile",
+            params={"tableNameWithType": clicks, "batchConfigMapStr": '{"inputFormat": "csv"}'},
+            files={"file": ("clicks.csv", csv_rows(n * 500, 500), "text/csv")},
+        )
+        assert response.status_code == 200, response.text
+    target = storage.export_uri(f"clicks{run}")
+    wait_plan(
+        api,
+        execute(api, "DataExportTask", clicks, **{"externalTable.target": target, "bufferTimePeriod": "0s"}),
+    )
+    exported = storage.exported(f"clicks{run}")
+    assert len(exported) == 4, sorted(exported)
+    assert sum(parquet_rows(content, tmp_path) for content in exported.values()) == 2000
+
+
+def test_no_deep_store_file_on_any_host(cluster: Cluster) -> None:
+    """No process keeps a segment on its own disk: every host's data directory is free of Parquet."""
+    leftovers = [p for name in cluster.net.hosts for p in cluster.data_dir(name).rglob("*.parquet")]
+    assert leftovers == []
+    if not s3_storage_supported():
+        pytest.skip(S3_MISSING)
+
+
+def test_a_cut_minion_hands_its_subtasks_to_the_other(
+    cluster: Cluster, api: httpx.Client, storage: Storage
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    orders = create_table(api, f"orders{run}")
+    files = 40
+    for n in range(files):
+        storage.put_input(f"orders{run}", f"part-{n:02}.csv", csv_rows(n * 2000, 2000))
+    plan_id = execute(
+        api, "FileIngestionTask", orders, inputDirURI=storage.input_uri(f"orders{run}"), inputFormat="csv",
+        tableMaxNumTasks=str(files),
+    )  # fmt: skip
+    # In the middle of the (one) batch: some subtasks done, most still to do.
+    task_name = ""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        batches = api.get(f"/tasks/taskPlans/{plan_id}").json()["batches"]
+        if batches:
+            task_name = batches[0]["submittedTaskName"]
+            done = [s for s in subtasks(api, task_name) if s["state"] == "COMPLETED"]
+            if done:
+                break
+        time.sleep(0.05)
+    assert task_name, "the batch did not start"
+    cut_at_ms = time.time() * 1000
+    cluster.cut("minion1")
+    try:
+        plan = wait_plan(api, plan_id, timeout_s=60)
+    finally:
+        cluster.restore("minion1")
+    assert plan["numBatches"] == 1
+    reports = subtasks(api, task_name)
+    assert all(s["state"] == "COMPLETED" for s in reports), reports
+    timeline = sorted((s["startedAtMs"] - cut_at_ms, s["finishedAtMs"] - cut_at_ms) for s in reports)
+    assert sum(s["lostWorkerRetries"] for s in reports) >= 1, timeline  # handed over from the cut minion
+    assert total_docs(api, orders) == files * 2000
+    # The cut minion is back: whatever it was doing when cut may finish now, and must not add a row.
+    deadline = time.monotonic() + 3 * HEARTBEAT_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert total_docs(api, orders) == files * 2000
+        time.sleep(0.5)
