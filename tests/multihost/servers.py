@@ -37,9 +37,7 @@ def start_temporal(procs: Processes, host: Host, data_dir: Path) -> Process:
     settings = Settings.model_validate(
         {"temporal.address": f"0.0.0.0:{TEMPORAL_PORT}", "taskplan.dataDir": str(data_dir)}
     )
-    process = procs.start("temporal", host, dev_server_command(settings, headless=True))
-    process.wait_for_port(TEMPORAL_PORT)
-    return process
+    return procs.start("temporal", host, dev_server_command(settings, headless=True))  # ready: its port
 
 
 def postgres_bin() -> Path:
@@ -111,14 +109,17 @@ def _admin_connection(process: Process, timeout: float = 30.0) -> psycopg.Connec
             time.sleep(0.1)
 
 
-def start_s3(procs: Processes, host: Host, bucket: str) -> Process:
-    """moto's standalone S3 server on the host's address, with an empty ``bucket``."""
-    process = procs.start(
+def start_s3(procs: Processes, host: Host) -> Process:
+    """moto's standalone S3 server on the host's address (ready: :func:`create_bucket`)."""
+    return procs.start(
         "s3", host, [sys.executable, "-m", "moto.server", "-H", host.address, "-p", str(S3_PORT)],
         env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
     )  # fmt: skip
+
+
+def create_bucket(process: Process, bucket: str) -> None:
+    """Once the S3 server answers: an empty ``bucket``. moto checks no signature, so a plain PUT makes it
+    (the scenario's objects go through taskplan's own client)."""
     process.wait_for_port(S3_PORT)
-    # moto checks no signature: a plain PUT makes the bucket (objects go through the production client).
-    response = httpx.put(f"http://{host.address}:{S3_PORT}/{bucket}", timeout=10)
+    response = httpx.put(f"http://{process.host.address}:{S3_PORT}/{bucket}", timeout=10)
     response.raise_for_status()
-    return process

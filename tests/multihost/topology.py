@@ -28,6 +28,8 @@ from tests.multihost.netns import Host, Network, network
 from tests.multihost.processes import Process, Processes, ProcessFailed, processes
 from tests.multihost.servers import (
     S3_PORT,
+    TEMPORAL_PORT,
+    create_bucket,
     postgres_scratch,
     start_postgres,
     start_s3,
@@ -169,9 +171,11 @@ def topology(
         net.write_hosts_files()
         procs = stack.enter_context(processes(workdir / "logs"))  # stopped before the network goes
         scratch = stack.enter_context(postgres_scratch())
-        start_temporal(procs, net.hosts["temporal"], workdir / "hosts" / "temporal")
+        # Everything that can start at once does: the servers, then taskplan's processes as soon as the
+        # catalog takes connections (they wait for Temporal themselves).
+        temporal = start_temporal(procs, net.hosts["temporal"], workdir / "hosts" / "temporal")
+        s3 = start_s3(procs, net.hosts["s3"])
         start_postgres(procs, net.hosts["db"], scratch, CATALOG_DATABASE, CATALOG_USER)
-        start_s3(procs, net.hosts["s3"], BUCKET)
         base = {k: v for k, v in os.environ.items() if k in INHERITED or k.startswith("LC_")}
         cluster = Cluster(
             net=net,
@@ -187,5 +191,7 @@ def topology(
             else:
                 cluster.start_minion(name, minion_concurrency)
         cluster.start_api()
+        temporal.wait_for_port(TEMPORAL_PORT)
+        create_bucket(s3, BUCKET)
         cluster.wait_healthy()
         yield cluster
