@@ -13,9 +13,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import psycopg
 
 from taskplan.runtime import dev_server_command
@@ -26,6 +26,7 @@ from tests.multihost.processes import Process, Processes
 TEMPORAL_PORT = 7233
 POSTGRES_PORT = 5432
 S3_PORT = 5000
+S3_REGION = "us-east-1"
 POSTGRES_USER = "postgres"  # the Debian package's system user: PostgreSQL refuses to run as root
 
 
@@ -110,16 +111,47 @@ def _admin_connection(process: Process, timeout: float = 30.0) -> psycopg.Connec
 
 
 def start_s3(procs: Processes, host: Host) -> Process:
-    """moto's standalone S3 server on the host's address (ready: :func:`create_bucket`)."""
+    """moto's standalone S3 server on the host's address (ready: :func:`create_bucket`). Authentication is
+    on after the first requests (those of create_bucket's IAM setup): a wrong key is refused as AWS
+    refuses it."""
     return procs.start(
         "s3", host, [sys.executable, "-m", "moto.server", "-H", host.address, "-p", str(S3_PORT)],
-        env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(_S3_SETUP_REQUESTS)},
     )  # fmt: skip
 
 
-def create_bucket(process: Process, bucket: str) -> None:
-    """Once the S3 server answers: an empty ``bucket``. moto checks no signature, so a plain PUT makes it
-    (the scenario's objects go through taskplan's own client)."""
+_S3_SETUP_REQUESTS = 3  # create_user, put_user_policy, create_access_key
+
+
+@dataclass(frozen=True)
+class S3Access:
+    endpoint: str  # as the test process reaches it
+    access_key_id: str
+    secret_access_key: str
+    region: str = S3_REGION
+
+
+def create_bucket(process: Process, bucket: str) -> S3Access:
+    """Once the S3 server answers: an IAM user allowed everything, its key, and an empty ``bucket``
+    (S3 clients such as obstore have no CreateBucket: boto3, moto's own dependency, makes it)."""
+    import boto3  # type: ignore[import-untyped]
+
     process.wait_for_port(S3_PORT)
-    response = httpx.put(f"http://{process.host.address}:{S3_PORT}/{bucket}", timeout=10)
-    response.raise_for_status()
+    endpoint = f"http://{process.host.address}:{S3_PORT}"
+    setup = {"aws_access_key_id": "setup", "aws_secret_access_key": "setup", "region_name": S3_REGION}
+    iam = boto3.client("iam", endpoint_url=endpoint, **setup)
+    iam.create_user(UserName="taskplan")
+    iam.put_user_policy(
+        UserName="taskplan",
+        PolicyName="all",
+        PolicyDocument='{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", '
+        '"Resource": "*"}]}',
+    )
+    key = iam.create_access_key(UserName="taskplan")["AccessKey"]
+    access = S3Access(endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+    s3 = boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id=access.access_key_id,
+        aws_secret_access_key=access.secret_access_key, region_name=S3_REGION,
+    )  # fmt: skip
+    s3.create_bucket(Bucket=bucket)
+    return access

@@ -1,59 +1,57 @@
-"""Where the multi-host scenario keeps its files: input objects it puts, exports it reads back.
-
-``SharedDirectory`` stands in for S3 until the storage interface takes ``s3://`` URIs (issue 17, branch
-``store``): one directory every host sees, which is exactly the shared disk the issue removes, so the
-scenario's S3 assertions are skipped with it (test_multihost.py says which).
-"""
+"""The scenario's side of the S3 bucket: the input objects it puts and the exports and segments it reads
+back, all through taskplan's own S3 client (``taskplan.storage.open_store``, obstore), from the test
+process, which reaches the S3 host by its address."""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+
+from taskplan.settings import Settings
+from taskplan.storage import ObjectStore, open_store
 
 
-class Storage(Protocol):
-    """The scenario's view of its deep store, input and export locations."""
+@dataclass(frozen=True)
+class Bucket:
+    """``s3://<name>`` on the S3 host, with the cluster's credentials."""
 
-    def env(self) -> dict[str, str]:
-        """Properties every taskplan process gets beyond the example file (empty: the file as it is)."""
-        ...
+    name: str
+    endpoint: str  # as the test process reaches it (the hosts use http://s3:5000)
+    access_key_id: str
+    secret_access_key: str
+    region: str
 
-    def input_uri(self, name: str) -> str: ...
+    def store(self, prefix: str) -> ObjectStore:
+        settings = Settings.model_validate(
+            {
+                "taskplan.storage.s3.accessKeyId": self.access_key_id,
+                "taskplan.storage.s3.secretAccessKey": self.secret_access_key,
+                "taskplan.storage.s3.region": self.region,
+                "taskplan.storage.s3.endpointUrl": self.endpoint,
+            }
+        )
+        return open_store(self.uri(prefix), settings)
 
-    def put_input(self, name: str, file_name: str, content: bytes) -> None: ...
+    def uri(self, prefix: str) -> str:
+        return f"s3://{self.name}/{prefix.strip('/')}"
 
-    def export_uri(self, name: str) -> str: ...
+    def put(self, prefix: str, key: str, content: bytes) -> None:
+        with tempfile.TemporaryDirectory() as scratch:
+            source = Path(scratch) / "object"
+            source.write_bytes(content)
+            self.store(prefix).put_file(source, key)
 
-    def exported(self, name: str) -> dict[str, bytes]:
-        """Every file under the export target ``name``, by its path below it."""
-        ...
+    def objects(self, prefix: str) -> dict[str, bytes]:
+        """Every object under ``prefix``, by its key below it."""
+        store = self.store(prefix)
+        found: dict[str, bytes] = {}
+        with tempfile.TemporaryDirectory() as scratch:
+            for info in store.list():
+                dest = Path(scratch) / "object"
+                store.get_file(info.key, dest)
+                found[info.key] = dest.read_bytes()
+        return found
 
-
-@dataclass
-class SharedDirectory:
-    root: Path
-
-    def env(self) -> dict[str, str]:
-        for sub in ("deepstore", "input", "export"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-        return {
-            "TASKPLAN_DEEPSTORE_DIR": str(self.root / "deepstore"),
-            "TASKPLAN_INGESTION_ALLOWEDROOTS": str(self.root / "input"),
-            "TASKPLAN_EXPORT_ALLOWEDROOTS": str(self.root / "export"),
-        }
-
-    def input_uri(self, name: str) -> str:
-        return str(self.root / "input" / name)
-
-    def put_input(self, name: str, file_name: str, content: bytes) -> None:
-        path = self.root / "input" / name / file_name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-
-    def export_uri(self, name: str) -> str:
-        return str(self.root / "export" / name)
-
-    def exported(self, name: str) -> dict[str, bytes]:
-        base = self.root / "export" / name
-        return {str(p.relative_to(base)): p.read_bytes() for p in base.rglob("*") if p.is_file()}
+    def keys(self, prefix: str) -> list[str]:
+        return [info.key for info in self.store(prefix).list()]

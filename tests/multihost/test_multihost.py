@@ -20,9 +20,7 @@ import duckdb
 import httpx
 import pytest
 
-from taskplan.settings import Settings
 from tests.multihost.netns import NetworkError, network
-from tests.multihost.storage import SharedDirectory, Storage
 from tests.multihost.topology import EXAMPLE_CONFIG, Cluster, topology
 
 pytestmark = pytest.mark.slow
@@ -30,19 +28,6 @@ pytestmark = pytest.mark.slow
 MINION_SLOTS = 2
 HEARTBEAT_TIMEOUT_S = 3  # test-only: a cut minion's subtasks are handed back within seconds (default 30)
 COUNTRIES = ("US", "FR", "DE")
-
-
-def s3_storage_supported() -> bool:
-    """Whether taskplan takes ``s3://`` for its deep store (issue 17's storage interface)."""
-    value = Settings.model_validate({"taskplan.deepStore.dir": "s3://b/p"}).property("taskplan.deepStore.dir")
-    return value == "s3://b/p"
-
-
-S3_MISSING = (
-    "taskplan's storage interface does not take s3:// URIs yet (issue 17, branch store): "
-    "taskplan.deepStore.dir=s3://... is read as a local path, so this run keeps the deep store, the "
-    "input and the export roots in one directory all hosts share"
-)
 
 
 def require_netns() -> None:
@@ -55,16 +40,9 @@ def require_netns() -> None:
 
 
 @pytest.fixture(scope="module")
-def storage(tmp_path_factory: pytest.TempPathFactory) -> Storage:
-    if s3_storage_supported():
-        raise NotImplementedError("S3 storage: wire the production client in tests/multihost/storage.py")
-    return SharedDirectory(tmp_path_factory.mktemp("shared"))
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, storage: Storage) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require_netns()
-    env = {**storage.env(), "TASKPLAN_SUBTASK_HEARTBEATTIMEOUTSECONDS": str(HEARTBEAT_TIMEOUT_S)}
+    env = {"TASKPLAN_SUBTASK_HEARTBEATTIMEOUTSECONDS": str(HEARTBEAT_TIMEOUT_S)}
     # Two subtasks at a time per minion: when cut, a minion holds a subtask, or has a slot free whose
     # pending poll the server hands the next subtask to (both lost with the link). With one slot, a minion
     # cut while its completion's answer was on the way holds nothing and polls for nothing.
@@ -169,15 +147,16 @@ def test_example_config_is_what_every_process_runs(cluster: Cluster) -> None:
         assert response.status_code == 200 and "temporal_" in response.text, name
 
 
-def test_ingest_purge_and_export_across_hosts(api: httpx.Client, storage: Storage, tmp_path: Path) -> None:
+def test_ingest_purge_and_export_across_hosts(cluster: Cluster, api: httpx.Client, tmp_path: Path) -> None:
+    bucket = cluster.bucket
     run = uuid.uuid4().hex[:8]
     # Ingest: six CSV files of 1,000 rows, three per batch.
     sales = create_table(api, f"sales{run}")
     for n in range(6):
-        storage.put_input(f"sales{run}", f"part-{n}.csv", csv_rows(n * 1000, 1000))
+        bucket.put("input", f"sales{run}/part-{n}.csv", csv_rows(n * 1000, 1000))
     plan = wait_plan(
         api,
-        execute(api, "FileIngestionTask", sales, inputDirURI=storage.input_uri(f"sales{run}"),
+        execute(api, "FileIngestionTask", sales, inputDirURI=bucket.uri(f"input/sales{run}"),
                 inputFormat="csv", tableMaxNumTasks="3"),
     )  # fmt: skip
     assert plan["numBatches"] == 2
@@ -197,12 +176,12 @@ def test_ingest_purge_and_export_across_hosts(api: httpx.Client, storage: Storag
             files={"file": ("clicks.csv", csv_rows(n * 500, 500), "text/csv")},
         )
         assert response.status_code == 200, response.text
-    target = storage.export_uri(f"clicks{run}")
+    target = bucket.uri(f"export/clicks{run}")
     wait_plan(
         api,
         execute(api, "DataExportTask", clicks, **{"externalTable.target": target, "bufferTimePeriod": "0s"}),
     )
-    exported = storage.exported(f"clicks{run}")
+    exported = bucket.objects(f"export/clicks{run}")
     assert len(exported) == 4, sorted(exported)
     assert sum(parquet_rows(content, tmp_path) for content in exported.values()) == 2000
 
@@ -211,22 +190,28 @@ def test_no_deep_store_file_on_any_host(cluster: Cluster) -> None:
     """No process keeps a segment on its own disk: every host's data directory is free of Parquet."""
     leftovers = [p for name in cluster.net.hosts for p in cluster.data_dir(name).rglob("*.parquet")]
     assert leftovers == []
-    if not s3_storage_supported():
-        pytest.skip(S3_MISSING)
+    # The deep store is the bucket: each table's segments are objects there (retired ones until the sweep).
+    with cluster.http() as api:
+        tables = api.get("/tables").json()["tables"]
+        assert tables
+        for raw in tables:
+            for entry in api.get(f"/segments/{raw}").json():
+                for table_type, segments in entry.items():
+                    table = f"{raw}_{table_type}"
+                    objects = [k for k in cluster.bucket.keys(f"deepstore/{table}") if k.endswith(".parquet")]
+                    assert len(objects) >= len(segments) > 0, (table, objects)
 
 
-def test_a_cut_minion_hands_its_subtasks_to_the_other(
-    cluster: Cluster, api: httpx.Client, storage: Storage
-) -> None:
+def test_a_cut_minion_hands_its_subtasks_to_the_other(cluster: Cluster, api: httpx.Client) -> None:
     run = uuid.uuid4().hex[:8]
     orders = create_table(api, f"orders{run}")
     files = 40
     for n in range(files):
-        storage.put_input(f"orders{run}", f"part-{n:02}.csv", csv_rows(n * 2000, 2000))
+        cluster.bucket.put("input", f"orders{run}/part-{n:02}.csv", csv_rows(n * 2000, 2000))
+    source = cluster.bucket.uri(f"input/orders{run}")
     plan_id = execute(
-        api, "FileIngestionTask", orders, inputDirURI=storage.input_uri(f"orders{run}"), inputFormat="csv",
-        tableMaxNumTasks=str(files),
-    )  # fmt: skip
+        api, "FileIngestionTask", orders, inputDirURI=source, inputFormat="csv", tableMaxNumTasks=str(files)
+    )
     # In the middle of the (one) batch: both minions busy for a while, most subtasks still to do.
     task_name = ""
     deadline = time.monotonic() + 60

@@ -35,6 +35,7 @@ from tests.multihost.servers import (
     start_s3,
     start_temporal,
 )
+from tests.multihost.storage import Bucket
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = REPO / "examples" / "multihost" / "taskplan.properties"  # what the README documents
@@ -44,11 +45,6 @@ API_PORT = 9000
 CATALOG_DATABASE = "taskplan"  # the example file's catalog URL names them
 CATALOG_USER = "taskplan"
 BUCKET = "taskplan"  # the example file's s3:// URIs name it
-S3_CREDENTIALS = {  # moto takes any; a deployment's come from its secret store
-    "AWS_ACCESS_KEY_ID": "multihost-test",
-    "AWS_SECRET_ACCESS_KEY": "multihost-test-secret",
-    "AWS_REGION": "us-east-1",
-}
 # What a taskplan process inherits from the test's environment: nothing that could be read as a property.
 INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
@@ -61,16 +57,12 @@ class Cluster:
     config: Path
     env: Mapping[str, str]  # every taskplan process's environment, beyond its data directory
     api_password: str
+    bucket: Bucket  # the S3 bucket, as the test process reaches it
     taskplan: dict[str, Process] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
         return f"http://{self.net.hosts['api'].address}:{API_PORT}"
-
-    @property
-    def s3_endpoint(self) -> str:
-        """The S3 server as the test process reaches it (the hosts reach it as http://s3:5000)."""
-        return f"http://{self.net.hosts['s3'].address}:{S3_PORT}"
 
     def host(self, name: str) -> Host:
         return self.net.hosts[name]
@@ -176,14 +168,24 @@ def topology(
         temporal = start_temporal(procs, net.hosts["temporal"], workdir / "hosts" / "temporal")
         s3 = start_s3(procs, net.hosts["s3"])
         start_postgres(procs, net.hosts["db"], scratch, CATALOG_DATABASE, CATALOG_USER)
+        access = create_bucket(s3, BUCKET)
         base = {k: v for k, v in os.environ.items() if k in INHERITED or k.startswith("LC_")}
+        s3_env = {  # the AWS ecosystem's variables (README, "Running on several hosts")
+            "AWS_ACCESS_KEY_ID": access.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": access.secret_access_key,
+            "AWS_REGION": access.region,
+            "AWS_ENDPOINT_URL": f"http://s3:{S3_PORT}",
+        }
         cluster = Cluster(
             net=net,
             procs=procs,
             workdir=workdir,
             config=config,
-            env={**base, **S3_CREDENTIALS, "AWS_ENDPOINT_URL": f"http://s3:{S3_PORT}", **(env or {})},
+            env={**base, **s3_env, **(env or {})},
             api_password=api_password,
+            bucket=Bucket(
+                BUCKET, access.endpoint, access.access_key_id, access.secret_access_key, access.region
+            ),
         )
         for name in workers:
             if name.startswith("controller"):
@@ -192,6 +194,5 @@ def topology(
                 cluster.start_minion(name, minion_concurrency)
         cluster.start_api()
         temporal.wait_for_port(TEMPORAL_PORT)
-        create_bucket(s3, BUCKET)
         cluster.wait_healthy()
         yield cluster
