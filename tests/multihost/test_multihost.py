@@ -205,7 +205,7 @@ def test_no_deep_store_file_on_any_host(cluster: Cluster) -> None:
 def test_a_cut_minion_hands_its_subtasks_to_the_other(cluster: Cluster, api: httpx.Client) -> None:
     run = uuid.uuid4().hex[:8]
     orders = create_table(api, f"orders{run}")
-    files = 40
+    files = 24
     for n in range(files):
         cluster.bucket.put("input", f"orders{run}/part-{n:02}.csv", csv_rows(n * 2000, 2000))
     source = cluster.bucket.uri(f"input/orders{run}")
