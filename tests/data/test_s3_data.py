@@ -29,9 +29,7 @@ from tests.support.data import (
     table_rows,
     write_csv,
 )
-from tests.support.s3 import MotoServer, free_port, moto_server
-
-__all__ = ["moto_server"]
+from tests.support.s3 import MotoServer, free_port
 
 
 @pytest.fixture(scope="module")
