@@ -29,9 +29,7 @@ from tests.support.data import (
     table_rows,
     write_csv,
 )
-from tests.support.s3 import MotoServer, free_port, moto_server
-
-__all__ = ["moto_server"]
+from tests.support.s3 import MotoServer, free_port
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +249,19 @@ def props(settings: Settings, server: MotoServer) -> dict[str, str]:
         "taskplan.export.allowedRoots": settings.export_allowed_roots,
         **server.properties(),
     }
+
+
+def test_the_sweep_finds_orphan_objects_by_last_modified(
+    settings: Settings, catalog: Catalog, bucket_store: ObjectStore, tmp_path: Path
+) -> None:
+    manager = SegmentManager.from_settings(settings, catalog)
+    table = make_table(catalog, name("s3sweep"))
+    schema = catalog.require_schema(table.raw_table_name)
+    segment = manager.upload(table, schema, [event(1)], f"{table.raw_table_name}_0")
+    put_csv(bucket_store, f"deep/{table.tableName}/.staging-left-by-a-crash.parquet", [event(2)], tmp_path)
+    assert manager.cleanup(table.tableName).deleted_files == []  # younger than the grace period
+    assert manager.cleanup(table.tableName, grace_s=0).deleted_files == [".staging-left-by-a-crash.parquet"]
+    assert [i.key for i in bucket_store.list(f"deep/{table.tableName}/")] == [
+        f"deep/{table.tableName}/{segment.file_name}"
+    ]
+    assert len(table_rows(manager, table.tableName)) == 1

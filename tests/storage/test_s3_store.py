@@ -19,9 +19,7 @@ from taskplan.storage import (
     open_store,
 )
 from taskplan.storage.uri import BadURIError, check_under, parse_s3
-from tests.support.s3 import MotoServer, free_port, moto_server
-
-__all__ = ["moto_server"]
+from tests.support.s3 import MotoServer, free_port
 
 
 def s3_settings(server: MotoServer, **extra: str) -> Settings:
