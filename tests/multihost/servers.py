@@ -4,6 +4,7 @@ server) and moto's S3 server."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -28,6 +29,7 @@ POSTGRES_PORT = 5432
 S3_PORT = 5000
 S3_REGION = "us-east-1"
 POSTGRES_USER = "postgres"  # the Debian package's system user: PostgreSQL refuses to run as root
+TEMPLATES = Path(tempfile.gettempdir()) / "taskplan-pg-templates"  # initialized clusters, one per version
 
 
 def start_temporal(procs: Processes, host: Host, data_dir: Path) -> Process:
@@ -65,19 +67,39 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return ["setpriv", f"--reuid={POSTGRES_USER}", f"--regid={POSTGRES_USER}", "--init-groups", "--", *argv]
 
 
+def postgres_template(bin_dir: Path) -> Path:
+    """A freshly initialized cluster directory, made once per machine and PostgreSQL version (initdb takes
+    5-7 s here, a copy well under one) and only ever copied: a cache in the temporary directory, safe to
+    delete. Made under a lock, in a staging directory renamed into place, so parallel runs share one."""
+    TEMPLATES.mkdir(exist_ok=True)
+    final = TEMPLATES / bin_dir.parent.name
+    if (final / "PG_VERSION").is_file():
+        return final
+    TEMPLATES.chmod(0o755)
+    shutil.chown(TEMPLATES, POSTGRES_USER, POSTGRES_USER)
+    with (TEMPLATES / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (final / "PG_VERSION").is_file():
+            staging = TEMPLATES / f".staging-{os.getpid()}"
+            shutil.rmtree(staging, ignore_errors=True)
+            subprocess.run(
+                _as_postgres([str(bin_dir / "initdb"), "-D", str(staging), "-U", POSTGRES_USER,
+                              "--auth=trust", "--no-sync", "-E", "UTF8"]),
+                check=True, capture_output=True,
+            )  # fmt: skip
+            (staging / "pg_hba.conf").write_text(
+                "local all all trust\nhost all all samenet trust\n", encoding="utf-8"
+            )  # a test cluster on a private subnet; a deployment uses scram-sha-256 (README)
+            staging.rename(final)
+    return final
+
+
 def start_postgres(procs: Processes, host: Host, scratch: Path, database: str, user: str) -> Process:
-    """A fresh cluster in ``scratch``, listening on the host's address only, trusting its subnet, with
-    an empty ``database`` owned by ``user``."""
+    """A fresh cluster in ``scratch`` (a copy of the template), listening on the host's address only,
+    trusting its subnet, with an empty ``database`` owned by ``user``."""
     bin_dir = postgres_bin()
     data = scratch / "data"
-    subprocess.run(
-        _as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", POSTGRES_USER, "--auth=trust",
-                      "--no-sync", "-E", "UTF8"]),
-        check=True, capture_output=True,
-    )  # fmt: skip
-    (data / "pg_hba.conf").write_text(
-        "local all all trust\nhost all all samenet trust\n", encoding="utf-8"
-    )  # a test cluster on a private subnet; a deployment uses scram-sha-256 (README)
+    subprocess.run(["cp", "-a", str(postgres_template(bin_dir)), str(data)], check=True)  # owner kept
     process = procs.start(
         "postgres",
         host,
