@@ -20,6 +20,7 @@ import duckdb
 import httpx
 import pytest
 
+from tests.multihost.conftest import CALL_FAILED
 from tests.multihost.netns import NetworkError, network
 from tests.multihost.topology import EXAMPLE_CONFIG, Cluster, topology
 
@@ -47,11 +48,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     # pending poll the server hands the next subtask to (both lost with the link). With one slot, a minion
     # cut while its completion's answer was on the way holds nothing and polls for nothing.
     with topology(tmp_path_factory.mktemp("cluster"), env=env, minion_concurrency=MINION_SLOTS) as running:
-        try:
-            yield running
-        except BaseException:
-            print(running.logs())
-            raise
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def logs_on_failure(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[None]:
+    """A failed test's report ends with every process's log tail (captured output of its teardown)."""
+    yield
+    if request.node.stash.get(CALL_FAILED, False):
+        print(cluster.logs())
 
 
 @pytest.fixture
