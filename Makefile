@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-deps check lint typecheck layers unit bench bench-full chaos clean lock
+.PHONY: run test check lint typecheck layers unit bench bench-full chaos clean lock test-tools
 
 # Installs the versions the tests last passed with (constraints.txt, written by `make lock`).
 $(STAMP): pyproject.toml constraints.txt
@@ -27,14 +27,19 @@ run: $(STAMP)
 	$(BIN)/taskplan run
 
 ## Lint, type-check and run every test.
-test: $(STAMP) check test-deps
+test: $(STAMP) test-tools check
 	$(BIN)/python -m pytest
 
-## Debian packages the multi-host test needs (tests/multihost: `ip` for its network namespaces, a PostgreSQL
-## of its own from initdb), installed only when missing.
-test-deps:
-	@command -v ip >/dev/null || (apt-get update && apt-get install -y iproute2)
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && apt-get install -y postgresql)
+## Debian packages the tests run, installed only when missing: HAProxy, the TLS terminator in front of
+## Temporal in the mTLS test (tests/engine/test_temporal_tls.py); `ip` (iproute2) for the network namespaces
+## of the multi-host test and `initdb` (postgresql) for its PostgreSQL of its own (tests/multihost).
+test-tools:
+	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
+	@command -v ip >/dev/null 2>&1 || test -x /usr/sbin/ip || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 check: lint typecheck layers
 

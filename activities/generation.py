@@ -22,6 +22,7 @@ from taskplan.models.table import TableConfig, TableConfigSource
 from taskplan.models.task import GeneratedBatch, SubtaskOptions
 from taskplan.plan_configs import threshold_problems
 from taskplan.plugin import (
+    MINION_INSTANCE_TAG_KEY,
     BatchRequest,
     PinotTaskConfig,
     PluginContext,
@@ -129,10 +130,18 @@ class GenerationActivities(GenerationActivityDefs):
             if request.task_configs is None:
                 subtasks = generator.generate_tasks(tables)
             else:
-                subtasks = generator.generate_adhoc_tasks(tables[0], dict(request.task_configs))
+                # An ad hoc trigger on a raw name whose table has both types generates for both (Pinot).
+                subtasks = [
+                    task
+                    for table in tables
+                    for task in generator.generate_adhoc_tasks(table, dict(request.task_configs))
+                ]
         except TaskConfigError as exc:
             raise refuse(describe(exc), TASK_CONFIG_ERROR) from exc
-        return _pack(generator, tables[0], request.task_type, subtasks)
+        # The minion tag: the schedule's override, else (ad hoc, as Pinot) the trigger's minionInstanceTag,
+        # else the table's.
+        tag = request.minion_instance_tag or (request.task_configs or {}).get(MINION_INSTANCE_TAG_KEY)
+        return _pack(generator, tables[0], request.task_type, subtasks, tag)
 
     @activity.defn(name="validate_task_configs")
     def validate_task_configs(self, table_config: TableConfig) -> list[str]:
@@ -156,7 +165,11 @@ class GenerationActivities(GenerationActivityDefs):
 
 
 def _pack(
-    generator: TaskGenerator, table: TableConfig, task_type: str, subtasks: Sequence[PinotTaskConfig]
+    generator: TaskGenerator,
+    table: TableConfig,
+    task_type: str,
+    subtasks: Sequence[PinotTaskConfig],
+    minion_instance_tag: str | None = None,
 ) -> GeneratedBatch:
     if len(subtasks) > MAX_SUBTASKS_PER_BATCH:
         raise refuse(
@@ -171,7 +184,7 @@ def _pack(
                 f"subtask {index} has task type {task.task_type}, expected {task_type}", TASK_CONFIG_ERROR
             )
     common, own = _factor_common(configs)
-    tag = generator.get_minion_instance_tag(table)
+    tag = minion_instance_tag or generator.get_minion_instance_tag(table)
     batch = GeneratedBatch(
         common=common,
         subtasks=own,
@@ -179,6 +192,7 @@ def _pack(
             task_timeout_ms=generator.get_task_timeout_ms(tag),
             max_attempts_per_task=generator.get_max_attempts_per_task(tag),
             minion_instance_tag=tag,
+            num_concurrent_tasks_per_instance=generator.get_num_concurrent_tasks_per_instance(tag),
         ),
     )
     size = len(json.dumps(common)) + sum(len(json.dumps(c)) for c in own)

@@ -8,6 +8,7 @@ from temporalio import activity
 
 from taskplan.catalog import Catalog
 from taskplan.cycle import run_trigger_cycle
+from taskplan.gate import QueueState, queue_state
 from taskplan.models.plan import CycleResult
 from taskplan.plans import OneShotRunner, PlanStarter
 from taskplan.registry import TaskTypeRegistry
@@ -45,8 +46,14 @@ class TriggerActivities(TriggerActivityDefs):
             return CycleResult(task_type=name, errors={table_name: f"unknown task type {name}"})
         cluster = await asyncio.to_thread(self.catalog.cluster_configs)
         switch_on = orchestration_switch(cluster, self.enable_task_orchestration)
+        stopped = await asyncio.to_thread(queue_state, self.catalog, name) is QueueState.STOPPED
         result = await run_trigger_cycle(
-            self.starter, self.one_shot, self.registry.get(name), [table], switch_on=switch_on
+            self.starter,
+            self.one_shot,
+            self.registry.get(name),
+            [table],
+            switch_on=switch_on,
+            queue_stopped=stopped,
         )
         activity.logger.info(
             "cron trigger %s %s: plans %s, skipped %s, legacy %s, errors %s",

@@ -17,6 +17,7 @@ from taskplan.plans import (
     PlanRemover,
     PlanServices,
     PlanStarter,
+    TaskDeleter,
     TaskReader,
 )
 from taskplan.schedules import ScheduleManager
@@ -75,6 +76,10 @@ def get_remover(request: Request) -> PlanRemover:
     return _plans(request).remover
 
 
+def get_task_deleter(request: Request) -> TaskDeleter:
+    return _plans(request).task_deleter
+
+
 StackDep = Annotated[Stack, Depends(get_stack)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 ClientDep = Annotated[Client, Depends(get_client)]
@@ -86,3 +91,4 @@ AborterDep = Annotated[PlanAborter, Depends(get_aborter)]
 OneShotDep = Annotated[OneShotRunner, Depends(get_one_shot)]
 TaskReaderDep = Annotated[TaskReader, Depends(get_task_reader)]
 RemoverDep = Annotated[PlanRemover, Depends(get_remover)]
+TaskDeleterDep = Annotated[TaskDeleter, Depends(get_task_deleter)]

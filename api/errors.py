@@ -15,7 +15,13 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taskplan.catalog import SchemaNotFoundError, TableExistsError, TableNotFoundError
-from taskplan.models.errors import PlanAlreadyActiveError, PlanNotFoundError, TaskNotFoundError
+from taskplan.models.errors import (
+    PlanAlreadyActiveError,
+    PlanNotFoundError,
+    TaskAlreadyExistsError,
+    TaskNotFoundError,
+    TaskStillRunningError,
+)
 from taskplan.names import InvalidNameError
 from taskplan.registry import UnknownTaskTypeError
 
@@ -68,6 +74,8 @@ STATUS_OF: dict[type[Exception], int] = {
     SchemaNotFoundError: 404,
     TableExistsError: 409,
     PlanAlreadyActiveError: 409,
+    TaskAlreadyExistsError: 409,
+    TaskStillRunningError: 409,
 }
 
 

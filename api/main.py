@@ -13,7 +13,19 @@ from taskplan import __version__
 from taskplan.api.auth import AccessControl
 from taskplan.api.errors import install_error_handlers
 from taskplan.api.limits import RequestSizeLimit
-from taskplan.api.routes import cluster, health, metrics, schemas, segments, tables, task_plans, tasks
+from taskplan.api.routes import (
+    cluster,
+    health,
+    instances,
+    metrics,
+    schemas,
+    segments,
+    tables,
+    task_admin,
+    task_plans,
+    task_reads,
+    tasks,
+)
 from taskplan.bootstrap import Stack, open_stack
 from taskplan.data.parquet import DuckDBConfig
 from taskplan.data.segments import SegmentManager, deep_store_of
@@ -65,6 +77,9 @@ def create_app(stack: Stack | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(task_plans.router)
     app.include_router(tasks.router)
+    app.include_router(task_reads.router)
+    app.include_router(task_admin.router)
+    app.include_router(instances.router)
     app.include_router(tables.router)
     app.include_router(schemas.router)
     app.include_router(segments.router)

@@ -13,7 +13,7 @@ class AdhocTaskConfig(BaseModel):
     """Pinot's ad hoc task request (POST /tasks/execute)."""
 
     model_config = ConfigDict(
-        extra="forbid",
+        extra="ignore",  # Pinot ignores unknown keys
         json_schema_extra={
             "examples": [
                 {

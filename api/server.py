@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 
@@ -46,5 +47,8 @@ def serve(
     else:
         log.warning("no principals configured: authentication is OFF, serving loopback (%s) only", bind)
     stack = open_stack(config_file, settings)
+    # Connect and check once before serving: a refused certificate or an unprepared namespace stops the
+    # process here with its one-line message (inside the app's lifespan it would be a long traceback).
+    asyncio.run(stack.connect(retries=60))
     uvicorn.run(create_app(stack), host=bind, port=port or settings.controller_port, log_level="info")
     return 0

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 
 from temporalio.client import Client
 
-from taskplan.catalog import Catalog
+from taskplan.catalog import Catalog, CatalogVersionError
 from taskplan.models.plan import PlanOptions
 from taskplan.registry import TaskTypeRegistry, build_registry
 from taskplan.settings import Settings, load_settings
-from taskplan.temporal import connect
+from taskplan.temporal import TemporalConnectError, connect
+from taskplan.temporal_setup import ClusterNotReady, check_cluster
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,15 @@ class Stack:
     catalog: Catalog  # also the table configs' source (TableConfigSource) of the generators
 
     async def connect(self, *, retries: int = 1, identity: str | None = None) -> Client:
-        return await connect(self.settings, retries=retries, identity=identity)
+        """The process's client, on a namespace that has what taskplan needs (checked here, at every
+        start: `taskplan setup` prepares it). A process that cannot connect, or finds the namespace or a
+        search attribute missing, stops with the message."""
+        try:
+            client = await connect(self.settings, retries=retries, identity=identity)
+            await check_cluster(client, self.settings)
+        except (TemporalConnectError, ClusterNotReady) as exc:
+            raise SystemExit(f"taskplan cannot start: {exc}") from None
+        return client
 
     def plan_options(self) -> PlanOptions:
         return plan_options(self.settings)
@@ -44,13 +53,30 @@ def plan_options(s: Settings) -> PlanOptions:
     )
 
 
+def open_catalog(settings: Settings) -> Catalog:
+    """The catalog with the configured connection pool (taskplan.catalog.poolSize / maxOverflow)."""
+    return Catalog(
+        settings.resolved_catalog_url,
+        pool_size=settings.catalog_pool_size,
+        max_overflow=settings.catalog_max_overflow,
+    )
+
+
 def open_stack(config_file: str | os.PathLike[str] | None = None, settings: Settings | None = None) -> Stack:
+    """What a process needs, on a catalog at this code's revision: a process never migrates the catalog
+    (`taskplan db upgrade` does, with DDL rights); one behind or ahead stops the process with a message
+    naming both revisions."""
     settings = settings or load_settings(config_file)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     for root in (*settings.allowed_input_roots, *settings.allowed_export_roots):
         root.mkdir(parents=True, exist_ok=True)
     registry = build_registry(settings.plugins)
     log.info("task types: %s", ", ".join(registry.task_types()) or "none")
-    catalog = Catalog(settings.resolved_catalog_url)
-    catalog.migrate()
+    catalog = open_catalog(settings)
+    try:
+        revision = catalog.check_revision()
+    except CatalogVersionError as exc:
+        catalog.close()
+        raise SystemExit(f"taskplan cannot start: {exc}") from None
+    log.info("catalog at revision %s", revision)
     return Stack(settings=settings, registry=registry, catalog=catalog)

@@ -30,10 +30,14 @@ taskplan worker --role minion --tag minion_untagged
 taskplan execute SegmentPurgeTask sales_OFFLINE -c "purgeFilter=country = 'US'"
 taskplan plans list | show ID | watch ID | abort ID      (--json for scripts)
 taskplan tables
+taskplan segments sales
 taskplan schedule --task-type SegmentPurgeTask
+taskplan db upgrade          # migrate the catalog (DDL rights); processes refuse one behind or ahead
+taskplan setup               # create the Temporal namespace if missing, register the search attributes
 
-Exit codes: 0 success, 1 a watched plan ended other than COMPLETED, 2 a usage error, invalid settings, or
-the API refused the request or is down.
+Exit codes: 0 success, 1 a watched plan ended other than COMPLETED, `setup` or `db upgrade` failed, or a
+process refused to start (Temporal unreachable or unprepared, catalog not at its revision: the message says
+which), 2 a usage error, invalid settings, or the API refused the request or is down.
 """
 
 
@@ -60,6 +64,10 @@ app = typer.Typer(
 )
 plans_app = typer.Typer(help="list, show, watch or abort task plans", rich_markup_mode=None)
 app.add_typer(plans_app, name="plans")
+db_app = typer.Typer(
+    help="the catalog database: upgrade its schema, show its revision", rich_markup_mode=None
+)
+app.add_typer(db_app, name="db")
 
 
 @app.callback()
@@ -110,6 +118,95 @@ def worker_command(ctx: typer.Context) -> None:
     root: Root = ctx.obj
     given = ["--config", root.config] if root.config and "--config" not in ctx.args else []
     worker.main([*given, *ctx.args])
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Run the catalog's migrations up to this taskplan's revision (idempotent; needs DDL rights)."""
+    from taskplan.bootstrap import open_catalog
+
+    root: Root = ctx.obj
+    settings = root.settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    catalog = open_catalog(settings)
+    console = Console()
+    try:
+        before, after = catalog.migrate()
+    except Exception as exc:  # the database refused (rights, connection): say so, without a traceback
+        operator.console_for(sys.stderr).print(f"error: catalog upgrade failed: {exc}", style="red")
+        raise typer.Exit(1) from None
+    finally:
+        catalog.close()
+    where = catalog.engine.url.render_as_string(hide_password=True)
+    if before == after:
+        console.print(f"catalog {where}: already at revision {after}, nothing to do")
+    else:
+        console.print(f"catalog {where}: upgraded from revision {before or 'none'} to {after}")
+
+
+@db_app.command("revision")
+def db_revision(ctx: typer.Context) -> None:
+    """Show the catalog's revision and this taskplan's (exit 1 when they differ)."""
+    from taskplan.bootstrap import open_catalog
+    from taskplan.catalog.catalog import code_revision
+
+    root: Root = ctx.obj
+    catalog = open_catalog(root.settings())
+    try:
+        theirs = catalog.revision()
+    finally:
+        catalog.close()
+    ours = code_revision()
+    Console().print(f"catalog revision {theirs or 'none'}; this taskplan's {ours}")
+    raise typer.Exit(0 if theirs == ours else 1)
+
+
+@app.command("setup")
+def setup_command(
+    ctx: typer.Context,
+    retention_days: Annotated[
+        int | None,
+        typer.Option(
+            "--retention-days",
+            min=1,
+            help="retention of a namespace setup creates (default: temporal.namespace.retentionDays, 7)",
+        ),
+    ] = None,
+) -> None:
+    """Prepare Temporal: create the namespace if missing, register the search attributes (idempotent)."""
+    import asyncio
+
+    from rich.table import Table as RichTable
+    from temporalio.service import RPCError
+
+    from taskplan.temporal import TemporalConnectError, connect, describe_connection
+    from taskplan.temporal_setup import ClusterNotReady, Step, setup_cluster
+
+    root: Root = ctx.obj
+    settings = root.settings()
+    days = retention_days or settings.temporal_namespace_retention_days
+
+    async def prepare() -> list[Step]:
+        client = await connect(settings)
+        return await setup_cluster(client, settings, days)
+
+    try:
+        steps = asyncio.run(prepare())
+    except (TemporalConnectError, ClusterNotReady, RPCError) as exc:
+        operator.console_for(sys.stderr).print(f"error: taskplan setup failed: {exc}", style="red")
+        raise typer.Exit(1) from None
+    table = RichTable(title=f"Temporal at {settings.temporal_address} ({describe_connection(settings)})")
+    for column in ("what", "name", "result"):
+        table.add_column(column)
+    for step in steps:
+        table.add_row(step.what, step.name, step.result)
+    console = Console(width=max(120, Console().width))
+    console.print(table)
+    changed = any(not step.result.startswith(("exists", "already")) for step in steps)
+    console.print(
+        f"namespace {settings.temporal_namespace} is ready for taskplan"
+        + ("" if changed else " (nothing to do: it already was)")
+    )
 
 
 # Options every operator command takes.
@@ -205,6 +302,17 @@ def plans_abort(ctx: typer.Context, plan_id: PlanId, url: Url = None, as_json: J
 def tables(ctx: typer.Context, url: Url = None, as_json: Json = False) -> None:
     """Tables and their task types."""
     _operate(ctx, url, partial(operator.tables, as_json=as_json))
+
+
+@app.command()
+def segments(
+    ctx: typer.Context,
+    table: Annotated[str, typer.Argument(help="a table name, raw or with its type")],
+    url: Url = None,
+    as_json: Json = False,
+) -> None:
+    """A table's segments with their metadata (docs, bytes, status, time range)."""
+    _operate(ctx, url, partial(operator.segments, table=table, as_json=as_json))
 
 
 @app.command()

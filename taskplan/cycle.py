@@ -27,7 +27,12 @@ async def run_trigger_cycle(
     tables: Sequence[TableConfig],
     *,
     switch_on: bool,
+    queue_stopped: bool = False,
+    minion_instance_tag: str | None = None,
 ) -> CycleResult:
+    """``queue_stopped``: the task type's queue is stopped (``PUT /tasks/{taskType}/stop``): the legacy flow
+    schedules nothing (a scheduling error says why), plans are created and wait for the queue to resume.
+    ``minion_instance_tag`` overrides the tables' (``POST /tasks/schedule?minionInstanceTag=``)."""
     name = task_type.task_type
     result = CycleResult(task_type=name)
     configured = [t for t in tables if t.task_type_configs(name) is not None]
@@ -50,8 +55,11 @@ async def run_trigger_cycle(
                 legacy.append(table)
                 continue
             try:
+                plan_configs = dict(configs)
+                if minion_instance_tag:
+                    plan_configs[MINION_INSTANCE_TAG] = minion_instance_tag
                 plan_id = await starter.start_plan(
-                    table.tableName, name, PlanSource.TABLE_CONFIG, dict(configs)
+                    table.tableName, name, PlanSource.TABLE_CONFIG, plan_configs
                 )
             except PlanAlreadyActiveError as exc:
                 result.skipped[table.tableName] = exc.active_plan_id or ""
@@ -60,15 +68,24 @@ async def run_trigger_cycle(
                 )
             else:
                 result.task_plans[table.tableName] = plan_id
-    if legacy:
+    if legacy and queue_stopped:
+        result.scheduling_errors.append(
+            f"Unable to start scheduling for task type {name} as task queue may be stopped. "
+            "Please check the task queue status."
+        )
+    elif legacy:
         tables_named = [t.tableName for t in legacy]
         try:
-            task_name = await one_shot.run_one_shot(name, tables_named, None)
+            started = await one_shot.start(name, tables_named, None, minion_instance_tag=minion_instance_tag)
+            task_name = started.name
         except TaskGenerationError as exc:
             result.errors.update({t: str(exc) for t in tables_named})
         else:
             result.legacy_tasks.update({t: task_name for t in tables_named})
     return result
+
+
+MINION_INSTANCE_TAG = "minionInstanceTag"
 
 
 def _true(value: str | None) -> bool:

@@ -25,6 +25,11 @@ _TASK_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*$")
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _PLAN_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _TASK_NAME = re.compile(r"^Task_(?P<type>[A-Za-z0-9_]+)_(?P<ms>\d{1,16})$")
+# Any of Pinot's parent task names: Task_<type>_<epochMillis> (taskplan's), Task_<type>_<uuid>_<epochMillis>
+# (Pinot's scheduled tasks), Task_<type>_<taskName> (Pinot's ad hoc tasks, the name the request gave).
+_ANY_TASK_NAME = re.compile(r"^Task_[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9.-]+)+$")
+_ADHOC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+MAX_TASK_NAME = 250
 
 
 class InvalidNameError(ValueError):
@@ -131,6 +136,27 @@ def parse_task_name(name: str) -> tuple[str, int]:
     if not match:
         raise InvalidNameError(f"invalid task name {name!r}: expected Task_<taskType>_<epochMillis>")
     return validate_task_type(match["type"]), int(match["ms"])
+
+
+def validate_task_name(name: str) -> str:
+    """A parent task name in any of Pinot's forms (a path segment, a workflow id): ``Task_<type>_<rest>``,
+    letters, digits, ``_``, ``.`` and ``-`` only."""
+    if not isinstance(name, str) or len(name) > MAX_TASK_NAME or not _ANY_TASK_NAME.fullmatch(name):
+        raise InvalidNameError(
+            f"invalid task name {name!r}: expected Task_<taskType>_<epochMillis>, "
+            "Task_<taskType>_<uuid>_<epochMillis> or Task_<taskType>_<taskName>"
+        )
+    return name
+
+
+def adhoc_task_name(task_type: str, name: str) -> str:
+    """Pinot's ad hoc parent task name for the ``taskName`` of a ``POST /tasks/execute``."""
+    if not isinstance(name, str) or not _ADHOC_NAME.fullmatch(name):
+        raise InvalidNameError(
+            f"invalid taskName {name!r}: use 1-128 letters, digits, '_', '.' or '-', starting with a letter "
+            "or digit"
+        )
+    return validate_task_name(f"Task_{validate_task_type(task_type)}_{name}")
 
 
 def subtask_name(parent_task_name: str, index: int) -> str:

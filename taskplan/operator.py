@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
+from urllib.parse import quote
 
 import httpx
 from rich.console import Console
@@ -127,6 +128,10 @@ def execute(
         _print_json(result, console)
     elif "taskPlanId" in result:
         console.print(f"task plan {result['taskPlanId']} started")
+    elif not result:  # Pinot's {}: nothing generated, or the task type's queue is stopped
+        console.print(
+            f"no task started: nothing to generate for {table}, or the {task_type} queue is stopped"
+        )
     else:
         for name, task in result.items():
             console.print(f"{name}: legacy task {task}")
@@ -295,6 +300,36 @@ def tables(api: Api, console: Console, *, as_json: bool) -> int:
     return 0
 
 
+def segments(api: Api, console: Console, *, table: str, as_json: bool) -> int:
+    """A table's segments (every type of a raw name) with Pinot's segment metadata."""
+    found: dict[str, dict[str, dict[str, str]]] = {}
+    for entry in api.call("GET", f"/segments/{table}", params={"excludeReplacedSegments": "true"}):
+        for table_type, names in entry.items():
+            typed = table if table.endswith(f"_{table_type}") else f"{table}_{table_type}"
+            found[typed] = {
+                name: api.call("GET", f"/segments/{typed}/{quote(name, safe='')}/metadata") for name in names
+            }
+    if as_json:
+        _print_json(found, console)
+        return 0
+    rows = []
+    for typed, listed in sorted(found.items()):
+        for name, meta in sorted(listed.items()):
+            span = f"{meta.get('segment.start.time', '')}..{meta.get('segment.end.time', '')}"
+            rows.append(
+                (
+                    typed,
+                    name,
+                    meta.get("segment.total.docs", ""),
+                    meta.get("segment.size.in.bytes", ""),
+                    meta.get("segment.realtime.status", "DONE"),
+                    span if span != ".." else "",
+                )
+            )
+    _print_table(console, ("TABLE", "SEGMENT", "DOCS", "BYTES", "STATUS", "TIME RANGE"), rows)
+    return 0
+
+
 def schedule(api: Api, console: Console, *, task_type: str | None, table: str | None, as_json: bool) -> int:
     params = {k: v for k, v in (("taskType", task_type), ("tableName", table)) if v}
     result = api.call("POST", "/tasks/schedule", params=params)
@@ -302,7 +337,10 @@ def schedule(api: Api, console: Console, *, task_type: str | None, table: str | 
         _print_json(result, console)
         return 0
     rows = []
-    for name, cycle in sorted(result.items()):
+    # Pinot's answer is flat ({taskType: "names", generationErrors, schedulingErrors}); taskplan's cycle per
+    # task type is the JSON string under cycleResults.
+    cycles = json.loads(result.get("cycleResults") or "{}")
+    for name, cycle in sorted(cycles.items()):
         for table_name, plan_id in sorted(cycle["taskPlans"].items()):
             rows.append((name, table_name, "plan", plan_id))
         for table_name, active in sorted(cycle["skipped"].items()):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taskplan.binaries import temporal_cli
+from taskplan.bootstrap import open_catalog
 from taskplan.metrics import metrics_url
 from taskplan.settings import Settings
 from taskplan.temporal import dev_server_search_attribute_flags
@@ -128,6 +129,15 @@ def run_stack(settings: Settings, config_file: str | None = None, ui_port: int |
             flush=True,
         )
         return 1
+    # The embedded stack upgrades its own catalog (what `taskplan db upgrade` does), so a fresh machine
+    # still needs only `make run`; the processes it starts then check the revision like any other.
+    catalog = open_catalog(settings)
+    try:
+        before, after = catalog.migrate()
+    finally:
+        catalog.close()
+    if before != after:
+        print(f"[taskplan] catalog upgraded from revision {before or 'none'} to {after}", flush=True)
     env = dict(os.environ)
     if config_file:
         env["TASKPLAN_CONFIG"] = str(Path(config_file).resolve())

@@ -160,6 +160,25 @@ class ReconcileReport:
     deleted: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ScheduleFacts:
+    """What Temporal says of one cron Schedule (Pinot's scheduler job details)."""
+
+    schedule_id: str
+    table: str
+    task_type: str
+    time_zone: str
+    next_fire_ms: int | None
+    previous_fire_ms: int | None
+    num_actions: int
+    paused: bool
+    note: str
+
+
+def _ms(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)
+
+
 class ScheduleManager:
     """Creates, updates and deletes a table's cron Schedules to match its config."""
 
@@ -217,6 +236,29 @@ class ScheduleManager:
             if await self.delete(sid):
                 deleted.append(sid)
         return deleted
+
+    async def describe(self, schedule_id_: str) -> ScheduleFacts | None:
+        """The schedule's time zone, fire times and counters; None when there is no such schedule."""
+        rest = schedule_id_.removeprefix(SCHEDULE_ID_PREFIX)
+        table, _, task_type = rest.rpartition("__")
+        try:
+            desc = await self.client.get_schedule_handle(schedule_id_).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        recent = desc.info.recent_actions
+        return ScheduleFacts(
+            schedule_id=schedule_id_,
+            table=table,
+            task_type=task_type,
+            time_zone=desc.schedule.spec.time_zone_name or DEFAULT_TIME_ZONE,
+            next_fire_ms=_ms(desc.info.next_action_times[0]) if desc.info.next_action_times else None,
+            previous_fire_ms=_ms(recent[-1].scheduled_at) if recent else None,
+            num_actions=desc.info.num_actions,
+            paused=desc.schedule.state.paused,
+            note=desc.schedule.state.note or "",
+        )
 
     async def existing_ids(self) -> set[str]:
         ids = set()

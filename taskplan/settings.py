@@ -14,6 +14,11 @@ Keys keep Pinot's dotted names (``controller.startree.task.manager.enableTaskOrc
 4. the environment: a key upper case with dots as underscores (``CONTROLLER_PORT``), or verbatim after the
    ``TASKPLAN_PROP_`` prefix for keys that contain characters an environment name cannot (principals).
 
+Below all of these (0.), the Temporal connection (``temporal.*``) also comes from the ``temporal`` CLI's own
+configuration, read by ``temporalio.envconfig``: the TOML profile (``TEMPORAL_PROFILE``, default
+``default``, in ``TEMPORAL_CONFIG_FILE`` or ``~/.config/temporalio/temporal.toml``) with the CLI's
+``TEMPORAL_*`` environment variables over it. A taskplan property, wherever it is set, wins over it.
+
 Each of 2-4 is a pydantic-settings source that ``load_settings`` hands to ``Settings`` (``_build_sources``).
 ``settings_customise_sources`` keeps only the init source, so a ``Settings(...)`` or ``model_validate``
 built in code (tests) is exactly what it was given and never reads the process
@@ -31,9 +36,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import javaproperties
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from taskplan.temporal_profile import GRPC_META_PREFIX, TemporalProfileError, temporal_cli_profile
 
 ENABLE_ORCHESTRATION = "controller.startree.task.manager.enableTaskOrchestration"
 ORPHAN_CLEANUP_INTERVAL = "controller.startree.task.manager.orphanedTaskPlanCleanupIntervalInSeconds"
@@ -54,6 +61,8 @@ AWS_SOURCES = {
     "AWS_ENDPOINT_URL": S3_ENDPOINT_URL,
 }
 ENV_PREFIX = "TASKPLAN_PROP_"
+TEMPORAL_PROFILE = "temporal.profile"
+TEMPORAL_CONFIG_FILE = "temporal.configFile"
 
 
 class SettingsError(ValueError):
@@ -67,8 +76,28 @@ class Settings(BaseSettings):
 
     temporal_address: str = Field("127.0.0.1:7233", alias="temporal.address")
     temporal_namespace: str = Field("default", alias="temporal.namespace")
+    # The connection as the `temporal` CLI makes it (also from its TOML profile and TEMPORAL_* variables).
+    temporal_api_key: str | None = Field(None, alias="temporal.apiKey")
+    temporal_tls: bool | None = Field(
+        None, alias="temporal.tls"
+    )  # None: on when a TLS value or API key is set
+    temporal_tls_server_name: str | None = Field(None, alias="temporal.tls.serverName")
+    temporal_tls_server_ca_cert_path: Path | None = Field(None, alias="temporal.tls.serverCaCertPath")
+    temporal_tls_server_ca_cert_data: str | None = Field(None, alias="temporal.tls.serverCaCertData")
+    temporal_tls_client_cert_path: Path | None = Field(None, alias="temporal.tls.clientCertPath")
+    temporal_tls_client_cert_data: str | None = Field(None, alias="temporal.tls.clientCertData")
+    temporal_tls_client_key_path: Path | None = Field(None, alias="temporal.tls.clientKeyPath")
+    temporal_tls_client_key_data: str | None = Field(None, alias="temporal.tls.clientKeyData")
+    temporal_profile: str | None = Field(None, alias=TEMPORAL_PROFILE)
+    temporal_config_file: Path | None = Field(None, alias=TEMPORAL_CONFIG_FILE)
+    temporal_connect_timeout_s: float = Field(10.0, alias="temporal.connectTimeoutSeconds", gt=0, le=600)
+    # `taskplan setup`: the retention of a namespace it creates.
+    temporal_namespace_retention_days: int = Field(7, alias="temporal.namespace.retentionDays", ge=1, le=3650)
     data_dir: Path = Field(Path(".taskplan"), alias="taskplan.dataDir")
     catalog_url: str | None = Field(None, alias="taskplan.catalog.url")
+    # Each process's connections to the catalog: poolSize kept open, up to maxOverflow more under load.
+    catalog_pool_size: int = Field(10, alias="taskplan.catalog.poolSize", ge=1, le=1000)
+    catalog_max_overflow: int = Field(20, alias="taskplan.catalog.maxOverflow", ge=0, le=1000)
     plugins: str = Field("", alias="taskplan.plugins")
     controller_host: str = Field("127.0.0.1", alias="controller.host")
     controller_port: int = Field(9000, alias="controller.port")
@@ -111,6 +140,36 @@ class Settings(BaseSettings):
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        pairs = {
+            "serverCaCert": (self.temporal_tls_server_ca_cert_path, self.temporal_tls_server_ca_cert_data),
+            "clientCert": (self.temporal_tls_client_cert_path, self.temporal_tls_client_cert_data),
+            "clientKey": (self.temporal_tls_client_key_path, self.temporal_tls_client_key_data),
+        }
+        for name, (path, data) in pairs.items():
+            if path is not None and data is not None:
+                raise ValueError(f"set temporal.tls.{name}Path or temporal.tls.{name}Data, not both")
+        has_cert = any(v is not None for v in pairs["clientCert"])
+        has_key = any(v is not None for v in pairs["clientKey"])
+        if has_cert != has_key:
+            given, missing = ("clientCert", "clientKey") if has_cert else ("clientKey", "clientCert")
+            raise ValueError(
+                f"temporal.tls.{given}Path/Data is set without temporal.tls.{missing}Path/Data: "
+                "mTLS needs both the client certificate and its key"
+            )
+        return self
+
+    @property
+    def temporal_grpc_meta(self) -> dict[str, str]:
+        """gRPC headers sent with every Temporal call: ``temporal.grpcMeta.<header>=<value>``."""
+        extra = self.model_extra or {}
+        return {
+            key.removeprefix(GRPC_META_PREFIX).lower(): str(value)
+            for key, value in sorted(extra.items())
+            if key.startswith(GRPC_META_PREFIX) and value is not None
+        }
 
     @field_validator("metrics_merge_targets")
     @classmethod
@@ -308,9 +367,20 @@ def load_settings(
         for name, key in reversed(AWS_SOURCES.items())  # AWS_REGION wins over AWS_DEFAULT_REGION
         if env.get(name)
     }
-    # Highest precedence first, as pydantic-settings orders its sources.
+    given = {**file_props, **secret_props, **env_props}
+    try:
+        temporal_props = temporal_cli_profile(
+            env,
+            profile=given.get(TEMPORAL_PROFILE, (None, ""))[0],
+            config_file=given.get(TEMPORAL_CONFIG_FILE, (None, ""))[0],
+        )
+    except TemporalProfileError as exc:
+        raise SettingsError(str(exc)) from None
+    # Highest precedence first, as pydantic-settings orders its sources; the Temporal CLI's profile and the
+    # AWS variables (disjoint keys) below every property set in taskplan's own sources.
     sources = tuple(
-        PropertySource(Settings, props) for props in (env_props, secret_props, file_props, aws_props)
+        PropertySource(Settings, props)
+        for props in (env_props, secret_props, file_props, temporal_props, aws_props)
     )
     try:
         return Settings(_build_sources=(sources, {}))
@@ -321,6 +391,9 @@ def load_settings(
 def _describe(exc: ValidationError, sources: tuple[PropertySource, ...]) -> str:
     problems = []
     for error in exc.errors(include_url=False):
+        if not error["loc"]:  # a rule across properties (the TLS pairs): its message names them
+            problems.append(str(error["msg"]).removeprefix("Value error, "))
+            continue
         key = ".".join(str(part) for part in error["loc"])
         origin = next((o for o in (s.origin(key) for s in sources) if o), "default")
         # A secret's value stays out of the message (and so out of logs); its file is named instead.

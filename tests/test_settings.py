@@ -147,3 +147,44 @@ def test_settings_built_in_code_ignore_the_process_environment(monkeypatch: pyte
     assert Settings().controller_port == 9000
     assert Settings.model_validate({"controller.port": "9700"}).controller_port == 9700
     assert load_settings().controller_port == 9600  # the composition root reads it
+
+
+# ---------------------------------------------------------------- the temporal CLI's configuration
+
+
+def test_temporal_connection_from_the_cli_profile_and_variables_under_the_properties(tmp_path: Path) -> None:
+    profile = write(
+        tmp_path / "temporal.toml",
+        '[profile.prod]\naddress = "prod.example:7233"\nnamespace = "prod-ns"\napi_key = "from-toml"\n'
+        '[profile.prod.tls]\nserver_name = "prod.example"\nclient_cert_path = "/tls/c.pem"\n'
+        'client_key_path = "/tls/c.key"\n[profile.prod.grpc_meta]\nx-team = "data"\n',
+    )
+    env = {"TEMPORAL_CONFIG_FILE": str(profile), "TEMPORAL_PROFILE": "prod", "TEMPORAL_API_KEY": "from-env"}
+    settings = load_settings(None, environ=env)
+    assert (settings.temporal_address, settings.temporal_namespace) == ("prod.example:7233", "prod-ns")
+    assert settings.temporal_tls_server_name == "prod.example"
+    assert settings.temporal_tls_client_cert_path == Path("/tls/c.pem")
+    assert settings.temporal_api_key == "from-env"  # the CLI's variable over its profile, as the CLI reads it
+    assert settings.temporal_grpc_meta == {"x-team": "data"}
+
+    # A taskplan property wins over both, wherever it is set.
+    config = write(tmp_path / "app.properties", "temporal.namespace = mine\ntemporal.grpcMeta.x-team = ops\n")
+    settings = load_settings(config, environ={**env, "TASKPLAN_PROP_temporal.apiKey": "from-property"})
+    assert (settings.temporal_namespace, settings.temporal_api_key) == ("mine", "from-property")
+    assert settings.temporal_address == "prod.example:7233"
+    assert settings.temporal_grpc_meta == {"x-team": "ops"}
+
+    # A bad value names where it came from.
+    bad = write(
+        tmp_path / "bad.toml", '[profile.default]\naddress = "x:1"\n[profile.default.tls]\ndisabled = true\n'
+    )
+    settings = load_settings(None, environ={"TEMPORAL_CONFIG_FILE": str(bad)})
+    assert settings.temporal_tls is False
+    with pytest.raises(
+        SettingsError, match=r"Temporal client profile 'nope' in .*temporal.toml: .*not found"
+    ):
+        load_settings(None, environ={**env, "TEMPORAL_PROFILE": "nope"})
+    with pytest.raises(SettingsError, match=r"the Temporal configuration file /no/such\.toml does not exist"):
+        load_settings(None, environ={"TASKPLAN_PROP_temporal.configFile": "/no/such.toml"})
+    with pytest.raises(SettingsError, match=r"clientCertPath/Data is set without temporal\.tls\.clientKey"):
+        load_settings(None, environ={"TEMPORAL_TLS_CLIENT_CERT_PATH": "/tls/c.pem"})

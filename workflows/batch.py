@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         BatchResult,
         GeneratedBatch,
         SubtaskConfig,
+        SubtaskOptions,
         SubtaskQuery,
         TaskState,
     )
@@ -121,6 +122,11 @@ class BatchWorkflow:
     def subtask_configs(self, query: SubtaskQuery | None = None) -> list[SubtaskConfig]:
         """The configs of a page of subtasks, as the generator made them."""
         return [] if self._run is None else self._run.configs(query)
+
+    @workflow.query
+    def runtime_options(self) -> SubtaskOptions | None:
+
+        return None if self._run is None else self._run.batch.options
 
     @workflow.query
     def state(self) -> TaskState:

@@ -74,6 +74,7 @@ class OneShotRequest(WireModel):
     task_type: str
     table_names_with_type: list[str]  # one table for ad hoc; every configured table for a scheduled cycle
     task_configs: dict[str, str] | None = None  # ad hoc task configs; None = scheduled (from table configs)
+    minion_instance_tag: str | None = None  # POST /tasks/schedule?minionInstanceTag=: overrides the tables'
 
 
 class BatchInput(WireModel):

@@ -33,10 +33,17 @@ async def get_configs(
 @router.post("", response_model=StatusResponse, summary="Set cluster configs")
 async def set_configs(
     catalog: CatalogDep,
-    values: Annotated[dict[str, str], Body(examples=[{ENABLE_ORCHESTRATION: "false"}], max_length=100)],
+    body: Annotated[
+        dict[str, str | bool | int | float | None],
+        Body(examples=[{ENABLE_ORCHESTRATION: "false"}], max_length=100),
+    ],
     principal: PrincipalDep,
 ) -> StatusResponse:
+    """Pinot's updateClusterConfig: any JSON scalar is stored as its text (``true``, ``5``, ``0.5``); a null
+    removes the config."""
     require(principal, Permission.UPDATE)
+    values = {k: _as_text(v) for k, v in body.items() if v is not None}
+    removed = [k for k, v in body.items() if v is None]
     for key, value in values.items():
         if not key or len(key) > 300 or len(value) > 10_000:
             raise ApiError(
@@ -46,7 +53,18 @@ async def set_configs(
         if (message := problem(key, value)) is not None:
             raise ApiError(400, message)
     await asyncio.to_thread(catalog.set_cluster_configs, values)
+    for key in removed:
+        await asyncio.to_thread(catalog.delete_cluster_config, key)
     return StatusResponse(status="Updated cluster config.")
+
+
+def _as_text(value: str | bool | int | float) -> str:
+    """A JSON scalar as Jackson's asText() writes it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if value == value and abs(value) != float("inf") else str(value)
+    return str(value)
 
 
 @router.delete("/{configName}", response_model=StatusResponse, summary="Remove a cluster config override")
@@ -55,7 +73,7 @@ async def delete_config(
     catalog: CatalogDep,
     principal: PrincipalDep,
 ) -> StatusResponse:
+    """Pinot's deleteClusterConfig: 200 whether or not the config was set."""
     require(principal, Permission.DELETE)
-    if not await asyncio.to_thread(catalog.delete_cluster_config, configName):
-        raise ApiError(404, f"cluster config {configName} is not set")
+    await asyncio.to_thread(catalog.delete_cluster_config, configName)
     return StatusResponse(status=f"Deleted cluster config: {configName}")

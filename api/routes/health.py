@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -19,7 +19,7 @@ router = APIRouter(tags=["health"])
     response_class=PlainTextResponse,
     responses={
         200: {"content": {"text/plain": {"example": "OK"}}},
-        503: {"description": "not ready, and why"},
+        503: {"content": {"text/plain": {"example": "Pinot controller status is STARTING (why)"}}},
     },
     summary="Liveness and readiness: Temporal reachable and a controller worker polling",
 )
@@ -33,7 +33,12 @@ async def health(client: ClientDep) -> Response:
             )
         )
     except Exception as exc:
-        return JSONResponse({"code": 503, "error": f"Temporal is not reachable: {exc}"}, status_code=503)
+        return _unhealthy("BAD", f"Temporal is not reachable: {exc}")
     if not described.pollers:
-        return JSONResponse({"code": 503, "error": "no controller worker is polling yet"}, status_code=503)
+        return _unhealthy("STARTING", "no controller worker is polling yet")
     return PlainTextResponse("OK")
+
+
+def _unhealthy(status: str, why: str) -> Response:
+    """Pinot's 503: a text body ``Pinot controller status is <STATUS>``, and why."""
+    return PlainTextResponse(f"Pinot controller status is {status} ({why})", status_code=503)

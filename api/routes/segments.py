@@ -19,6 +19,7 @@ from taskplan.catalog import Catalog, TableNotFoundError
 from taskplan.clock import now_ms
 from taskplan.data.rows import InputFormat, ReaderInitError, RowReader, TooManyParseExceptions
 from taskplan.data.segments import AppendConflictError, SegmentManager, StreamConfigError
+from taskplan.models.segment import SegmentMetadata, SegmentStatus, server_metadata, zk_metadata
 from taskplan.names import InvalidNameError, parse_table_name
 from taskplan.tasktypes.common import short_hash
 
@@ -26,20 +27,122 @@ router = APIRouter(tags=["segments"], responses=ERROR_RESPONSES)
 MAX_UPLOAD_BYTES = 256 * 1024 * 1024
 
 
-@router.get("/segments/{tableName}", summary="A table's segments (visible ones), keyed by table type")
+TableNamePath = Annotated[str, PathParam(max_length=200)]
+
+
+def _timestamp(raw: str, name: str) -> int | None:
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApiError(
+            400,
+            f"Failed to parse the start/end timestamp ({name}={raw!r}). Please make sure they are in "
+            "'millisSinceEpoch' format.",
+        ) from None
+
+
+def _within(segment: SegmentMetadata, start: int | None, end: int | None, exclude_overlapping: bool) -> bool:
+    """Pinot's isSegmentWithinTimeStamps, on the segment's time range in epoch milliseconds."""
+    if start is None and end is None:
+        return True
+    if end is not None and segment.status is SegmentStatus.IN_PROGRESS:
+        return False  # an end given: never the consuming segment
+    if segment.start_time is None and segment.end_time is None:
+        return True
+    low, high = segment.start_time or 0, segment.end_time or 0
+    first, last = start if start is not None else -(2**63), end if end is not None else 2**63 - 1
+    if low > high:
+        return False
+    if first <= low and high < last:
+        return True
+    if high < first or low >= last:
+        return False
+    return not exclude_overlapping
+
+
+@router.get(
+    "/segments/{tableName}",
+    response_model=list[dict[str, list[str]]],
+    summary='A table\'s segment names, per table type ([{"OFFLINE": [...]}])',
+)
 async def list_segments(
-    tableName: Annotated[str, PathParam(max_length=200)],
+    tableName: TableNamePath,
     catalog: CatalogDep,
     principal: PrincipalDep,
     table_type: TableTypeQuery = None,
-) -> list[dict[str, list[dict[str, Any]]]]:
+    exclude_replaced: Annotated[str | None, Query(alias="excludeReplacedSegments", max_length=10)] = None,
+    start_timestamp: Annotated[str, Query(alias="startTimestamp", max_length=30)] = "",
+    end_timestamp: Annotated[str, Query(alias="endTimestamp", max_length=30)] = "",
+    exclude_overlapping: Annotated[bool, Query(alias="excludeOverlapping")] = False,
+) -> list[dict[str, list[str]]]:
+    """Pinot's getSegments: every segment (replaced ones too, unless ``excludeReplacedSegments=true``), or
+    those within ``[startTimestamp, endTimestamp)`` (epoch ms; overlapping ones too unless
+    ``excludeOverlapping``)."""
+    start, end = _timestamp(start_timestamp, "startTimestamp"), _timestamp(end_timestamp, "endTimestamp")
+    if start is not None and end is not None and start >= end:
+        raise ApiError(
+            400,
+            "The value of startTimestamp should be smaller than the one of endTimestamp. "
+            f"Start timestamp: {start}. End timestamp: {end}",
+        )
+    only_visible = (exclude_replaced or "").lower() == "true"  # Java's Boolean.parseBoolean
     table = parse_table_name(tableName)
     found = await asyncio.to_thread(resolve_tables, catalog, principal, Permission.READ, table, table_type)
-    result: list[dict[str, list[dict[str, Any]]]] = []
+    result: list[dict[str, list[str]]] = []
     for config in found:
-        segments = await asyncio.to_thread(catalog.segments.visible_segments, config.tableName)
-        result.append({str(config.tableType): [s.to_pinot() for s in segments]})
+        read = catalog.segments.visible_segments if only_visible else catalog.segments.all_segments
+        segments = await asyncio.to_thread(read, config.tableName)
+        names = [s.segment_name for s in segments if _within(s, start, end, exclude_overlapping)]
+        result.append({str(config.tableType): names})
     return result
+
+
+@router.get(
+    "/segments/{tableName}/metadata",
+    response_model=dict[str, dict[str, Any]],
+    summary="Metadata of a table's segments, keyed by segment name (Pinot's server segment metadata)",
+)
+async def table_segments_metadata(
+    tableName: TableNamePath,
+    catalog: CatalogDep,
+    principal: PrincipalDep,
+    table_type: TableTypeQuery = None,
+    segments: Annotated[list[str] | None, Query(max_length=10_000)] = None,
+    columns: Annotated[list[str] | None, Query(max_length=1_000)] = None,
+) -> dict[str, dict[str, Any]]:
+    """Pinot's getServerMetadata: the first table the name resolves to (OFFLINE first), its visible
+    segments (or those named in ``segments``). ``columns`` is accepted; taskplan keeps no column
+    metadata, so ``columns`` is always empty."""
+    table = parse_table_name(tableName)
+    found = await asyncio.to_thread(resolve_tables, catalog, principal, Permission.READ, table, table_type)
+    config = found[0]
+    schema = await asyncio.to_thread(catalog.get_schema, config.raw_table_name)
+    listed = await asyncio.to_thread(catalog.segments.visible_segments, config.tableName, segments or None)
+    return {s.segment_name: server_metadata(s, schema) for s in listed}
+
+
+@router.get(
+    "/segments/{tableName}/{segmentName}/metadata",
+    response_model=dict[str, str],
+    summary="One segment's metadata (Pinot's segment ZK metadata: segment.total.docs, segment.crc, ...)",
+)
+async def segment_metadata(
+    tableName: TableNamePath,
+    segmentName: Annotated[str, PathParam(max_length=512)],
+    catalog: CatalogDep,
+    principal: PrincipalDep,
+) -> dict[str, str]:
+    """Pinot's getSegmentMetadata: a raw table name looks in OFFLINE, then REALTIME."""
+    table = parse_table_name(tableName)
+    found = await asyncio.to_thread(resolve_tables, catalog, principal, Permission.READ, table)
+    for config in found:
+        segment = await asyncio.to_thread(catalog.segments.get_segment, config.tableName, segmentName)
+        if segment is not None:
+            schema = await asyncio.to_thread(catalog.get_schema, config.raw_table_name)
+            return zk_metadata(segment, config.tableType, schema)
+    raise ApiError(404, f"Failed to find segment: {segmentName} in table: {tableName}")
 
 
 def _batch_config(raw: str) -> dict[str, str]:
@@ -61,7 +164,7 @@ async def ingest_from_file(
     manager: SegmentsDep,
     principal: PrincipalDep,
     table_name_with_type: Annotated[str, Query(alias="tableNameWithType", max_length=200)],
-    batch_config_map_str: Annotated[str, Query(alias="batchConfigMapStr", max_length=10_000)] = "{}",
+    batch_config_map_str: Annotated[str, Query(alias="batchConfigMapStr", max_length=10_000)],
 ) -> dict[str, Any]:
     try:
         target = parse_table_name(table_name_with_type, typed=True)

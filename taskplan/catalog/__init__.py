@@ -1,6 +1,19 @@
 """The catalog: Pinot table configs, schemas, cluster configs in a SQL database (SQLite or PostgreSQL)."""
 
 from taskplan.catalog.catalog import Catalog
-from taskplan.catalog.errors import CatalogError, SchemaNotFoundError, TableExistsError, TableNotFoundError
+from taskplan.catalog.errors import (
+    CatalogError,
+    CatalogVersionError,
+    SchemaNotFoundError,
+    TableExistsError,
+    TableNotFoundError,
+)
 
-__all__ = ["Catalog", "CatalogError", "SchemaNotFoundError", "TableExistsError", "TableNotFoundError"]
+__all__ = [
+    "Catalog",
+    "CatalogError",
+    "CatalogVersionError",
+    "SchemaNotFoundError",
+    "TableExistsError",
+    "TableNotFoundError",
+]

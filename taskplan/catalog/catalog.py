@@ -14,10 +14,17 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from taskplan.catalog.errors import SchemaNotFoundError, TableExistsError, TableNotFoundError
+from taskplan.catalog.errors import (
+    CatalogVersionError,
+    SchemaNotFoundError,
+    TableExistsError,
+    TableNotFoundError,
+)
 from taskplan.catalog.schema import cluster_configs, schemas, states, tables
 from taskplan.catalog.segments import SegmentCatalog
 from taskplan.catalog.tasks import TaskStore
@@ -33,10 +40,26 @@ def _dump(model: TableConfig | Schema) -> str:
     return model.model_dump_json(exclude_none=True)
 
 
+UPGRADE_COMMAND = "taskplan db upgrade"
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def code_revision() -> str:
+    """The newest migration this code ships (alembic's head)."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
 class Catalog:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 20) -> None:
         self.url = url
-        self.engine: Engine = _make_engine(url)
+        self.engine: Engine = _make_engine(url, pool_size, max_overflow)
         self.segments = SegmentCatalog(self)
         self.tasks = TaskStore(self)
 
@@ -45,13 +68,47 @@ class Catalog:
 
     # ---------------------------------------------------------------- migrations
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest revision; safe when several processes start at once."""
-        with self._migration_lock(), self.engine.begin() as conn:
-            config = Config()
-            config.set_main_option("script_location", str(MIGRATIONS))
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+    def migrate(self) -> tuple[str | None, str]:
+        """Bring the schema to the newest revision (``taskplan db upgrade``); safe when several processes
+        run it at once. Returns the revisions before and after. Needs DDL rights; nothing else does."""
+        with self._migration_lock():
+            before = self.revision()
+            with self.engine.begin() as conn:
+                config = _alembic_config()
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+            return before, self.revision() or code_revision()
+
+    def revision(self) -> str | None:
+        """The catalog's revision (its ``alembic_version`` row); None for an empty catalog."""
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def check_revision(self) -> str:
+        """Refuse a catalog behind or ahead of this code: processes start on an upgraded catalog and never
+        run DDL themselves. Returns the revision."""
+        ours = code_revision()
+        theirs = self.revision()
+        where = self.engine.url.render_as_string(hide_password=True)
+        if theirs == ours:
+            return ours
+        if theirs is None:
+            raise CatalogVersionError(
+                f"the catalog {where} has no schema (revision none, this taskplan needs {ours}): "
+                f"run `{UPGRADE_COMMAND}` once, with a database role allowed to create tables"
+            )
+        known = {
+            script.revision for script in ScriptDirectory.from_config(_alembic_config()).walk_revisions()
+        }
+        if theirs in known:
+            raise CatalogVersionError(
+                f"the catalog {where} is at revision {theirs}, behind this taskplan's {ours}: "
+                f"run `{UPGRADE_COMMAND}` (with a database role allowed to alter tables), then start again"
+            )
+        raise CatalogVersionError(
+            f"the catalog {where} is at revision {theirs}, ahead of this taskplan's {ours} (a newer taskplan "
+            "upgraded it): run the newer taskplan version here too; this one refuses to start"
+        )
 
     @contextlib.contextmanager
     def _migration_lock(self) -> Iterator[None]:
@@ -76,6 +133,14 @@ class Catalog:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     # ---------------------------------------------------------------- tables
+
+    def table_times(self) -> dict[str, tuple[int, int]]:
+        """Table name with type -> (created ms, last modified ms), for Pinot's ``GET /tables?sortType=``."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(tables.c.name_with_type, tables.c.created_ms, tables.c.updated_ms)
+            ).all()
+        return {name: (int(created), int(updated)) for name, created, updated in rows}
 
     def create_table(self, config: TableConfig) -> TableConfig:
         stamp = now_ms()
@@ -192,6 +257,10 @@ class Catalog:
             ).first()
         return None if row is None else str(row[0])
 
+    def delete_state(self, scope: str, name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(states).where(states.c.scope == scope, states.c.name == name))
+
     def set_state(self, scope: str, name: str, value: str) -> None:
         with self.engine.begin() as conn:
             _upsert(conn, states, {"scope": scope, "name": name}, {"value": value})
@@ -203,9 +272,13 @@ def _upsert(conn: Connection, table: Any, keys: dict[str, str], values: dict[str
         conn.execute(insert(table).values(**keys, **values))
 
 
-def _make_engine(url: str) -> Engine:
+def _make_engine(url: str, pool_size: int, max_overflow: int) -> Engine:
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        in_memory = url in ("sqlite://", "sqlite:///:memory:")  # one connection (SingletonThreadPool)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **({} if in_memory else pool)
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -216,4 +289,4 @@ def _make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, **pool)

@@ -7,6 +7,10 @@ class CatalogError(Exception):
     """Base of the catalog's errors."""
 
 
+class CatalogVersionError(CatalogError):
+    """The catalog's schema revision is not this code's: behind (run the upgrade) or ahead (newer code)."""
+
+
 class TableNotFoundError(CatalogError, LookupError):
     def __init__(self, name: str) -> None:
         super().__init__(f"table {name} does not exist")

@@ -15,6 +15,10 @@ for its state.
 Names are Pinot's ``Task_<taskType>_<epochMillis>``, unique per task type: two plans of one type that
 start a batch in the same millisecond get consecutive milliseconds. One row per (plan, batch sequence): a
 generation repeated after a controller crash replaces the row it left.
+
+Past 400 lines because the task records, the plan snapshots they are read with, and the tombstones of
+deleted tasks and plans (Temporal deletes an execution ~30 s after it is asked to; the task endpoints hide
+it at once) are one store: splitting them would split the transactions that write them together.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from sqlalchemy import ColumnElement, Connection, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from taskplan.catalog.errors import CatalogError
-from taskplan.catalog.schema import plan_snapshots, tasks
+from taskplan.catalog.schema import plan_snapshots, states, tasks
 from taskplan.models.plan import BatchEnd, BatchRecord, PlanEnd, PlanStatus, TaskPlan
 from taskplan.models.task import GeneratedBatch, TaskState
 from taskplan.names import parse_task_name, task_name
@@ -62,6 +66,10 @@ class StoredTask:
 
     def ended(self) -> BatchEnd | None:
         return None if self.result_json is None else BatchEnd.model_validate_json(self.result_json)
+
+
+DELETED_SCOPE = "deletedTask"
+TOMBSTONE_MS = 86_400_000
 
 
 class TaskStore:
@@ -255,6 +263,94 @@ class TaskStore:
                 .limit(limit)
             ).all()
         return {name: (TaskState(state), table) for name, state, table in rows}
+
+    def list_task_rows(
+        self, task_type: str, limit: int, table_name: str | None = None
+    ) -> list[tuple[str, TaskState, str, str, int]]:
+        """(task name, state, table, plan id, submitted ms) of a task type's batches, newest first."""
+        query = select(
+            tasks.c.task_name, tasks.c.state, tasks.c.table_name, tasks.c.plan_id, tasks.c.submitted_ms
+        ).where(tasks.c.task_type == task_type)
+        if table_name is not None:
+            query = query.where(tasks.c.table_name == table_name)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(tasks.c.submitted_ms.desc()).limit(limit)).all()
+        return [(name, TaskState(state), table, plan, int(ms)) for name, state, table, plan, ms in rows]
+
+    def plans_of_type(self, task_type: str) -> dict[str, PlanStatus]:
+        """Every plan of a task type the catalog knows (its snapshot, or a batch record), with its status
+        (ACTIVE when only a batch record knows it)."""
+        with self.engine.connect() as conn:
+            snapshots = conn.execute(
+                select(plan_snapshots.c.plan_id, plan_snapshots.c.status).where(
+                    plan_snapshots.c.task_type == task_type
+                )
+            ).all()
+            batches = conn.execute(
+                select(tasks.c.plan_id).where(tasks.c.task_type == task_type).distinct()
+            ).all()
+        found = {plan_id: PlanStatus.ACTIVE for (plan_id,) in batches}
+        found.update({plan_id: PlanStatus(status) for plan_id, status in snapshots})
+        return found
+
+    def latest_plan_snapshot(self, table_name: str, task_type: str) -> TaskPlan | None:
+        """The snapshot of the table's most recently saved plan of a task type (no batch records)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(plan_snapshots.c.plan_json)
+                .where(plan_snapshots.c.table_name == table_name, plan_snapshots.c.task_type == task_type)
+                .order_by(plan_snapshots.c.updated_ms.desc())
+                .limit(1)
+            ).first()
+        return None if row is None else TaskPlan.model_validate_json(row[0])
+
+    def plans_of_table(self, table_name: str, task_type: str) -> list[str]:
+        """The ids of a table's ended plans of a task type (their snapshots)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(plan_snapshots.c.plan_id, plan_snapshots.c.status).where(
+                    plan_snapshots.c.table_name == table_name, plan_snapshots.c.task_type == task_type
+                )
+            ).all()
+        return sorted(plan_id for plan_id, status in rows if not PlanStatus(status).is_active)
+
+    def mark_deleted(self, names: Iterable[str], deleted_ms: int) -> None:
+        """Tombstones of deleted legacy tasks: Temporal deletes an execution about 30 s after it is asked
+        to, and the task endpoints must not show it meanwhile."""
+        with self.engine.begin() as conn:
+            for name in names:
+                conn.execute(delete(states).where(states.c.scope == DELETED_SCOPE, states.c.name == name))
+                conn.execute(states.insert().values(scope=DELETED_SCOPE, name=name, value=str(deleted_ms)))
+            # Temporal has long deleted what a day-old tombstone hides (the values are 13-digit ms).
+            conn.execute(
+                delete(states).where(
+                    states.c.scope == DELETED_SCOPE, states.c.value < str(deleted_ms - TOMBSTONE_MS)
+                )
+            )
+
+    def undelete(self, name: str) -> None:
+        """A task name used again (an ad hoc taskName): its old tombstone must not hide the new task."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(states).where(states.c.scope == DELETED_SCOPE, states.c.name == name))
+
+    def deleted(self, names: Iterable[str] | None = None) -> set[str]:
+        """Which of these task names (None: any) were deleted."""
+        query = select(states.c.name).where(states.c.scope == DELETED_SCOPE)
+        if names is not None:
+            query = query.where(states.c.name.in_(list(names)))
+        with self.engine.connect() as conn:
+            return set(conn.scalars(query).all())
+
+    def first_task_of_plan(self, plan_id: str) -> tuple[str, str] | None:
+        """(task name, table) of a plan's first recorded batch, if it has one yet."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(tasks.c.task_name, tasks.c.table_name)
+                .where(tasks.c.plan_id == plan_id)
+                .order_by(tasks.c.batch_sequence)
+                .limit(1)
+            ).first()
+        return None if row is None else (row[0], row[1])
 
     def in_flight(self, except_plan_id: str | None = None) -> dict[str, int]:
         """Subtasks of running batches per table, leaving out one plan's (the one asking)."""

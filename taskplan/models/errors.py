@@ -10,6 +10,8 @@ Two kinds cross a boundary:
 
       Exception
       ├── PlanAlreadyActiveError          409: one active plan per table and task type
+      ├── TaskAlreadyExistsError          409: an ad hoc task name already taken
+      ├── TaskStillRunningError           409: deleting what still runs, unforced
       ├── TaskGenerationError             legacy generation failed (error_type tells 400 from 500)
       └── LookupError
           ├── PlanNotFoundError           404
@@ -68,6 +70,18 @@ class PlanAlreadyActiveError(Exception):
             f"{active_plan_id or 'unknown'}"
         )
         self.active_plan_id = active_plan_id
+
+
+class TaskAlreadyExistsError(Exception):
+    """An ad hoc task's name (``Task_<taskType>_<taskName>``) is taken (the API answers 409, as Pinot)."""
+
+    def __init__(self, task_name: str) -> None:
+        super().__init__(f"Task already exists: {task_name}")
+        self.task_name = task_name
+
+
+class TaskStillRunningError(Exception):
+    """A delete of a task (or a task type's tasks) that still runs, without ``forceDelete`` (409)."""
 
 
 class PlanNotFoundError(LookupError):

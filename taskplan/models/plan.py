@@ -125,5 +125,6 @@ class CycleResult(WireModel):
     skipped: dict[str, str] = Field(default_factory=dict)  # table -> the active plan it found
     legacy_tasks: dict[str, str] = Field(default_factory=dict)  # table -> legacy parent task name
     errors: dict[str, str] = Field(default_factory=dict)  # table -> why generation failed
+    scheduling_errors: list[str] = Field(default_factory=list)  # why nothing was scheduled (a stopped queue)
     legacy_reason: str | None = None
     note: str | None = None

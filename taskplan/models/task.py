@@ -18,13 +18,28 @@ class TaskState(StrEnum):
     NOT_STARTED = "NOT_STARTED"
     IN_PROGRESS = "IN_PROGRESS"
     STOPPED = "STOPPED"
+    STOPPING = "STOPPING"  # the batch's plan is aborting (or it was stopped) while subtasks still run
     FAILED = "FAILED"
     COMPLETED = "COMPLETED"
     ABORTED = "ABORTED"
+    TIMED_OUT = "TIMED_OUT"
+    TIMING_OUT = "TIMING_OUT"
+    FAILING = "FAILING"  # more subtasks failed than the batch tolerates; the running ones finish
 
     @property
     def is_final(self) -> bool:
-        return self not in (TaskState.NOT_STARTED, TaskState.IN_PROGRESS)
+        return self not in _RUNNING_TASK_STATES
+
+
+_RUNNING_TASK_STATES = frozenset(
+    {
+        TaskState.NOT_STARTED,
+        TaskState.IN_PROGRESS,
+        TaskState.STOPPING,
+        TaskState.TIMING_OUT,
+        TaskState.FAILING,
+    }
+)
 
 
 class SubtaskState(StrEnum):
@@ -37,6 +52,7 @@ class SubtaskState(StrEnum):
     TASK_ABORTED = "TASK_ABORTED"  # fatal failure: not retried
     TIMED_OUT = "TIMED_OUT"
     STOPPED = "STOPPED"  # cancelled before it finished, or never started because the batch stopped
+    DROPPED = "DROPPED"  # its record was removed while it was pending (a forced delete)
 
 
 class SubtaskOptions(WireModel):
@@ -45,6 +61,7 @@ class SubtaskOptions(WireModel):
     task_timeout_ms: int
     max_attempts_per_task: int
     minion_instance_tag: str
+    num_concurrent_tasks_per_instance: int | None = None  # the generator's; None in batches before it
 
 
 class GeneratedBatch(WireModel):
@@ -145,3 +162,53 @@ class SubtaskQuery(WireModel):
 
     offset: int = 0
     limit: int = Field(1000, ge=0, le=1000)
+
+
+class PinotTaskCount(WireModel):
+    """Pinot's TaskCount (``GET /tasks/{taskType}/taskcounts``, the debug endpoints), its field order.
+
+    Pinot's mapping from Helix's subtask states: not yet assigned (taskplan's INIT) is ``waiting``; running
+    is ``running``; TASK_ERROR ``error``; COMPLETED ``completed``; DROPPED ``dropped``; TIMED_OUT
+    ``timedOut``; TASK_ABORTED ``aborted``; anything else (taskplan's STOPPED) ``unknown``.
+    """
+
+    total: int = 0
+    completed: int = 0
+    running: int = 0
+    waiting: int = 0
+    error: int = 0
+    unknown: int = 0
+    dropped: int = 0
+    timed_out: int = 0
+    aborted: int = 0
+
+    def add(self, state: SubtaskState | None) -> None:
+        self.total += 1
+        if state is None or state is SubtaskState.INIT:
+            self.waiting += 1
+        elif state is SubtaskState.RUNNING:
+            self.running += 1
+        elif state is SubtaskState.TASK_ERROR:
+            self.error += 1
+        elif state is SubtaskState.COMPLETED:
+            self.completed += 1
+        elif state is SubtaskState.DROPPED:
+            self.dropped += 1
+        elif state is SubtaskState.TIMED_OUT:
+            self.timed_out += 1
+        elif state is SubtaskState.TASK_ABORTED:
+            self.aborted += 1
+        else:
+            self.unknown += 1
+
+    @classmethod
+    def of(cls, states: list[SubtaskState | None]) -> PinotTaskCount:
+        count = cls()
+        for state in states:
+            count.add(state)
+        return count
+
+
+def pinot_subtask_state(state: SubtaskState) -> SubtaskState | None:
+    """A subtask's state as Pinot reports it: one not yet assigned to a minion (INIT) is null."""
+    return None if state is SubtaskState.INIT else state

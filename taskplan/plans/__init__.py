@@ -8,6 +8,7 @@ the tests, one concern per module:
     one_shot.py    the legacy flow: one batch, no plan
     validation.py  check a table config's task configs
     tasks.py       parent tasks and their subtasks (Pinot's task endpoints)
+    task_deletion.py  delete tasks: a legacy task whole, a plan's batches only with their plan
     deletion.py    remove a dropped table's plans, expired plans, executions
     visibility.py  what they ask of Temporal's visibility (query strings, a plan's latest run)
 
@@ -30,6 +31,7 @@ from taskplan.plans.one_shot import OneShotRunner
 from taskplan.plans.reading import PlanReader
 from taskplan.plans.snapshots import SnapshotReconciler
 from taskplan.plans.starting import PlanStarter
+from taskplan.plans.task_deletion import TaskDeleter
 from taskplan.plans.tasks import TaskReader
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "PlanServices",
     "PlanStarter",
     "SnapshotReconciler",
+    "TaskDeleter",
     "TaskReader",
 ]
 
@@ -53,6 +56,7 @@ class PlanServices:
     one_shot: OneShotRunner
     task_reader: TaskReader
     remover: PlanRemover
+    task_deleter: TaskDeleter
 
     @classmethod
     def build(
@@ -69,6 +73,7 @@ class PlanServices:
         saved this recently is not corrected from a (possibly lagging) visibility listing."""
         store = catalog.tasks
         reader = PlanReader(client, store, live_query_timeout_s=live_query_timeout_s)
+        remover = PlanRemover(client, store)
         return cls(
             starter=PlanStarter(client, store, options),
             reader=reader,
@@ -76,5 +81,6 @@ class PlanServices:
             reconciler=SnapshotReconciler(client, store, reader, grace_s=reconcile_grace_s),
             one_shot=OneShotRunner(client, options),
             task_reader=TaskReader(client, store),
-            remover=PlanRemover(client, store),
+            remover=remover,
+            task_deleter=TaskDeleter(client, store, remover),
         )

@@ -44,6 +44,18 @@ class PlanRemover:
         removed = await self.delete_executions(f"TaskPlanId = {quote(plan_id)}", reason)
         return removed + await asyncio.to_thread(self.store.delete_plans, [plan_id])
 
+    async def delete_execution(self, workflow_id: str, run_id: str | None, *, running: bool) -> None:
+        """Terminate (if running) and delete one workflow execution."""
+        if running:
+            with contextlib.suppress(RPCError):
+                await self.client.get_workflow_handle(workflow_id, run_id=run_id).terminate(reason="deleted")
+        await self.client.workflow_service.delete_workflow_execution(
+            DeleteWorkflowExecutionRequest(
+                namespace=self.client.namespace,
+                workflow_execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id or ""),
+            )
+        )
+
     async def delete_executions(self, query: str, reason: str = "cleanup") -> int:
         """Terminate (if running) and delete every workflow execution the visibility query finds."""
         return sum((await self.delete_executions_by_table(query, reason)).values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from temporalio.client import Client
 from temporalio.common import (
@@ -14,13 +15,19 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from taskplan.clock import now_ms
-from taskplan.models.errors import TaskGenerationError
+from taskplan.models.errors import TaskAlreadyExistsError, TaskGenerationError
 from taskplan.models.plan import PlanOptions
 from taskplan.models.task import TaskState
 from taskplan.names import CONTROLLER_TASK_QUEUE, SearchAttributes, task_name
 from taskplan.plans.visibility import TASK_TABLES_MEMO
 from taskplan.workflows.batch import BatchWorkflow
 from taskplan.workflows.models import BatchInput, OneShotRequest
+
+
+@dataclass(frozen=True)
+class OneShotStarted:
+    name: str
+    num_subtasks: int
 
 
 class OneShotRunner:
@@ -36,23 +43,40 @@ class OneShotRunner:
         options: PlanOptions | None = None,
     ) -> str:
         """Returns the task's name once its subtasks exist. Raises TaskGenerationError."""
+        return (await self.start(task_type, tables, task_configs, options)).name
+
+    async def start(
+        self,
+        task_type: str,
+        tables: Sequence[str],
+        task_configs: dict[str, str] | None,
+        options: PlanOptions | None = None,
+        *,
+        name: str | None = None,
+        minion_instance_tag: str | None = None,
+    ) -> OneShotStarted:
+        """Start the task (named ``name``, else ``Task_<taskType>_<epochMillis>``) and return once its
+        subtasks exist. Raises TaskGenerationError, and TaskAlreadyExistsError when ``name`` is taken."""
         request = OneShotRequest(
-            task_type=task_type, table_names_with_type=list(tables), task_configs=task_configs
+            task_type=task_type,
+            table_names_with_type=list(tables),
+            task_configs=task_configs,
+            minion_instance_tag=minion_instance_tag,
         )
         started_ms = now_ms()
-        for offset in range(1000):
-            name = task_name(task_type, started_ms + offset)
+        for offset in range(1 if name else 1000):
+            candidate = name or task_name(task_type, started_ms + offset)
             try:
                 handle = await self.client.start_workflow(
                     BatchWorkflow.run,
                     BatchInput(
-                        task_name=name,
+                        task_name=candidate,
                         task_type=task_type,
                         table_names_with_type=list(tables),
                         one_shot=request,
                         options=options or self.options,
                     ),
-                    id=name,
+                    id=candidate,
                     task_queue=CONTROLLER_TASK_QUEUE,
                     id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -67,9 +91,11 @@ class OneShotRunner:
                     ),
                 )
             except WorkflowAlreadyStartedError:
+                if name:
+                    raise TaskAlreadyExistsError(name) from None
                 continue
             outcome = await handle.execute_update(BatchWorkflow.generated)
             if outcome.error:
                 raise TaskGenerationError(outcome.error, outcome.error_type)
-            return name
+            return OneShotStarted(candidate, outcome.num_subtasks)
         raise RuntimeError("could not find a free task name")  # pragma: no cover - 1000 names in the same ms

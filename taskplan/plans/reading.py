@@ -26,6 +26,7 @@ class PlanReader:
     async def get_plan(self, plan_id: str, query: PlanQuery | None = None, *, live: bool = False) -> TaskPlan:
         """The plan; a running one answers itself (with ``live``, however long that takes; else its last
         snapshot answers after ``live_query_timeout_s``). Raises PlanNotFoundError."""
+        await self._not_deleted(plan_id)
         run = await find_plan_run(self.client, plan_id)
         handle = run.handle
         if run.running:
@@ -80,7 +81,13 @@ class PlanReader:
             snapshot.status = PlanStatus(status)
         return snapshot
 
+    async def _not_deleted(self, plan_id: str) -> None:
+        """A plan deleted through the task endpoints is gone at once (Temporal deletes it ~30 s later)."""
+        if await asyncio.to_thread(self.store.deleted, [plan_id]):
+            raise PlanNotFoundError(plan_id)
+
     async def is_active(self, plan_id: str) -> bool:
+        await self._not_deleted(plan_id)
         return (await find_plan_run(self.client, plan_id)).running
 
     async def list_plan_ids(self, table_name_with_type: str, task_type: str) -> list[str]:
@@ -96,7 +103,8 @@ class PlanReader:
                 seen[plan_id] = execution.start_time.timestamp()
             elif plan_id:
                 seen[plan_id] = min(seen[plan_id], execution.start_time.timestamp())
-        return sorted(seen, key=lambda p: seen[p])
+        deleted = await asyncio.to_thread(self.store.deleted, list(seen)) if seen else set()
+        return sorted((p for p in seen if p not in deleted), key=lambda p: seen[p])
 
     async def list_active_plan_ids(
         self, table_name_with_type: str | None = None, task_type: str | None = None

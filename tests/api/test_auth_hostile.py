@@ -109,8 +109,9 @@ async def test_a_raw_name_ending_in_a_type_suffix_is_another_table(hostile: Host
     assert config["task"]["taskTypeConfigsMap"][COUNTING] == {"purgeFilter": SECRET}
     kept = (await http.get(f"/schemas/{raw}", headers=ADMIN)).json()
     assert kept["metricFieldSpecs"] == [] and kept["dimensionFieldSpecs"][0]["name"] == "c"
-    segments = (await http.get(f"/segments/{typed}", headers=ADMIN)).json()[0]["OFFLINE"]
-    assert [s["totalDocs"] for s in segments] == [1]
+    [name] = (await http.get(f"/segments/{typed}", headers=ADMIN)).json()[0]["OFFLINE"]
+    metadata = (await http.get(f"/segments/{typed}/{name}/metadata", headers=ADMIN)).json()
+    assert metadata["segment.total.docs"] == "1"
 
 
 async def test_a_forbidden_table_answers_as_a_missing_one(hostile: Hostile) -> None:
@@ -140,6 +141,14 @@ async def test_a_forbidden_table_answers_as_a_missing_one(hostile: Hostile) -> N
             ("DELETE", f"/tasks/taskPlans/{plan_of_t}", None, {}),
             ("GET", "/tasks/taskPlans", None, {"tableNameWithType": f"{t}_OFFLINE", "taskType": COUNTING}),
             ("GET", "/tasks/taskPlans/active/ids", None, {"tableNameWithType": f"{t}_OFFLINE"}),
+            ("GET", f"/segments/{t}/metadata", None, {}),
+            ("GET", f"/segments/{t}/seg_0/metadata", None, {}),
+            ("GET", f"/tasks/{COUNTING}/{t}_OFFLINE/state", None, {}),
+            ("GET", f"/tasks/{COUNTING}/{t}_OFFLINE/debug", None, {}),
+            ("GET", f"/tasks/{COUNTING}/{t}_OFFLINE/metadata", None, {}),
+            ("DELETE", f"/tasks/{COUNTING}/{t}_OFFLINE/metadata", None, {}),
+            ("GET", f"/tasks/{COUNTING}/taskcounts", None, {"table": f"{t}_OFFLINE"}),
+            ("GET", "/tasks/scheduler/jobDetails", None, {"tableName": f"{t}_OFFLINE", "taskType": COUNTING}),
         ]
 
     for who in (READER, WRITER):

@@ -43,9 +43,11 @@ CATALOGUE: list[tuple[str, str, dict[str, Any], int, str]] = [
     (
         "POST",
         "/tasks/execute",
-        {"json": {"taskType": COUNTING, "tableName": "x_OFFLINE", "extra": 1}},
+        {
+            "json": {"taskType": COUNTING, "extra": 1}
+        },  # unknown keys are ignored (Pinot); tableName is required
         400,
-        "extra",
+        "tableName",
     ),
     ("GET", f"/tasks/taskPlans/{PLAN}", {"params": {"batchLimit": -1}}, 400, "batchLimit"),
     ("GET", f"/tasks/taskPlans/{PLAN}", {"params": {"batchLimit": 10**12}}, 400, "batchLimit"),

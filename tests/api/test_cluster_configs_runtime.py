@@ -216,9 +216,9 @@ async def test_a_bad_table_does_not_stop_another_tables_segment_from_committing(
 
     async def committed() -> None:
         [segment] = await segments(http, good)
-        assert segment["status"] == "DONE", segment
+        assert segment["segment.realtime.status"] == "DONE", segment
 
     await eventually(committed, timeout=60, interval=1)  # the controller's upkeep runs every 15 s
     assert f"segment upkeep of table {bad} failed" in log_text(cluster)
     [stuck] = await segments(http, bad)
-    assert stuck["status"] == "IN_PROGRESS"
+    assert stuck["segment.realtime.status"] == "IN_PROGRESS"

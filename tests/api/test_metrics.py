@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from taskplan.plans import PlanServices
 from taskplan.progress import ProgressPoller
 from tests.api.test_tables_and_triggers_api import COUNTING, SWITCH, create_table, new_name, wait_inactive
-from tests.support.engine import eventually
+from tests.support.engine import cycle_of, eventually
 
 
 async def scrape(http: httpx.AsyncClient, name: str, table: str) -> float:
@@ -51,7 +51,7 @@ async def test_skipped_scheduled_trigger_is_counted(http: httpx.AsyncClient) -> 
         {COUNTING: {"enableTaskOrchestration": "true", "numBatches": "30", "sleepMs": "300"}},
     )
     first = (await http.post("/tasks/schedule", params={"taskType": COUNTING, "tableName": table})).json()
-    plan_id = first[COUNTING]["taskPlans"][table]
+    plan_id = cycle_of(first, COUNTING)["taskPlans"][table]
     await http.post("/tasks/schedule", params={"taskType": COUNTING, "tableName": table})
     assert await scrape(http, "scheduledTriggerActivePlanConflict", table) == 1
     await http.delete(f"/tasks/taskPlans/{plan_id}")

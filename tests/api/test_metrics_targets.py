@@ -105,6 +105,10 @@ def worker_without_temporal(tmp_path: Path) -> Iterator[tuple[Path, list[subproc
         f"taskplan.metrics.host = 127.0.0.2\ntaskplan.metrics.port = {free_port()}\n",
         encoding="utf-8",
     )
+    (tmp_path / "data").mkdir()
+    catalog = Catalog(load_settings(config, environ={}).resolved_catalog_url)
+    catalog.migrate()  # a worker starts only on an upgraded catalog
+    catalog.close()
     processes: list[subprocess.Popen[bytes]] = []
     yield config, processes
     for process in processes:

@@ -186,3 +186,22 @@ def test_data_is_never_read_as_markup() -> None:
     out = io.StringIO()
     operator.console_for(out).print("failed: [Errno 2] [bold]x[/bold] :smile:")
     assert out.getvalue() == "failed: [Errno 2] [bold]x[/bold] :smile:\n"
+
+
+async def test_segments_lists_pinot_segment_metadata(url: str) -> None:
+    async with httpx.AsyncClient(base_url=url) as http:
+        raw = new_name()
+        table = await create_table(http, raw)
+        ingested = await http.post(
+            "/ingestFromFile",
+            params={"tableNameWithType": table, "batchConfigMapStr": json.dumps({"inputFormat": "csv"})},
+            files={"file": ("a.csv", b"country\nUS\nFR\nDE\n")},
+        )
+        assert ingested.status_code == 200, ingested.text
+    code, out, err = await cli("segments", raw, "--json", "--url", url)
+    assert code == 0 and err == "", err
+    [(typed, listed)] = json.loads(out).items()
+    [(name, metadata)] = listed.items()
+    assert typed == table and metadata["segment.total.docs"] == "3" and name.startswith(raw)
+    code, out, _ = await cli("segments", table, "--url", url)
+    assert code == 0 and name in out and "DOCS" in out

@@ -4,6 +4,7 @@ the API shares no disk with the minions; an ``s3://`` location outside the allow
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -57,8 +58,9 @@ async def test_uploads_and_drops_go_through_the_store(
     response = await ingest(s3_http, table, csv_bytes([event(1), event(2), event(3)], tmp_path))
     assert response.status_code == 200, response.text
     [segment] = await segments(s3_http, table)
-    assert segment["totalDocs"] == 3
-    assert [i.key for i in store.list(f"{table}/")] == [f"{table}/{segment['segmentName']}.parquet"]
+    assert segment["segment.total.docs"] == "3"
+    [name] = (await s3_http.get(f"/segments/{table}")).json()[0]["OFFLINE"]
+    assert [i.key for i in store.list(f"{table}/")] == [f"{table}/{name}.parquet"]
 
     realtime = await create(
         s3_http,
@@ -70,9 +72,10 @@ async def test_uploads_and_drops_go_through_the_store(
         appended = await ingest(s3_http, realtime, csv_bytes([event(start), event(start + 1)], tmp_path))
         assert appended.status_code == 200, appended.text
     [committed] = await segments(s3_http, realtime)
-    assert committed["status"] == "DONE" and committed["totalDocs"] == 4
+    assert committed["segment.realtime.status"] == "DONE" and committed["segment.total.docs"] == "4"
     assert len(store.list(f"{realtime}/")) == 1  # each append's earlier version deleted
-    assert not list(api_dir.rglob("*.parquet"))  # nothing of the deep store on the API's disk
+    # nothing of the deep store on the API's disk
+    assert not await asyncio.to_thread(lambda: list(api_dir.rglob("*.parquet")))
 
     for name in (raw,):
         assert (await s3_http.delete(f"/tables/{name}")).status_code == 200

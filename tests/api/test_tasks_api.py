@@ -37,11 +37,22 @@ async def test_task_endpoints_describe_batches(http: httpx.AsyncClient) -> None:
     assert ok in (await http.get(f"/tasks/{COUNTING}/tasks")).json()
     assert (await http.get(f"/tasks/task/{ok}/state")).json() == "COMPLETED"
     counts = (await http.get(f"/tasks/{COUNTING}/taskcounts")).json()
-    assert counts[ok] == {"waiting": 0, "running": 0, "completed": 3, "failed": 0, "unknown": 0, "total": 3}
-    assert counts[failed]["failed"] == 3 and counts[failed]["total"] == 3  # all three were in flight
+    assert counts[ok] == {
+        "total": 3,
+        "completed": 3,
+        "running": 0,
+        "waiting": 0,
+        "error": 0,
+        "unknown": 0,
+        "dropped": 0,
+        "timedOut": 0,
+        "aborted": 0,
+    }
+    assert counts[failed]["aborted"] == 3 and counts[failed]["total"] == 3  # all three were in flight
 
     configs = (await http.get(f"/tasks/task/{ok}/config")).json()
-    assert len(configs) == 3 and configs[0]["taskType"] == COUNTING
+    assert len(configs) == 3 and configs[0]["taskType"] == COUNTING and configs[0]["tableName"] == table
+    assert configs[0]["taskId"] == configs[0]["configs"]["TASK_ID"] == f"{ok}_0"
     assert configs[0]["configs"]["tableName"] == table and configs[2]["configs"]["index"] == "2"
     by_name = (await http.get(f"/tasks/subtask/{ok}/config")).json()
     assert sorted(by_name) == [f"{ok}_{i}" for i in range(3)]

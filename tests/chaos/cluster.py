@@ -69,6 +69,9 @@ class Cluster:
     # ------------------------------------------------------------ processes
 
     def start_server(self) -> None:
+        catalog = self.catalog()  # `taskplan db upgrade`: processes refuse a catalog not at their revision
+        catalog.migrate()
+        catalog.close()
         self.server = subprocess.Popen(
             dev_server_command(self.settings, headless=True),
             stdout=subprocess.DEVNULL,

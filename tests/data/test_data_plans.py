@@ -45,11 +45,18 @@ def csv_bytes(rows: list[dict[str, Any]], tmp: Path) -> bytes:
     return write_csv(tmp / f"{uuid.uuid4().hex}.csv", rows).read_bytes()
 
 
-async def segments(http: httpx.AsyncClient, table: str) -> list[dict[str, Any]]:
-    response = await http.get(f"/segments/{table}")
+async def segments(http: httpx.AsyncClient, table: str) -> list[dict[str, str]]:
+    """The metadata of the segments readers see (Pinot's segment ZK metadata: ``segment.total.docs``,
+    ``segment.realtime.status``, ...), through Pinot's listing and per-segment metadata endpoints."""
+    response = await http.get(f"/segments/{table}", params={"excludeReplacedSegments": "true"})
     assert response.status_code == 200, response.text
     [entry] = response.json()
-    return list(next(iter(entry.values())))
+    found: list[dict[str, str]] = []
+    for name in next(iter(entry.values())):
+        metadata = await http.get(f"/segments/{table}/{name}/metadata")
+        assert metadata.status_code == 200, metadata.text
+        found.append(metadata.json())
+    return found
 
 
 async def execute(http: httpx.AsyncClient, task_type: str, table: str, **configs: str) -> httpx.Response:
@@ -73,8 +80,8 @@ async def test_ingest_from_file_and_list_segments(http: httpx.AsyncClient, tmp_p
     body = response.json()
     assert body["rowStats"]["processed"] == 2 and body["rowStats"]["processedWithError"] == 1
     [segment] = await segments(http, table)
-    assert segment["totalDocs"] == 3 and segment["status"] == "DONE"
-    assert segment["startTime"] == 1_700_000_000_001 and segment["endTime"] == 1_700_000_000_002
+    assert segment["segment.total.docs"] == "3" and "segment.realtime.status" not in segment
+    assert segment["segment.start.time"] == "1700000000001" and segment["segment.end.time"] == "1700000000002"
 
     realtime = await create(
         http,
@@ -84,10 +91,10 @@ async def test_ingest_from_file_and_list_segments(http: httpx.AsyncClient, tmp_p
     )
     await ingest(http, realtime, csv_bytes([event(1), event(2)], tmp_path))
     [consuming] = await segments(http, realtime)
-    assert consuming["status"] == "IN_PROGRESS" and consuming["totalDocs"] == 2
+    assert consuming["segment.realtime.status"] == "IN_PROGRESS" and consuming["segment.total.docs"] == "2"
     await ingest(http, realtime, csv_bytes([event(3), event(4)], tmp_path))
     [committed] = await segments(http, realtime)
-    assert committed["status"] == "DONE" and committed["totalDocs"] == 4
+    assert committed["segment.realtime.status"] == "DONE" and committed["segment.total.docs"] == "4"
 
     bad = await http.post(
         "/ingestFromFile",
@@ -119,7 +126,7 @@ async def test_a_purge_plan_chains_batches_until_every_segment_is_purged(
     assert plan["inputsToProcess"] == 4 and plan["inputUnit"] == "segments"
     rows = table_rows(manager(tables, data_dir), table)
     assert len(rows) == 12 and {r["country"] for r in rows} == {"FR"}
-    assert sum(s["totalDocs"] for s in await segments(http, table)) == 12
+    assert sum(int(s["segment.total.docs"]) for s in await segments(http, table)) == 12
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ are here; what a test does with the cluster is the test's.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -93,6 +94,21 @@ class Cluster:
         )
         self.taskplan[name] = process
         return process
+
+    def run_taskplan(self, name: str, *args: str, timeout: float = 120.0) -> str:
+        """``taskplan --config <file> <args>`` on host ``name``, to its end (a one-shot job); its output.
+        Raises ProcessFailed if it fails."""
+        directory = self.host_dir(name)
+        directory.mkdir(parents=True, exist_ok=True)
+        env = {**self.env, "TASKPLAN_DATADIR": str(self.data_dir(name))}
+        done = subprocess.run(
+            self.host(name).command([str(TASKPLAN), "--config", str(self.config), *args]),
+            env=env, cwd=directory, capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise ProcessFailed(f"taskplan {' '.join(args)} on {name} exited {done.returncode}:\n"
+                                f"{done.stdout}{done.stderr}")  # fmt: skip
+        return done.stdout
 
     def start_api(self) -> Process:
         secrets = self.host_dir("api") / "secrets"  # as Kubernetes mounts a Secret (README, Configuration)
@@ -187,6 +203,8 @@ def topology(
                 BUCKET, access.endpoint, access.access_key_id, access.secret_access_key, access.region
             ),
         )
+        # The catalog's schema, once per release, before any process starts (as a migration Job would).
+        cluster.run_taskplan("api", "db", "upgrade")
         for name in workers:
             if name.startswith("controller"):
                 cluster.start_controller(name)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from taskplan.catalog import Catalog
 from taskplan.models.plan import PlanOptions
@@ -39,3 +40,10 @@ async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 30.0
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(interval)
+
+
+def cycle_of(answer: dict[str, str], task_type: str) -> dict[str, Any]:
+    """taskplan's trigger cycle of a task type from a ``POST /tasks/schedule`` answer (Pinot's flat map,
+    with the cycles as a JSON string under ``cycleResults``)."""
+    cycles: dict[str, dict[str, Any]] = json.loads(answer["cycleResults"])
+    return cycles[task_type]

@@ -109,7 +109,8 @@ class CountingExecutor(BaseTaskExecutor):
         while time.monotonic() < deadline:
             if context.cancelled.is_set():
                 raise RuntimeError("cancelled")
-            context.heartbeat()
+            # progressMessage: reported as the subtask's progress (GET /tasks/subtask/{task}/progress).
+            context.heartbeat(*([configs["progressMessage"]] if "progressMessage" in configs else []))
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         if marker:
             Path(marker, f"{stem}.done").write_text(str(context.attempt))
@@ -146,16 +147,38 @@ class OrchestrationOnlyGenerator(CountingGenerator):
         raise TaskConfigError(f"{self.task_type} only runs orchestrated; enable enableTaskOrchestration")
 
 
+class ContractGenerator(CountingGenerator):
+    """The API contract tests' own task type (tests/api/contract): they stop its queue and delete its
+    tasks without touching the task types other tests use at the same time."""
+
+    task_type: ClassVar[str] = "TestContractTask"
+
+
+class ContractDeleteGenerator(CountingGenerator):
+    """The contract tests of DELETE /tasks/{taskType} delete every task of this type, and nothing else."""
+
+    task_type: ClassVar[str] = "TestContractDeleteTask"
+
+
 COUNTING = TaskTypePlugin(generator=CountingGenerator, executor=CountingExecutor)
 LEGACY = TaskTypePlugin(generator=LegacyOnlyGenerator, executor=CountingExecutor)
 ORCHESTRATED_ONLY = TaskTypePlugin(generator=OrchestrationOnlyGenerator, executor=CountingExecutor)
 SINGLE_ATTEMPT = TaskTypePlugin(generator=SingleAttemptGenerator, executor=CountingExecutor)
-TEST_TASK_TYPES = ("COUNTING", "LEGACY", "ORCHESTRATED_ONLY", "SINGLE_ATTEMPT")
+CONTRACT = TaskTypePlugin(generator=ContractGenerator, executor=CountingExecutor)
+CONTRACT_DELETE = TaskTypePlugin(generator=ContractDeleteGenerator, executor=CountingExecutor)
+TEST_TASK_TYPES = ("COUNTING", "LEGACY", "ORCHESTRATED_ONLY", "SINGLE_ATTEMPT", "CONTRACT", "CONTRACT_DELETE")
 ALL_SPECS = ",".join(
     [
         *(
             f"tests.support.tasktypes:{n}"
-            for n in ("COUNTING", "LEGACY", "ORCHESTRATED_ONLY", "SINGLE_ATTEMPT")
+            for n in (
+                "COUNTING",
+                "LEGACY",
+                "ORCHESTRATED_ONLY",
+                "SINGLE_ATTEMPT",
+                "CONTRACT",
+                "CONTRACT_DELETE",
+            )
         ),
         "taskplan.tasktypes.segment_purge:SEGMENT_PURGE",
         "taskplan.tasktypes.segment_purge:PURGE",
