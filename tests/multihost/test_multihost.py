@@ -257,3 +257,43 @@ def test_a_cut_minion_hands_its_subtasks_to_the_other(cluster: Cluster, api: htt
     while time.monotonic() < deadline:
         assert total_docs(api, orders) == files * 2000
         time.sleep(0.5)
+
+
+# A process holding a table's catalog write lock (the advisory lock of SegmentCatalog._write), or waiting
+# for it: prints when it has it, then holds it (argv[2] == "hold") or leaves.
+LOCKER = """
+import sys, time
+from sqlalchemy import text
+from taskplan.catalog import Catalog
+from taskplan.settings import load_settings
+
+catalog = Catalog(load_settings().resolved_catalog_url)
+started = time.monotonic()
+with catalog.engine.connect() as conn:
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(sys.argv[1])})
+    print(f"locked after {time.monotonic() - started:.1f} s", flush=True)
+    if sys.argv[2] == "hold":
+        time.sleep(600)
+"""
+
+
+def test_a_cut_host_does_not_keep_its_catalog_locks(cluster: Cluster) -> None:
+    """A process cut off inside a catalog transaction loses its locks within seconds: the catalog's
+    PostgreSQL connections ask the server to probe them (TCP keepalive), so the next writer of the table
+    goes on. Without that, the server keeps the dead connection's locks for the kernel's two hours: a
+    minion cut mid-commit stalls every other minion's subtasks of the table (seen in the test above)."""
+    key = str(uuid.uuid4().int % 2**31)
+    holder = cluster.start_python("locker-minion1", "minion1", LOCKER, key, "hold")
+    deadline = time.monotonic() + 30
+    while "locked" not in holder.tail() and time.monotonic() < deadline:
+        holder.check_alive()
+        time.sleep(0.05)
+    assert "locked" in holder.tail(), holder.tail()
+    cluster.cut("minion1")
+    try:
+        contender = cluster.start_python("locker-minion2", "minion2", LOCKER, key, "leave")
+        contender.popen.wait(timeout=60)
+        assert "locked after" in contender.tail(), contender.tail()
+    finally:
+        cluster.restore("minion1")
+        cluster.procs.stop(holder, timeout=1)

@@ -95,6 +95,12 @@ class Cluster:
         self.taskplan[name] = process
         return process
 
+    def start_python(self, label: str, name: str, code: str, *args: str) -> Process:
+        """A Python script of the test on host ``name``, configured as the taskplan processes are
+        (TASKPLAN_CONFIG, its data directory, the S3 variables); logged as ``label``."""
+        env = {**self.env, "TASKPLAN_CONFIG": str(self.config), "TASKPLAN_DATADIR": str(self.data_dir(name))}
+        return self.procs.start(label, self.host(name), [sys.executable, "-c", code, *args], env=env)
+
     def run_taskplan(self, name: str, *args: str, timeout: float = 120.0) -> str:
         """``taskplan --config <file> <args>`` on host ``name``, to its end (a one-shot job); its output.
         Raises ProcessFailed if it fails."""
