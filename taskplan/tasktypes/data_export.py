@@ -127,16 +127,16 @@ class DataExportTaskGenerator(DataTaskGenerator):
                 f"{self.task_type} exports REALTIME tables' completed segments; {table_config.tableName} "
                 "is not REALTIME"
             )
-        parse_target(table_config, task_configs, self._settings())
+        target = parse_target(table_config, task_configs, self._settings())
         buffer_ms(task_configs)
         table_max_num_tasks(task_configs)
-
-    def _pending(self, table: TableConfig, configs: Mapping[str, str]) -> tuple[list[SegmentMetadata], str]:
-        self.validate_task_configs(table, None, configs)
-        target = parse_target(table, configs, self._settings())
         if target.kind == "s3":  # an unreachable endpoint, wrong credentials, no bucket: refused now
             uri = resolve_s3_under(target.location, self._settings().allowed_export_uris, TARGET)
             check_reachable(bucket_store(uri, self._settings()), TARGET, target.location)
+
+    def _pending(self, table: TableConfig, configs: Mapping[str, str]) -> tuple[list[SegmentMetadata], str]:
+        self.validate_task_configs(table, None, configs)  # an S3 target's bucket is listed there
+        target = parse_target(table, configs, self._settings())
         store = plugin_catalog(self.context).segments
         done = store.exported(table.tableName, target.key)
         cutoff = now_ms() - buffer_ms(configs)

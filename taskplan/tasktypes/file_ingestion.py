@@ -64,6 +64,7 @@ from taskplan.tasktypes.common import (
     DataTaskGenerator,
     bool_config,
     bucket_store,
+    check_reachable,
     int_config,
     plugin_catalog,
     require_schema,
@@ -275,7 +276,10 @@ class FileIngestionTaskGenerator(DataTaskGenerator):
             raise TaskConfigError(
                 f"{self.task_type} ingests into OFFLINE tables, not {table_config.tableName}"
             )
-        parse_spec(table_config, task_configs, self._settings())
+        spec = parse_spec(table_config, task_configs, self._settings())
+        if isinstance(spec.input_dir, S3URI):  # an unreachable endpoint, wrong credentials, no bucket: now
+            store = bucket_store(spec.input_dir, self._settings())
+            check_reachable(store, INPUT_DIR_URI, str(spec.input_dir))
 
     # -------------------------------------------------------------- what is left to ingest
 

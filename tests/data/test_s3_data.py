@@ -219,8 +219,14 @@ def test_bad_s3_locations_are_refused_when_triggered(
         return str(refused.value)
 
     inside = f"s3://{bucket}/in/x"
-    wrong = trigger_ingestion(with_props(**{"taskplan.storage.s3.secretAccessKey": "wrong-secret"}), inside)
+    wrong_key = with_props(**{"taskplan.storage.s3.secretAccessKey": "wrong-secret"})
+    wrong = trigger_ingestion(wrong_key, inside)
     assert "SignatureDoesNotMatch" in wrong and "wrong-secret" not in wrong
+    # The validation when a task is triggered (a 400 from the API) lists the bucket too.
+    with pytest.raises(TaskConfigError, match="SignatureDoesNotMatch"):
+        generator_of(FILE_INGESTION, wrong_key, catalog).validate_task_configs(
+            table, schema, {"inputDirURI": inside, "inputFormat": "csv"}
+        )
     other = "s3://no-such-bucket-tp/in"
     missing = trigger_ingestion(with_props(**{"taskplan.ingestion.allowedRoots": other}), f"{other}/x")
     assert "NoSuchBucket" in missing
@@ -232,6 +238,8 @@ def test_bad_s3_locations_are_refused_when_triggered(
     export = generator_of(
         DATA_EXPORT, with_props(**{"taskplan.export.allowedRoots": "s3://no-such-bucket-tp/out"}), catalog
     )
+    with pytest.raises(TaskConfigError, match="NoSuchBucket"):
+        export.validate_task_configs(rt, None, {"externalTable.target": "s3://no-such-bucket-tp/out/y"})
     with pytest.raises(TaskConfigError, match="NoSuchBucket"):
         export.generate_next_batch(
             request(rt, {"externalTable.target": "s3://no-such-bucket-tp/out/y", "bufferTimePeriod": "0s"})
