@@ -36,11 +36,16 @@ $(CHROMIUM):
 test: $(STAMP) test-tools $(CHROMIUM) check
 	$(BIN)/python -m pytest
 
-## Debian packages the tests run: HAProxy, the TLS terminator in front of Temporal in the mTLS test
-## (tests/engine/test_temporal_tls.py). Installed only when missing.
+## Debian packages the tests run, installed only when missing: HAProxy, the TLS terminator in front of
+## Temporal in the mTLS test (tests/engine/test_temporal_tls.py); `ip` (iproute2) for the network namespaces
+## of the multi-host test and `initdb` (postgresql) for its PostgreSQL of its own (tests/multihost).
 test-tools:
 	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
+	@command -v ip >/dev/null 2>&1 || test -x /usr/sbin/ip || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 ## The README's screenshots (docs/images/), taken by the browser tests.
 screenshots: $(STAMP) $(CHROMIUM)

@@ -29,9 +29,8 @@ from taskplan.api.routes import (
     ui,
 )
 from taskplan.bootstrap import Stack, open_stack
-from taskplan.data.deepstore import DeepStore
 from taskplan.data.parquet import DuckDBConfig
-from taskplan.data.segments import SegmentManager
+from taskplan.data.segments import SegmentManager, deep_store_of
 from taskplan.plans import PlanServices
 from taskplan.schedules import ScheduleManager
 
@@ -60,7 +59,9 @@ def create_app(stack: Stack | None = None) -> FastAPI:
         app.state.schedules = ScheduleManager(client)
         # Uploads and drops: one DuckDB thread per request (taskplan.duckdb.threadsPerSubtask is the
         # minions' data subtasks').
-        deep_store = DeepStore(current.settings.resolved_deep_store_dir)
+        # The API writes an upload's segment to the deep store itself (no minion's disk needed), then
+        # commits its metadata; a drop deletes the table's objects through the store.
+        deep_store = deep_store_of(current.settings)
         app.state.segments = SegmentManager(current.catalog, deep_store, DuckDBConfig(threads=1))
         # A schedule is never missing or left over: the catalog is the truth.
         await app.state.schedules.reconcile(current.catalog.list_tables())

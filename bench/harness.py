@@ -117,6 +117,7 @@ class BenchStack:
     plans: PlanServices
     data_dir: Path
     minions: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)  # for the minion and API processes
 
     def _environment(self) -> dict[str, str]:
         return {
@@ -124,6 +125,7 @@ class BenchStack:
             "TEMPORAL_ADDRESS": self.settings.temporal_address,
             "TASKPLAN_DATADIR": str(self.data_dir),
             "TASKPLAN_CATALOG_URL": self.settings.resolved_catalog_url,
+            **self.extra_env,
         }
 
     def start_minions(self, count: int, *, concurrency: int | None = None) -> None:
@@ -179,8 +181,11 @@ class BenchStack:
 
 
 @asynccontextmanager
-async def bench_stack() -> AsyncIterator[BenchStack]:
-    """Dev server on a SQLite file, controller workers in process; minions are started by scenarios."""
+async def bench_stack(
+    properties: dict[str, str] | None = None, extra_env: dict[str, str] | None = None
+) -> AsyncIterator[BenchStack]:
+    """Dev server on a SQLite file, controller workers in process; minions are started by scenarios.
+    ``properties``: more settings of the controller; ``extra_env``: the minions' environment for them."""
     with tempfile.TemporaryDirectory(prefix="taskplan-bench-") as tmp:
         data_dir = Path(tmp)
         env = await WorkflowEnvironment.start_local(
@@ -193,6 +198,7 @@ async def bench_stack() -> AsyncIterator[BenchStack]:
                 {
                     "temporal.address": env.client.service_client.config.target_host,
                     "taskplan.dataDir": str(data_dir),
+                    **(properties or {}),
                 }
             )
             catalog = Catalog(settings.resolved_catalog_url)
@@ -206,7 +212,7 @@ async def bench_stack() -> AsyncIterator[BenchStack]:
             stop = asyncio.Event()
             running = asyncio.create_task(run_workers(workers, stop))
             plans = PlanServices.build(client, catalog, PlanOptions())
-            stack = BenchStack(client, settings, catalog, plans, data_dir)
+            stack = BenchStack(client, settings, catalog, plans, data_dir, extra_env=dict(extra_env or {}))
             try:
                 yield stack
             finally:

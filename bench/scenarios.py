@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from bench.data_plane import data_plane
+from bench.data_plane_s3 import data_plane_s3
 from bench.harness import BenchStack, Report
 from bench.long_plan import long_plan
 from bench.many_plans import many_plans
@@ -19,4 +20,5 @@ SCENARIOS: dict[str, Scenario] = {
     "many": many_plans,
     "long": long_plan,
     "data": data_plane,
+    "data-s3": data_plane_s3,
 }

@@ -36,7 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import javaproperties
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -48,6 +48,18 @@ PRINCIPALS = "controller.admin.access.control.principals"
 MAX_IN_FLIGHT_PER_TABLE = "taskplan.limits.maxInFlightSubtasksPerTable"
 MAX_IN_FLIGHT = "taskplan.limits.maxInFlightSubtasks"
 SECRETS_DIR = "taskplan.secretsDir"
+S3_ACCESS_KEY_ID = "taskplan.storage.s3.accessKeyId"
+S3_SECRET_ACCESS_KEY = "taskplan.storage.s3.secretAccessKey"
+S3_REGION = "taskplan.storage.s3.region"
+S3_ENDPOINT_URL = "taskplan.storage.s3.endpointUrl"
+# The AWS ecosystem's variables, below every other source: a property set anywhere wins over them.
+AWS_SOURCES = {
+    "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY_ID,
+    "AWS_SECRET_ACCESS_KEY": S3_SECRET_ACCESS_KEY,
+    "AWS_REGION": S3_REGION,
+    "AWS_DEFAULT_REGION": S3_REGION,
+    "AWS_ENDPOINT_URL": S3_ENDPOINT_URL,
+}
 ENV_PREFIX = "TASKPLAN_PROP_"
 TEMPORAL_PROFILE = "temporal.profile"
 TEMPORAL_CONFIG_FILE = "temporal.configFile"
@@ -108,7 +120,14 @@ class Settings(BaseSettings):
     # Endpoints (host:port or URL) whose documented metrics the API's GET /metrics merges into its own.
     metrics_merge_targets: str = Field("", alias="taskplan.api.metricsMergeTargets")
     plan_retention_s: int = Field(7 * 86400, alias="taskplan.plan.retentionSeconds", ge=60)
-    deep_store_dir: Path | None = Field(None, alias="taskplan.deepStore.dir")
+    # A local directory or s3://bucket/prefix (taskplan.storage.open_store).
+    deep_store_dir: str | None = Field(None, alias="taskplan.deepStore.dir")
+    # The S3 connection; unset ones come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and
+    # AWS_ENDPOINT_URL (AWS_SOURCES in load_settings). The secret key is a SecretStr: never rendered.
+    s3_access_key_id: str | None = Field(None, alias=S3_ACCESS_KEY_ID)
+    s3_secret_access_key: SecretStr | None = Field(None, alias=S3_SECRET_ACCESS_KEY)
+    s3_region: str | None = Field(None, alias=S3_REGION)
+    s3_endpoint_url: str | None = Field(None, alias=S3_ENDPOINT_URL)
     ingestion_allowed_roots: str = Field("", alias="taskplan.ingestion.allowedRoots")
     export_allowed_roots: str = Field("", alias="taskplan.export.allowedRoots")
     # The data task types run one subtask per CPU on a minion: one DuckDB thread each keeps the CPUs busy
@@ -185,18 +204,38 @@ class Settings(BaseSettings):
         return self.catalog_url or f"sqlite:///{(self.data_dir / 'catalog.db').resolve()}"
 
     @property
-    def resolved_deep_store_dir(self) -> Path:
-        return (self.deep_store_dir or self.data_dir / "deepstore").resolve()
+    def deep_store_uri(self) -> str:
+        """``s3://bucket/prefix`` as configured, or the local directory, resolved."""
+        configured = (self.deep_store_dir or "").strip()
+        if _is_uri(configured):
+            return configured
+        return str(Path(configured or self.data_dir / "deepstore").expanduser().resolve())
+
+    @property
+    def scratch_dir(self) -> Path:
+        """This process's own scratch space (objects of a remote store are streamed through it)."""
+        return (self.data_dir / "scratch").resolve()
 
     @property
     def allowed_input_roots(self) -> list[Path]:
-        """Directories files may be ingested from (default: ``input/`` under the data directory)."""
-        return _roots(self.ingestion_allowed_roots) or [(self.data_dir / "input").resolve()]
+        """Directories files may be ingested from (default: ``input/`` under the data directory, unless
+        only s3:// roots are configured)."""
+        return _roots(self.ingestion_allowed_roots, self.data_dir / "input")
+
+    @property
+    def allowed_input_uris(self) -> list[str]:
+        """The ``s3://bucket/prefix`` entries of taskplan.ingestion.allowedRoots."""
+        return [r for r in _split(self.ingestion_allowed_roots) if _is_uri(r)]
 
     @property
     def allowed_export_roots(self) -> list[Path]:
         """Directories DataExportTask may write Parquet files under (default: ``export/`` there)."""
-        return _roots(self.export_allowed_roots) or [(self.data_dir / "export").resolve()]
+        return _roots(self.export_allowed_roots, self.data_dir / "export")
+
+    @property
+    def allowed_export_uris(self) -> list[str]:
+        """The ``s3://bucket/prefix`` entries of taskplan.export.allowedRoots."""
+        return [r for r in _split(self.export_allowed_roots) if _is_uri(r)]
 
     def property(self, key: str, default: str | None = None) -> str | None:
         """Any property by its dotted name, typed or not (e.g. principals)."""
@@ -209,8 +248,17 @@ class Settings(BaseSettings):
         return default if value is None else str(value)
 
 
-def _roots(value: str) -> list[Path]:
-    return [Path(part.strip()).expanduser().resolve() for part in value.split(",") if part.strip()]
+def _is_uri(text: str) -> bool:
+    return "://" in text and not text.lower().startswith("file://")
+
+
+def _roots(value: str, default: Path) -> list[Path]:
+    """The local directories of a comma-separated roots list (its s3:// entries aside); ``default`` when
+    the list is empty."""
+    entries = _split(value)
+    if not entries:
+        return [default.resolve()]
+    return [Path(part).expanduser().resolve() for part in entries if not _is_uri(part)]
 
 
 def _split(value: str) -> list[str]:
@@ -318,6 +366,11 @@ def load_settings(
         or file_props.get(SECRETS_DIR, ("", ""))[0]
     )
     secret_props = _secrets(Path(secrets_dir)) if secrets_dir else {}
+    aws_props = {
+        key: (env[name], f"environment variable {name}")
+        for name, key in reversed(AWS_SOURCES.items())  # AWS_REGION wins over AWS_DEFAULT_REGION
+        if env.get(name)
+    }
     given = {**file_props, **secret_props, **env_props}
     try:
         temporal_props = temporal_cli_profile(
@@ -327,9 +380,11 @@ def load_settings(
         )
     except TemporalProfileError as exc:
         raise SettingsError(str(exc)) from None
-    # Highest precedence first, as pydantic-settings orders its sources.
+    # Highest precedence first, as pydantic-settings orders its sources; the Temporal CLI's profile and the
+    # AWS variables (disjoint keys) below every property set in taskplan's own sources.
     sources = tuple(
-        PropertySource(Settings, props) for props in (env_props, secret_props, file_props, temporal_props)
+        PropertySource(Settings, props)
+        for props in (env_props, secret_props, file_props, temporal_props, aws_props)
     )
     try:
         return Settings(_build_sources=(sources, {}))

@@ -5,7 +5,8 @@
   tracing interceptor, so one trace runs from an API request (FastAPI traces each request itself) through
   the plan and batch workflows to the generator and executor activities.
 - ``temporal.sdk.metricsPort``: the Temporal SDK's own metrics (workflow and activity task latencies,
-  polls, slots, request failures) in Prometheus format on 127.0.0.1:<port>.
+  polls, slots, request failures) in Prometheus format on ``taskplan.metrics.host`` (default 127.0.0.1,
+  as the worker's own metrics endpoint; ``0.0.0.0`` to be scraped from another host) and that port.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def sdk_runtime(settings: Settings) -> Runtime | None:
         return None
     with _lock:
         if port not in _runtimes:
-            telemetry = TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{port}"))
+            host = settings.metrics_host
+            bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            telemetry = TelemetryConfig(metrics=PrometheusConfig(bind_address=bind))
             _runtimes[port] = Runtime(telemetry=telemetry)
         return _runtimes[port]

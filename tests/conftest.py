@@ -26,6 +26,7 @@ from taskplan.settings import Settings
 from taskplan.worker import WorkerOptions, build_workers, run_workers
 from tests.support.api import api_client
 from tests.support.engine import TEST_OPTIONS, add_table
+from tests.support.s3 import moto_server  # noqa: F401  (one moto server per session, started on first use)
 from tests.support.tasktypes import ALL_SPECS
 
 

@@ -16,7 +16,18 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    insert,
+    make_url,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from taskplan.catalog.errors import (
@@ -289,4 +300,17 @@ def _make_engine(url: str, pool_size: int, max_overflow: int) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **pool)
+    # The server gives up on a connection of ours whose peer is gone: probed once idle for 5 s, or data
+    # unacknowledged for 10 s. A process cut off by the network (its host partitioned) is dropped within
+    # about 11 s, with every lock its open transaction held: a table's advisory write lock would otherwise
+    # stop every other writer of the table for the kernel's defaults (two hours idle; 15 minutes of
+    # retransmissions). Options given in the URL's ``options`` are kept after these.
+    given = make_url(url).query.get("options", ())
+    options = " ".join(
+        [
+            "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
+            " -c tcp_user_timeout=10000"
+        ]
+        + ([given] if isinstance(given, str) else list(given))
+    )
+    return create_engine(url, pool_pre_ping=True, connect_args={"options": options}, **pool)

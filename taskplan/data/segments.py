@@ -6,7 +6,8 @@ metadata, then retired files) against the same deep store and catalog; kept toge
 and changed in one place.
 
 Order of writes, so that a crash never loses data or leaks a file for good:
-1. the Parquet file is written under a staging name and renamed into place;
+1. the Parquet file is written whole to the deep store (a staging name renamed into place on a local
+   filesystem, one PUT on S3: see taskplan/data/deepstore.py);
 2. the metadata row (with its lineage membership and processed-file record) is committed;
 3. files of segments that a committed change retired are deleted.
 A crash after 1 leaves a file with no metadata; after 2, retired segments whose files still exist. The
@@ -55,6 +56,7 @@ from taskplan.data.rows import RowStats
 from taskplan.models.segment import LineageState, SegmentMetadata, SegmentStatus
 from taskplan.models.table import Schema, TableConfig
 from taskplan.settings import Settings
+from taskplan.storage import StorageNotFoundError, open_store
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +109,7 @@ class SegmentManager:
     @classmethod
     def from_settings(cls, settings: Settings, catalog: Catalog) -> SegmentManager:
         """A worker's: its DuckDB connections have taskplan.duckdb.threadsPerSubtask threads each."""
-        return cls(
-            catalog, DeepStore(settings.resolved_deep_store_dir), DuckDBConfig(settings.duckdb_threads)
-        )
+        return cls(catalog, deep_store_of(settings), DuckDBConfig(settings.duckdb_threads))
 
     # ---------------------------------------------------------------- building and uploading
 
@@ -289,11 +289,13 @@ class SegmentManager:
             self.deep_store.delete(segment.table_name, segment.file_name)
             raise
 
-    def path_of(self, segment: SegmentMetadata) -> Path:
-        return self.deep_store.path(segment.table_name, segment.file_name)
+    def local_copy(self, segment: SegmentMetadata) -> contextlib.AbstractContextManager[Path]:
+        """The segment's file on this machine for DuckDB (in place, or a scratch copy of a remote one)."""
+        return self.deep_store.local_copy(segment.table_name, segment.file_name)
 
     def read(self, segment: SegmentMetadata) -> list[dict[str, Any]]:
-        return read_rows(self.path_of(segment), self.duckdb_config)
+        with self.local_copy(segment) as path:
+            return read_rows(path, self.duckdb_config)
 
     # ---------------------------------------------------------------- replacing and retiring
 
@@ -403,18 +405,21 @@ class SegmentManager:
         name = table.tableName
         consuming = self.store.consuming_segment(name)
         if consuming is None:
-            segment_name, created, version, sources = self._next_consuming_name(table), now_ms(), 0, [added]
+            segment_name, created, version = self._next_consuming_name(table), now_ms(), 0
         else:
             segment_name, created = consuming.segment_name, consuming.created_ms
             version = _version_of(consuming.file_name) + 1
-            sources = [self.path_of(consuming), added]
         time_col, numeric = time_column_of(table, schema)
         staged = self.deep_store.staging_path(name)
         try:
-            stats = _concatenate(sources, schema, staged, time_col, numeric, self.duckdb_config)
-        except duckdb.Error:
+            with contextlib.ExitStack() as copies:
+                sources = [added]
+                if consuming is not None:
+                    sources.insert(0, copies.enter_context(self.local_copy(consuming)))
+                stats = _concatenate(sources, schema, staged, time_col, numeric, self.duckdb_config)
+        except (duckdb.Error, StorageNotFoundError):
             staged.unlink(missing_ok=True)
-            if consuming is not None and not self.path_of(consuming).exists():
+            if consuming is not None and not self.deep_store.exists(name, consuming.file_name):
                 now_consuming = self.store.consuming_segment(name)
                 if now_consuming is None or now_consuming.file_name != consuming.file_name:
                     return None  # replaced (and its file deleted) by an append that won meanwhile
@@ -510,7 +515,7 @@ class SegmentManager:
         known = {s.file_name for s in self.store.all_segments(table)}
         for name, mtime in self.deep_store.files(table).items():
             if name not in known and DeepStore.age_s(mtime) >= grace_s:
-                (self.deep_store.table_dir(table) / name).unlink(missing_ok=True)
+                self.deep_store.delete_file(table, name)
                 report.deleted_files.append(name)
         return report
 
@@ -523,7 +528,12 @@ class SegmentManager:
         """Drop the table: its config and data go in one catalog transaction, under the table's write lock,
         and its deep-store directory is moved aside inside it. So a writer racing the drop either recorded
         its segment before (and the drop removes it) or finds the table gone and records nothing, and a
-        table created again under the name starts with an empty directory. Raises TableNotFoundError."""
+        table created again under the name starts with an empty directory.
+        Raises TableNotFoundError.
+
+        A remote store cannot move a prefix in one step: its objects are deleted by prefix once the drop
+        has committed; a writer racing it either recorded its segment before (so its object is under the
+        prefix) or fails to record it and deletes its own object (see :meth:`publish`)."""
         moved: list[Path] = []
         try:
             self.store.drop_table(table, lambda: moved.extend(self.deep_store.move_aside(table)))
@@ -533,7 +543,14 @@ class SegmentManager:
             raise
         for path in moved:
             shutil.rmtree(path, ignore_errors=True)
+        if not self.deep_store.is_local:
+            self.deep_store.delete_table(table)
         self.deep_store.delete_dropped(older_than_s=DROPPED_DIR_MAX_AGE_S)
+
+
+def deep_store_of(settings: Settings) -> DeepStore:
+    """The deep store the settings name (taskplan.deepStore.dir), staging in this process's scratch."""
+    return DeepStore(open_store(settings.deep_store_uri, settings), settings.scratch_dir)
 
 
 def flush_thresholds(table: TableConfig) -> tuple[int, int]:

@@ -10,14 +10,24 @@ from pathlib import Path
 from typing import ClassVar
 
 from taskplan.catalog import Catalog
-from taskplan.data.deepstore import DeepStore
-from taskplan.data.segments import SegmentManager
+from taskplan.data.segments import SegmentManager, deep_store_of
 from taskplan.models.table import Schema, TableConfig
 from taskplan.plugin import (
     BaseTaskGenerator,
     ExecutionContext,
     PluginContext,
     TaskConfigError,
+)
+from taskplan.settings import Settings
+from taskplan.storage import (
+    S3URI,
+    BadURIError,
+    ObjectStore,
+    StorageError,
+    check_under,
+    is_s3,
+    open_store,
+    parse_s3,
 )
 
 TABLE_MAX_NUM_TASKS = "tableMaxNumTasks"
@@ -79,8 +89,7 @@ def plugin_catalog(context: PluginContext | ExecutionContext | None) -> Catalog:
 
 def segment_manager(context: PluginContext | ExecutionContext | None) -> SegmentManager:
     assert context is not None, "the worker inits every generator with its context"
-    deep_store = DeepStore(context.settings.resolved_deep_store_dir)
-    return SegmentManager(context.catalog, deep_store, context.duckdb_config)
+    return SegmentManager(context.catalog, deep_store_of(context.settings), context.duckdb_config)
 
 
 def require_schema(catalog: Catalog, table: TableConfig) -> Schema:
@@ -134,3 +143,34 @@ def resolve_under(path_text: str, roots: Sequence[Path], what: str) -> Path:
             return real
     allowed = ", ".join(str(r) for r in roots)
     raise TaskConfigError(f"{what} {path_text!r} is outside the allowed directories ({allowed})")
+
+
+def resolve_s3_under(uri_text: str, roots: Sequence[str], what: str) -> S3URI:
+    """The normalized ``s3://bucket/key`` if it lies under one of ``roots`` (same bucket, key under the
+    root's key; no ``..`` or ``.`` segment anywhere)."""
+    try:
+        uri = parse_s3(uri_text)
+        return check_under(uri, [parse_s3(r) for r in roots], what, uri_text)
+    except BadURIError as exc:
+        raise TaskConfigError(f"{what}: {exc}") from None
+
+
+def resolve_location(text: str, roots: Sequence[Path], uri_roots: Sequence[str], what: str) -> Path | S3URI:
+    """A local path (resolved under ``roots``) or an ``s3://`` URI (under ``uri_roots``)."""
+    if is_s3(text):
+        return resolve_s3_under(text, uri_roots, what)
+    return resolve_under(text, roots, what)
+
+
+def bucket_store(uri: S3URI, settings: Settings) -> ObjectStore:
+    """The store of the URI's bucket (keys are the URI's keys)."""
+    return open_store(f"s3://{uri.bucket}", settings)
+
+
+def check_reachable(store: ObjectStore, what: str, shown: str) -> None:
+    """TaskConfigError with the store's own message if the store cannot be listed (an unreachable endpoint,
+    wrong credentials, a missing bucket): refused when the task is triggered."""
+    try:
+        store.check()
+    except StorageError as exc:
+        raise TaskConfigError(f"{what} {shown}: {exc}") from None

@@ -1,14 +1,16 @@
 """DataExportTask: export a REALTIME table's completed segments to an external target, each exactly once.
 
 Task configs: ``externalTable.target``, either a directory (a path or ``file://`` URI under
-``taskplan.export.allowedRoots``) that receives one Parquet file per segment, or a PostgreSQL URL
+``taskplan.export.allowedRoots``) or an ``s3://bucket/prefix`` (under an ``s3://`` entry of the same
+setting) that receives one Parquet file per segment, or a PostgreSQL URL
 (``postgresql://user@host:5432/db``) whose table ``externalTable.tableName`` (default: the raw table name)
 receives the rows; ``bufferTimePeriod`` (default ``2d``, Pinot's): only segments committed at least that long
 ago are exported; ``tableMaxNumTasks``: segments per batch. One subtask per segment. Segments committed while
 the plan runs flow into later batches until none is left.
 
 Exactly once per target: a directory target gets ``<table>/<segment>.parquet`` written under a staging name
-and renamed (a retry rewrites the same file); a PostgreSQL target gets the rows and a row in
+and renamed, an S3 target the same key in one PUT (a retry rewrites the same file or object, whole, before
+the export is recorded); a PostgreSQL target gets the rows and a row in
 ``taskplan_exported_segments`` in one transaction, so a retried or duplicated subtask inserts nothing. The
 catalog then records the export, and the generator never picks the segment again for that target.
 """
@@ -26,7 +28,7 @@ from psycopg import sql
 
 from taskplan.clock import now_ms
 from taskplan.data.parquet import DuckDBConfig, sql_string
-from taskplan.data.segments import parse_period_ms
+from taskplan.data.segments import SegmentManager, parse_period_ms
 from taskplan.models.segment import SegmentMetadata, SegmentStatus
 from taskplan.models.table import Schema, TableConfig
 from taskplan.plugin import (
@@ -40,10 +42,15 @@ from taskplan.plugin import (
     TaskConfigError,
     TaskTypePlugin,
 )
+from taskplan.settings import Settings
+from taskplan.storage import StorageError, is_s3
 from taskplan.tasktypes.common import (
     DataTaskGenerator,
+    bucket_store,
+    check_reachable,
     plugin_catalog,
     require_schema,
+    resolve_s3_under,
     resolve_under,
     segment_manager,
     table_max_num_tasks,
@@ -72,27 +79,29 @@ PG_TYPES = {
 
 @dataclass(frozen=True)
 class ExportTarget:
-    kind: str  # "dir" or "postgresql"
+    kind: str  # "dir", "s3" or "postgresql"
     location: str  # directory, or connection URL
     table: str | None = None
 
     @property
     def key(self) -> str:
         """How the catalog names the target in its export records."""
-        return self.location if self.kind == "dir" else f"{self.location}#{self.table}"
+        return f"{self.location}#{self.table}" if self.kind == "postgresql" else self.location
 
 
-def parse_target(table: TableConfig, configs: Mapping[str, str], roots: Sequence[Path]) -> ExportTarget:
+def parse_target(table: TableConfig, configs: Mapping[str, str], settings: Settings) -> ExportTarget:
     raw = (configs.get(TARGET) or "").strip()
     if not raw:
-        raise TaskConfigError(f"{TARGET} is required: a directory or a postgresql:// URL")
+        raise TaskConfigError(f"{TARGET} is required: a directory, an s3:// prefix or a postgresql:// URL")
+    if is_s3(raw):
+        return ExportTarget("s3", str(resolve_s3_under(raw, settings.allowed_export_uris, TARGET)))
     if raw.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
         url = raw.replace("postgresql+psycopg://", "postgresql://", 1)
         name = (configs.get(TARGET_TABLE) or table.raw_table_name).strip()
         if not name.replace("_", "").isalnum():
             raise TaskConfigError(f"{TARGET_TABLE} {name!r} must be letters, digits and underscores")
         return ExportTarget("postgresql", url, name)
-    return ExportTarget("dir", str(resolve_under(raw, roots, TARGET)))
+    return ExportTarget("dir", str(resolve_under(raw, settings.allowed_export_roots, TARGET)))
 
 
 def buffer_ms(configs: Mapping[str, str]) -> int:
@@ -106,9 +115,9 @@ def buffer_ms(configs: Mapping[str, str]) -> int:
 class DataExportTaskGenerator(DataTaskGenerator):
     task_type: ClassVar[str] = "DataExportTask"
 
-    def _roots(self) -> list[Path]:
+    def _settings(self) -> Settings:
         assert self.context is not None
-        return self.context.settings.allowed_export_roots
+        return self.context.settings
 
     def validate_task_configs(
         self, table_config: TableConfig, schema: Schema | None, task_configs: Mapping[str, str]
@@ -118,13 +127,16 @@ class DataExportTaskGenerator(DataTaskGenerator):
                 f"{self.task_type} exports REALTIME tables' completed segments; {table_config.tableName} "
                 "is not REALTIME"
             )
-        parse_target(table_config, task_configs, self._roots())
+        target = parse_target(table_config, task_configs, self._settings())
         buffer_ms(task_configs)
         table_max_num_tasks(task_configs)
+        if target.kind == "s3":  # an unreachable endpoint, wrong credentials, no bucket: refused now
+            uri = resolve_s3_under(target.location, self._settings().allowed_export_uris, TARGET)
+            check_reachable(bucket_store(uri, self._settings()), TARGET, target.location)
 
     def _pending(self, table: TableConfig, configs: Mapping[str, str]) -> tuple[list[SegmentMetadata], str]:
-        self.validate_task_configs(table, None, configs)
-        target = parse_target(table, configs, self._roots())
+        self.validate_task_configs(table, None, configs)  # an S3 target's bucket is listed there
+        target = parse_target(table, configs, self._settings())
         store = plugin_catalog(self.context).segments
         done = store.exported(table.tableName, target.key)
         cutoff = now_ms() - buffer_ms(configs)
@@ -174,7 +186,7 @@ class DataExportTaskExecutor(BaseTaskExecutor):
         table = catalog.require_table(task.table_name)
         schema = require_schema(catalog, table)
         try:
-            target = parse_target(table, task.configs, context.settings.allowed_export_roots)
+            target = parse_target(table, task.configs, context.settings)
         except TaskConfigError as exc:
             raise FatalTaskError(str(exc)) from None
         name = task.configs[SEGMENT_NAME]
@@ -183,9 +195,13 @@ class DataExportTaskExecutor(BaseTaskExecutor):
         segment = manager.store.get_segment(table.tableName, name)
         if segment is None:
             raise FatalTaskError(f"segment {name} of {table.tableName} no longer exists")
-        source = manager.path_of(segment)
         if target.kind == "dir":
-            rows = self._to_directory(Path(target.location), table, segment, source, manager.duckdb_config)
+            with manager.local_copy(segment) as source:
+                rows = self._to_directory(
+                    Path(target.location), table, segment, source, manager.duckdb_config
+                )
+        elif target.kind == "s3":
+            rows = self._to_s3(target, table, segment, manager, context.settings)
         else:
             rows = self._to_postgres(target, table, schema, segment, manager.read(segment))
         manager.store.record_export(table.tableName, target.key, name, segment.total_docs)
@@ -208,6 +224,27 @@ class DataExportTaskExecutor(BaseTaskExecutor):
                 f"TO {sql_string(str(staged))} (FORMAT parquet)"
             )
         os.replace(staged, directory / f"{segment.segment_name}.parquet")
+        return segment.total_docs
+
+    def _to_s3(
+        self,
+        target: ExportTarget,
+        table: TableConfig,
+        segment: SegmentMetadata,
+        manager: SegmentManager,
+        settings: Settings,
+    ) -> int:
+        """The segment's Parquet file as ``<prefix>/<table>/<segment>.parquet``, in one PUT (whole or not
+        at all); a retry rewrites the same key."""
+        uri = resolve_s3_under(target.location, settings.allowed_export_uris, TARGET)
+        key = uri.join(table.tableName, f"{segment.segment_name}.parquet").key
+        try:
+            with manager.local_copy(segment) as source:
+                bucket_store(uri, settings).put_file(source, key)
+        except TaskConfigError as exc:
+            raise FatalTaskError(str(exc)) from None
+        except StorageError as exc:
+            raise FatalTaskError(f"{TARGET} {target.location}: {exc}") from None
         return segment.total_docs
 
     def _to_postgres(

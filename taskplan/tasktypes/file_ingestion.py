@@ -26,15 +26,24 @@ One subtask per file; each reports Druid's row counters and a few samples of rej
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
-from collections.abc import Mapping, Sequence
+import urllib.parse
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import ClassVar
 
 from taskplan.catalog.errors import SegmentConflictError
-from taskplan.data.rows import InputFormat, ReaderInitError, RowReader, TooManyParseExceptions
+from taskplan.data.rows import (
+    InputFormat,
+    ReaderInitError,
+    RowReader,
+    RowStats,
+    TooManyParseExceptions,
+)
 from taskplan.data.segments import SegmentManager
 from taskplan.models.segment import LineageState, SegmentMetadata
 from taskplan.models.table import Schema, TableConfig
@@ -49,13 +58,17 @@ from taskplan.plugin import (
     TaskConfigError,
     TaskTypePlugin,
 )
+from taskplan.settings import Settings
+from taskplan.storage import S3URI, StorageError, StorageNotFoundError
 from taskplan.tasktypes.common import (
     DataTaskGenerator,
     bool_config,
+    bucket_store,
+    check_reachable,
     int_config,
     plugin_catalog,
     require_schema,
-    resolve_under,
+    resolve_location,
     segment_manager,
     short_hash,
     table_max_num_tasks,
@@ -86,7 +99,7 @@ class IngestionMode(StrEnum):
 
 @dataclass(frozen=True)
 class IngestionSpec:
-    input_dir: Path
+    input_dir: Path | S3URI
     input_format: InputFormat
     include: str | None
     exclude: str | None
@@ -110,7 +123,7 @@ def _pattern(configs: Mapping[str, str], key: str) -> str | None:
     raise TaskConfigError(f"{key} {raw!r}: use Pinot's form glob:<pattern>, e.g. glob:**/*.csv")
 
 
-def parse_spec(table: TableConfig, configs: Mapping[str, str], roots: Sequence[Path]) -> IngestionSpec:
+def parse_spec(table: TableConfig, configs: Mapping[str, str], settings: Settings) -> IngestionSpec:
     raw_dir = configs.get(INPUT_DIR_URI)
     if not raw_dir:
         raise TaskConfigError(f"{INPUT_DIR_URI} is required")
@@ -131,7 +144,9 @@ def parse_spec(table: TableConfig, configs: Mapping[str, str], roots: Sequence[P
     batch = table.ingestionConfig.batchIngestionConfig if table.ingestionConfig else None
     table_consistent = bool(batch and batch.consistentDataPush and batch.segmentIngestionType == "REFRESH")
     return IngestionSpec(
-        input_dir=resolve_under(raw_dir, roots, INPUT_DIR_URI),
+        input_dir=resolve_location(
+            raw_dir, settings.allowed_input_roots, settings.allowed_input_uris, INPUT_DIR_URI
+        ),
         input_format=input_format,
         include=_pattern(configs, INCLUDE_PATTERN),
         exclude=_pattern(configs, EXCLUDE_PATTERN),
@@ -148,8 +163,17 @@ def fingerprint(path: Path) -> str:
     return f"{stat.st_size}-{stat.st_mtime_ns}"
 
 
-def list_input_files(spec: IngestionSpec) -> dict[str, str]:
-    """file:// URI -> fingerprint of the matching regular files under the input directory (sorted)."""
+def s3_file_uri(bucket: str, key: str) -> str:
+    """An object's URI, percent-encoded as parse_s3 decodes it (keys with ' ', '%', '#', '?' round-trip)."""
+    return f"s3://{bucket}/{urllib.parse.quote(key, safe='/')}"
+
+
+def list_input_files(spec: IngestionSpec, settings: Settings) -> dict[str, str]:
+    """URI -> fingerprint of the matching files under the input directory or prefix (sorted): a local
+    file's is its size and modification time, an object's its size and ETag. A store that cannot be listed
+    (unreachable, wrong credentials, no such bucket) is a TaskConfigError with its own message."""
+    if isinstance(spec.input_dir, S3URI):
+        return _list_objects(spec, spec.input_dir, settings)
     if not spec.input_dir.is_dir():
         raise TaskConfigError(f"{INPUT_DIR_URI} {spec.input_dir} is not a directory")
     found: dict[str, str] = {}
@@ -163,6 +187,54 @@ def list_input_files(spec: IngestionSpec) -> dict[str, str]:
             continue
         found[path.as_uri()] = fingerprint(path)
     return found
+
+
+def _list_objects(spec: IngestionSpec, root: S3URI, settings: Settings) -> dict[str, str]:
+    prefix = f"{root.key}/" if root.key else ""
+    try:
+        objects = bucket_store(root, settings).list(prefix)
+    except StorageError as exc:
+        raise TaskConfigError(f"{INPUT_DIR_URI} {root}: {exc}") from None
+    found: dict[str, str] = {}
+    for info in objects:
+        relative = info.key[len(prefix) :]
+        if not relative or relative.endswith("/"):
+            continue
+        if spec.include and not _glob(relative, spec.include):
+            continue
+        if spec.exclude and _glob(relative, spec.exclude):
+            continue
+        found[s3_file_uri(root.bucket, info.key)] = info.fingerprint()
+    return found
+
+
+@contextlib.contextmanager
+def local_input(uri: str, fp: str, settings: Settings) -> Iterator[Path]:
+    """The input file on this machine: a local one in place (under the allowed roots), an object streamed
+    to this process's scratch (only the version listed: its ETag must still match) and deleted after."""
+    try:
+        location = resolve_location(
+            uri, settings.allowed_input_roots, settings.allowed_input_uris, INPUT_FILE_URI
+        )
+    except TaskConfigError as exc:
+        raise FatalTaskError(str(exc)) from None
+    if isinstance(location, Path):
+        yield location
+        return
+    scratch = settings.scratch_dir / "input"
+    scratch.mkdir(parents=True, exist_ok=True)
+    copy = scratch / f"{uuid.uuid4().hex}-{Path(location.key).name}"
+    etag = fp.split("-", 1)[1] if "-" in fp else None
+    try:
+        try:
+            bucket_store(location, settings).get_file(location.key, copy, if_match=etag)
+        except StorageNotFoundError:
+            raise FileNotFoundError(uri) from None
+        except StorageError as exc:
+            raise FatalTaskError(str(exc)) from None
+        yield copy
+    finally:
+        copy.unlink(missing_ok=True)
 
 
 def _glob(relative: str, pattern: str) -> bool:
@@ -191,9 +263,9 @@ def plan_lineage_id(plan_id: str) -> str:
 class FileIngestionTaskGenerator(DataTaskGenerator):
     task_type: ClassVar[str] = "FileIngestionTask"
 
-    def _roots(self) -> list[Path]:
+    def _settings(self) -> Settings:
         assert self.context is not None
-        return self.context.settings.allowed_input_roots
+        return self.context.settings
 
     def validate_task_configs(
         self, table_config: TableConfig, schema: Schema | None, task_configs: Mapping[str, str]
@@ -204,7 +276,10 @@ class FileIngestionTaskGenerator(DataTaskGenerator):
             raise TaskConfigError(
                 f"{self.task_type} ingests into OFFLINE tables, not {table_config.tableName}"
             )
-        parse_spec(table_config, task_configs, self._roots())
+        spec = parse_spec(table_config, task_configs, self._settings())
+        if isinstance(spec.input_dir, S3URI):  # an unreachable endpoint, wrong credentials, no bucket: now
+            store = bucket_store(spec.input_dir, self._settings())
+            check_reachable(store, INPUT_DIR_URI, str(spec.input_dir))
 
     # -------------------------------------------------------------- what is left to ingest
 
@@ -213,7 +288,7 @@ class FileIngestionTaskGenerator(DataTaskGenerator):
     ) -> tuple[list[tuple[str, str, str | None]], list[str]]:
         """(uri, fingerprint, segment it replaces) still to ingest, and segments of removed files."""
         store = plugin_catalog(self.context).segments
-        files = list_input_files(spec)
+        files = list_input_files(spec, self._settings())
         processed = store.processed_files(table.tableName)
         lineage = store.get_lineage(table.tableName, lineage_id) if lineage_id else None
         done_in_plan = set(lineage.segments_to) if lineage else set()
@@ -261,7 +336,7 @@ class FileIngestionTaskGenerator(DataTaskGenerator):
     def generate_adhoc_tasks(
         self, table_config: TableConfig, task_configs: Mapping[str, str]
     ) -> list[PinotTaskConfig]:
-        spec = parse_spec(table_config, task_configs, self._roots())
+        spec = parse_spec(table_config, task_configs, self._settings())
         if spec.uses_lineage:
             raise TaskConfigError(
                 "full swap and consistent push publish the whole plan at once: run them as a task plan "
@@ -274,7 +349,7 @@ class FileIngestionTaskGenerator(DataTaskGenerator):
 
     def generate_next_batch(self, request: BatchRequest) -> BatchGeneration:
         table = request.table_config
-        spec = parse_spec(table, request.properties, self._roots())
+        spec = parse_spec(table, request.properties, self._settings())
         manager = segment_manager(self.context)
         lineage_id = self._open_lineage(manager, table, spec, request) if spec.uses_lineage else None
         pending, removed = self._plan(table, spec, lineage_id)
@@ -330,6 +405,25 @@ class SegmentGenerationAndPushTaskGenerator(FileIngestionTaskGenerator):
     supports_orchestration: ClassVar[bool] = False
 
 
+def _build(
+    manager: SegmentManager,
+    table: TableConfig,
+    schema: Schema,
+    path: Path,
+    name: str,
+    uri: str,
+    input_format: InputFormat,
+    limit: int | None,
+) -> tuple[SegmentMetadata, Path, RowStats]:
+    """The file's segment, staged (not yet published), and its row counters."""
+    if input_format is InputFormat.CSV:
+        return manager.build_from_csv(table, schema, path, name, source=uri, max_parse_exceptions=limit)
+    reader = RowReader(schema, manager.duckdb_config, max_parse_exceptions=limit, source_name=uri)
+    rows = list(reader.read(path, input_format))
+    segment, staged = manager.build(table, schema, rows, name, source=uri)
+    return segment, staged, reader.stats
+
+
 class FileIngestionTaskExecutor(BaseTaskExecutor):
     def execute(self, task: PinotTaskConfig, context: ExecutionContext) -> SubtaskResult:
         configs = task.configs
@@ -339,25 +433,14 @@ class FileIngestionTaskExecutor(BaseTaskExecutor):
         schema = require_schema(catalog, table)
         uri, fp, name = configs[INPUT_FILE_URI], configs[FINGERPRINT], configs[SEGMENT_NAME]
         lineage_id = configs.get(LINEAGE_ID) or None
-        try:
-            path = resolve_under(uri, context.settings.allowed_input_roots, INPUT_FILE_URI)
-        except TaskConfigError as exc:
-            raise FatalTaskError(str(exc)) from None
         previous = manager.store.processed_files(table.tableName).get(uri)
         if previous is not None and previous == (fp, name):
             return SubtaskResult(counts={"filesSkipped": 1}, message=f"{uri} was ingested already")
         limit = int_config(configs, MAX_PARSE_EXCEPTIONS, None, low=0)
         input_format = InputFormat.parse(configs[INPUT_FORMAT])
         try:
-            if input_format is InputFormat.CSV:
-                segment, staged, stats = manager.build_from_csv(
-                    table, schema, path, name, source=uri, max_parse_exceptions=limit
-                )
-            else:
-                reader = RowReader(schema, manager.duckdb_config, max_parse_exceptions=limit, source_name=uri)
-                rows = list(reader.read(path, input_format))
-                segment, staged = manager.build(table, schema, rows, name, source=uri)
-                stats = reader.stats
+            with local_input(uri, fp, context.settings) as path:
+                segment, staged, stats = _build(manager, table, schema, path, name, uri, input_format, limit)
         except ReaderInitError as exc:
             if configs.get(SKIP_UNREADABLE) == "true":
                 marker = f"{SKIPPED}{lineage_id or ''}"

@@ -94,8 +94,10 @@ def bucket_of(time_ms: int, bucket_ms: int) -> int:
 
 @contextlib.contextmanager
 def local_sources(manager: SegmentManager, segments: Sequence[SegmentMetadata]) -> Iterator[list[Path]]:
-    """The segments' files on this machine, for DuckDB, while the context lasts."""
-    yield [manager.path_of(s) for s in segments]
+    """The segments' files on this machine, for DuckDB, while the context lasts (scratch copies of remote
+    ones, deleted after)."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(manager.local_copy(s)) for s in segments]
 
 
 @dataclass(frozen=True)

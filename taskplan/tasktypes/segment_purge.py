@@ -208,12 +208,12 @@ class SegmentPurgeTaskExecutor(BaseTaskExecutor):
         expression: str,
         marker: str,
     ) -> _Rewritten:
-        source = manager.path_of(segment)
         staged = manager.deep_store.staging_path(table.tableName)
         time_col, numeric = time_column_of(table, schema)
         try:
             # One read of the segment: the rows kept are written, and the write's statistics count them.
-            with manager.duckdb_config.pooled(source.parent) as conn:
+            # (A remote segment is read from a scratch copy beside the staged file.)
+            with manager.local_copy(segment) as source, manager.duckdb_config.pooled(source.parent) as conn:
                 kept = (
                     f"SELECT * FROM read_parquet({sql_string(str(source))}) WHERE {keep_rows_sql(expression)}"
                 )

@@ -171,7 +171,7 @@ def test_a_lost_consuming_file_is_an_error_not_a_race(catalog: Catalog, tmp_path
     schema = events_schema("lost")
     manager = appender(catalog, tmp_path / "deepstore")
     segment = manager.append_realtime(table, schema, batch(0, 5))
-    manager.path_of(segment).unlink()  # gone, while the catalog still names it
+    manager.deep_store.path(segment.table_name, segment.file_name).unlink()  # gone, while named
     with pytest.raises(duckdb.IOException):
         manager.append_realtime(table, schema, batch(5, 5))
     assert manager.store.all_segments(table.tableName) == [segment]

@@ -202,11 +202,11 @@ def test_a_packed_purge_killed_between_its_publications_is_finished_by_its_retry
     publish = DeepStore.publish
     published: list[str] = []
 
-    def publish_once_then_die(self: DeepStore, staged: Path, table_name: str, file_name: str) -> Path:
+    def publish_once_then_die(self: DeepStore, staged: Path, table_name: str, file_name: str) -> None:
         if published:
             raise SystemExit("minion killed")
         published.append(file_name)
-        return publish(self, staged, table_name, file_name)
+        publish(self, staged, table_name, file_name)
 
     monkeypatch.setattr(DeepStore, "publish", publish_once_then_die)
     with pytest.raises(SystemExit):

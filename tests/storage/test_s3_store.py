@@ -1,0 +1,136 @@
+"""The storage interface on both backends, the S3 one against a real moto server process (obstore, the
+production client, unpatched); and what the S3 backend says about a bad endpoint, key or bucket."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from taskplan.settings import Settings, load_settings
+from taskplan.storage import (
+    LocalStore,
+    ObjectStore,
+    StorageAccessError,
+    StorageError,
+    StorageNotFoundError,
+    open_store,
+)
+from taskplan.storage.uri import BadURIError, check_under, parse_s3
+from tests.support.s3 import MotoServer, free_port
+
+
+def s3_settings(server: MotoServer, **extra: str) -> Settings:
+    return Settings.model_validate({**server.properties(), **extra})
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    if request.param == "local":
+        return LocalStore(tmp_path / "store")
+    server: MotoServer = request.getfixturevalue("moto_server")
+    bucket = server.create_bucket()
+    return open_store(f"s3://{bucket}/root/dir", s3_settings(server))
+
+
+def test_put_get_list_delete(store: ObjectStore, tmp_path: Path) -> None:
+    source = tmp_path / "a.bin"
+    source.write_bytes(b"x" * 1000)
+    store.put_file(source, "t1/a.parquet")
+    source.write_bytes(b"y" * 10)
+    store.put_file(source, "t1/b.parquet", move=True)
+    assert not source.exists()  # consumed
+    store.put_file(_file(tmp_path, b"z"), "t2/c.parquet")
+    listed = store.list("t1/")
+    assert [(i.key, i.size) for i in listed] == [("t1/a.parquet", 1000), ("t1/b.parquet", 10)]
+    assert all(abs(i.last_modified - time.time()) < 120 for i in listed)
+    assert [i.key for i in store.list("t")] == ["t1/a.parquet", "t1/b.parquet", "t2/c.parquet"]
+    copy = tmp_path / "copy.bin"
+    info = store.get_file("t1/a.parquet", copy)
+    assert copy.read_bytes() == b"x" * 1000 and info.size == 1000
+    assert store.exists("t1/b.parquet") and not store.exists("t1/zz")
+    assert store.head("t1/zz") is None
+    with pytest.raises(StorageNotFoundError):
+        store.get_file("t1/zz", copy)
+    assert store.delete("t1/b.parquet") and not store.delete("t1/b.parquet")
+    assert store.delete_prefix("t1/") == 1
+    assert [i.key for i in store.list("")] == ["t2/c.parquet"]
+
+
+def _file(tmp_path: Path, content: bytes) -> Path:
+    path = tmp_path / uuid.uuid4().hex
+    path.write_bytes(content)
+    return path
+
+
+def test_an_s3_object_has_an_etag_that_changes_with_its_content(
+    moto_server: MotoServer, tmp_path: Path
+) -> None:
+    store = open_store(f"s3://{moto_server.create_bucket()}", s3_settings(moto_server))
+    store.put_file(_file(tmp_path, b"one"), "in/f.csv")
+    [first] = store.list("in/")
+    store.put_file(_file(tmp_path, b"two"), "in/f.csv")
+    [second] = store.list("in/")
+    assert first.etag and second.etag and first.etag != second.etag
+    assert first.fingerprint() != second.fingerprint() and first.size == second.size
+    with pytest.raises(StorageError, match="changed since it was listed"):
+        store.get_file("in/f.csv", tmp_path / "x", if_match=first.etag)
+    assert store.get_file("in/f.csv", tmp_path / "x", if_match=second.etag).etag == second.etag
+
+
+def test_wrong_credentials_a_missing_bucket_and_an_unreachable_endpoint(
+    moto_server: MotoServer,
+) -> None:
+    bucket = moto_server.create_bucket()
+    wrong = Settings.model_validate(
+        {**moto_server.properties(), "taskplan.storage.s3.secretAccessKey": "not-the-secret"}
+    )
+    with pytest.raises(StorageAccessError, match="SignatureDoesNotMatch") as denied:
+        open_store(f"s3://{bucket}/x", wrong).check()
+    assert "not-the-secret" not in str(denied.value)
+    with pytest.raises(StorageNotFoundError, match="NoSuchBucket"):
+        open_store("s3://no-such-bucket-here/x", s3_settings(moto_server)).check()
+    closed = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(StorageError, match=r"127\.0\.0\.1"):
+        open_store(
+            f"s3://{bucket}", s3_settings(moto_server, **{"taskplan.storage.s3.endpointUrl": closed})
+        ).check()
+    assert time.monotonic() - started < 30  # a few quick retries, not obstore's default three minutes
+
+
+def test_s3_uris_are_normalized_and_kept_under_their_roots() -> None:
+    root = parse_s3("s3://bucket-a/in")
+    assert str(parse_s3("s3://bucket-a//in/x//y.csv")) == "s3://bucket-a/in/x/y.csv"
+    assert str(parse_s3("s3://bucket-a/in/a%20b.csv")) == "s3://bucket-a/in/a b.csv"
+    check_under(parse_s3("s3://bucket-a/in/x.csv"), [root], "inputDirURI", "x")
+    for outside in ("s3://bucket-a/input/x.csv", "s3://bucket-b/in/x.csv", "s3://bucket-a/other"):
+        with pytest.raises(BadURIError, match="outside the allowed roots"):
+            check_under(parse_s3(outside), [root], "inputDirURI", outside)
+    for bad in ("s3://bucket-a/in/../secret", "s3://bucket-a/in/./x", "s3://bucket-a/in/%2e%2e/x"):
+        with pytest.raises(BadURIError, match=r"'\.\.' segment"):
+            parse_s3(bad)
+    for bad in ("s3://B_A/x", "s3://bucket-a/x?versionId=1", "s3://bucket-a/a\x00b"):
+        with pytest.raises(BadURIError):
+            parse_s3(bad)
+
+
+def test_the_aws_variables_configure_s3_and_the_properties_win() -> None:
+    env = {
+        "AWS_ACCESS_KEY_ID": "env-key",
+        "AWS_SECRET_ACCESS_KEY": "env-secret",
+        "AWS_DEFAULT_REGION": "eu-west-3",
+        "AWS_ENDPOINT_URL": "http://env:9000",
+        "TASKPLAN_STORAGE_S3_ENDPOINTURL": "http://prop:9000",
+    }
+    settings = load_settings(environ=env)
+    assert settings.s3_access_key_id == "env-key" and settings.s3_region == "eu-west-3"
+    assert settings.s3_endpoint_url == "http://prop:9000"
+    assert settings.s3_secret_access_key is not None
+    assert settings.s3_secret_access_key.get_secret_value() == "env-secret"
+    assert "env-secret" not in repr(settings) and "env-secret" not in str(
+        settings.property("taskplan.storage.s3.secretAccessKey")
+    )
+    assert load_settings(environ={**env, "AWS_REGION": "us-west-2"}).s3_region == "us-west-2"
