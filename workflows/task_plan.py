@@ -622,10 +622,16 @@ class TaskPlanWorkflow:
         self._publish_details()
 
     def _on_subtask_end(self) -> None:
+        """A subtask ended: the current details follow, about 100 times a batch at most (and on errors)."""
         batch, state = self._batch, self._state
-        if batch is not None and state is not None and batch.last_error is not None:
+        if batch is None or state is None:
+            return
+        failed = batch.last_error is not None and batch.last_error != state.last_error
+        if failed:
             state.last_error = batch.last_error
-        self._publish_details()
+        ended = batch.completed + batch.failed
+        if failed or ended % max(1, len(batch.records) // 100) == 0:
+            self._publish_details()
 
     def _publish_details(self) -> None:
         """The Web UI's current details (and the ``__temporal_workflow_metadata`` query's): the plan now."""
