@@ -47,7 +47,11 @@ def create_app(stack: Stack | None = None) -> FastAPI:
         # Uploads and drops: one DuckDB thread per request (taskplan.duckdb.threadsPerSubtask is the
         # minions' data subtasks').
         deep_store = DeepStore(current.settings.resolved_deep_store_dir)
-        app.state.segments = SegmentManager(current.catalog, deep_store, DuckDBConfig(threads=1))
+        app.state.segments = SegmentManager(
+            current.catalog,
+            deep_store,
+            DuckDBConfig(threads=1, memory_limit=current.settings.duckdb_memory_limit),
+        )
         # A schedule is never missing or left over: the catalog is the truth.
         await app.state.schedules.reconcile(current.catalog.list_tables())
         yield

@@ -42,6 +42,7 @@ MAX_IN_FLIGHT_PER_TABLE = "taskplan.limits.maxInFlightSubtasksPerTable"
 MAX_IN_FLIGHT = "taskplan.limits.maxInFlightSubtasks"
 SECRETS_DIR = "taskplan.secretsDir"
 ENV_PREFIX = "TASKPLAN_PROP_"
+MEMORY_LIMIT_PATTERN = r"^(|[0-9]+(\.[0-9]+)?\s*([KMGT]i?B|B))$"
 
 
 class SettingsError(ValueError):
@@ -87,6 +88,20 @@ class Settings(BaseSettings):
     duckdb_threads: int = Field(1, alias="taskplan.duckdb.threadsPerSubtask", ge=1, le=256)
     # A running plan read through the API answers from its last snapshot when slower than this (0: wait).
     plan_query_timeout_s: float = Field(2.0, alias="taskplan.api.planQueryTimeoutSeconds", ge=0, le=300)
+    # How fast the cluster-wide jobs of a controller that died move to another (workflows/cluster_jobs.py).
+    cluster_jobs_heartbeat_timeout_s: int = Field(
+        30, alias="taskplan.clusterJobs.heartbeatTimeoutSeconds", ge=2, le=3600
+    )
+    # DuckDB's memory limit per data subtask's connection (DuckDB's syntax: 512MB, 2GB, 1.5GiB); empty:
+    # DuckDB's default, 80% of the machine's memory, which inside a container is the node's, not the limit's.
+    duckdb_memory_limit: str = Field("", alias="taskplan.duckdb.memoryLimit", pattern=MEMORY_LIMIT_PATTERN)
+    # Subtasks a minion runs at once per task type and tag (0: the task type's own default, which for the
+    # data task types is one per CPU of the container's CPU quota); the --max-concurrent-subtasks flag wins.
+    minion_max_concurrent_subtasks: int = Field(
+        0, alias="taskplan.minion.maxConcurrentSubtasks", ge=0, le=10_000
+    )
+    # Where the Temporal SDK's own Prometheus endpoint binds (with temporal.sdk.metricsPort).
+    sdk_metrics_host: str = Field("127.0.0.1", alias="temporal.sdk.metricsHost", min_length=1)
 
     @field_validator("plugins")
     @classmethod

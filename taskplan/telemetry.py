@@ -64,6 +64,7 @@ def sdk_runtime(settings: Settings) -> Runtime | None:
         return None
     with _lock:
         if port not in _runtimes:
-            telemetry = TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{port}"))
+            bind = f"{settings.sdk_metrics_host}:{port}"
+            telemetry = TelemetryConfig(metrics=PrometheusConfig(bind_address=bind))
             _runtimes[port] = Runtime(telemetry=telemetry)
         return _runtimes[port]

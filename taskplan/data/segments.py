@@ -108,7 +108,9 @@ class SegmentManager:
     def from_settings(cls, settings: Settings, catalog: Catalog) -> SegmentManager:
         """A worker's: its DuckDB connections have taskplan.duckdb.threadsPerSubtask threads each."""
         return cls(
-            catalog, DeepStore(settings.resolved_deep_store_dir), DuckDBConfig(settings.duckdb_threads)
+            catalog,
+            DeepStore(settings.resolved_deep_store_dir),
+            DuckDBConfig(settings.duckdb_threads, settings.duckdb_memory_limit),
         )
 
     # ---------------------------------------------------------------- building and uploading
