@@ -9,6 +9,7 @@ from bench.harness import BenchStack, Report
 from bench.long_plan import long_plan
 from bench.many_plans import many_plans
 from bench.overhead import overhead
+from bench.scale import scale
 from bench.throughput import throughput
 
 Scenario = Callable[[BenchStack, Report, bool], Awaitable[None]]
@@ -19,4 +20,5 @@ SCENARIOS: dict[str, Scenario] = {
     "many": many_plans,
     "long": long_plan,
     "data": data_plane,
+    "scale": scale,
 }
