@@ -81,7 +81,7 @@ class TwoControllers:
                 "TEMPORAL_ADDRESS": f"127.0.0.1:{self.temporal_port}",
                 "TASKPLAN_DATADIR": str(self.data_dir),
                 "TASKPLAN_METRICS_PORT": str(port),
-                "TASKPLAN_CLUSTERJOBS_HEARTBEATTIMEOUTSECONDS": "3",
+                "TASKPLAN_CLUSTERJOBS_HEARTBEATTIMEOUTSECONDS": "5",
                 "CONTROLLER_STARTREE_TASK_MANAGER_ORPHANEDTASKPLANCLEANUPINTERVALINSECONDS": str(INTERVAL_S),
             }
             process = subprocess.Popen(
@@ -152,7 +152,7 @@ def test_each_cluster_job_runs_in_one_controller_and_moves_when_it_dies(cluster:
     owner.process.send_signal(signal.SIGKILL)
     owner.process.wait()
     killed_at = time.time()
-    # The heartbeat timeout (3 s here) hands the jobs to the survivor, which sweeps and exports the gauges.
+    # The heartbeat timeout (5 s here) hands the jobs to the survivor, which sweeps and exports the gauges.
     wait_until(lambda: any(t >= killed_at for t in other.sweeps()), 30, "the survivor sweeps")
     wait_until(other.exports_poll_gauges, 30, "the survivor exports the poll's gauges")
 
