@@ -240,7 +240,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--max-concurrent-subtasks",
         type=int,
         default=None,
-        help="subtasks run at once per task type and tag (default: the task type's own setting)",
+        help="subtasks run at once per task type and tag (default: taskplan.minion.maxConcurrentSubtasks, "
+        "else the task type's own setting: one per CPU of the container's quota for the data task types)",
     )
     parser.add_argument("--generator-threads", type=int, default=8)
     parser.add_argument("--graceful-shutdown-seconds", type=float, default=30.0)
