@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test check lint typecheck layers unit bench bench-full chaos clean lock test-tools screenshots
+.PHONY: run test check lint typecheck layers unit bench bench-full deploy-check chaos clean lock test-tools screenshots
 
 # Installs the versions the tests last passed with (constraints.txt, written by `make lock`).
 $(STAMP): pyproject.toml constraints.txt
@@ -51,7 +51,7 @@ test-tools:
 screenshots: $(STAMP) $(CHROMIUM)
 	TASKPLAN_SCREENSHOTS=1 $(BIN)/python -m pytest tests/ui -q
 
-check: lint typecheck layers
+check: lint typecheck layers deploy-check
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -63,6 +63,12 @@ typecheck: $(STAMP)
 ## The layering contract (pyproject.toml, [tool.importlinter]): which layer may import which.
 layers: $(STAMP)
 	$(BIN)/lint-imports
+
+## deploy/ validated statically (no container engine here): yamllint, the manifests against the Kubernetes
+## schemas kubernetes-validate ships (offline), the Dockerfile's rules, properties against taskplan's settings.
+deploy-check: $(STAMP)
+	$(BIN)/yamllint -c deploy/.yamllint -s deploy/
+	$(BIN)/python deploy/check.py
 
 ## Benchmarks: quick sizes (under 10 minutes on 2 cores), and the issue's full sizes (hours).
 bench: $(STAMP)

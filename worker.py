@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
+from taskplan.activities.cluster import ClusterJobActivities, JobLoop
 from taskplan.activities.generation import GenerationActivities
 from taskplan.activities.plans import PlanActivities
 from taskplan.activities.subtasks import SubtaskActivities
@@ -37,17 +38,32 @@ from taskplan.data.maintenance import SegmentMaintenance
 from taskplan.data.parquet import DuckDBConfig
 from taskplan.data.segments import SegmentManager
 from taskplan.gate import ClusterGate
-from taskplan.metrics import metrics_url, serve_metrics
+from taskplan.metrics import metrics_url
 from taskplan.models.table import TableConfigSource
-from taskplan.names import CONTROLLER_TASK_QUEUE, DEFAULT_MINION_TAG, minion_task_queue, validate_minion_tag
+from taskplan.names import (
+    CLUSTER_JOBS_TASK_QUEUE,
+    CLUSTER_JOBS_WORKFLOW_ID,
+    CONTROLLER_TASK_QUEUE,
+    DEFAULT_MINION_TAG,
+    minion_task_queue,
+    validate_minion_tag,
+)
 from taskplan.plans import PlanServices
 from taskplan.plugin import PluginContext
+from taskplan.probes import WorkerHealth, serve_worker_port
 from taskplan.progress import ProgressPoller
 from taskplan.registry import TaskTypeRegistry
 from taskplan.schedules import ScheduleManager
 from taskplan.settings import Settings
 from taskplan.workflows.batch import BatchWorkflow
+from taskplan.workflows.cluster_jobs import RECONCILE_SIGNAL, ClusterJobsWorkflow
 from taskplan.workflows.cron_trigger import CronTriggerWorkflow
+from taskplan.workflows.models import (
+    CLEANUP_SWEEP_JOB,
+    PROGRESS_POLL_JOB,
+    SEGMENT_UPKEEP_JOB,
+    ClusterJobsInput,
+)
 from taskplan.workflows.task_plan import TaskPlanWorkflow
 from taskplan.workflows.validation import TableConfigValidatorWorkflow, ValidateTableConfigWorkflow
 
@@ -74,7 +90,11 @@ def build_workers(
     catalog: Catalog,
 ) -> list[Worker]:
     context = PluginContext(
-        settings=settings, catalog=catalog, duckdb_config=DuckDBConfig(threads=settings.duckdb_threads)
+        settings=settings,
+        catalog=catalog,
+        duckdb_config=DuckDBConfig(
+            threads=settings.duckdb_threads, memory_limit=settings.duckdb_memory_limit
+        ),
     )
     workers: list[Worker] = []
     shutdown = timedelta(seconds=options.graceful_shutdown_seconds)
@@ -108,6 +128,7 @@ def build_workers(
                     ValidateTableConfigWorkflow,
                     TableConfigValidatorWorkflow,
                     CronTriggerWorkflow,
+                    ClusterJobsWorkflow,
                 ],
                 activities=activities,
                 activity_executor=ThreadPoolExecutor(
@@ -118,9 +139,21 @@ def build_workers(
                 graceful_shutdown_timeout=shutdown,
             )
         )
+        # The cluster-wide jobs: the controller Temporal hands one to runs it (workflows/cluster_jobs.py).
+        workers.append(
+            Worker(
+                client,
+                task_queue=CLUSTER_JOBS_TASK_QUEUE,
+                activities=[*cluster_job_activities(client, settings, catalog, services).values()],
+                max_concurrent_activities=8,
+                identity=f"controller@{options.identity}",
+                graceful_shutdown_timeout=shutdown,
+            )
+        )
     if options.role in ("minion", "both"):
         slots = {
             (tag, t.task_type): options.max_concurrent_subtasks
+            or settings.minion_max_concurrent_subtasks
             or t.new_generator(context).get_num_concurrent_tasks_per_instance(tag)
             for tag in map(validate_minion_tag, options.tags)
             for t in registry
@@ -138,6 +171,42 @@ def build_workers(
                 )
             )
     return workers
+
+
+def cluster_job_activities(
+    client: Client, settings: Settings, catalog: Catalog, plans: PlanServices
+) -> dict[str, Callable[..., Any]]:
+    """The cluster-wide jobs this controller runs when Temporal hands it one: the orchestration poll (plan
+    gauges), segment upkeep (flush by time, crash leftovers), the plan cleanup sweep; and the schedules'
+    reconciliation. Each job object is made once per process, so its state outlives a job's move."""
+    poller = ProgressPoller(plans.reconciler, plans.reader)
+    segments = SegmentMaintenance(SegmentManager.from_settings(settings, catalog), catalog)
+    janitor = PlanJanitor(
+        client,
+        plans.remover,
+        catalog,
+        interval_s=settings.orphaned_plan_cleanup_interval_s,
+        retention_s=settings.plan_retention_s,
+    )
+    jobs: dict[str, JobLoop] = {
+        PROGRESS_POLL_JOB: poller.run,
+        SEGMENT_UPKEEP_JOB: segments.run,
+        CLEANUP_SWEEP_JOB: janitor.run,
+    }
+    cluster = ClusterJobActivities(jobs, ScheduleManager(client), catalog)
+    return {"run_cluster_job": cluster.run_cluster_job, "reconcile_schedules": cluster.reconcile_schedules}
+
+
+async def start_cluster_jobs(client: Client, settings: Settings) -> WorkflowHandle[Any, Any]:
+    """Start the cluster's jobs workflow, or find it running; either way ask it to reconcile the cron
+    Schedules with the catalog (each controller start does, so none is missing or left over)."""
+    return await client.start_workflow(
+        ClusterJobsWorkflow.run,
+        ClusterJobsInput(heartbeat_timeout_s=settings.cluster_jobs_heartbeat_timeout_s),
+        id=CLUSTER_JOBS_WORKFLOW_ID,
+        task_queue=CONTROLLER_TASK_QUEUE,
+        start_signal=RECONCILE_SIGNAL,
+    )
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -172,7 +241,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--max-concurrent-subtasks",
         type=int,
         default=None,
-        help="subtasks run at once per task type and tag (default: the task type's own setting)",
+        help="subtasks run at once per task type and tag (default: taskplan.minion.maxConcurrentSubtasks, "
+        "else the task type's own setting: one per CPU of the container's quota for the data task types)",
     )
     parser.add_argument("--generator-threads", type=int, default=8)
     parser.add_argument("--graceful-shutdown-seconds", type=float, default=30.0)
@@ -209,13 +279,22 @@ async def main_async(args: argparse.Namespace) -> None:
         graceful_shutdown_seconds=args.graceful_shutdown_seconds,
     )
     address = metrics_address(args, stack.settings)
+    health = WorkerHealth(asyncio.get_running_loop())
     if address is not None:
         try:
-            serve_metrics(address[1], address[0])
+            serve_worker_port(address[0], address[1], health)
         except OSError as exc:  # the port is taken, or the host is not this machine's
             raise SystemExit(f"cannot serve metrics on {address[0]}:{address[1]}: {exc}") from None
-        log.info("Prometheus metrics on %s", metrics_url(*address))
+        log.info(
+            "Prometheus metrics on %s (probes: /health/liveness, /health/readiness)", metrics_url(*address)
+        )
     client = await stack.connect(retries=60, identity=options.identity)
+    health.checks["catalog"] = lambda: asyncio.to_thread(stack.catalog.ping)
+
+    async def temporal_answers() -> None:
+        await client.service_client.check_health()
+
+    health.checks["temporal"] = temporal_answers
     workers = build_workers(client, stack.settings, stack.registry, stack.catalog, options, stack.catalog)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -228,27 +307,11 @@ async def main_async(args: argparse.Namespace) -> None:
         list(options.tags),
         stack.registry.task_types(),
     )
-    background = []
     if options.role in ("controller", "both"):
-        # A schedule is never missing or left over: the catalog is the truth.
-        await ScheduleManager(client).reconcile(stack.catalog.list_tables())
-        plans = PlanServices.build(client, stack.catalog, stack.plan_options())
-        # The controller's periodic orchestration poll feeds the plan gauges.
-        poller = ProgressPoller(plans.reconciler, plans.reader)
-        # Segment upkeep (flush by time, crash leftovers) and the plan cleanup sweep.
-        segments = SegmentManager.from_settings(stack.settings, stack.catalog)
-        janitor = PlanJanitor(
-            client,
-            plans.remover,
-            stack.catalog,
-            interval_s=stack.settings.orphaned_plan_cleanup_interval_s,
-            retention_s=stack.settings.plan_retention_s,
-        )
-        background.append(asyncio.create_task(poller.run(stop)))
-        background.append(asyncio.create_task(SegmentMaintenance(segments, stack.catalog).run(stop)))
-        background.append(asyncio.create_task(janitor.run(stop)))
+        # The cluster-wide jobs run once per cluster, in whichever controller Temporal hands each to.
+        await start_cluster_jobs(client, stack.settings)
+    health.waiting_for = None
     await run_workers(workers, stop)
-    await asyncio.gather(*background)
     log.info("worker %s stopped", options.identity)
 
 

@@ -62,7 +62,11 @@ def create_app(stack: Stack | None = None) -> FastAPI:
         # The API writes an upload's segment to the deep store itself (no minion's disk needed), then
         # commits its metadata; a drop deletes the table's objects through the store.
         deep_store = deep_store_of(current.settings)
-        app.state.segments = SegmentManager(current.catalog, deep_store, DuckDBConfig(threads=1))
+        app.state.segments = SegmentManager(
+            current.catalog,
+            deep_store,
+            DuckDBConfig(threads=1, memory_limit=current.settings.duckdb_memory_limit),
+        )
         # A schedule is never missing or left over: the catalog is the truth.
         await app.state.schedules.reconcile(current.catalog.list_tables())
         yield

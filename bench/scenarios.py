@@ -10,6 +10,7 @@ from bench.harness import BenchStack, Report
 from bench.long_plan import long_plan
 from bench.many_plans import many_plans
 from bench.overhead import overhead
+from bench.scale import scale
 from bench.throughput import throughput
 
 Scenario = Callable[[BenchStack, Report, bool], Awaitable[None]]
@@ -21,4 +22,5 @@ SCENARIOS: dict[str, Scenario] = {
     "long": long_plan,
     "data": data_plane,
     "data-s3": data_plane_s3,
+    "scale": scale,
 }

@@ -68,6 +68,28 @@ FAMILIES = (
 )
 _BY_NAME = {family.name: family for family in FAMILIES}
 
+# The orchestration poll's gauges: only the process that runs the poll (the one controller holding the
+# cluster's progress-poll job, workflows/cluster_jobs.py) exports their samples, so a cluster of several
+# controllers reports each once; a controller that no longer holds the job exports the families empty.
+POLL_FAMILIES = frozenset(
+    {
+        "taskPlanInputsToProcess",
+        "taskPlanInputsBeingProcessed",
+        "taskPlanInputsProcessed",
+        "activeTaskPlansCount",
+        "taskPlansAbortingCount",
+        "orchestrationTimeSinceLastPollMs",
+    }
+)
+_poll_owner = False
+
+
+def set_poll_owner(owner: bool) -> None:
+    """Whether this process runs the orchestration poll now (set by the poll, cleared when it moves)."""
+    global _poll_owner
+    _poll_owner = owner
+
+
 # Whether each merge target answered its last scrape, so a missing controller shows instead of zeros.
 MERGE_TARGET_UP = "metricsMergeTargetUp"
 
@@ -93,7 +115,8 @@ class _OrchestrationCollector(Collector):
                 for metric in scope.metrics:
                     observed[metric.name.lower()] = metric.data
         for family in FAMILIES:
-            yield _family(family, observed.get(family.name.lower()))
+            exported = _poll_owner or family.name not in POLL_FAMILIES
+            yield _family(family, observed.get(family.name.lower()) if exported else None)
 
 
 def _family(family: Family, data: object) -> Metric:

@@ -14,6 +14,10 @@ from typing import Final, Literal
 from temporalio.common import SearchAttributeKey
 
 CONTROLLER_TASK_QUEUE: Final = "taskplan-controller"
+# The cluster-wide jobs (progress poll, segment upkeep, cleanup sweep, schedule reconciliation): one workflow
+# with this fixed id per namespace, its job activities on their own queue (workflows/cluster_jobs.py).
+CLUSTER_JOBS_WORKFLOW_ID: Final = "taskplan-cluster-jobs"
+CLUSTER_JOBS_TASK_QUEUE: Final = "taskplan-cluster-jobs"
 DEFAULT_MINION_TAG: Final = "minion_untagged"
 
 TableType = Literal["OFFLINE", "REALTIME"]

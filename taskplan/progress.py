@@ -1,4 +1,5 @@
-"""The controller's periodic orchestration poll: plan gauges from Temporal's view of the active plans.
+"""The cluster's periodic orchestration poll: plan gauges from Temporal's view of the active plans. One
+controller runs it (workflows/cluster_jobs.py), and only that process exports the gauges.
 
 Every interval it first corrects the catalog's plan snapshots from Temporal (plans ended at the Temporal
 level, aborted through the CLI, started without a snapshot: taskplan/plans/snapshots.py), then
@@ -14,7 +15,7 @@ import logging
 import time
 from collections import Counter
 
-from taskplan.metrics import OrchestrationMetrics, metrics, set_last_poll
+from taskplan.metrics import OrchestrationMetrics, metrics, set_last_poll, set_poll_owner
 from taskplan.models.plan import PlanQuery, PlanStatus
 from taskplan.plans import PlanReader, SnapshotReconciler
 
@@ -51,12 +52,18 @@ class ProgressPoller:
                 gauges.task_plan_inputs_being_processed.set(0, attrs)
         self._seen = set(active) | set(aborting)
         set_last_poll(time.time())
+        set_poll_owner(True)  # this process's gauges are the cluster's now
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.poll_once()
-            except Exception:  # a failed poll shows as a rising orchestrationTimeSinceLastPollMs
-                log.exception("orchestration poll failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._interval_s)
+        """Poll until ``stop``; then this process's gauges stop being exported (the poll moved elsewhere).
+        The same poller is reused when the job comes back, so it zeroes what ended meanwhile."""
+        try:
+            while not stop.is_set():
+                try:
+                    await self.poll_once()
+                except Exception:  # a failed poll shows as a rising orchestrationTimeSinceLastPollMs
+                    log.exception("orchestration poll failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self._interval_s)
+        finally:
+            set_poll_owner(False)

@@ -63,6 +63,7 @@ AWS_SOURCES = {
 ENV_PREFIX = "TASKPLAN_PROP_"
 TEMPORAL_PROFILE = "temporal.profile"
 TEMPORAL_CONFIG_FILE = "temporal.configFile"
+MEMORY_LIMIT_PATTERN = r"^(|[0-9]+(\.[0-9]+)?\s*([KMGT]i?B|B))$"
 
 
 class SettingsError(ValueError):
@@ -139,6 +140,21 @@ class Settings(BaseSettings):
     temporal_web_url: str = Field(
         "http://127.0.0.1:8233", alias="taskplan.ui.temporalWebUrl", pattern=r"^https?://[^\s\"'<>]+$"
     )
+    # How fast the cluster-wide jobs of a controller that died move to another (workflows/cluster_jobs.py).
+    cluster_jobs_heartbeat_timeout_s: int = Field(
+        30, alias="taskplan.clusterJobs.heartbeatTimeoutSeconds", ge=2, le=3600
+    )
+    # DuckDB's memory limit per data subtask's connection (DuckDB's syntax: 512MB, 2GB, 1.5GiB); empty:
+    # DuckDB's default, 80% of the machine's memory, which inside a container is the node's, not the limit's.
+    duckdb_memory_limit: str = Field("", alias="taskplan.duckdb.memoryLimit", pattern=MEMORY_LIMIT_PATTERN)
+    # Subtasks a minion runs at once per task type and tag (0: the task type's own default, which for the
+    # data task types is one per CPU of the container's CPU quota); the --max-concurrent-subtasks flag wins.
+    minion_max_concurrent_subtasks: int = Field(
+        0, alias="taskplan.minion.maxConcurrentSubtasks", ge=0, le=10_000
+    )
+    # Where the Temporal SDK's own Prometheus endpoint binds (with temporal.sdk.metricsPort); unset:
+    # taskplan.metrics.host, where the worker's own metrics bind.
+    sdk_metrics_host: str | None = Field(None, alias="temporal.sdk.metricsHost", min_length=1)
 
     @field_validator("plugins")
     @classmethod

@@ -65,7 +65,7 @@ def sdk_runtime(settings: Settings) -> Runtime | None:
         return None
     with _lock:
         if port not in _runtimes:
-            host = settings.metrics_host
+            host = settings.sdk_metrics_host or settings.metrics_host
             bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             telemetry = TelemetryConfig(metrics=PrometheusConfig(bind_address=bind))
             _runtimes[port] = Runtime(telemetry=telemetry)

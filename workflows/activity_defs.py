@@ -77,3 +77,19 @@ class TriggerActivityDefs:
     async def run_scheduled_trigger(self, trigger: CronTriggerInput) -> CycleResult:
         """One trigger cycle for the table and task type that fired."""
         raise NotImplementedError
+
+
+class ClusterJobActivityDefs:
+    """The cluster-wide jobs (the ClusterJobs workflow's activities), on ``taskplan-cluster-jobs``."""
+
+    @activity.defn(name="run_cluster_job")
+    async def run_cluster_job(self, job: str) -> None:
+        """Run one cluster job's loop in this process, heartbeating, until the worker shuts down (it then
+        fails, and the retry runs on another controller) or Temporal cancels it."""
+        raise NotImplementedError
+
+    @activity.defn(name="reconcile_schedules")
+    async def reconcile_schedules(self, requests: int) -> str:
+        """Make the cron Schedules match the catalog's table configs (for ``requests`` controller starts,
+        coalesced); a summary of what changed."""
+        raise NotImplementedError

@@ -150,3 +150,16 @@ class CronTriggerInput(WireModel):
 
     table_name_with_type: str
     task_type: str
+
+
+# --------------------------------------------------------------------------------------- cluster jobs
+
+PROGRESS_POLL_JOB = "progress-poll"
+SEGMENT_UPKEEP_JOB = "segment-upkeep"
+CLEANUP_SWEEP_JOB = "cleanup-sweep"
+CLUSTER_JOBS = (PROGRESS_POLL_JOB, SEGMENT_UPKEEP_JOB, CLEANUP_SWEEP_JOB)
+
+
+class ClusterJobsInput(WireModel):
+    jobs: list[str] = list(CLUSTER_JOBS)  # pydantic copies a default per instance
+    heartbeat_timeout_s: int = 30  # how fast a dead controller's jobs move to another

@@ -74,6 +74,11 @@ class Catalog:
         self.segments = SegmentCatalog(self)
         self.tasks = TaskStore(self)
 
+    def ping(self) -> None:
+        """Raises when the catalog's database cannot be reached (a readiness probe's check)."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
     def close(self) -> None:
         self.engine.dispose()
 

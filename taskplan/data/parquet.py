@@ -77,10 +77,14 @@ class DuckDBConfig:
     threads (a data subtask's: taskplan.duckdb.threadsPerSubtask, handed down from the worker's settings)."""
 
     threads: int = 1
+    memory_limit: str = ""  # taskplan.duckdb.memoryLimit, per connection (empty: DuckDB's default)
 
     def connect(self, *allowed_dirs: Path) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection that can touch files under ``allowed_dirs`` only (and nothing else, ever)."""
-        conn = duckdb.connect(config={"threads": max(1, self.threads)})
+        config: dict[str, str | bool | int | float | list[str]] = {"threads": max(1, self.threads)}
+        if self.memory_limit:
+            config["memory_limit"] = self.memory_limit
+        conn = duckdb.connect(config=config)
         dirs = ", ".join(sql_string(str(d.resolve()) + "/") for d in allowed_dirs)
         conn.execute(f"SET allowed_directories = [{dirs}]")
         conn.execute("SET enable_external_access = false")
@@ -93,8 +97,8 @@ class DuckDBConfig:
         one costs about 20 ms, as much as purging a 100,000-row segment. For statements that leave nothing
         behind, or whose caller drops the temporary tables it made; a connection whose statement failed or
         was interrupted is closed."""
-        key = (self.threads, tuple(str(d.resolve()) for d in allowed_dirs))
-        pool: dict[tuple[int, tuple[str, ...]], duckdb.DuckDBPyConnection] = getattr(
+        key = (self.threads, self.memory_limit, tuple(str(d.resolve()) for d in allowed_dirs))
+        pool: dict[tuple[int, str, tuple[str, ...]], duckdb.DuckDBPyConnection] = getattr(
             _pooled, "connections", {}
         )
         _pooled.connections = pool

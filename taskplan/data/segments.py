@@ -109,7 +109,11 @@ class SegmentManager:
     @classmethod
     def from_settings(cls, settings: Settings, catalog: Catalog) -> SegmentManager:
         """A worker's: its DuckDB connections have taskplan.duckdb.threadsPerSubtask threads each."""
-        return cls(catalog, deep_store_of(settings), DuckDBConfig(settings.duckdb_threads))
+        return cls(
+            catalog,
+            deep_store_of(settings),
+            DuckDBConfig(settings.duckdb_threads, settings.duckdb_memory_limit),
+        )
 
     # ---------------------------------------------------------------- building and uploading
 

@@ -42,6 +42,10 @@ class PlanReader:
                 # Closed between describe and query: fall through to the result.
                 pass
         desc = await handle.describe()
+        if desc.status == WorkflowExecutionStatus.RUNNING:
+            # The query failed while the plan runs (its query task expired: a controller stopped or too busy
+            # to answer); it is not ended, so ask it once more rather than mark it failed.
+            return await self._ask_running_plan(handle, plan_id, run.status, query or PlanQuery(), live)
         if desc.status == WorkflowExecutionStatus.COMPLETED:
             plan = await handle.result(follow_runs=False)
             return plan.with_batch_page(query)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from taskplan.catalog import Catalog
+from taskplan.cpus import available_cpus
 from taskplan.data.segments import SegmentManager, deep_store_of
 from taskplan.models.table import Schema, TableConfig
 from taskplan.plugin import (
@@ -36,8 +37,9 @@ MAX_TABLE_MAX_NUM_TASKS = 10_000
 
 
 def default_concurrency() -> int:
-    """Subtasks of a data task type one minion runs at once: one per CPU (DuckDB is multithreaded too)."""
-    return max(1, os.cpu_count() or 1)
+    """Subtasks of a data task type one minion runs at once: one per CPU of the container's quota (DuckDB
+    is multithreaded too); taskplan.minion.maxConcurrentSubtasks or --max-concurrent-subtasks overrides it."""
+    return available_cpus()
 
 
 class DataTaskGenerator(BaseTaskGenerator):

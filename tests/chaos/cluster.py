@@ -55,6 +55,7 @@ class Cluster:
             "TEMPORAL_ADDRESS": f"127.0.0.1:{self.temporal_port}",
             "TASKPLAN_DATADIR": str(self.data_dir),
             "TASKPLAN_SUBTASK_HEARTBEATTIMEOUTSECONDS": "3",  # a dead minion is noticed in seconds
+            "TASKPLAN_CLUSTERJOBS_HEARTBEATTIMEOUTSECONDS": "10",  # a killed controller's jobs move soon
             "CONTROLLER_PORT": str(self.api_port),
             **self.extra_env,
         }

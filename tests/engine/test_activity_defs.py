@@ -26,6 +26,7 @@ DEFINITIONS = [
     activity_defs.GenerationActivityDefs,
     activity_defs.SubtaskActivityDefs,
     activity_defs.TriggerActivityDefs,
+    activity_defs.ClusterJobActivityDefs,
 ]
 
 
@@ -64,6 +65,8 @@ def test_the_definitions_cover_every_activity_a_workflow_starts() -> None:
         "validate_task_configs",
         "run_subtask",
         "run_scheduled_trigger",
+        "run_cluster_job",
+        "reconcile_schedules",
     }
 
 
