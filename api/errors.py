@@ -21,6 +21,7 @@ from taskplan.models.errors import (
     TaskAlreadyExistsError,
     TaskNotFoundError,
     TaskStillRunningError,
+    PlanNotSteerableError,
 )
 from taskplan.names import InvalidNameError
 from taskplan.registry import UnknownTaskTypeError
@@ -76,6 +77,7 @@ STATUS_OF: dict[type[Exception], int] = {
     PlanAlreadyActiveError: 409,
     TaskAlreadyExistsError: 409,
     TaskStillRunningError: 409,
+    PlanNotSteerableError: 409,
 }
 
 
