@@ -18,10 +18,10 @@ from taskplan.catalog import SchemaNotFoundError, TableExistsError, TableNotFoun
 from taskplan.models.errors import (
     PlanAlreadyActiveError,
     PlanNotFoundError,
+    PlanNotSteerableError,
     TaskAlreadyExistsError,
     TaskNotFoundError,
     TaskStillRunningError,
-    PlanNotSteerableError,
 )
 from taskplan.names import InvalidNameError
 from taskplan.registry import UnknownTaskTypeError

@@ -1,4 +1,5 @@
-"""A plan's operator signals (``abort``, ``stop_batch``, ``pause``, ``resume``), read from their raw payloads, whatever was typed.
+"""A plan's operator signals (``abort``, ``stop_batch``, ``pause``, ``resume``), read from their raw payloads,
+whatever was typed.
 
 A typed signal parameter makes the SDK decode the input before any handler runs, and an input that does not
 fit is dropped with a line in the worker's log only: ``--input '"maintenance"'`` (a bare string where an

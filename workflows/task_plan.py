@@ -614,7 +614,9 @@ class TaskPlanWorkflow:
         record.num_failed_subtasks = result.num_failed
         record.finished_at_ms = epoch_ms()
         plan.inputs_being_processed = 0
-        plan.report = plan.report.plus(result.totals, completed=result.num_completed, failed=result.num_failed)
+        plan.report = plan.report.plus(
+            result.totals, completed=result.num_completed, failed=result.num_failed
+        )
         if result.task_state == TaskState.COMPLETED:
             plan.inputs_processed += generated.inputs_in_batch
         else:

@@ -131,8 +131,8 @@ async def task_metadata(
 @router.delete(
     "/{taskType}/{tableNameWithType}/metadata",
     response_model=StatusResponse,
-    summary="Delete a table's task metadata for a task type: its watermarks and ended plans (409 while a plan "
-    "is active)",
+    summary="Delete a table's task metadata for a task type: its watermarks and ended plans "
+    "(409 while a plan is active)",
 )
 async def delete_task_metadata(
     taskType: TaskTypePath,

@@ -177,7 +177,8 @@ async def abort_plan(
 
 
 ReasonQuery = Annotated[
-    str, Query(max_length=1000, description="why (shown in the plan's statusMessage)", examples=["maintenance"])
+    str,
+    Query(max_length=1000, description="why (shown in the plan's statusMessage)", examples=["maintenance"]),
 ]
 
 

@@ -42,7 +42,7 @@ class BatchRecord(WireModel):
     finished_at_ms: int | None = None
 
 
-# Druid's task report fields, summed from the counters the task types' subtasks report (README "Plan report").
+# Druid's task report fields, summed from the counters the subtasks report (README "Plan report").
 _PROCESSED = ("processed", "rowsScanned", "rowsIn", "rowsRewritten", "rowsExported")
 _THROWN_AWAY = ("thrownAway", "rowsPurged")
 _SEGMENTS_ADDED = ("segments", "segmentsCreated")
@@ -51,8 +51,8 @@ _SEGMENTS_REPLACED = ("segmentsPurged", "segmentsRewritten")
 
 
 class RowStats(WireModel):
-    """Druid's ``rowStats``: rows read (ingested, scanned, merged, rewritten, exported), rows with a bad value,
-    rows dropped (filtered out, purged), lines that could not be parsed."""
+    """Druid's ``rowStats``: rows read (ingested, scanned, merged, rewritten, exported), rows with a bad
+    value, rows dropped (filtered out, purged), lines that could not be parsed."""
 
     processed: int = 0
     processed_bytes: int = 0
