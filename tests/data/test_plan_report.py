@@ -64,3 +64,7 @@ async def test_the_report_sums_every_batch_of_an_ingestion_and_a_purge_plan(
     assert report["rowStats"]["processed"] == total and report["rowStats"]["thrownAway"] == us, report
     assert report["segments"] == {"added": 0, "removed": 0, "replaced": len(FILES), "skipped": 0}
     assert report["counters"] == {"rowsScanned": total, "rowsPurged": us, "segmentsPurged": len(FILES)}
+    page = (await http.get("/ui", params={"plan": purged["planId"]})).text
+    assert 'data-testid="report"' in page, page
+    assert f'data-testid="report-rowStats-thrownAway">{us}<' in page
+    assert f'data-testid="report-segments-replaced">{len(FILES)}<' in page
