@@ -78,12 +78,27 @@ async def test_pause_stops_new_batches_resume_completes_and_the_report_sums_them
     assert missing.status_code == 404 and unknown in missing.json()["error"]
 
 
-async def test_resume_of_a_plan_that_is_not_paused_is_refused(
-    http: httpx.AsyncClient, plans: PlanServices, table: str
+async def test_signals_pause_and_resume_take_any_input_and_resume_needs_a_pause(
+    http: httpx.AsyncClient, engine: Client, plans: PlanServices, table: str
 ) -> None:
     configs = {"numBatches": "20", "subtasksPerBatch": "1", "sleepMs": "300"}
     plan_id = await plans.starter.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, configs)
     refused = await http.put(f"/tasks/taskPlans/{plan_id}/resume")
     assert refused.status_code == 409 and "is not paused" in refused.json()["error"], refused.text
+    handle = engine.get_workflow_handle(f"{table}__{COUNTING}")  # what `temporal workflow signal` sends
+    await handle.signal("pause", "operator said so")  # a bare string, not {"reason": ...}
+
+    async def paused() -> None:
+        plan = await _plan(http, plan_id)
+        assert plan["paused"] is True and plan["pauseReason"] == "operator said so", plan
+
+    await eventually(paused)
+    await handle.signal("resume")  # no input at all
+
+    async def resumed() -> None:
+        plan = await _plan(http, plan_id)
+        assert plan["paused"] is False and plan["pauseReason"] is None, plan
+
+    await eventually(resumed)
     assert (await http.delete(f"/tasks/taskPlans/{plan_id}")).status_code == 200
     await wait_for_end(plans.reader, plan_id)
