@@ -103,6 +103,7 @@ class TaskPlanWorkflow:
         self._ends_as_status = False  # patch PATCH_END_STATUS
         self._web_ui = False  # patch PATCH_WEB_UI
         self._pausable = False  # patch PATCH_PAUSE
+        self._paused_while_blocked = False  # _generate gave up waiting for the gate: the plan is paused
         self._temporal_cancel = False  # a Temporal cancel was seen: a CANCELLED plan ends Canceled
         self._ending = False  # the plan's end is being recorded: no more aborts
 
@@ -274,6 +275,9 @@ class TaskPlanWorkflow:
                 if state.abort_reason is not None:
                     self._drop_generated(request, state, generated)
                     continue  # an abort that came during generation: no new batch
+                if self._paused_while_blocked:
+                    self._paused_while_blocked = False
+                    continue  # paused while progression was blocked: no batch was generated
                 if generated.abort_reason:
                     self._finish(
                         PlanStatus.FAILED,
@@ -375,7 +379,7 @@ class TaskPlanWorkflow:
             self._set_status(state.plan.status, f"progression blocked: {reason}")
         with contextlib.suppress(TimeoutError):  # ask again when the wait runs out
             await workflow.wait_condition(
-                lambda: state.abort_reason is not None,
+                lambda: state.abort_reason is not None or (self._pausable and state.plan.paused),
                 timeout=request.options.blocked_recheck_s,
                 timeout_summary=f"progression blocked: {reason}"[:200] if self._web_ui else None,
             )
@@ -450,6 +454,9 @@ class TaskPlanWorkflow:
                 attempt -= 1
                 await self._wait_while_blocked(request, state, step.blocked_reason)
                 if state.abort_reason is not None:
+                    return GeneratedBatch(no_more_work=False)
+                if self._pausable and state.plan.paused:
+                    self._paused_while_blocked = True  # nothing generated: the loop waits for a resume
                     return GeneratedBatch(no_more_work=False)
                 continue
             self._note_progression_allowed(state)
