@@ -102,3 +102,24 @@ async def test_signals_pause_and_resume_take_any_input_and_resume_needs_a_pause(
     await eventually(resumed)
     assert (await http.delete(f"/tasks/taskPlans/{plan_id}")).status_code == 200
     await wait_for_end(plans.reader, plan_id)
+
+
+async def test_the_report_counts_the_running_batchs_ended_subtasks(
+    http: httpx.AsyncClient, engine: Client, tables: Catalog, table: str
+) -> None:
+    one_at_a_time = TEST_OPTIONS.model_copy(update={"max_pending_subtasks": 1})
+    plans = PlanServices.build(engine, tables, one_at_a_time)
+    configs = {"numBatches": "1", "subtasksPerBatch": "4", "sleepMs": "500"}
+    plan_id = await plans.starter.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, configs)
+
+    async def part_way() -> None:
+        plan = await _plan(http, plan_id)
+        assert plan["batches"] and plan["batches"][0]["taskState"] == "IN_PROGRESS", plan
+        report = plan["report"]
+        assert 1 <= report["subtasksCompleted"] <= 3, report
+        assert report["counters"]["items"] == report["subtasksCompleted"]
+
+    await eventually(part_way, interval=0.1)
+    await wait_for_end(plans.reader, plan_id)
+    report = (await _plan(http, plan_id))["report"]
+    assert report["subtasksCompleted"] == 4 and report["counters"]["items"] == 4
