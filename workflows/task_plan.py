@@ -134,7 +134,10 @@ class TaskPlanWorkflow:
         elif name == signals.RESUME:
             self._resume(signals.abort_reason(request, signals.DEFAULT_RESUME_REASON))
         else:
-            self._note_ignored(f"signal {name!r} ignored: a task plan takes {' or '.join(signals.SIGNALS)}")
+            self._note_ignored(
+                f"signal {name!r} ignored: a task plan takes {', '.join(signals.SIGNALS[:-1])} "
+                f"or {signals.SIGNALS[-1]}"
+            )
 
     def _abort(self, reason: str) -> None:
         state = self._require_state()
