@@ -18,6 +18,7 @@ from taskplan.catalog import SchemaNotFoundError, TableExistsError, TableNotFoun
 from taskplan.models.errors import (
     PlanAlreadyActiveError,
     PlanNotFoundError,
+    PlanNotSteerableError,
     TaskAlreadyExistsError,
     TaskNotFoundError,
     TaskStillRunningError,
@@ -76,6 +77,7 @@ STATUS_OF: dict[type[Exception], int] = {
     PlanAlreadyActiveError: 409,
     TaskAlreadyExistsError: 409,
     TaskStillRunningError: 409,
+    PlanNotSteerableError: 409,
 }
 
 

@@ -119,6 +119,17 @@ def _abort_button(plan: TaskPlan) -> str:
     )
 
 
+def _pause_button(plan: TaskPlan) -> str:
+    verb = "resume" if plan.paused else "pause"
+    return _button(
+        verb.capitalize(),
+        "PUT",
+        f"/tasks/taskPlans/{quote(plan.plan_id, safe='')}/{verb}",
+        f"{verb.capitalize()} plan {plan.plan_id}?",
+        verb,
+    )
+
+
 # ---------------------------------------------------------------- pages
 
 
@@ -179,11 +190,17 @@ def plan_page(view: PlanView, console: Console, now_ms: int) -> str:
     unit = plan.input_unit or "inputs"
     todo = f" / {plan.inputs_to_process}" if plan.inputs_to_process else ""
     actions = _abort_button(plan) if view.steering.abort and plan.status.is_active else ""
+    if view.steering.stop_batch and plan.status.value == "ACTIVE":  # UPDATE on the table: pause, resume
+        actions += _pause_button(plan)
     facts = [
         ("table", esc(plan.table_name_with_type)),
         ("task type", esc(plan.task_type)),
         ("status", _status(plan.status.value)),
         ("message", f'<span data-testid="message">{esc(plan.status_message)}</span>'),
+        (
+            "paused",
+            f'<span data-testid="paused">{esc(plan.pause_reason or "")}</span>' if plan.paused else "no",
+        ),
         ("progress", _bar(fraction)),
         ("processed", f'<span data-testid="processed">{plan.inputs_processed}{todo} {esc(unit)}</span>'),
         ("in the running batch", f"{plan.inputs_being_processed} {esc(unit)}"),
@@ -209,6 +226,7 @@ def plan_page(view: PlanView, console: Console, now_ms: int) -> str:
         f'<p><a href="/ui">&larr; all plans</a></p><h1>Plan <code>{esc(plan.plan_id)}</code></h1>',
         f'<div class="actions">{actions}</div>',
         f'<table class="facts" data-testid="plan">{rows}</table>',
+        _report(plan),
         _counters(view.batches),
         _batch_table(view),
         _failures(view.batches),
@@ -217,6 +235,24 @@ def plan_page(view: PlanView, console: Console, now_ms: int) -> str:
     if stats:
         body.append(f'<h2>Generator statistics</h2><table class="facts">{stats}</table>')
     return _page(f"Plan {plan.plan_id}", "\n".join(body), now_ms)
+
+
+def _report(plan: TaskPlan) -> str:
+    """The plan report: Druid's row and segment counters, summed over all of the plan's batches."""
+    report = plan.report
+    rows = report.row_stats.model_dump(by_alias=True)
+    segments = report.segments.model_dump(by_alias=True)
+    subtasks = {"completed": report.subtasks_completed, "failed": report.subtasks_failed}
+    cells = "".join(
+        f"<tr><th>{esc(group)}</th><th>{esc(k)}</th>"
+        f'<td class="num" data-testid="report-{esc(group)}-{esc(k)}">{v:,}</td></tr>'
+        for group, values in (("rowStats", rows), ("segments", segments), ("subtasks", subtasks))
+        for k, v in values.items()
+    )
+    return (
+        '<h2>Plan report</h2><p class="note">summed over all of the plan\'s batches</p>'
+        f'<table class="facts" data-testid="report">{cells}</table>'
+    )
 
 
 def _counters(batches: Sequence[BatchDetails]) -> str:

@@ -28,7 +28,7 @@ taskplan run                 # everything, in the foreground (what `make run` do
 taskplan api [--port 9000]   # the REST API only
 taskplan worker --role minion --tag minion_untagged
 taskplan execute SegmentPurgeTask sales_OFFLINE -c "purgeFilter=country = 'US'"
-taskplan plans list | show ID | watch ID | abort ID      (--json for scripts)
+taskplan plans list | show ID | watch ID | abort ID | pause ID | resume ID   (--json for scripts)
 taskplan tables
 taskplan segments sales
 taskplan schedule --task-type SegmentPurgeTask
@@ -62,7 +62,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,  # a traceback with locals would print the settings' secrets
 )
-plans_app = typer.Typer(help="list, show, watch or abort task plans", rich_markup_mode=None)
+plans_app = typer.Typer(help="list, show, watch, abort, pause or resume task plans", rich_markup_mode=None)
 app.add_typer(plans_app, name="plans")
 db_app = typer.Typer(
     help="the catalog database: upgrade its schema, show its revision", rich_markup_mode=None
@@ -296,6 +296,29 @@ def plans_watch(
 def plans_abort(ctx: typer.Context, plan_id: PlanId, url: Url = None, as_json: Json = False) -> None:
     """Abort a plan."""
     _operate(ctx, url, partial(operator.plans_abort, plan_id=plan_id, as_json=as_json))
+
+
+Reason = Annotated[str, typer.Option("--reason", help="why (shown in the plan's status message)")]
+
+
+@plans_app.command("pause")
+def plans_pause(
+    ctx: typer.Context, plan_id: PlanId, reason: Reason = "", url: Url = None, as_json: Json = False
+) -> None:
+    """Pause a plan: no new batch until resumed (the running batch finishes)."""
+    partial_call = partial(
+        operator.plans_pause, plan_id=plan_id, resume=False, reason=reason, as_json=as_json
+    )
+    _operate(ctx, url, partial_call)
+
+
+@plans_app.command("resume")
+def plans_resume(
+    ctx: typer.Context, plan_id: PlanId, reason: Reason = "", url: Url = None, as_json: Json = False
+) -> None:
+    """Resume a paused plan."""
+    partial_call = partial(operator.plans_pause, plan_id=plan_id, resume=True, reason=reason, as_json=as_json)
+    _operate(ctx, url, partial_call)
 
 
 @app.command()

@@ -173,6 +173,13 @@ def plans_show(api: Api, console: Console, *, plan_id: str, batches: int, as_jso
         ("batches", f"{plan['numBatches']} ({plan.get('numFailedBatches', 0)} failed)"),
         ("message", plan.get("statusMessage") or ""),
     ]
+    if plan.get("paused"):
+        fields.append(("paused", plan.get("pauseReason") or ""))
+    report = plan.get("report") or {}
+    if report:
+        rows, segs = report.get("rowStats", {}), report.get("segments", {})
+        fields.append(("rows", ", ".join(f"{k} {v}" for k, v in rows.items())))
+        fields.append(("segments", ", ".join(f"{k} {v}" for k, v in segs.items())))
     for key, value in fields:
         console.print(f"{key:<10} {value}")
     if plan.get("batches"):
@@ -281,6 +288,17 @@ def plans_abort(api: Api, console: Console, *, plan_id: str, as_json: bool) -> i
         _print_json(plan, console)
     else:
         console.print(f"plan {plan['planId']} is {plan['status']}")
+    return 0
+
+
+def plans_pause(api: Api, console: Console, *, plan_id: str, resume: bool, reason: str, as_json: bool) -> int:
+    verb = "resume" if resume else "pause"
+    plan = api.call("PUT", f"/tasks/taskPlans/{plan_id}/{verb}", params={"reason": reason} if reason else {})
+    if as_json:
+        _print_json(plan, console)
+    else:
+        state = "paused" if plan.get("paused") else plan["status"]
+        console.print(f"plan {plan['planId']} is {state}: {plan.get('statusMessage', '')}")
     return 0
 
 

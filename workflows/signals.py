@@ -1,4 +1,5 @@
-"""A plan's operator signals (``abort``, ``stop_batch``), read from their raw payloads, whatever was typed.
+"""A plan's operator signals (``abort``, ``stop_batch``, ``pause``, ``resume``), read from their raw payloads,
+whatever was typed.
 
 A typed signal parameter makes the SDK decode the input before any handler runs, and an input that does not
 fit is dropped with a line in the worker's log only: ``--input '"maintenance"'`` (a bare string where an
@@ -15,6 +16,9 @@ a string                        the string                              the task
 anything else                   its raw text                            its raw text (matches no batch)
 ==============================  ======================================  ====================================
 
+``pause`` and ``resume`` read their reason as ``abort`` does (defaults "paused by request" and "resumed by
+request").
+
 An input that cannot be decoded (an unknown ``encoding``) is read as its raw text, and the plan logs it with
 its plan id. Only the first input counts; more are logged. Pure functions of the payloads: deterministic.
 """
@@ -29,8 +33,12 @@ from temporalio.converter import PayloadConverter
 
 ABORT = "abort"
 STOP_BATCH = "stop_batch"
-SIGNALS = (ABORT, STOP_BATCH)
+PAUSE = "pause"
+RESUME = "resume"
+SIGNALS = (ABORT, STOP_BATCH, PAUSE, RESUME)
 DEFAULT_ABORT_REASON = "aborted by request"
+DEFAULT_PAUSE_REASON = "paused by request"
+DEFAULT_RESUME_REASON = "resumed by request"
 MAX_TEXT = 1000  # longer reasons and names are cut: they live in the plan's state and its snapshots
 
 
@@ -68,18 +76,19 @@ def read_input(args: Sequence[RawValue], converter: PayloadConverter) -> SignalI
     return SignalInput(given=True, value=value, text=text, ignored=len(args) - 1)
 
 
-def abort_reason(request: SignalInput) -> str:
-    """The reason an abort gives: its string, its ``reason``, else its raw text; never empty."""
+def abort_reason(request: SignalInput, default: str = DEFAULT_ABORT_REASON) -> str:
+    """The reason an abort (or a pause, a resume) gives: its string, its ``reason``, else its raw text;
+    never empty."""
     value = request.value
     if request.problem is None and value is None:
-        return DEFAULT_ABORT_REASON
+        return default
     if isinstance(value, dict) and "reason" in value:
-        value = value["reason"]  # AbortRequest, as the API and the Python client send it
+        value = value["reason"]  # AbortRequest / PauseRequest, as the API and the Python client send it
         if value is None or value == "":
-            return DEFAULT_ABORT_REASON
+            return default
     if isinstance(value, str):
-        return _cut(value.strip()) or DEFAULT_ABORT_REASON
-    return request.text.strip() or DEFAULT_ABORT_REASON
+        return _cut(value.strip()) or default
+    return request.text.strip() or default
 
 
 def batch_to_stop(request: SignalInput) -> str | None:

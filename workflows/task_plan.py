@@ -6,6 +6,10 @@ Status flow::
     ACTIVE --(abort signal / temporal cancel)--> ABORTING --(batch ends)--> CANCELLED
     ACTIVE --(failed batches over threshold, generator abort, generation keeps failing)--> FAILED
 
+A ``pause`` signal (patch ``plan-pause-resume``) keeps the plan ACTIVE but starts no new batch until a
+``resume``: the running batch finishes; the flag and reason are plan state, so they outlive worker restarts
+and continue-as-new. A batch whose generation had started when the pause came still runs.
+
 The workflow id is ``<tableNameWithType>__<taskType>``, so Temporal itself keeps at most one running plan
 per table and task type; the plan id lives in the TaskPlanId search attribute and in the state carried
 across continue-as-new. How the workflow closes mirrors the plan (patch ``plan-ends-as-its-status``): a
@@ -73,6 +77,7 @@ MAX_GENERATION_BACKOFF_S = 300.0
 # Patches (CHANGELOG.md), asked for at the start of each run.
 PATCH_END_STATUS = "plan-ends-as-its-status"  # FAILED fails the workflow; Temporal-cancelled: Canceled
 PATCH_WEB_UI = "progress-in-web-ui"  # current details, summaries on subtask activities and waits
+PATCH_PAUSE = "plan-pause-resume"  # pause/resume signals: no new batch while paused
 
 
 class _PlanEnded(Exception):
@@ -97,6 +102,8 @@ class TaskPlanWorkflow:
         self._pending_end: BatchEnd | None = None  # the last batch's end, until the catalog has it
         self._ends_as_status = False  # patch PATCH_END_STATUS
         self._web_ui = False  # patch PATCH_WEB_UI
+        self._pausable = False  # patch PATCH_PAUSE
+        self._paused_while_blocked = False  # _generate gave up waiting for the gate: the plan is paused
         self._temporal_cancel = False  # a Temporal cancel was seen: a CANCELLED plan ends Canceled
         self._ending = False  # the plan's end is being recorded: no more aborts
 
@@ -104,11 +111,13 @@ class TaskPlanWorkflow:
 
     @workflow.signal(dynamic=True)
     async def operator_signal(self, name: str, args: Sequence[RawValue]) -> None:
-        """``abort`` and ``stop_batch``, whatever input they come with (read raw: see workflows/signals.py).
+        """``abort``, ``stop_batch``, ``pause`` and ``resume``, whatever input they come with (read raw: see
+        workflows/signals.py).
 
         abort: ABORTING at once, no new batch; the running batch may finish, then CANCELLED.
         stop_batch: stop the running batch of that name (its subtasks are cancelled, it ends STOPPED); the
         plan goes on. ``temporal workflow signal -w <plan workflow id> --name stop_batch --input '"Task_.."'``
+        pause / resume: no new batch until resumed (the running one finishes); the reason in statusMessage.
         """
         if self._state is None:  # signalled with its start: act once the run has its state
             await workflow.wait_condition(lambda: self._state is not None)
@@ -120,8 +129,15 @@ class TaskPlanWorkflow:
             self._abort(signals.abort_reason(request))
         elif name == signals.STOP_BATCH:
             self._stop_batch(signals.batch_to_stop(request))
+        elif name == signals.PAUSE:
+            self._pause(signals.abort_reason(request, signals.DEFAULT_PAUSE_REASON))
+        elif name == signals.RESUME:
+            self._resume(signals.abort_reason(request, signals.DEFAULT_RESUME_REASON))
         else:
-            self._note_ignored(f"signal {name!r} ignored: a task plan takes {' or '.join(signals.SIGNALS)}")
+            self._note_ignored(
+                f"signal {name!r} ignored: a task plan takes {', '.join(signals.SIGNALS[:-1])} "
+                f"or {signals.SIGNALS[-1]}"
+            )
 
     def _abort(self, reason: str) -> None:
         state = self._require_state()
@@ -129,6 +145,35 @@ class TaskPlanWorkflow:
             return
         state.abort_reason = reason
         self._set_status(PlanStatus.ABORTING, f"aborting: {state.abort_reason}")
+
+    def _pause(self, reason: str) -> None:
+        plan = self._require_state().plan
+        if not self._pausable:
+            self._note_ignored("pause ignored: this plan started before plans could be paused")
+            return
+        if plan.status != PlanStatus.ACTIVE or self._ending:
+            self._note_ignored(f"pause ignored: the plan is {plan.status.value}")
+            return
+        plan.paused, plan.pause_reason = True, reason
+        running = self._batch_task is not None and self._batch is not None
+        self._set_status(
+            plan.status, f"paused: {reason}" + ("; the running batch finishes first" if running else "")
+        )
+
+    def _resume(self, reason: str) -> None:
+        plan = self._require_state().plan
+        if not plan.paused:
+            self._note_ignored("resume ignored: the plan is not paused")
+            return
+        plan.paused, plan.pause_reason = False, None
+        self._set_status(plan.status, f"resumed: {reason}")
+
+    async def _wait_while_paused(self, state: PlanState) -> None:
+        """No new batch until a resume (or an abort). A wait without a timer: no command, no history."""
+        message = f"paused: {state.plan.pause_reason}"
+        if state.plan.status_message != message:
+            self._set_status(state.plan.status, message)
+        await workflow.wait_condition(lambda: not state.plan.paused or state.abort_reason is not None)
 
     def _stop_batch(self, task_name: str | None) -> None:
         """Stop the running batch if it is the one named (None: whichever runs); else say why not."""
@@ -179,7 +224,12 @@ class TaskPlanWorkflow:
 
     @workflow.query
     def details(self, query: PlanQuery | None = None) -> TaskPlan:
-        return self._require_state().plan.with_batch_page(query)
+        plan = self._require_state().plan.with_batch_page(query)
+        batch = self._batch
+        if batch is not None and self._batch_task is not None:  # a running batch's ended subtasks count
+            report = plan.report.plus(batch.totals, completed=batch.completed, failed=batch.failed)
+            plan = plan.model_copy(update={"report": report})
+        return plan
 
     @workflow.query
     def status(self) -> PlanStatus:
@@ -199,6 +249,7 @@ class TaskPlanWorkflow:
     async def run(self, request: PlanInput) -> TaskPlan:
         self._ends_as_status = workflow.patched(PATCH_END_STATUS)
         self._web_ui = workflow.patched(PATCH_WEB_UI)
+        self._pausable = workflow.patched(PATCH_PAUSE)
         if self._state is None:
             self._state = request.carried or PlanState(
                 plan=TaskPlan(
@@ -220,10 +271,16 @@ class TaskPlanWorkflow:
             while True:
                 if state.abort_reason is not None:
                     self._finish(PlanStatus.CANCELLED, f"aborted: {state.abort_reason}")
+                if self._pausable and state.plan.paused:
+                    await self._wait_while_paused(state)
+                    continue
                 generated = await self._generate(request, state)
                 if state.abort_reason is not None:
                     self._drop_generated(request, state, generated)
                     continue  # an abort that came during generation: no new batch
+                if self._paused_while_blocked:
+                    self._paused_while_blocked = False
+                    continue  # paused while progression was blocked: no batch was generated
                 if generated.abort_reason:
                     self._finish(
                         PlanStatus.FAILED,
@@ -325,7 +382,7 @@ class TaskPlanWorkflow:
             self._set_status(state.plan.status, f"progression blocked: {reason}")
         with contextlib.suppress(TimeoutError):  # ask again when the wait runs out
             await workflow.wait_condition(
-                lambda: state.abort_reason is not None,
+                lambda: state.abort_reason is not None or (self._pausable and state.plan.paused),
                 timeout=request.options.blocked_recheck_s,
                 timeout_summary=f"progression blocked: {reason}"[:200] if self._web_ui else None,
             )
@@ -400,6 +457,9 @@ class TaskPlanWorkflow:
                 attempt -= 1
                 await self._wait_while_blocked(request, state, step.blocked_reason)
                 if state.abort_reason is not None:
+                    return GeneratedBatch(no_more_work=False)
+                if self._pausable and state.plan.paused:
+                    self._paused_while_blocked = True  # nothing generated: the loop waits for a resume
                     return GeneratedBatch(no_more_work=False)
                 continue
             self._note_progression_allowed(state)
@@ -564,6 +624,9 @@ class TaskPlanWorkflow:
         record.num_failed_subtasks = result.num_failed
         record.finished_at_ms = epoch_ms()
         plan.inputs_being_processed = 0
+        plan.report = plan.report.plus(
+            result.totals, completed=result.num_completed, failed=result.num_failed
+        )
         if result.task_state == TaskState.COMPLETED:
             plan.inputs_processed += generated.inputs_in_batch
         else:
@@ -619,6 +682,7 @@ class TaskPlanWorkflow:
         if final:
             plan.finished_at_ms = epoch_ms()
             plan.inputs_being_processed = 0
+            plan.paused, plan.pause_reason = False, None
         self._publish_details()
 
     def _on_subtask_end(self) -> None:

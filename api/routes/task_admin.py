@@ -103,11 +103,16 @@ async def task_metadata(
     catalog: CatalogDep,
     principal: PrincipalDep,
 ) -> dict[str, Any]:
-    """taskplan's metadata of a table and task type is what its latest plan recorded: its id, status and
-    custom stats (the generator's progress, e.g. the next input), as a ZNRecord's simpleFields."""
+    """Pinot's task metadata of the table: for a task type that keeps one in the catalog (MergeRollupTask's
+    ``watermarkMap``, RealtimeToOfflineSegmentsTask's ``watermarkMs``) Pinot's JSON of it,
+    ``{"tableNameWithType", <its fields>}``; for any other task type what its latest plan recorded (its id,
+    status and custom stats, e.g. the generator's next input) as a ZNRecord's simpleFields."""
     task_type = known_task_type(stack, taskType)
     table = parse_table_name(tableNameWithType, typed=True)
     require_table(principal, Permission.READ, table)
+    kept = await asyncio.to_thread(catalog.segments.task_metadata, table.name, task_type)
+    if kept is not None:
+        return {"tableNameWithType": table.name, **kept}
     plans = await asyncio.to_thread(catalog.tasks.latest_plan_snapshot, table.name, task_type)
     if plans is None:
         return {}
@@ -126,7 +131,8 @@ async def task_metadata(
 @router.delete(
     "/{taskType}/{tableNameWithType}/metadata",
     response_model=StatusResponse,
-    summary="Delete a table's task metadata for a task type: its ended plans (409 while one is active)",
+    summary="Delete a table's task metadata for a task type: its watermarks and ended plans "
+    "(409 while a plan is active)",
 )
 async def delete_task_metadata(
     taskType: TaskTypePath,
@@ -146,6 +152,8 @@ async def delete_task_metadata(
             f"(DELETE /tasks/taskPlans/{active[0]}) before deleting the table's task metadata"
         )
     await _remove_ended_plans(deleter, catalog, table.name, task_type)
+    # The watermarks reset: the next run starts again from the table's oldest data (Pinot's behaviour).
+    await asyncio.to_thread(catalog.segments.delete_task_metadata, table.name, task_type)
     return StatusResponse(
         status=f"Successfully deleted metadata for task type: {task_type} from table: {table.name}"
     )

@@ -174,3 +174,41 @@ async def abort_plan(
 ) -> TaskPlan:
     await _require_plan_table(catalog, planId, principal, Permission.DELETE)
     return await aborter.abort_plan(planId)
+
+
+ReasonQuery = Annotated[
+    str,
+    Query(max_length=1000, description="why (shown in the plan's statusMessage)", examples=["maintenance"]),
+]
+
+
+@router.put(
+    "/{planId}/pause",
+    response_model=TaskPlan,
+    summary="Pause a task plan: no new batch until resumed (the running batch finishes); 409 if it ended",
+)
+async def pause_plan(
+    planId: PlanIdPath,
+    aborter: AborterDep,
+    catalog: CatalogDep,
+    principal: PrincipalDep,
+    reason: ReasonQuery = "",
+) -> TaskPlan:
+    await _require_plan_table(catalog, planId, principal, Permission.UPDATE)
+    return await aborter.pause_plan(planId, reason.strip())
+
+
+@router.put(
+    "/{planId}/resume",
+    response_model=TaskPlan,
+    summary="Resume a paused task plan: its next batch starts; 409 if it ended or is not paused",
+)
+async def resume_plan(
+    planId: PlanIdPath,
+    aborter: AborterDep,
+    catalog: CatalogDep,
+    principal: PrincipalDep,
+    reason: ReasonQuery = "",
+) -> TaskPlan:
+    await _require_plan_table(catalog, planId, principal, Permission.UPDATE)
+    return await aborter.resume_plan(planId, reason.strip())

@@ -12,6 +12,7 @@ Two kinds cross a boundary:
       ├── PlanAlreadyActiveError          409: one active plan per table and task type
       ├── TaskAlreadyExistsError          409: an ad hoc task name already taken
       ├── TaskStillRunningError           409: deleting what still runs, unforced
+      ├── PlanNotSteerableError           409: pausing or resuming a plan that ended (or is not paused)
       ├── TaskGenerationError             legacy generation failed (error_type tells 400 from 500)
       └── LookupError
           ├── PlanNotFoundError           404
@@ -88,6 +89,10 @@ class TaskAlreadyExistsError(Exception):
 
 class TaskStillRunningError(Exception):
     """A delete of a task (or a task type's tasks) that still runs, without ``forceDelete`` (409)."""
+
+
+class PlanNotSteerableError(Exception):
+    """A pause or resume the plan cannot take: it ended, is aborting, or (resume) is not paused (409)."""
 
 
 class PlanNotFoundError(LookupError):

@@ -42,6 +42,73 @@ class BatchRecord(WireModel):
     finished_at_ms: int | None = None
 
 
+# Druid's task report fields, summed from the counters the subtasks report (README "Plan report").
+_PROCESSED = ("processed", "rowsScanned", "rowsIn", "rowsRewritten", "rowsExported")
+_THROWN_AWAY = ("thrownAway", "rowsPurged")
+_SEGMENTS_ADDED = ("segments", "segmentsCreated")
+_SEGMENTS_REMOVED = ("segmentsMerged",)
+_SEGMENTS_REPLACED = ("segmentsPurged", "segmentsRewritten")
+
+
+class RowStats(WireModel):
+    """Druid's ``rowStats``: rows read (ingested, scanned, merged, rewritten, exported), rows with a bad
+    value, rows dropped (filtered out, purged), lines that could not be parsed."""
+
+    processed: int = 0
+    processed_bytes: int = 0
+    processed_with_error: int = 0
+    thrown_away: int = 0
+    unparseable: int = 0
+
+
+class SegmentStats(WireModel):
+    """Segments the plan added (built, merged into), removed (merged away) and replaced one for one."""
+
+    added: int = 0
+    removed: int = 0
+    replaced: int = 0
+    skipped: int = 0
+
+
+class PlanReport(WireModel):
+    """A plan's report: its subtasks' counters summed over all of its batches (``counters``, as reported),
+    and Druid's report fields made from them. Live while a batch runs (its subtasks that ended count)."""
+
+    row_stats: RowStats = Field(default_factory=RowStats)
+    segments: SegmentStats = Field(default_factory=SegmentStats)
+    subtasks_completed: int = 0
+    subtasks_failed: int = 0
+    counters: dict[str, float] = Field(default_factory=dict)
+
+    def plus(self, counters: dict[str, float], *, completed: int = 0, failed: int = 0) -> PlanReport:
+        """This report with more counters (a batch's totals) and subtasks added."""
+        summed = dict(self.counters)
+        for key, value in counters.items():
+            summed[key] = summed.get(key, 0.0) + value
+
+        def total(*keys: str) -> int:
+            return int(sum(summed.get(k, 0.0) for k in keys))
+
+        return PlanReport(
+            row_stats=RowStats(
+                processed=total(*_PROCESSED),
+                processed_bytes=total("processedBytes"),
+                processed_with_error=total("processedWithError"),
+                thrown_away=total(*_THROWN_AWAY),
+                unparseable=total("unparseable"),
+            ),
+            segments=SegmentStats(
+                added=total(*_SEGMENTS_ADDED),
+                removed=total(*_SEGMENTS_REMOVED),
+                replaced=total(*_SEGMENTS_REPLACED),
+                skipped=total("segmentsSkipped"),
+            ),
+            subtasks_completed=self.subtasks_completed + completed,
+            subtasks_failed=self.subtasks_failed + failed,
+            counters=summed,
+        )
+
+
 class TaskPlan(WireModel):
     """The documented task plan model, plus a few read-only extras (marked) for operators."""
 
@@ -63,6 +130,9 @@ class TaskPlan(WireModel):
     num_failed_batches: int = 0
     created_at_ms: int = 0
     finished_at_ms: int | None = None
+    paused: bool = False  # no new batch until resumed (PUT .../pause); the reason is in pause_reason
+    pause_reason: str | None = None
+    report: PlanReport = Field(default_factory=PlanReport)  # counters summed over all batches
 
     def with_batch_page(self, query: PlanQuery | None) -> TaskPlan:
         """A copy holding one page of the retained batch records (the most recent ones by default)."""
@@ -89,6 +159,12 @@ class PlanOptions(WireModel):
 
 
 class AbortRequest(WireModel):
+    reason: str = ""
+
+
+class PauseRequest(WireModel):
+    """The input of the ``pause`` and ``resume`` signals (any other input is read as the reason too)."""
+
     reason: str = ""
 
 

@@ -1,5 +1,6 @@
 """Steering a plan: aborting it (its ABORT signal: no new batch; the running batch may finish, then it ends
-CANCELLED), and stopping its running batch (STOP_BATCH: the batch ends STOPPED, the plan goes on)."""
+CANCELLED), stopping its running batch (STOP_BATCH: the batch ends STOPPED, the plan goes on), and pausing and
+resuming it (PAUSE: no new batch until RESUME; the running batch finishes)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from taskplan.catalog.tasks import TaskStore
 from taskplan.clock import now_ms
-from taskplan.models.plan import AbortRequest, PlanStatus, TaskPlan
+from taskplan.models.errors import PlanNotSteerableError
+from taskplan.models.plan import AbortRequest, PauseRequest, PlanStatus, TaskPlan
 from taskplan.models.task import TaskState
 from taskplan.plans.reading import PlanReader
 from taskplan.plans.visibility import find_plan_run
@@ -71,3 +73,37 @@ class PlanAborter:
             ended = await self.reader.get_plan(plan_id)  # ended meanwhile: nothing to stop
             return BatchStop(ended.status, found.batch_state)
         return found
+
+    async def pause_plan(self, plan_id: str, reason: str = "") -> TaskPlan:
+        """Signal the plan to pause; its state right after (paused). Raises PlanNotFoundError, and
+        PlanNotSteerableError when the plan ended or is aborting."""
+        return await self._steer(plan_id, signals.PAUSE, reason or "paused through the API", paused=True)
+
+    async def resume_plan(self, plan_id: str, reason: str = "") -> TaskPlan:
+        """Signal a paused plan to go on. Raises PlanNotFoundError, and PlanNotSteerableError when the plan
+        ended or is not paused."""
+        return await self._steer(plan_id, signals.RESUME, reason or "resumed through the API", paused=False)
+
+    async def _steer(self, plan_id: str, signal: str, reason: str, *, paused: bool) -> TaskPlan:
+        run = await find_plan_run(self.client, plan_id)
+        plan = await self.reader.get_plan(plan_id, live=run.running)
+        verb = signal
+        if not run.running or plan.status is not PlanStatus.ACTIVE:
+            raise PlanNotSteerableError(
+                f"task plan {plan_id} is {plan.status.value} ({plan.status_message}): "
+                f"only an ACTIVE plan can {verb}"
+            )
+        if not paused and not plan.paused:
+            raise PlanNotSteerableError(f"task plan {plan_id} is not paused: nothing to resume")
+        try:
+            await run.handle.signal(signal, PauseRequest(reason=reason))
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            ended = await self.reader.get_plan(plan_id)
+            raise PlanNotSteerableError(
+                f"task plan {plan_id} ended meanwhile ({ended.status.value}): only an ACTIVE plan can {verb}"
+            ) from None
+        plan = await self.reader.get_plan(plan_id, live=True)
+        await asyncio.to_thread(self.store.save_snapshot, plan, now_ms(), unless_ended=True)
+        return plan

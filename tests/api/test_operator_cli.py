@@ -79,6 +79,14 @@ async def test_execute_watch_list_show_and_abort(url: str) -> None:
     assert code == 0 and running in {p["planId"] for p in json.loads(out)}
     code, out, _ = await cli("plans", "list", "--url", url)
     assert out.startswith("PLAN ID") and running in out
+    code, out, _ = await cli("plans", "pause", running, "--reason", "backfill first", "--url", url)
+    assert code == 0 and out.startswith(f"plan {running} is paused: paused: backfill first"), out
+    code, out, _ = await cli("plans", "show", running, "--url", url)
+    assert "paused     backfill first" in out and "rows       processed 0" in out, out
+    code, out, _ = await cli("plans", "resume", running, "--url", url)
+    assert code == 0 and f"plan {running} is ACTIVE" in out, out
+    code, _, err = await cli("plans", "resume", running, "--url", url)
+    assert code == 2 and "is not paused" in err, err
     code, out, _ = await cli("plans", "abort", running, "--url", url)
     assert code == 0 and "ABORTING" in out
     code, out, _ = await cli("plans", "watch", running, "--interval", "0.2", "--url", url)

@@ -37,9 +37,19 @@ async def test_a_stopped_queue_holds_plans_until_resumed(http: httpx.AsyncClient
         held = await eventually(blocked)
         await asyncio.sleep(2)
         assert (await plan(http, plan_id))["numBatches"] == held["numBatches"] < 4
+        # A pause while the gate holds the plan: once the queue resumes, the plan still waits.
+        assert (await http.put(f"/tasks/taskPlans/{plan_id}/pause")).status_code == 200
     finally:
         assert (await http.put(f"/tasks/{COUNTING}/resume")).status_code == 200
     assert (await http.get(f"/tasks/{COUNTING}/state")).json() == "IN_PROGRESS"
+
+    async def paused() -> None:
+        assert (await plan(http, plan_id))["statusMessage"] == "paused: paused through the API"
+
+    await eventually(paused)
+    await asyncio.sleep(1.5)
+    assert (await plan(http, plan_id))["numBatches"] == held["numBatches"]
+    assert (await http.put(f"/tasks/taskPlans/{plan_id}/resume")).status_code == 200
     await wait_inactive(http, plan_id)
     done = await plan(http, plan_id)
     assert done["status"] == "COMPLETED" and done["numBatches"] == 4

@@ -182,7 +182,10 @@ async def test_a_signal_of_another_name_says_so_and_changes_nothing(
 
     async def noted() -> None:
         plan = await plans.reader.get_plan(plan_id, live=True)
-        assert plan.status_message == "signal 'Abort' ignored: a task plan takes abort or stop_batch"
+        assert (
+            plan.status_message
+            == "signal 'Abort' ignored: a task plan takes abort, stop_batch, pause or resume"
+        )
         assert plan.status == PlanStatus.ACTIVE
 
     await eventually(noted, timeout=15)

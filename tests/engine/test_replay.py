@@ -143,6 +143,17 @@ async def test_todays_plan_and_batch_histories_replay(engine: Client, tables: Ca
         assert (await service.reader.get_plan(plan_id)).num_batches >= 4
 
     await eventually(four_batches, timeout=60)
+    # A pause and a resume in the history: a worker that restarts (replays it) rebuilds the paused state,
+    # else it would generate a batch the history does not have.
+    await service.aborter.pause_plan(plan_id, "replay test pause")
+
+    async def paused_between_batches() -> None:
+        plan = await service.reader.get_plan(plan_id)
+        assert plan.paused and plan.status_message == "paused: replay test pause", plan.status_message
+
+    await eventually(paused_between_batches, timeout=60)
+    await service.aborter.resume_plan(plan_id)
+    await eventually(four_batches)
     await service.aborter.abort_plan(plan_id, "replay test")
     await wait_for_end(service.reader, plan_id)
     legacy = await service.one_shot.run_one_shot("TestLegacyTask", [table], {"subtasksPerBatch": "3"})

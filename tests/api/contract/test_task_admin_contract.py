@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from taskplan.catalog import Catalog
 from tests.api.contract.conftest import CONTRACT, assert_error, make_table
 from tests.support.engine import eventually
 
@@ -111,6 +112,35 @@ async def test_table_task_metadata_state_and_count(api: httpx.AsyncClient) -> No
         "status": f"Successfully deleted metadata for task type: {CONTRACT} from table: {table}"
     }
     assert (await api.get(f"/tasks/{CONTRACT}/{table}/metadata")).json() == {}
+
+
+async def test_watermarks_read_and_reset_through_the_metadata_endpoints(
+    api: httpx.AsyncClient, tables: Catalog
+) -> None:
+    """Pinot's MergeRollupTaskMetadata and RealtimeToOfflineSegmentsTaskMetadata, from the catalog rows the
+    task types keep their watermarks in; DELETE resets them (the next run starts from the oldest data)."""
+    offline = await make_table(api)
+    realtime = await make_table(api, table_type="REALTIME")
+    merge, move = "MergeRollupTask", "RealtimeToOfflineSegmentsTask"
+    assert (await api.get(f"/tasks/{merge}/{offline}/metadata")).json() == {}
+    tables.segments.put_task_metadata(offline, merge, {"watermarkMap": {"1day": 86_400_000, "1week": 0}})
+    tables.segments.put_task_metadata(realtime, move, {"watermarkMs": 172_800_000})
+    assert (await api.get(f"/tasks/{merge}/{offline}/metadata")).json() == {
+        "tableNameWithType": offline,
+        "watermarkMap": {"1day": 86_400_000, "1week": 0},
+    }
+    assert (await api.get(f"/tasks/{move}/{realtime}/metadata")).json() == {
+        "tableNameWithType": realtime,
+        "watermarkMs": 172_800_000,
+    }
+    deleted = await api.delete(f"/tasks/{merge}/{offline}/metadata")
+    assert deleted.json() == {
+        "status": f"Successfully deleted metadata for task type: {merge} from table: {offline}"
+    }
+    assert (await api.get(f"/tasks/{merge}/{offline}/metadata")).json() == {}
+    assert tables.segments.task_metadata(offline, merge) is None
+    assert (await api.delete(f"/tasks/{move}/{realtime}/metadata")).status_code == 200
+    assert tables.segments.task_metadata(realtime, move) is None
 
 
 async def test_runtime_config_progress_and_debug(api: httpx.AsyncClient) -> None:
