@@ -73,6 +73,14 @@ class DeepStore:
         """Where files of the table are staged: its directory (local), else this process's scratch."""
         split_table_name_with_type(table)
         directory = self.root / table if self.is_local else self.scratch / table
+        for _ in range(10):
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                return directory
+            except FileExistsError:
+                # A drop moved the directory aside between mkdir and its is_dir check: make it again (a
+                # writer that then publishes into it is stopped by the catalog, as before).
+                continue
         directory.mkdir(parents=True, exist_ok=True)
         return directory
 
