@@ -17,7 +17,15 @@ from tests.support.api import api_client
 
 P = "controller.admin.access.control.principals"
 COUNTING = "TestCountingTask"
-OPEN_PATHS = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+OPEN_PATHS = {
+    "/health",
+    "/health/liveness",
+    "/health/readiness",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/openapi.json",
+}
 
 
 def basic(user: str, password: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from taskplan.catalog import Catalog
 from taskplan.runtime import dev_server_command, wait_for_port
 from taskplan.settings import Settings
 from taskplan.workflows.models import CLUSTER_JOBS
@@ -73,6 +74,9 @@ class TwoControllers:
             dev_server_command(settings, headless=True), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         wait_for_port("127.0.0.1", self.temporal_port, 60, self.server)
+        catalog = Catalog(settings.resolved_catalog_url)  # `taskplan db upgrade`: workers only check it
+        catalog.migrate()
+        catalog.close()
         for i in range(2):
             port = free_port()
             log = self.data_dir / f"controller{i}.log"
@@ -163,6 +167,9 @@ def test_a_worker_port_serves_its_probes_before_and_after_it_connects(
     cluster: TwoControllers, tmp_path: Path
 ) -> None:
     port, temporal_port = free_port(), free_port()
+    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")  # upgraded, as `taskplan db upgrade` does
+    catalog.migrate()
+    catalog.close()
     env = {
         **os.environ,
         "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",  # nobody serves it yet
