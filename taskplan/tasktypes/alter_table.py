@@ -44,8 +44,8 @@ from taskplan.tasktypes.common import (
     DataTaskGenerator,
     plugin_catalog,
     require_schema,
-    segment_manager,
     short_hash,
+    subtask_scope,
     table_max_num_tasks,
 )
 from taskplan.tasktypes.rewriting import DEFAULT_MAX_RECORDS, local_sources, swap_in, write_merged
@@ -126,10 +126,7 @@ class AlterTableTaskGenerator(DataTaskGenerator):
 
 class AlterTableTaskExecutor(BaseTaskExecutor):
     def execute(self, task: PinotTaskConfig, context: ExecutionContext) -> SubtaskResult:
-        catalog = plugin_catalog(context)
-        manager = segment_manager(context)
-        table = catalog.require_table(task.table_name)
-        schema = require_schema(catalog, table)  # the schema now, also if it changed since the batch began
+        _, manager, table, schema = subtask_scope(task.table_name, context)
         target = signature(table, schema)
         name = task.configs[SEGMENT_NAME]
         found = manager.store.visible_segments(table.tableName, [name])

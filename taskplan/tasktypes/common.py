@@ -7,7 +7,7 @@ import os
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from taskplan.catalog import Catalog
 from taskplan.cpus import available_cpus
@@ -99,6 +99,22 @@ def require_schema(catalog: Catalog, table: TableConfig) -> Schema:
     if schema is None:
         raise TaskConfigError(f"table {table.tableName} has no schema {table.raw_table_name}")
     return schema
+
+
+class SubtaskScope(NamedTuple):
+    """What a data subtask works with: the catalog, the segments, its table and that table's schema (as
+    they are now, also if they changed since the batch was generated)."""
+
+    catalog: Catalog
+    manager: SegmentManager
+    table: TableConfig
+    schema: Schema
+
+
+def subtask_scope(table_name: str, context: ExecutionContext) -> SubtaskScope:
+    catalog = plugin_catalog(context)
+    table = catalog.require_table(table_name)
+    return SubtaskScope(catalog, segment_manager(context), table, require_schema(catalog, table))
 
 
 def short_hash(*parts: str, length: int = 10) -> str:

@@ -49,10 +49,9 @@ from taskplan.tasktypes.common import (
     bucket_store,
     check_reachable,
     plugin_catalog,
-    require_schema,
     resolve_s3_under,
     resolve_under,
-    segment_manager,
+    subtask_scope,
     table_max_num_tasks,
 )
 
@@ -181,10 +180,7 @@ class DataExportTaskGenerator(DataTaskGenerator):
 
 class DataExportTaskExecutor(BaseTaskExecutor):
     def execute(self, task: PinotTaskConfig, context: ExecutionContext) -> SubtaskResult:
-        catalog = plugin_catalog(context)
-        manager = segment_manager(context)
-        table = catalog.require_table(task.table_name)
-        schema = require_schema(catalog, table)
+        _, manager, table, schema = subtask_scope(task.table_name, context)
         try:
             target = parse_target(table, task.configs, context.settings)
         except TaskConfigError as exc:

@@ -50,8 +50,8 @@ from taskplan.tasktypes.common import (
     int_config,
     plugin_catalog,
     require_schema,
-    segment_manager,
     short_hash,
+    subtask_scope,
 )
 from taskplan.tasktypes.rewriting import (
     AGGREGATION_SUFFIX,
@@ -250,10 +250,7 @@ class MergeRollupTaskGenerator(DataTaskGenerator):
 
 class MergeRollupTaskExecutor(BaseTaskExecutor):
     def execute(self, task: PinotTaskConfig, context: ExecutionContext) -> SubtaskResult:
-        catalog = plugin_catalog(context)
-        manager = segment_manager(context)
-        table = catalog.require_table(task.table_name)
-        schema = require_schema(catalog, table)
+        _, manager, table, schema = subtask_scope(task.table_name, context)
         configs = task.configs
         level_name = configs[MERGE_LEVEL]
         try:

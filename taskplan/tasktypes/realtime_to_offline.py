@@ -43,7 +43,7 @@ from taskplan.plugin import (
     TaskConfigError,
     TaskTypePlugin,
 )
-from taskplan.tasktypes.common import DataTaskGenerator, plugin_catalog, require_schema, segment_manager
+from taskplan.tasktypes.common import DataTaskGenerator, plugin_catalog, require_schema, subtask_scope
 from taskplan.tasktypes.rewriting import (
     AGGREGATION_SUFFIX,
     MAX_NUM_RECORDS_PER_SEGMENT,
@@ -206,10 +206,7 @@ class RealtimeToOfflineSegmentsTaskGenerator(DataTaskGenerator):
 
 class RealtimeToOfflineSegmentsTaskExecutor(BaseTaskExecutor):
     def execute(self, task: PinotTaskConfig, context: ExecutionContext) -> SubtaskResult:
-        catalog = plugin_catalog(context)
-        manager = segment_manager(context)
-        realtime = catalog.require_table(task.table_name)
-        schema = require_schema(catalog, realtime)
+        catalog, manager, realtime, schema = subtask_scope(task.table_name, context)
         configs = task.configs
         try:
             settings = _settings(configs)

@@ -383,7 +383,10 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-@pytest.mark.skipif(not os.environ.get(RECORD), reason=f"records the histories of this version: {RECORD}=1")
+@pytest.mark.skipif(
+    not os.environ.get(RECORD),
+    reason=f"a release step, not a check: it rewrites the recorded histories; run with {RECORD}=1",
+)
 async def test_record_histories(engine: Client, tables: Catalog) -> None:
     """Runs every scenario with today's code and writes tests/engine/histories/v<version>/ anew."""
     recording = Recording(engine, tables)
