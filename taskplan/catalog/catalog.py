@@ -14,7 +14,6 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Connection,
@@ -23,6 +22,7 @@ from sqlalchemy import (
     delete,
     event,
     insert,
+    inspect,
     make_url,
     select,
     text,
@@ -52,6 +52,7 @@ def _dump(model: TableConfig | Schema) -> str:
 
 
 UPGRADE_COMMAND = "taskplan db upgrade"
+VERSION_TABLE = "alembic_version"  # alembic's default, which the migrations keep
 
 
 def _alembic_config() -> Config:
@@ -98,7 +99,14 @@ class Catalog:
     def revision(self) -> str | None:
         """The catalog's revision (its ``alembic_version`` row); None for an empty catalog."""
         with self.engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            # Read as alembic keeps it, without alembic's MigrationContext (which logs two INFO lines at
+            # every process start).
+            if not inspect(conn).has_table(VERSION_TABLE):
+                return None
+            revisions = list(conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
+        if len(revisions) > 1:
+            raise CatalogVersionError(f"the catalog has several alembic heads: {revisions}")
+        return revisions[0] if revisions else None
 
     def check_revision(self) -> str:
         """Refuse a catalog behind or ahead of this code: processes start on an upgraded catalog and never

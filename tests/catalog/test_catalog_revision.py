@@ -115,3 +115,15 @@ def test_pool_sizes_are_properties(tmp_path: Path) -> None:
     assert (settings.catalog_pool_size, settings.catalog_max_overflow) == (3, 1)
     with pytest.raises(ValueError, match=r"taskplan.catalog.poolSize = '0'"):
         load_settings(None, environ={"TASKPLAN_CATALOG_POOLSIZE": "0"})
+
+
+def test_the_start_up_check_logs_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Every process checks the revision at start: alembic's "Context impl" and "Will assume ... DDL" INFO
+    lines are for `taskplan db upgrade`, not for each start."""
+    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+    assert catalog.revision() is None
+    catalog.migrate()
+    with caplog.at_level("DEBUG"):
+        assert catalog.check_revision() == code_revision()
+    catalog.close()
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("alembic")] == []
