@@ -34,7 +34,7 @@ $(CHROMIUM):
 
 ## Lint, type-check and run every test.
 test: $(STAMP) test-tools $(CHROMIUM) check
-	$(BIN)/python -m pytest -n 2 --dist loadscope
+	$(BIN)/python -m pytest -n 2 --dist loadscope --durations=30
 
 ## Debian packages the tests run, installed only when missing: HAProxy, the TLS terminator in front of
 ## Temporal in the mTLS test (tests/engine/test_temporal_tls.py); `ip` (iproute2) for the network namespaces
