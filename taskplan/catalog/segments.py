@@ -25,7 +25,7 @@ import json
 import threading
 import uuid
 import zlib
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, delete, exists, insert, or_, select, text, update
@@ -442,12 +442,26 @@ class SegmentCatalog:
             return list(self._end_replace(conn, table, self._entry(conn, table, lineage_id)).segments_from)
 
     def swap(
-        self, table: str, lineage_id: str, uploaded: Sequence[SegmentMetadata] = ()
+        self,
+        table: str,
+        lineage_id: str,
+        uploaded: Sequence[SegmentMetadata] = (),
+        successors: Mapping[str, str | None] | None = None,
     ) -> list[SegmentMetadata]:
         """In one transaction: record the replacement's ``uploaded`` targets, complete it (idempotent) and
-        forget the segments it replaced; returns those (their files can go once this has committed)."""
+        forget the segments it replaced; returns those (their files can go once this has committed).
+
+        ``successors`` is for a rewrite (purge, merge, schema change): a replaced segment's rows live on in
+        the target it names, so the input files recorded as ingested into it stay ingested, now into that
+        target (None: into no segment, all their rows gone). Without it (an ingestion's own replacement) the
+        replaced segments' file records go with them."""
         with self._write(table) as conn:
             entry = self._entry(conn, table, lineage_id)
+            for source, target in (successors or {}).items():
+                if source not in entry.segments_from or target not in (*entry.segments_to, None):
+                    raise SegmentConflictError(
+                        f"{source} -> {target} is not a replacement of {lineage_id} of {table}"
+                    )
             if entry.state == LineageState.IN_PROGRESS:
                 for segment in uploaded:
                     if segment.table_name != table or segment.segment_name not in entry.segments_to:
@@ -457,6 +471,12 @@ class SegmentCatalog:
                         )
                 _upsert_segments(conn, table, uploaded)
             self._end_replace(conn, table, entry)
+            for source, target in (successors or {}).items():
+                conn.execute(
+                    update(processed_files)
+                    .where(processed_files.c.table_name == table, processed_files.c.segment_name == source)
+                    .values(segment_name=target or "")
+                )
             return self._delete_segments(conn, table, entry.segments_from)
 
     def _end_replace(self, conn: Connection, table: str, entry: LineageEntry) -> LineageEntry:

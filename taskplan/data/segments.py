@@ -311,11 +311,16 @@ class SegmentManager:
         return [s.segment_name for s in deleted]
 
     def finish_replace(
-        self, table: str, lineage_id: str, uploaded: Sequence[SegmentMetadata] = ()
+        self,
+        table: str,
+        lineage_id: str,
+        uploaded: Sequence[SegmentMetadata] = (),
+        successors: Mapping[str, str | None] | None = None,
     ) -> list[str]:
         """End a replacement (idempotent), recording its ``uploaded`` targets first, and retire what it
-        replaced: one catalog transaction, then the retired segments' files are deleted."""
-        retired = self.store.swap(table, lineage_id, uploaded)
+        replaced: one catalog transaction, then the retired segments' files are deleted. ``successors``:
+        for a rewrite, which target holds each replaced segment's rows (see SegmentCatalog.swap)."""
+        retired = self.store.swap(table, lineage_id, uploaded, successors)
         for segment in retired:
             self.deep_store.delete(table, segment.file_name)
         return [s.segment_name for s in retired]

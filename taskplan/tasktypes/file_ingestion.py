@@ -249,6 +249,24 @@ def _segment_of(recorded: str) -> str | None:
     return None if not recorded or recorded.startswith(SKIPPED) else recorded
 
 
+def _refuse_merged(processed: dict[str, tuple[str, str]], files: dict[str, str], touched: list[str]) -> None:
+    """SYNC replaces or drops a changed or removed file's segment. A segment that also holds the rows of a
+    file still there unchanged (a merge, MergeRollupTask, put several files' rows into it) cannot be: its
+    other rows would go too. Refused, naming the files, rather than lose them."""
+    holders: dict[str, list[str]] = {}
+    for uri, (_, seg) in processed.items():
+        if _segment_of(seg):
+            holders.setdefault(seg, []).append(uri)
+    for seg in sorted(set(touched)):
+        kept = [uri for uri in holders.get(seg, []) if files.get(uri) == processed[uri][0]]
+        if kept:
+            raise TaskConfigError(
+                f"SYNC cannot replace segment {seg} of a changed or removed file: it also holds the rows of "
+                f"{len(kept)} unchanged input file(s) ({kept[0]}{', ...' if len(kept) > 1 else ''}), merged "
+                f"into it; ingest with {INGESTION_MODE}=FULL_SWAP instead"
+            )
+
+
 def segment_name_for(table: TableConfig, uri: str, fp: str, lineage_id: str | None) -> str:
     parts = [table.raw_table_name, short_hash(uri, length=10), short_hash(fp, length=6)]
     if lineage_id:
@@ -306,6 +324,8 @@ class FileIngestionTaskGenerator(DataTaskGenerator):
         removed = []
         if spec.mode is IngestionMode.SYNC:
             removed = [seg for uri, (_, seg) in processed.items() if uri not in files and _segment_of(seg)]
+            _refuse_merged(processed, files, [seg for _, _, seg in pending if seg] + removed)
+            removed = sorted(set(removed))
         return pending, removed
 
     def _subtasks(

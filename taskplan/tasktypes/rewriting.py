@@ -178,7 +178,10 @@ def swap_in(
     try:
         for segment, staged in zip(written.segments, written.staged, strict=True):
             manager.deep_store.publish(staged, table, segment.file_name)
-        manager.finish_replace(table, lineage_id, written.segments)
+        # The sources' rows live on in the written segments: input files ingested into a source stay
+        # ingested (into the first of them; into none when nothing was written).
+        heir = written.segments[0].segment_name if written.segments else None
+        manager.finish_replace(table, lineage_id, written.segments, successors=dict.fromkeys(sources, heir))
     finally:
         written.discard()
     return True

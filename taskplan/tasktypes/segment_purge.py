@@ -259,7 +259,12 @@ class SegmentPurgeTaskExecutor(BaseTaskExecutor):
             return [done for r in rewritten for done in self._swap(manager, table, [r], expression)]
         for r in rewritten:
             manager.deep_store.publish(r.staged, table, r.purged.file_name)
-        manager.finish_replace(table, lineage_id, [r.purged for r in rewritten])
+        manager.finish_replace(
+            table,
+            lineage_id,
+            [r.purged for r in rewritten],
+            successors={r.segment.segment_name: r.purged.segment_name for r in rewritten},
+        )
         return rewritten
 
 
