@@ -17,6 +17,7 @@ from taskplan.api.task_access import TaskTypePath, known_task_type
 from taskplan.bootstrap import Stack
 from taskplan.catalog import Catalog
 from taskplan.cycle import run_trigger_cycle
+from taskplan.plan_configs import credential_problems
 from taskplan.gate import QueueState, queue_state, set_queue_state
 from taskplan.models import errors
 from taskplan.models.errors import TaskAlreadyExistsError, TaskGenerationError
@@ -101,6 +102,10 @@ async def execute(
     )
     # Refuse bad task configs (a predicate that is not one expression, a path outside the allowed roots)
     # now, with a 400, rather than as a failed plan.
+    # A password in them is refused before anything reaches Temporal (the check below is an Update).
+    secret_problems = credential_problems({task_type: request.taskConfigs})
+    if secret_problems:
+        raise ApiError(400, "invalid task configs: " + "; ".join(secret_problems))
     for table in tables:
         trial = table.model_copy(
             update={"task": TableTaskConfig(taskTypeConfigsMap={task_type: dict(request.taskConfigs)})}
