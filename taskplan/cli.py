@@ -212,7 +212,7 @@ def setup_command(
 
 @app.command("hash-password")
 def hash_password_command() -> None:
-    """Print a salted argon2id hash of a password, for controller.admin.access.control.principals.<name>.password.
+    """Print a salted argon2id hash of a password, for a principal's `password` property.
 
     On a terminal the password is prompted for twice, unechoed; otherwise the first line of stdin is read
     (`printf '%s' "$PW" | taskplan hash-password`). Never pass it as an argument: it would stay in the

@@ -17,13 +17,13 @@ from taskplan.api.task_access import TaskTypePath, known_task_type
 from taskplan.bootstrap import Stack
 from taskplan.catalog import Catalog
 from taskplan.cycle import run_trigger_cycle
-from taskplan.plan_configs import credential_problems
 from taskplan.gate import QueueState, queue_state, set_queue_state
 from taskplan.models import errors
 from taskplan.models.errors import TaskAlreadyExistsError, TaskGenerationError
 from taskplan.models.plan import CycleResult, PlanSource
 from taskplan.models.table import TableTaskConfig
 from taskplan.names import adhoc_task_name, parse_table_name, validate_minion_tag, validate_task_type
+from taskplan.plan_configs import credential_problems
 from taskplan.plans.validation import validate_table_config
 from taskplan.triggers import Flow, decide_flow, legacy_refusal, orchestration_switch
 

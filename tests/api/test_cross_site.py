@@ -36,7 +36,9 @@ async def test_state_changes_from_another_origin_are_refused(api: str) -> None:
         raw = f"xs{uuid.uuid4().hex[:8]}"
         schema = {"schemaName": raw, "dimensionFieldSpecs": [{"name": "c", "dataType": "STRING"}]}
         assert (await http.post("/schemas", json=schema)).status_code == 200  # no Origin: a script
-        assert (await http.post("/tables", json={"tableName": raw, "tableType": "OFFLINE"})).status_code == 200
+        assert (
+            await http.post("/tables", json={"tableName": raw, "tableType": "OFFLINE"})
+        ).status_code == 200
         body = {
             "taskType": COUNTING,
             "tableName": f"{raw}_OFFLINE",
@@ -62,7 +64,9 @@ async def test_state_changes_from_another_origin_are_refused(api: str) -> None:
             assert (await http.get(abort, headers=headers)).status_code == 200
         assert (await http.get(f"/tasks/taskPlans/isActive/{plan}")).json()["status"] == "ACTIVE"
         # Refused before authentication too: nothing of the request runs.
-        no_credentials = await http.delete(abort, headers={"Origin": "http://evil.example", "Authorization": ""})
+        no_credentials = await http.delete(
+            abort, headers={"Origin": "http://evil.example", "Authorization": ""}
+        )
         assert no_credentials.status_code == 403
 
         # The API's own origin, an allowed one, and a same-origin browser request pass: pause and resume in

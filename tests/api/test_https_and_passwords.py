@@ -113,7 +113,7 @@ def test_bad_tls_files_stop_the_api_with_a_clear_message(
     for properties, message in cases:
         output = start_api(tmp_path, properties, capsys)
         assert "taskplan cannot start" in output and message in output, output
-    with pytest.raises(ValidationError, match="taskplan.api.tls.certFile is set without .*keyFile"):
+    with pytest.raises(ValidationError, match=r"taskplan\.api\.tls\.certFile is set without .*keyFile"):
         Settings.model_validate({"taskplan.api.tls.certFile": str(cert)})
 
 

@@ -39,9 +39,9 @@ async def history_texts(client: Client) -> list[str]:
     texts = []
     async for execution in client.list_workflows():
         handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
-        async for event in handle.fetch_history_events():
-            texts.append(MessageToJson(event))
-            stack: list[Any] = [event]
+        async for entry in handle.fetch_history_events():
+            texts.append(MessageToJson(entry))
+            stack: list[Any] = [entry]
             while stack:  # every Payload anywhere in the event: its data as text
                 message = stack.pop()
                 if type(message).__name__ == "Payload":
@@ -100,7 +100,9 @@ async def test_no_secret_enters_any_history(moto_server: MotoServer, tmp_path: P
                 store = open_store(f"s3://{bucket}", settings)
                 for part in range(2):
                     rows = [event(part * 10 + i, "US" if i % 2 else "FR") for i in range(4)]
-                    store.put_file(write_csv(tmp_path / f"p{part}.csv", rows), f"in/{raw}/p{part}.csv", move=True)
+                    store.put_file(
+                        write_csv(tmp_path / f"p{part}.csv", rows), f"in/{raw}/p{part}.csv", move=True
+                    )
                 plans = []
                 ingestion = await execute(
                     http, "FileIngestionTask", table,

@@ -218,7 +218,7 @@ class AttackSite:
         body = page.encode()
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 self.send_response(200)
                 self.send_header("content-type", "text/html")
                 self.send_header("content-length", str(len(body)))
@@ -253,7 +253,9 @@ async def test_another_sites_page_cannot_steer_plans_with_the_browsers_credentia
         table = await new_table(http, "xsite")
         plan_id = await start(http, table, {"numBatches": "500", "subtasksPerBatch": "1", "sleepMs": "300"})
         evil_schema = f"evil{uuid.uuid4().hex[:6]}"
-        schema = json.dumps({"schemaName": evil_schema, "dimensionFieldSpecs": [{"name": "c", "dataType": "STRING"}]})
+        schema = json.dumps(
+            {"schemaName": evil_schema, "dimensionFieldSpecs": [{"name": "c", "dataType": "STRING"}]}
+        )
         page_text = ATTACK_PAGE.format(
             api=api, plan=plan_id, schema=html.escape(schema), task_type=COUNTING, table=table
         )
