@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -347,7 +348,7 @@ async def test_a_restricted_principal_walks_every_route_and_finds_nothing_of_oth
         assert plan["batches"], plan
         return str(plan["batches"][-1]["submittedTaskName"])
 
-    batches = [await eventually(lambda t=t: running_batch(t)) for t in forbidden]
+    batches = [await eventually(partial(running_batch, t)) for t in forbidden]
     hidden = {SECRET, *(t.plan for t in forbidden), *(t.task for t in forbidden), *batches}
     hidden |= {t.segment for t in forbidden} | {t.typed for t in forbidden}
     operations = [
