@@ -3,7 +3,7 @@
 Principals come from properties::
 
     controller.admin.access.control.principals=admin,reader
-    controller.admin.access.control.principals.admin.password=...
+    controller.admin.access.control.principals.admin.password=...        # or a hash: taskplan hash-password
     controller.admin.access.control.principals.reader.password=...
     controller.admin.access.control.principals.reader.tables=myTable,otherTable   # raw names; default all
     controller.admin.access.control.principals.reader.permissions=READ            # default all four
@@ -12,15 +12,14 @@ With no principals configured the API is open and serves loopback only (see api/
 actions and reads (cluster configs, metrics, schedules of every table) need a principal that is not
 restricted to tables. To a principal restricted to tables, any other table answers exactly as a missing one
 does (``require_table``), so its name cannot be probed. Table names reach these checks parsed once
-(``taskplan.names.TableRef``): nothing here strips a type suffix. Passwords are compared in constant time
-and never logged or returned.
+(``taskplan.names.TableRef``): nothing here strips a type suffix. Passwords, in clear or as argon2 hashes
+(api/passwords.py), are compared in constant time and never logged or returned.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -29,6 +28,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from taskplan.api.errors import ApiError
+from taskplan.api.passwords import PasswordCheck, UnknownUser
 from taskplan.catalog import TableNotFoundError
 from taskplan.names import TableRef
 from taskplan.settings import PRINCIPALS, Settings
@@ -44,7 +44,7 @@ class Permission(StrEnum):
 @dataclass(frozen=True)
 class Principal:
     name: str
-    password: str
+    password: PasswordCheck | None  # None: the open API's anonymous principal
     tables: frozenset[str] | None  # raw table names; None = every table
     permissions: frozenset[Permission]
 
@@ -65,6 +65,9 @@ class Principal:
 class AccessControl:
     def __init__(self, principals: Iterable[Principal]) -> None:
         self._principals = {p.name: p for p in principals}
+        # An unknown user costs what a known one's wrong password costs (an argon2 verification when any
+        # password is hashed), so answer times do not tell which names exist.
+        self._unknown = UnknownUser.like([p.password for p in self._principals.values() if p.password])
 
     @property
     def enabled(self) -> bool:
@@ -89,10 +92,14 @@ class AccessControl:
                 )
             except ValueError as exc:
                 raise ValueError(f"principal {name!r}: {exc}; use READ, CREATE, UPDATE, DELETE") from None
+            try:
+                check = PasswordCheck(password)
+            except ValueError as exc:  # the message never holds the value
+                raise ValueError(f"principal {name!r}: {prefix}password: {exc}") from None
             principals.append(
                 Principal(
                     name=name,
-                    password=password,
+                    password=check,
                     tables=frozenset(t.strip() for t in tables.split(",") if t.strip()) if tables else None,
                     permissions=perms,
                 )
@@ -109,14 +116,17 @@ class AccessControl:
         except (binascii.Error, UnicodeDecodeError):
             raise ApiError(401, "malformed Basic credentials") from None
         principal = self._principals.get(user)
-        expected = principal.password if principal else "\0"
-        # Compare even for unknown users, so timing does not reveal which names exist.
-        if not hmac.compare_digest(expected.encode(), password.encode()) or principal is None:
+        # Check even for unknown users, so timing does not reveal which names exist.
+        checker = principal.password if principal is not None else None
+        if principal is None or checker is None:
+            self._unknown.matches(password)
+            raise ApiError(401, "invalid credentials")
+        if not checker.matches(password):
             raise ApiError(401, "invalid credentials")
         return principal
 
 
-OPEN = Principal(name="anonymous", password="", tables=None, permissions=frozenset(Permission))
+OPEN = Principal(name="anonymous", password=None, tables=None, permissions=frozenset(Permission))
 
 
 def current_principal(request: Request) -> Principal:

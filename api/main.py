@@ -13,6 +13,7 @@ from taskplan import __version__
 from taskplan.api.auth import AccessControl
 from taskplan.api.errors import install_error_handlers
 from taskplan.api.limits import RequestSizeLimit
+from taskplan.api.origins import CrossSiteGuard, allowed_origins
 from taskplan.api.routes import (
     cluster,
     health,
@@ -49,6 +50,7 @@ def create_app(stack: Stack | None = None) -> FastAPI:
         client = await current.connect(retries=60)
         app.state.stack = current
         app.state.access = AccessControl.from_settings(current.settings)
+        app.state.allowed_origins = allowed_origins(current.settings.allowed_origins)
         app.state.client = client
         app.state.plans = PlanServices.build(
             client,
@@ -80,6 +82,8 @@ def create_app(stack: Stack | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(RequestSizeLimit)
+    # Outermost: a cross-site request is refused before anything of it is read.
+    app.add_middleware(CrossSiteGuard)
     app.include_router(health.router)
     app.include_router(task_plans.router)
     app.include_router(tasks.router)

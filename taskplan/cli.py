@@ -34,6 +34,7 @@ taskplan segments sales
 taskplan schedule --task-type SegmentPurgeTask
 taskplan db upgrade          # migrate the catalog (DDL rights); processes refuse one behind or ahead
 taskplan setup               # create the Temporal namespace if missing, register the search attributes
+taskplan hash-password       # an argon2 hash for a principal's password property (prompts, or reads stdin)
 
 Exit codes: 0 success, 1 a watched plan ended other than COMPLETED, `setup` or `db upgrade` failed, or a
 process refused to start (Temporal unreachable or unprepared, catalog not at its revision: the message says
@@ -209,6 +210,26 @@ def setup_command(
     )
 
 
+@app.command("hash-password")
+def hash_password_command() -> None:
+    """Print a salted argon2id hash of a password, for a principal's `password` property.
+
+    On a terminal the password is prompted for twice, unechoed; otherwise the first line of stdin is read
+    (`printf '%s' "$PW" | taskplan hash-password`). Never pass it as an argument: it would stay in the
+    shell's history and in the process list.
+    """
+    from taskplan.api.passwords import hash_password
+
+    if sys.stdin.isatty():
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not password:
+        operator.console_for(sys.stderr).print("error: an empty password", style="red")
+        raise typer.Exit(2)
+    print(hash_password(password))
+
+
 # Options every operator command takes.
 Url = Annotated[str | None, typer.Option(help="REST API (default: $TASKPLAN_URL or controller.host/port)")]
 Json = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
@@ -222,7 +243,8 @@ def _operate(ctx: typer.Context, url: str | None, command: Callable[[operator.Ap
     if not address:
         root: Root = ctx.obj  # subcommands inherit the root's object
         settings = root.settings()
-        address = f"http://{settings.controller_host}:{settings.controller_port}"
+        scheme = "https" if settings.api_tls_cert_file else "http"
+        address = f"{scheme}://{settings.controller_host}:{settings.controller_port}"
     raise typer.Exit(operator.run(command, address))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from taskplan.models.plan import PlanOptions
 
@@ -61,3 +62,27 @@ def _threshold(key: str, raw: object) -> int:
             f"{key} must be an integer from 0 to {MAX_THRESHOLD}, not {shown!r}",
         )
     return int(text)
+
+
+def credential_problems(task_configs: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """Task configs that carry a password in a URL (``postgresql://user:secret@host/db``), by task type and
+    key. Task configs travel through Temporal (a plan's input, its subtasks' inputs, the validator's Update),
+    where anyone with access to the namespace or its Web UI reads them in clear, so a password must reach
+    the minions another way: libpq's password file or ``PGPASSWORD`` for a PostgreSQL export target, the
+    S3 properties for object stores. The value itself is never named."""
+    problems = []
+    for task_type, configs in task_configs.items():
+        for key, value in configs.items():
+            if "://" not in value or "@" not in value:
+                continue
+            try:
+                password = urlsplit(value.strip()).password
+            except ValueError:
+                continue
+            if password:
+                problems.append(
+                    f"{task_type} {key} carries a password in its URL: task configs are stored in Temporal's "
+                    "history in clear; leave the password out and give it to the minions (for PostgreSQL: "
+                    "a password file, PGPASSFILE or PGPASSWORD)"
+                )
+    return problems

@@ -20,7 +20,7 @@ from pathlib import Path
 from taskplan.binaries import temporal_cli
 from taskplan.bootstrap import open_catalog
 from taskplan.metrics import metrics_url
-from taskplan.settings import Settings
+from taskplan.settings import Settings, is_loopback
 from taskplan.temporal import dev_server_search_attribute_flags
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +60,25 @@ def port_in_use(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
+
+
+class PublicBindError(ValueError):
+    """The embedded dev server was asked to listen beyond this machine."""
+
+
+def embedded_server_command(settings: Settings, ui_port: int | None = None) -> list[str]:
+    """The embedded stack's dev server: its gRPC port, Web UI and HTTP API on the loopback address of
+    ``temporal.address`` only. Nothing there asks for credentials, and the Web UI shows every plan's inputs
+    and can signal, cancel and terminate it, so a non-loopback address is refused (a deployment runs a
+    Temporal cluster secured as README's "Securing Temporal's own surfaces" says)."""
+    host, _ = split_address(settings.temporal_address)
+    if not is_loopback(host):
+        raise PublicBindError(
+            f"temporal.address {settings.temporal_address}: the embedded Temporal dev server serves its "
+            "gRPC port and Web UI without authentication, so it binds loopback only (127.0.0.1, ::1, "
+            "localhost); run a secured Temporal cluster for other hosts"
+        )
+    return dev_server_command(settings, ui_port)
 
 
 def dev_server_command(settings: Settings, ui_port: int | None = None, headless: bool = False) -> list[str]:
@@ -116,6 +135,11 @@ def run_stack(settings: Settings, config_file: str | None = None, ui_port: int |
     data_dir = settings.data_dir.resolve()
     (data_dir / "input").mkdir(parents=True, exist_ok=True)
     temporal_host, temporal_port = split_address(settings.temporal_address)
+    try:
+        server_command = embedded_server_command(settings, ui_port)
+    except PublicBindError as exc:
+        print(f"[taskplan] {exc}", flush=True)
+        return 1
     if port_in_use(temporal_host, temporal_port):
         print(
             f"[taskplan] {settings.temporal_address} is already in use: is another stack running?", flush=True
@@ -153,7 +177,7 @@ def run_stack(settings: Settings, config_file: str | None = None, ui_port: int |
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        server = start_child("temporal dev server", dev_server_command(settings, ui_port), env)
+        server = start_child("temporal dev server", server_command, env)
         children.append(server)
         wait_for_port(temporal_host, temporal_port, 60, server.process)
         controller = start_child(
@@ -176,7 +200,8 @@ def run_stack(settings: Settings, config_file: str | None = None, ui_port: int |
         wait_for_port(settings.controller_host, settings.controller_port, 60, api.process)
         wait_for_port(metrics_host, metrics_port, 60, controller.process)
         ui = ui_port or temporal_port + 1000
-        api_url = f"http://{settings.controller_host}:{settings.controller_port}"
+        scheme = "https" if settings.api_tls_cert_file else "http"
+        api_url = f"{scheme}://{settings.controller_host}:{settings.controller_port}"
         print(
             "\n[taskplan] the stack is up:\n"
             f"  REST API       {api_url}\n"

@@ -29,6 +29,7 @@ it came from.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -152,6 +153,12 @@ class Settings(BaseSettings):
     minion_max_concurrent_subtasks: int = Field(
         0, alias="taskplan.minion.maxConcurrentSubtasks", ge=0, le=10_000
     )
+    # HTTPS for the API (api/server.py): a PEM certificate (chain) and its key, both or neither.
+    api_tls_cert_file: Path | None = Field(None, alias="taskplan.api.tls.certFile")
+    api_tls_key_file: Path | None = Field(None, alias="taskplan.api.tls.keyFile")
+    # Origins (scheme://host[:port]) besides the API's own whose pages may send it state-changing requests
+    # (api/origins.py): e.g. the public origin of a proxy in front of it.
+    api_allowed_origins: str = Field("", alias="taskplan.api.allowedOrigins")
     # Where the Temporal SDK's own Prometheus endpoint binds (with temporal.sdk.metricsPort); unset:
     # taskplan.metrics.host, where the worker's own metrics bind.
     sdk_metrics_host: str | None = Field(None, alias="temporal.sdk.metricsHost", min_length=1)
@@ -180,6 +187,29 @@ class Settings(BaseSettings):
                 "mTLS needs both the client certificate and its key"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_api_tls(self) -> Settings:
+        if (self.api_tls_cert_file is None) != (self.api_tls_key_file is None):
+            given, missing = ("certFile", "keyFile") if self.api_tls_cert_file else ("keyFile", "certFile")
+            raise ValueError(
+                f"taskplan.api.tls.{given} is set without taskplan.api.tls.{missing}: HTTPS needs both"
+            )
+        return self
+
+    @field_validator("api_allowed_origins")
+    @classmethod
+    def _check_origins(cls, value: str) -> str:
+        for origin in _split(value):
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
+                raise ValueError(f"allowed origin {origin!r} is not scheme://host[:port]")
+        return value.strip()
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        """The configured origins besides the API's own, as written (api/origins.py normalizes them)."""
+        return _split(self.api_allowed_origins)
 
     @property
     def temporal_grpc_meta(self) -> dict[str, str]:
@@ -262,6 +292,16 @@ class Settings(BaseSettings):
         extra = self.model_extra or {}
         value = extra.get(key)
         return default if value is None else str(value)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address or host name is this machine's loopback (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _is_uri(text: str) -> bool:

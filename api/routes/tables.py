@@ -28,6 +28,7 @@ from taskplan.api.table_access import TableTypeQuery, resolve_tables, table_type
 from taskplan.catalog import Catalog
 from taskplan.models.table import TableConfig
 from taskplan.names import TableRef, parse_table_name
+from taskplan.plan_configs import credential_problems
 from taskplan.plans import TaskReader
 from taskplan.plans.validation import validate_table_config
 from taskplan.schedules import ScheduleManager, schedule_problems
@@ -115,7 +116,10 @@ async def _validate(
         raise ApiError(400, "invalid stream configs: " + "; ".join(stream_problems))
     # The cron schedules are always checked (a Temporal Schedule is made of them); the task types' own
     # checks of their configs are Pinot's TASK validation, skipped with validationTypesToSkip=TASK or ALL.
-    problems = schedule_problems(config)
+    # A password in a task config would be stored in Temporal's history: refused whatever is skipped.
+    problems = schedule_problems(config) + credential_problems(
+        config.task.taskTypeConfigsMap if config.task else {}
+    )
     if not problems and not skip & {"ALL", "TASK"}:
         problems = await validate_table_config(client, config)
     if problems:

@@ -23,6 +23,7 @@ from taskplan.models.errors import TaskAlreadyExistsError, TaskGenerationError
 from taskplan.models.plan import CycleResult, PlanSource
 from taskplan.models.table import TableTaskConfig
 from taskplan.names import adhoc_task_name, parse_table_name, validate_minion_tag, validate_task_type
+from taskplan.plan_configs import credential_problems
 from taskplan.plans.validation import validate_table_config
 from taskplan.triggers import Flow, decide_flow, legacy_refusal, orchestration_switch
 
@@ -101,6 +102,10 @@ async def execute(
     )
     # Refuse bad task configs (a predicate that is not one expression, a path outside the allowed roots)
     # now, with a 400, rather than as a failed plan.
+    # A password in them is refused before anything reaches Temporal (the check below is an Update).
+    secret_problems = credential_problems({task_type: request.taskConfigs})
+    if secret_problems:
+        raise ApiError(400, "invalid task configs: " + "; ".join(secret_problems))
     for table in tables:
         trial = table.model_copy(
             update={"task": TableTaskConfig(taskTypeConfigsMap={task_type: dict(request.taskConfigs)})}

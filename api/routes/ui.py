@@ -31,10 +31,11 @@ NO_STORE = {"cache-control": "no-store"}
 PlanParam = Annotated[str | None, Query(max_length=400, description="a plan id: that plan's page")]
 
 
-def _principal(request: Request) -> Principal | HTMLResponse:
-    """The principal, or a 401 that makes a browser ask for the API's Basic credentials."""
+async def _principal(request: Request) -> Principal | HTMLResponse:
+    """The principal, or a 401 that makes a browser ask for the API's Basic credentials. In a thread, as
+    FastAPI runs the other routes' dependency: checking an argon2 hash takes tens of milliseconds."""
     try:
-        return current_principal(request)
+        return await asyncio.to_thread(current_principal, request)
     except ApiError as err:
         return HTMLResponse(
             error_page(err.status, err.message, now_ms()),
@@ -59,7 +60,7 @@ async def ui(
     task_reader: TaskReaderDep,
     plan: PlanParam = None,
 ) -> HTMLResponse:
-    principal = _principal(request)
+    principal = await _principal(request)
     if isinstance(principal, HTMLResponse):
         return principal
     settings = stack.settings

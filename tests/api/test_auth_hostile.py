@@ -8,7 +8,9 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -240,3 +242,163 @@ async def test_upload_errors_name_the_uploaded_file_not_a_server_path(
         assert f"mine.{fmt}" in error
         for leak in (str(data_dir), "uploads", "/tmp"):
             assert leak not in error, error
+
+
+# ---------------------------------------------------------------- every route, walked
+
+# Paths open to anyone, and cluster-wide ones (403 for any restricted principal, table or not), are walked
+# too: whatever they answer must not show the other tables' plans, tasks, segments or configs.
+SPEC_PARAMS = ("{tableName}", "{tableNameWithType}", "{schemaName}", "{planId}", "{taskPlanId}",
+               "{taskName}", "{segmentName}", "{taskType}", "{configName}", "{instanceName}")  # fmt: skip
+
+
+@dataclass
+class Target:
+    """The names a request of the walk uses for one table (forbidden, or missing)."""
+
+    raw: str
+    typed: str
+    plan: str
+    task: str  # a batch of its plan, or the legacy batch it shares with the principal's table
+    segment: str
+
+    def fill(self, text: str) -> str:
+        for param, value in (
+            ("{tableName}", self.typed), ("{tableNameWithType}", self.typed), ("{schemaName}", self.raw),
+            ("{planId}", self.plan), ("{taskPlanId}", self.plan), ("{taskName}", self.task),
+            ("{segmentName}", self.segment), ("{taskType}", COUNTING), ("{configName}", "x"),
+            ("{instanceName}", "Minion_x_1"),
+        ):  # fmt: skip
+            text = text.replace(param, value)
+        return text
+
+    def request(self, method: str, path: str, query: list[str]) -> tuple[str, str, dict[str, Any]]:
+        params = {name: self.typed for name in query if name in ("tableName", "tableNameWithType", "table")}
+        if "taskType" in query:
+            params["taskType"] = COUNTING
+        kwargs: dict[str, Any] = {"params": params}
+        body: dict[str, Any] = {
+            "/tasks/execute": {"taskType": COUNTING, "tableName": self.typed},
+            # A config's tableName may carry the type: the typed name keeps a suffixed raw name whole.
+            "/tables": {"tableName": self.typed, "tableType": "OFFLINE"},
+            "/tables/{tableName}": {"tableName": self.typed, "tableType": "OFFLINE"},
+            "/schemas": {
+                "schemaName": self.raw,
+                "dimensionFieldSpecs": [{"name": "c", "dataType": "STRING"}],
+            },
+        }
+        if path == "/ingestFromFile":
+            kwargs["params"] = {
+                "tableNameWithType": self.typed,
+                "batchConfigMapStr": '{"inputFormat": "json"}',
+            }
+            kwargs["files"] = {"file": ("rows.json", b'{"c": "x"}\n')}
+        elif method in ("POST", "PUT"):
+            kwargs["json"] = body.get(path, {})
+        return method, self.fill(path), kwargs
+
+
+async def _target(http: httpx.AsyncClient, mine: str, raw: str, plans: PlanServices) -> Target:
+    """A running plan with a recorded batch, a segment and a legacy batch shared with ``mine``."""
+    typed = f"{raw}_OFFLINE"
+    configs = {
+        "enableTaskOrchestration": "true",
+        "numBatches": "500",
+        "subtasksPerBatch": "1",
+        "sleepMs": "400",
+    }
+    execute = {"taskType": COUNTING, "tableName": typed, "taskConfigs": configs}
+    started = await http.post("/tasks/execute", headers=ADMIN, json=execute)
+    assert started.status_code == 200, started.text
+    plan = started.json()["taskPlanId"]
+    listed = (await http.get(f"/segments/{typed}", headers=ADMIN)).json()[0]["OFFLINE"]
+    if not listed:
+        assert (await _ingest(http, typed, ADMIN)).status_code == 200
+        listed = (await http.get(f"/segments/{typed}", headers=ADMIN)).json()[0]["OFFLINE"]
+    segment = listed[0]
+    shared = await plans.one_shot.run_one_shot(COUNTING, [f"{mine}_OFFLINE", typed], None)
+    return Target(raw, typed, plan, shared, segment)
+
+
+def _missing(target: Target) -> Target:
+    ghost = f"acl{uuid.uuid4().hex[:8]}" + ("_OFFLINE" if target.raw.endswith("_OFFLINE") else "")
+    return Target(
+        ghost,
+        f"{ghost}_OFFLINE",
+        target.plan.replace(target.raw, ghost),
+        f"Task_{COUNTING}_1",
+        target.segment.replace(target.raw, ghost),
+    )
+
+
+async def test_a_restricted_principal_walks_every_route_and_finds_nothing_of_other_tables(
+    hostile: Hostile, plans: PlanServices
+) -> None:
+    """Every operation of the OpenAPI schema and the plan page, for a principal restricted to one table
+    (READ only, and every permission), against another table and a table whose raw name ends in a type
+    suffix, each with a running plan, a segment and a legacy batch shared with the principal's own table:
+    each answers exactly as for a missing table (status and body, names swapped), shows none of their
+    names, and changes nothing."""
+    http, mine = hostile.http, hostile.mine
+    spec = (await http.get("/openapi.json")).json()
+    forbidden = [await _target(http, mine, raw, plans) for raw in (hostile.other, hostile.suffixed)]
+
+    async def running_batch(target: Target) -> str:
+        plan = (await http.get(f"/tasks/taskPlans/{target.plan}", headers=ADMIN)).json()
+        assert plan["batches"], plan
+        return str(plan["batches"][-1]["submittedTaskName"])
+
+    batches = [await eventually(partial(running_batch, t)) for t in forbidden]
+    hidden = {SECRET, *(t.plan for t in forbidden), *(t.task for t in forbidden), *batches}
+    hidden |= {t.segment for t in forbidden} | {t.typed for t in forbidden}
+    operations = [
+        (method.upper(), path, [p["name"] for p in op.get("parameters", []) if p["in"] == "query"])
+        for path, ops in spec["paths"].items()
+        for method, op in ops.items()
+    ]
+    walked = 0
+    for who in (READER, WRITER):
+        for target in forbidden:
+            missing = _missing(target)
+            for task in (target.task, batches[forbidden.index(target)]):
+                seen_target = Target(target.raw, target.typed, target.plan, task, target.segment)
+                for method, path, query in operations:
+                    if task != target.task and "{taskName}" not in path:
+                        continue
+                    m1, p1, k1 = seen_target.request(method, path, query)
+                    m2, p2, k2 = missing.request(method, path, query)
+                    seen = await http.request(m1, p1, headers=who, **k1)
+                    absent = await http.request(m2, p2, headers=who, **k2)
+                    # A name the request itself gave may be echoed (a 404 names what was asked for).
+                    asked = p1 + repr(k1)
+                    asked += target.typed if target.raw in asked else ""
+                    leaked = [n for n in hidden if n in seen.text and n not in asked]
+                    assert not leaked, (method, p1, leaked, seen.text[:300])
+                    assert seen.status_code == absent.status_code, (method, p1, seen.text, absent.text)
+                    assert seen.status_code < 500, (method, p1, seen.text)
+                    if any(param in path for param in SPEC_PARAMS[:7]) or set(query) & {
+                        "tableName",
+                        "tableNameWithType",
+                        "table",
+                    }:
+                        swapped = seen.text.replace(target.raw, missing.raw).replace(task, missing.task)
+                        assert swapped == absent.text, (method, p1, seen.text, absent.text)
+                    walked += 1
+            # The plan page: the listing shows none of it, a plan's page answers as a missing plan's.
+            page = await http.get("/ui", headers=who)
+            assert page.status_code == 200 and not [n for n in hidden if n in page.text]
+            one = await http.get("/ui", params={"plan": target.plan}, headers=who)
+            none = await http.get("/ui", params={"plan": missing.plan}, headers=who)
+            assert one.status_code == none.status_code == 404
+            assert SECRET not in one.text and target.segment not in one.text
+    assert walked >= 2 * 2 * (len(operations) + 8)
+    # Nothing of theirs changed: the plans run unpaused, the tables, schemas, segments and tasks are there.
+    for target in forbidden:
+        plan = (await http.get(f"/tasks/taskPlans/{target.plan}", headers=ADMIN)).json()
+        assert plan["status"] == "ACTIVE" and not plan.get("paused"), plan
+        assert (await http.get(f"/tables/{target.typed}", headers=ADMIN)).status_code == 200
+        assert (await http.get(f"/schemas/{target.raw}", headers=ADMIN)).status_code == 200
+        listed = (await http.get(f"/segments/{target.typed}", headers=ADMIN)).json()[0]["OFFLINE"]
+        assert listed == [target.segment]
+        assert (await http.get(f"/tasks/task/{target.task}/state", headers=ADMIN)).status_code == 200
+        assert (await http.delete(f"/tasks/taskPlans/{target.plan}", headers=ADMIN)).status_code == 200

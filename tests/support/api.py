@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from taskplan.api.main import create_app
+from taskplan.api.server import tls_options
 from taskplan.bootstrap import Stack
 from taskplan.catalog import Catalog
 from taskplan.registry import build_registry
@@ -30,7 +31,9 @@ def app_for_tests(engine: Client, catalog: Catalog, properties: dict[str, str] |
         catalog=catalog,
     )
     stack.plan_options = lambda: TEST_OPTIONS  # type: ignore[method-assign]  # short heartbeats in tests
-    return create_app(stack)
+    app = create_app(stack)
+    app.state.test_settings = settings
+    return app
 
 
 @asynccontextmanager
@@ -50,9 +53,13 @@ async def api_client(
 async def live_api(
     engine: Client, catalog: Catalog, properties: dict[str, str] | None = None
 ) -> AsyncIterator[str]:
-    """The API served by uvicorn on a free loopback port, in this event loop; yields its URL."""
+    """The API served by uvicorn on a free loopback port, in this event loop; yields its URL (https when
+    the properties configure taskplan.api.tls.*, through the server's own checks: tls_options)."""
+    app = app_for_tests(engine, catalog, properties)
+    tls = tls_options(app.state.test_settings)
+    cert, key = tls or (None, None)
     config = uvicorn.Config(
-        app_for_tests(engine, catalog, properties), host="127.0.0.1", port=0, log_level="warning"
+        app, host="127.0.0.1", port=0, log_level="warning", ssl_certfile=cert, ssl_keyfile=key
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -62,7 +69,7 @@ async def live_api(
         await asyncio.sleep(0.05)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task

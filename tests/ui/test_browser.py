@@ -7,7 +7,11 @@ test's temporary directory."""
 from __future__ import annotations
 
 import asyncio
+import html
+import http.server
+import json
 import os
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -183,3 +187,114 @@ async def test_the_temporal_web_ui_shows_a_failed_plan_as_failed(
     await expect(current.get_by_text("Last error")).to_be_visible(timeout=TIMEOUT_MS)
     await page.screenshot(path=str(shots / "temporal-web-ui-failed-plan.png"))
     await page.close()
+
+
+# Another origin on the same site (127.0.0.1, another port): Chromium sends it the cached credentials
+# (a page of localhost, another site, gets none), so without the guard its form creates the schema.
+ATTACKER_HOST = "127.0.0.1"
+ATTACK_PAGE = """<!doctype html><html><body>
+<iframe name="sink"></iframe>
+<form id="schema" method="post" enctype="multipart/form-data" action="{api}/schemas" target="sink">
+<textarea name="schema">{schema}</textarea></form>
+<script>
+const api = "{api}", plan = "{plan}";
+const steps = [
+  fetch(api + "/tasks/taskPlans/" + plan, {{method: "DELETE", credentials: "include"}}),
+  fetch(api + "/tasks/taskPlans/" + plan + "/pause", {{method: "PUT", credentials: "include"}}),
+  fetch(api + "/tasks/schedule?taskType={task_type}&tableName={table}",
+        {{method: "POST", mode: "no-cors", credentials: "include"}}),
+];
+Promise.allSettled(steps).then(() => {{
+  document.getElementById("schema").submit();
+  document.title = "sent";
+}});
+</script></body></html>"""
+
+
+class AttackSite:
+    """Another origin's page (a second local HTTP server) that sends the API state changes."""
+
+    def __init__(self, page: str) -> None:
+        body = page.encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/html")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def test_another_sites_page_cannot_steer_plans_with_the_browsers_credentials(
+    browser: Browser, engine: Client, tables: Catalog, data_dir: Path
+) -> None:
+    properties = {
+        "taskplan.dataDir": str(data_dir),
+        "controller.admin.access.control.principals": "admin",
+        "controller.admin.access.control.principals.admin.password": "br0wser-pw",
+    }
+    credentials = httpx.BasicAuth("admin", "br0wser-pw")
+    async with (
+        live_api(engine, tables, properties) as api,
+        httpx.AsyncClient(base_url=api, auth=credentials) as http,
+    ):
+        table = await new_table(http, "xsite")
+        plan_id = await start(http, table, {"numBatches": "500", "subtasksPerBatch": "1", "sleepMs": "300"})
+        evil_schema = f"evil{uuid.uuid4().hex[:6]}"
+        schema = json.dumps(
+            {"schemaName": evil_schema, "dimensionFieldSpecs": [{"name": "c", "dataType": "STRING"}]}
+        )
+        page_text = ATTACK_PAGE.format(
+            api=api, plan=plan_id, schema=html.escape(schema), task_type=COUNTING, table=table
+        )
+        site = AttackSite(page_text)
+        context = await browser.new_context(http_credentials={"username": "admin", "password": "br0wser-pw"})
+        try:
+            page = await context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            # The browser logs in to the plan page: it now holds the API's Basic credentials.
+            await page.goto(f"{api}/ui")
+            await expect(page.locator(f'tr[data-plan="{plan_id}"]')).to_be_visible()
+            # Another origin sends the API its requests.
+            attacker = await context.new_page()
+            answered: list[tuple[str, int]] = []
+            attacker.on(
+                "response",
+                lambda r: answered.append((r.request.method, r.status)) if r.url.startswith(api) else None,
+            )
+            await attacker.goto(f"http://{ATTACKER_HOST}:{site.port}/")
+            await expect(attacker).to_have_title("sent")
+            await attacker.wait_for_load_state("networkidle")
+            await asyncio.sleep(1)
+            # Nothing happened: the plan runs unpaused and no schema was added.
+            plan = (await http.get(f"/tasks/taskPlans/{plan_id}")).json()
+            assert plan["status"] == "ACTIVE" and not plan.get("paused"), plan
+            assert (await http.get(f"/schemas/{evil_schema}")).status_code == 404
+            # DELETE and PUT are preflighted (and the API allows no other origin); the POSTs of the form
+            # and of the no-cors fetch reach the API, which refuses them.
+            sent = [status for method, status in answered if method != "OPTIONS"]
+            assert sent == [403, 403], answered
+            # The page's own buttons still work with the same credentials.
+            await page.goto(f"{api}/ui?plan={plan_id}")
+
+            async def accept(dialog: Dialog) -> None:
+                await dialog.accept()
+
+            page.on("dialog", accept)
+            await page.locator('[data-testid="abort"]').click()
+            await expect(page.locator('[data-testid="plan"] .st').first).to_have_text("CANCELLED")
+        finally:
+            await context.close()
+            site.close()
