@@ -112,6 +112,16 @@ def stop_children(children: Sequence[Child], timeout: float = 40.0) -> None:
                 child.process.wait()
 
 
+def upgrade_catalog(settings: Settings) -> None:
+    catalog = open_catalog(settings)
+    try:
+        before, after = catalog.migrate()
+    finally:
+        catalog.close()
+    if before != after:
+        print(f"[taskplan] catalog upgraded from revision {before or 'none'} to {after}", flush=True)
+
+
 def run_stack(settings: Settings, config_file: str | None = None, ui_port: int | None = None) -> int:
     data_dir = settings.data_dir.resolve()
     (data_dir / "input").mkdir(parents=True, exist_ok=True)
@@ -129,15 +139,6 @@ def run_stack(settings: Settings, config_file: str | None = None, ui_port: int |
             flush=True,
         )
         return 1
-    # The embedded stack upgrades its own catalog (what `taskplan db upgrade` does), so a fresh machine
-    # still needs only `make run`; the processes it starts then check the revision like any other.
-    catalog = open_catalog(settings)
-    try:
-        before, after = catalog.migrate()
-    finally:
-        catalog.close()
-    if before != after:
-        print(f"[taskplan] catalog upgraded from revision {before or 'none'} to {after}", flush=True)
     env = dict(os.environ)
     if config_file:
         env["TASKPLAN_CONFIG"] = str(Path(config_file).resolve())
@@ -153,9 +154,15 @@ def run_stack(settings: Settings, config_file: str | None = None, ui_port: int |
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
+        # Start-up order (README, Performance: start-up): the dev server first, and the catalog upgrade
+        # while it boots; then the controller and the API at once, without waiting for the server's port
+        # (both retry their connection for 30 s while nothing listens); the minion last, once the API and
+        # the controller are up, so that its imports do not compete for the CPUs on the way to /health.
         server = start_child("temporal dev server", dev_server_command(settings, ui_port), env)
         children.append(server)
-        wait_for_port(temporal_host, temporal_port, 60, server.process)
+        # The embedded stack upgrades its own catalog (what `taskplan db upgrade` does), so a fresh machine
+        # still needs only `make run`; the processes it starts then check the revision like any other.
+        upgrade_catalog(settings)
         controller = start_child(
             "controller worker",
             [python, "worker.py", "--role", "controller",
@@ -163,9 +170,6 @@ def run_stack(settings: Settings, config_file: str | None = None, ui_port: int |
             env,
         )  # fmt: skip
         children.append(controller)
-        # The minion observes none of the documented metrics; its endpoint stays off (one shared config).
-        minion = [python, "worker.py", "--role", "minion", "--metrics-port", "0"]
-        children.append(start_child("minion worker", minion, env))
         api = start_child(
             "api",
             [python, "-m", "taskplan.cli", "api", "--host", settings.controller_host,
@@ -173,8 +177,12 @@ def run_stack(settings: Settings, config_file: str | None = None, ui_port: int |
             api_metrics_env(settings, env),
         )  # fmt: skip
         children.append(api)
+        wait_for_port(temporal_host, temporal_port, 60, server.process)
         wait_for_port(settings.controller_host, settings.controller_port, 60, api.process)
         wait_for_port(metrics_host, metrics_port, 60, controller.process)
+        # The minion observes none of the documented metrics; its endpoint stays off (one shared config).
+        minion = [python, "worker.py", "--role", "minion", "--metrics-port", "0"]
+        children.append(start_child("minion worker", minion, env))
         ui = ui_port or temporal_port + 1000
         api_url = f"http://{settings.controller_host}:{settings.controller_port}"
         print(
