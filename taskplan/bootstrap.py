@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 # A process that waits for a just-started server (retries > 1) also gives its namespace check this many
 # tries, 0.5 s apart; one that does not (retries == 1) reports a missing piece at once.
-CLUSTER_CHECK_ATTEMPTS = 6
+CLUSTER_CHECK_ATTEMPTS = 4
 
 
 @dataclass

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taskplan.binaries import temporal_cli
-from taskplan.bootstrap import open_catalog
-from taskplan.metrics import metrics_url
+from taskplan.names import dev_server_search_attribute_flags
 from taskplan.settings import Settings
-from taskplan.temporal import dev_server_search_attribute_flags
+
+# This process spawns the dev server before it imports anything it does not need for that (the catalog
+# and its SQLAlchemy, the metrics' OpenTelemetry): those imports below are local, on purpose.
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,6 +88,8 @@ def controller_metrics_address(settings: Settings) -> tuple[str, int]:
 
 def api_metrics_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
     """The API's environment: its GET /metrics merges the controller worker's endpoint into its own."""
+    from taskplan.metrics import metrics_url
+
     controller = metrics_url(*controller_metrics_address(settings))
     targets = ",".join(filter(None, [settings.metrics_merge_targets, controller]))
     return {**env, "TASKPLAN_API_METRICSMERGETARGETS": targets}
@@ -113,7 +116,13 @@ def stop_children(children: Sequence[Child], timeout: float = 40.0) -> None:
 
 
 def upgrade_catalog(settings: Settings) -> None:
-    catalog = open_catalog(settings)
+    from taskplan.catalog import Catalog
+
+    catalog = Catalog(
+        settings.resolved_catalog_url,
+        pool_size=settings.catalog_pool_size,
+        max_overflow=settings.catalog_max_overflow,
+    )  # as bootstrap.open_catalog opens it, without importing the task types bootstrap brings
     try:
         before, after = catalog.migrate()
     finally:
@@ -183,6 +192,8 @@ def run_stack(settings: Settings, config_file: str | None = None, ui_port: int |
         # The minion observes none of the documented metrics; its endpoint stays off (one shared config).
         minion = [python, "worker.py", "--role", "minion", "--metrics-port", "0"]
         children.append(start_child("minion worker", minion, env))
+        from taskplan.metrics import metrics_url
+
         ui = ui_port or temporal_port + 1000
         api_url = f"http://{settings.controller_host}:{settings.controller_port}"
         print(
