@@ -63,7 +63,7 @@ MULTI["STRING"] = [TRICKY_STRINGS[:6], [None, *TRICKY_STRINGS[6:]], []]
 
 
 def export_schema(raw: str, *, with_added: bool) -> Schema:
-    fields = [{"name": f"sv_{k.lower()}", "dataType": k} for k in SINGLE]
+    fields: list[dict[str, Any]] = [{"name": f"sv_{k.lower()}", "dataType": k} for k in SINGLE]
     fields += [{"name": f"mv_{k.lower()}", "dataType": k, "singleValueField": False} for k in MULTI]
     fields.append({"name": "e", "dataType": "INT"})  # the name the array expressions give their element
     if with_added:  # added to the schema after the segment was written: NULL in every exported row
@@ -173,7 +173,7 @@ def test_every_type_and_tricky_value_arrives_exactly(
         cursor = conn.execute(f'SELECT * FROM "{target}" ORDER BY e')
         names = [d.name for d in cursor.description or []]
         got = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
-        kinds = dict(
+        kinds: dict[str, str] = dict(
             conn.execute(
                 "SELECT column_name, format_type(atttypid, atttypmod) FROM information_schema.columns c "
                 "JOIN pg_attribute a ON a.attname = c.column_name AND a.attrelid = %s::regclass "
