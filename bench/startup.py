@@ -98,23 +98,28 @@ class EmbeddedStack:
 
     @classmethod
     def create(cls, root: Path, env: dict[str, str]) -> EmbeddedStack:
+        return cls(root / "data", root / "taskplan.properties", "", {**os.environ, **env})
+
+    def new_ports(self) -> None:
+        """Free ports for each start (one found free minutes earlier may be taken by then)."""
         temporal, api, metrics = free_port(), free_port(), free_port()
-        config = root / "taskplan.properties"
-        config.write_text(
+        self.config.write_text(
             f"temporal.address=127.0.0.1:{temporal}\ncontroller.port={api}\n"
-            f"taskplan.metrics.port={metrics}\ntaskplan.dataDir={root / 'data'}\n"
+            f"taskplan.metrics.port={metrics}\ntaskplan.dataDir={self.data_dir}\n"
         )
-        return cls(root / "data", config, f"http://127.0.0.1:{api}", {**os.environ, **env})
+        self.api = f"http://127.0.0.1:{api}"
 
     async def start(self, http: httpx.AsyncClient) -> StackStart:
         log = self.data_dir.parent / "run.log"
+        self.new_ports()
         command = [str(TASKPLAN), "--config", str(self.config), "run", "--ui-port", str(free_port())]
         t0 = time.monotonic()
         self.process = spawn(command, log, self.env)
         live = None
         while time.monotonic() - t0 < 120:
             if self.process.poll() is not None:
-                raise RuntimeError(f"taskplan run exited with {self.process.returncode} (see {log})")
+                tail = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"taskplan run exited with {self.process.returncode}; its output ends:\n{tail}")
             with contextlib.suppress(httpx.TransportError):
                 if live is None and (await http.get(f"{self.api}/health/liveness")).status_code == 200:
                     live = time.monotonic() - t0
