@@ -119,7 +119,8 @@ class EmbeddedStack:
         while time.monotonic() - t0 < 120:
             if self.process.poll() is not None:
                 tail = log.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"taskplan run exited with {self.process.returncode}; its output ends:\n{tail}")
+                code = self.process.returncode
+                raise RuntimeError(f"taskplan run exited with {code}; its output ends:\n{tail}")
             with contextlib.suppress(httpx.TransportError):
                 if live is None and (await http.get(f"{self.api}/health/liveness")).status_code == 200:
                     live = time.monotonic() - t0
