@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from temporalio.client import Client
 
 from taskplan import __version__
 from taskplan.api.auth import AccessControl
@@ -47,18 +48,19 @@ def create_app(stack: Stack | None = None) -> FastAPI:
             ThreadPoolExecutor(API_THREADS, thread_name_prefix="api-catalog")
         )
         current = stack or open_stack()
-        client = await current.connect(retries=60)
+        # `taskplan api` (server.serve) connects and checks before serving, on this loop: that client.
+        connected: Client = getattr(app.state, "client", None) or await current.connect(retries=60)
         app.state.stack = current
         app.state.access = AccessControl.from_settings(current.settings)
         app.state.allowed_origins = allowed_origins(current.settings.allowed_origins)
-        app.state.client = client
+        app.state.client = connected
         app.state.plans = PlanServices.build(
-            client,
+            connected,
             current.catalog,
             current.plan_options(),
             live_query_timeout_s=current.settings.plan_query_timeout_s,
         )
-        app.state.schedules = ScheduleManager(client)
+        app.state.schedules = ScheduleManager(connected)
         # Uploads and drops: one DuckDB thread per request (taskplan.duckdb.threadsPerSubtask is the
         # minions' data subtasks').
         # The API writes an upload's segment to the deep store itself (no minion's disk needed), then

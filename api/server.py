@@ -77,16 +77,25 @@ def serve(
     else:
         log.warning("no principals configured: authentication is OFF, serving loopback (%s) only", bind)
     stack = open_stack(config_file, settings)
-    # Connect and check once before serving: a refused certificate or an unprepared namespace stops the
-    # process here with its one-line message (inside the app's lifespan it would be a long traceback).
-    asyncio.run(stack.connect(retries=60))
+
+    app = create_app(stack)
     cert, key = tls or (None, None)
-    uvicorn.run(
-        create_app(stack),
+    config = uvicorn.Config(
+        app,
         host=bind,
         port=port or settings.controller_port,
         log_level="info",
         ssl_certfile=cert,
         ssl_keyfile=key,
     )
+
+    async def connect_and_serve() -> None:
+        # Connect and check once before serving: a refused certificate or an unprepared namespace stops the
+        # process here with its one-line message (inside the app's lifespan it would be a long traceback).
+        # The app's lifespan uses this client: one connection and one check at start, not two.
+        app.state.client = await stack.connect(retries=60)
+        await uvicorn.Server(config).serve()
+
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:  # uvicorn.run's loop (uvloop)
+        runner.run(connect_and_serve())
     return 0

@@ -6,12 +6,14 @@ from collections.abc import Awaitable, Callable
 
 from bench.data_plane import data_plane
 from bench.data_plane_s3 import data_plane_s3
+from bench.export_pg import export_pg
 from bench.harness import BenchStack, Report
 from bench.long_plan import long_plan
 from bench.many_plans import many_plans
 from bench.overhead import overhead
 from bench.scale import scale
 from bench.sizing import sizing
+from bench.startup import startup
 from bench.throughput import throughput
 
 Scenario = Callable[[BenchStack, Report, bool], Awaitable[None]]
@@ -25,4 +27,6 @@ SCENARIOS: dict[str, Scenario] = {
     "data-s3": data_plane_s3,
     "scale": scale,
     "sizing": sizing,
+    "export": export_pg,
+    "startup": startup,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from dataclasses import dataclass
@@ -17,6 +18,10 @@ from taskplan.temporal_setup import ClusterNotReady, check_cluster
 
 log = logging.getLogger(__name__)
 
+# A process that waits for a just-started server (retries > 1) also gives its namespace check this many
+# tries, 0.5 s apart; one that does not (retries == 1) reports a missing piece at once.
+CLUSTER_CHECK_ATTEMPTS = 4
+
 
 @dataclass
 class Stack:
@@ -30,7 +35,16 @@ class Stack:
         search attribute missing, stops with the message."""
         try:
             client = await connect(self.settings, retries=retries, identity=identity)
-            await check_cluster(client, self.settings)
+            for attempt in range(CLUSTER_CHECK_ATTEMPTS if retries > 1 else 1):
+                try:
+                    await check_cluster(client, self.settings)
+                    break
+                except ClusterNotReady:
+                    # A dev server started a moment ago (the embedded stack starts its processes without
+                    # waiting for it) registers its search attributes just after it starts listening.
+                    if attempt + 1 >= CLUSTER_CHECK_ATTEMPTS or retries <= 1:
+                        raise
+                    await asyncio.sleep(0.5)
         except (TemporalConnectError, ClusterNotReady) as exc:
             raise SystemExit(f"taskplan cannot start: {exc}") from None
         return client

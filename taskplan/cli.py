@@ -7,18 +7,38 @@ command that needs the settings reads them here, once. `main` returns the exit c
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from taskplan import operator
 from taskplan.settings import Settings, SettingsError, load_settings
+
+
+def lazy_module(name: str) -> types.ModuleType:
+    """The module ``name``, imported at its first attribute access (importlib's LazyLoader)."""
+    spec = importlib.util.find_spec(name)
+    assert spec is not None
+    assert spec.loader is not None
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+if TYPE_CHECKING:
+    from taskplan import operator
+else:  # the operator commands' module (httpx, rich's tables): loaded when one of them first needs it, so
+    # that `taskplan run`, `taskplan api` and `taskplan worker` start without it (start-up, README)
+    operator = lazy_module("taskplan.operator")
 
 # Help for `taskplan --help`; \b keeps the examples' lines as they are.
 HELP = """Run the embedded stack, serve the API, run a worker, operate plans.

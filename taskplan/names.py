@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
 
 CONTROLLER_TASK_QUEUE: Final = "taskplan-controller"
 # The cluster-wide jobs (progress poll, segment upkeep, cleanup sweep, schedule reconciliation): one workflow
@@ -184,3 +184,24 @@ class SearchAttributes:
     BATCH_SUBTASKS: Final = SearchAttributeKey.for_int("TaskPlanBatchSubtasks")
 
     ALL: Final = (PLAN_ID, TABLE, TASK_TYPE, STATUS, SOURCE, TASK_STATE, BATCH_SUBTASKS)
+
+
+def dev_server_search_attribute_flags() -> list[str]:
+    """`--search-attribute NAME=Type` flags for `temporal server start-dev`."""
+    flags: list[str] = []
+    for key in SearchAttributes.ALL:
+        flags += ["--search-attribute", f"{key.name}={search_attribute_type_name(key.indexed_value_type)}"]
+    return flags
+
+
+def search_attribute_type_name(value_type: SearchAttributeIndexedValueType) -> str:
+    """Temporal's own name of a search attribute type, as its CLI and tcld write it."""
+    return {
+        SearchAttributeIndexedValueType.KEYWORD: "Keyword",
+        SearchAttributeIndexedValueType.INT: "Int",
+        SearchAttributeIndexedValueType.TEXT: "Text",
+        SearchAttributeIndexedValueType.DOUBLE: "Double",
+        SearchAttributeIndexedValueType.BOOL: "Bool",
+        SearchAttributeIndexedValueType.DATETIME: "Datetime",
+        SearchAttributeIndexedValueType.KEYWORD_LIST: "KeywordList",
+    }[value_type]

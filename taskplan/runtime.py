@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taskplan.binaries import temporal_cli
-from taskplan.bootstrap import open_catalog
-from taskplan.metrics import metrics_url
+from taskplan.names import dev_server_search_attribute_flags
 from taskplan.settings import Settings, is_loopback
-from taskplan.temporal import dev_server_search_attribute_flags
+
+# This process spawns the dev server before it imports anything it does not need for that (the catalog
+# and its SQLAlchemy, the metrics' OpenTelemetry): those imports below are local, on purpose.
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,6 +107,8 @@ def controller_metrics_address(settings: Settings) -> tuple[str, int]:
 
 def api_metrics_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
     """The API's environment: its GET /metrics merges the controller worker's endpoint into its own."""
+    from taskplan.metrics import metrics_url
+
     controller = metrics_url(*controller_metrics_address(settings))
     targets = ",".join(filter(None, [settings.metrics_merge_targets, controller]))
     return {**env, "TASKPLAN_API_METRICSMERGETARGETS": targets}
@@ -131,6 +134,22 @@ def stop_children(children: Sequence[Child], timeout: float = 40.0) -> None:
                 child.process.wait()
 
 
+def upgrade_catalog(settings: Settings) -> None:
+    from taskplan.catalog import Catalog
+
+    catalog = Catalog(
+        settings.resolved_catalog_url,
+        pool_size=settings.catalog_pool_size,
+        max_overflow=settings.catalog_max_overflow,
+    )  # as bootstrap.open_catalog opens it, without importing the task types bootstrap brings
+    try:
+        before, after = catalog.migrate()
+    finally:
+        catalog.close()
+    if before != after:
+        print(f"[taskplan] catalog upgraded from revision {before or 'none'} to {after}", flush=True)
+
+
 def run_stack(settings: Settings, config_file: str | None = None, ui_port: int | None = None) -> int:
     data_dir = settings.data_dir.resolve()
     (data_dir / "input").mkdir(parents=True, exist_ok=True)
@@ -153,15 +172,6 @@ def run_stack(settings: Settings, config_file: str | None = None, ui_port: int |
             flush=True,
         )
         return 1
-    # The embedded stack upgrades its own catalog (what `taskplan db upgrade` does), so a fresh machine
-    # still needs only `make run`; the processes it starts then check the revision like any other.
-    catalog = open_catalog(settings)
-    try:
-        before, after = catalog.migrate()
-    finally:
-        catalog.close()
-    if before != after:
-        print(f"[taskplan] catalog upgraded from revision {before or 'none'} to {after}", flush=True)
     env = dict(os.environ)
     if config_file:
         env["TASKPLAN_CONFIG"] = str(Path(config_file).resolve())
@@ -177,9 +187,15 @@ def run_stack(settings: Settings, config_file: str | None = None, ui_port: int |
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
+        # Start-up order (README, Performance: start-up): the dev server first, and the catalog upgrade
+        # while it boots; then the controller and the API at once, without waiting for the server's port
+        # (both retry their connection for 30 s while nothing listens); the minion last, once the API and
+        # the controller are up, so that its imports do not compete for the CPUs on the way to /health.
         server = start_child("temporal dev server", server_command, env)
         children.append(server)
-        wait_for_port(temporal_host, temporal_port, 60, server.process)
+        # The embedded stack upgrades its own catalog (what `taskplan db upgrade` does), so a fresh machine
+        # still needs only `make run`; the processes it starts then check the revision like any other.
+        upgrade_catalog(settings)
         controller = start_child(
             "controller worker",
             [python, "worker.py", "--role", "controller",
@@ -187,9 +203,6 @@ def run_stack(settings: Settings, config_file: str | None = None, ui_port: int |
             env,
         )  # fmt: skip
         children.append(controller)
-        # The minion observes none of the documented metrics; its endpoint stays off (one shared config).
-        minion = [python, "worker.py", "--role", "minion", "--metrics-port", "0"]
-        children.append(start_child("minion worker", minion, env))
         api = start_child(
             "api",
             [python, "-m", "taskplan.cli", "api", "--host", settings.controller_host,
@@ -197,8 +210,14 @@ def run_stack(settings: Settings, config_file: str | None = None, ui_port: int |
             api_metrics_env(settings, env),
         )  # fmt: skip
         children.append(api)
+        wait_for_port(temporal_host, temporal_port, 60, server.process)
         wait_for_port(settings.controller_host, settings.controller_port, 60, api.process)
         wait_for_port(metrics_host, metrics_port, 60, controller.process)
+        # The minion observes none of the documented metrics; its endpoint stays off (one shared config).
+        minion = [python, "worker.py", "--role", "minion", "--metrics-port", "0"]
+        children.append(start_child("minion worker", minion, env))
+        from taskplan.metrics import metrics_url
+
         ui = ui_port or temporal_port + 1000
         scheme = "https" if settings.api_tls_cert_file else "http"
         api_url = f"{scheme}://{settings.controller_host}:{settings.controller_port}"

@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import TLSConfig
 
-from taskplan.names import SearchAttributes
 from taskplan.settings import Settings
 from taskplan.telemetry import client_interceptors, sdk_runtime
 
@@ -214,24 +212,3 @@ async def connect(settings: Settings, *, retries: int = 1, identity: str | None 
                 f"cannot connect to {where}: {_hint(text, settings)} ({_short(text)})"
             ) from None
     raise AssertionError("unreachable")  # the loop returns or raises
-
-
-def dev_server_search_attribute_flags() -> list[str]:
-    """`--search-attribute NAME=Type` flags for `temporal server start-dev`."""
-    flags: list[str] = []
-    for key in SearchAttributes.ALL:
-        flags += ["--search-attribute", f"{key.name}={search_attribute_type_name(key.indexed_value_type)}"]
-    return flags
-
-
-def search_attribute_type_name(value_type: SearchAttributeIndexedValueType) -> str:
-    """Temporal's own name of a search attribute type, as its CLI and tcld write it."""
-    return {
-        SearchAttributeIndexedValueType.KEYWORD: "Keyword",
-        SearchAttributeIndexedValueType.INT: "Int",
-        SearchAttributeIndexedValueType.TEXT: "Text",
-        SearchAttributeIndexedValueType.DOUBLE: "Double",
-        SearchAttributeIndexedValueType.BOOL: "Bool",
-        SearchAttributeIndexedValueType.DATETIME: "Datetime",
-        SearchAttributeIndexedValueType.KEYWORD_LIST: "KeywordList",
-    }[value_type]

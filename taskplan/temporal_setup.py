@@ -20,9 +20,8 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, Register
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from taskplan.names import SearchAttributes
+from taskplan.names import SearchAttributes, search_attribute_type_name
 from taskplan.settings import Settings
-from taskplan.temporal import search_attribute_type_name
 
 SETUP_COMMAND = "taskplan setup"
 # Calls on a namespace just registered fail with NOT_FOUND until every frontend's namespace cache has it.

@@ -6,15 +6,13 @@ in Temporal only; the batches of plans have their task records here (taskplan/ca
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import fcntl
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Connection,
     Engine,
@@ -43,6 +41,9 @@ from taskplan.clock import now_ms
 from taskplan.models.table import Schema, TableConfig
 from taskplan.names import split_table_name_with_type
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 PG_MIGRATION_LOCK = 7_314_159  # advisory lock id: one migrating process at a time
 
@@ -52,17 +53,57 @@ def _dump(model: TableConfig | Schema) -> str:
 
 
 UPGRADE_COMMAND = "taskplan db upgrade"
-VERSION_TABLE = "alembic_version"  # alembic's default, which the migrations keep
+
+
+# Alembic is imported only to migrate and to word a version error: importing it costs every process about
+# a fifth of its start-up (README, Performance: start-up), and reading the revisions needs none of it.
 
 
 def _alembic_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
 
 
+def _down_revisions(node: ast.expr) -> tuple[str, ...]:
+    value = ast.literal_eval(node)
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def migration_graph() -> dict[str, tuple[str, ...]]:
+    """Revision -> the revisions it revises, read from the migration files' ``revision`` and
+    ``down_revision`` assignments (as alembic reads them, without importing it)."""
+    graph: dict[str, tuple[str, ...]] = {}
+    for path in sorted((MIGRATIONS / "versions").glob("*.py")):
+        found: dict[str, ast.expr] = {}
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target, value = node.targets[0], node.value
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                target, value = node.target, node.value
+            else:
+                continue
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                found[target.id] = value
+        if "revision" in found:
+            revision = ast.literal_eval(found["revision"])
+            graph[revision] = _down_revisions(found["down_revision"]) if "down_revision" in found else ()
+    return graph
+
+
 def code_revision() -> str:
     """The newest migration this code ships (alembic's head)."""
+    graph = migration_graph()
+    revised = {down for downs in graph.values() for down in downs}
+    heads = [revision for revision in graph if revision not in revised]
+    if len(heads) == 1:
+        return heads[0]
+    from alembic.script import ScriptDirectory  # several heads, or none: alembic's own words
+
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     assert head is not None
     return head
@@ -90,6 +131,10 @@ class Catalog:
         run it at once. Returns the revisions before and after. Needs DDL rights; nothing else does."""
         with self._migration_lock():
             before = self.revision()
+            if before == code_revision():
+                return before, before
+            from alembic import command
+
             with self.engine.begin() as conn:
                 config = _alembic_config()
                 config.attributes["connection"] = conn
@@ -99,14 +144,14 @@ class Catalog:
     def revision(self) -> str | None:
         """The catalog's revision (its ``alembic_version`` row); None for an empty catalog."""
         with self.engine.connect() as conn:
-            # Read as alembic keeps it, without alembic's MigrationContext (which logs two INFO lines at
-            # every process start).
-            if not inspect(conn).has_table(VERSION_TABLE):
+            if not inspect(conn).has_table("alembic_version"):
                 return None
-            revisions = list(conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
-        if len(revisions) > 1:
-            raise CatalogVersionError(f"the catalog has several alembic heads: {revisions}")
-        return revisions[0] if revisions else None
+            found = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+            if len(found) <= 1:
+                return found[0] if found else None
+            from alembic.runtime.migration import MigrationContext  # several heads: alembic's error
+
+            return MigrationContext.configure(conn).get_current_revision()
 
     def check_revision(self) -> str:
         """Refuse a catalog behind or ahead of this code: processes start on an upgraded catalog and never
@@ -121,9 +166,7 @@ class Catalog:
                 f"the catalog {where} has no schema (revision none, this taskplan needs {ours}): "
                 f"run `{UPGRADE_COMMAND}` once, with a database role allowed to create tables"
             )
-        known = {
-            script.revision for script in ScriptDirectory.from_config(_alembic_config()).walk_revisions()
-        }
+        known = set(migration_graph())
         if theirs in known:
             raise CatalogVersionError(
                 f"the catalog {where} is at revision {theirs}, behind this taskplan's {ours}: "

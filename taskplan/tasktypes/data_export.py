@@ -21,13 +21,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import psycopg
 from psycopg import sql
 
 from taskplan.clock import now_ms
 from taskplan.data.parquet import DuckDBConfig, sql_string
+from taskplan.data.pg_copy import copy_parquet, pg_column
 from taskplan.data.segments import SegmentManager, parse_period_ms
 from taskplan.models.segment import SegmentMetadata, SegmentStatus
 from taskplan.models.table import Schema, TableConfig
@@ -61,19 +62,6 @@ BUFFER_TIME_PERIOD = "bufferTimePeriod"
 DEFAULT_BUFFER = "2d"
 SEGMENT_NAME = "segmentName"
 EXPORT_LOG_TABLE = "taskplan_exported_segments"
-
-PG_TYPES = {
-    "INT": "integer",
-    "LONG": "bigint",
-    "FLOAT": "real",
-    "DOUBLE": "double precision",
-    "BIG_DECIMAL": "numeric",
-    "BOOLEAN": "boolean",
-    "TIMESTAMP": "bigint",
-    "STRING": "text",
-    "JSON": "jsonb",
-    "BYTES": "text",
-}
 
 
 @dataclass(frozen=True)
@@ -199,7 +187,7 @@ class DataExportTaskExecutor(BaseTaskExecutor):
         elif target.kind == "s3":
             rows = self._to_s3(target, table, segment, manager, context.settings)
         else:
-            rows = self._to_postgres(target, table, schema, segment, manager.read(segment))
+            rows = self._to_postgres(target, table, schema, segment, manager)
         manager.store.record_export(table.tableName, target.key, name, segment.total_docs)
         return SubtaskResult(counts={"rowsExported": rows, "segmentsExported": 1})
 
@@ -249,8 +237,10 @@ class DataExportTaskExecutor(BaseTaskExecutor):
         table: TableConfig,
         schema: Schema,
         segment: SegmentMetadata,
-        rows: Sequence[dict[str, Any]],
+        manager: SegmentManager,
     ) -> int:
+        """The rows and the claim in ``taskplan_exported_segments`` in one transaction: a retry or a
+        duplicate of a subtask whose transaction committed claims nothing and copies nothing."""
         assert target.table is not None
         columns = list(schema.fields)
         try:
@@ -262,16 +252,9 @@ class DataExportTaskExecutor(BaseTaskExecutor):
                         "PRIMARY KEY (source_table, segment_name))"
                     ).format(sql.Identifier(EXPORT_LOG_TABLE))
                 )
-                definitions = sql.SQL(", ").join(
-                    sql.SQL("{} {}").format(
-                        sql.Identifier(f.name),
-                        sql.SQL(PG_TYPES[f.dataType] + ("" if f.singleValueField else "[]")),
-                    )
-                    for f in columns
-                )
                 conn.execute(
                     sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
-                        sql.Identifier(target.table), definitions
+                        sql.Identifier(target.table), sql.SQL(", ").join(pg_column(f) for f in columns)
                     )
                 )
                 claimed = conn.execute(
@@ -283,16 +266,14 @@ class DataExportTaskExecutor(BaseTaskExecutor):
                 ).fetchone()
                 if claimed is None:
                     return 0  # exported already, by an earlier attempt or a duplicate
-                insert = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-                    sql.Identifier(target.table),
-                    sql.SQL(", ").join(sql.Identifier(f.name) for f in columns),
-                    sql.SQL(", ").join(sql.Placeholder() for _ in columns),
-                )
-                with conn.cursor() as cursor:
-                    cursor.executemany(insert, [[row.get(f.name) for f in columns] for row in rows])
+                with manager.local_copy(segment) as source, conn.cursor() as cursor:
+                    return copy_parquet(cursor, source, target.table, columns, manager.duckdb_config)
         except psycopg.OperationalError as exc:
             raise RuntimeError(f"export target {target.table}: {exc}") from exc  # retried
-        return len(rows)
+        except psycopg.DataError as exc:  # a value the target cannot hold (a NUL in text, say): no retry
+            raise FatalTaskError(
+                f"export target {target.table}: segment {segment.segment_name}: {exc}".strip()
+            ) from None
 
 
 DATA_EXPORT = TaskTypePlugin(
