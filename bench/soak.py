@@ -329,7 +329,10 @@ class Workload:
         results = await asyncio.gather(
             self.offline_chain(cycle), self.realtime_chain(cycle), return_exceptions=True
         )
-        errors = [r for r in results if isinstance(r, BaseException)]
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, Exception):
+                raise r  # cancelled (Ctrl-C, SIGTERM): stop here, the stack is stopped on the way out
+        errors = [r for r in results if isinstance(r, Exception)]
         for raw in (f"{self.run}c{cycle}a", f"{self.run}c{cycle}b"):
             response = await self.http.delete(f"/tables/{raw}")
             if response.status_code not in (200, 404):
@@ -508,9 +511,16 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+async def _until_signalled(options: SoakOptions) -> dict[str, Any]:
+    soak = asyncio.ensure_future(run_soak(options))
+    # SIGTERM cancels the soak like Ctrl-C does, so the stack is stopped before the process exits.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, soak.cancel)
+    return await soak
+
+
 def main() -> int:
     options = SoakOptions.from_env()
-    result = asyncio.run(run_soak(options))
+    result = asyncio.run(_until_signalled(options))
     options.results_dir.mkdir(parents=True, exist_ok=True)
     path = options.results_dir / f"soak-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(result, indent=1))
