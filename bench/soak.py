@@ -155,7 +155,7 @@ class Stack:
 
 
 def schema(raw: str, score: bool = False) -> dict[str, Any]:
-    metrics = [{"name": "amount", "dataType": "DOUBLE"}]
+    metrics: list[dict[str, Any]] = [{"name": "amount", "dataType": "DOUBLE"}]
     if score:  # what AlterTableTask adds to every segment
         metrics.append({"name": "score", "dataType": "LONG", "defaultNullValue": 7})
     return {

@@ -68,8 +68,11 @@ def sample_process(pid: int) -> ProcessSample | None:
         fds = len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return None  # gone
-    kb = lambda name: int(fields[name].split()[0]) / 1024  # noqa: E731 - "12345 kB"
-    return ProcessSample(kb("VmRSS"), kb("VmHWM"), fds, int(fields["Threads"]))
+
+    def mb(name: str) -> float:
+        return int(fields[name].split()[0]) / 1024  # "12345 kB"
+
+    return ProcessSample(mb("VmRSS"), mb("VmHWM"), fds, int(fields["Threads"]))
 
 
 def sqlite_rows(path: Path) -> dict[str, int]:
