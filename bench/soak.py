@@ -13,6 +13,10 @@ gives the samples, each plan's history size and the catalog's size at its end, a
 whether memory and fds stayed flat over the second half of the run (`bench/soak_probe.py`).
 
     python -m bench.soak            # SOAK_MINUTES=2 SOAK_SAMPLE_SECONDS=10 python -m bench.soak for a try
+
+A process that grows: ``SOAK_TRACEMALLOC=<dir>`` makes every Python process of the stack trace its allocations
+and dump a tracemalloc snapshot there each minute (bench/soak_trace/sitecustomize.py); ``python -m
+bench.soak_leaks <dir>`` then lists what grew between the middle of the run and its end.
 """
 
 from __future__ import annotations
@@ -126,12 +130,16 @@ class Stack:
             "TASKPLAN_METRICS_PORT": str(free_port()),  # the controller's, 9101 by default
         }
         env.pop("TASKPLAN_CONFIG", None)
+        if env.get("SOAK_TRACEMALLOC"):  # leak hunting: snapshots of each process (bench/soak_leaks.py)
+            env["PYTHONPATH"] = os.pathsep.join([str(REPO / "bench" / "soak_trace"), str(REPO)])
+            env.setdefault("PYTHONTRACEMALLOC", "10")
         log = (self.data_dir / "stack.log").open("ab")
         command = [sys.executable, "-m", "taskplan.cli", "run", "--ui-port", str(free_port())]
         self.process = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        deadline = time.monotonic() + 180
+        patience = 600 if env.get("SOAK_TRACEMALLOC") else 180  # tracing makes every start-up slower
+        deadline = time.monotonic() + patience
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"taskplan run exited with {self.process.returncode}; see {log.name}")
@@ -139,7 +147,7 @@ class Stack:
                 if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
                     return
             time.sleep(0.5)
-        raise TimeoutError("the stack did not become healthy in 180 s")
+        raise TimeoutError(f"the stack did not become healthy in {patience} s")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -399,6 +407,10 @@ async def running_stack(options: SoakOptions) -> AsyncIterator[Stack]:
     try:
         await asyncio.to_thread(stack.start)
         yield stack
+    except BaseException:
+        scratch = None  # kept, with the stack's log, to see what went wrong
+        print(f"soak: the stack's data and log are kept in {data_dir}", file=sys.stderr)
+        raise
     finally:
         await asyncio.to_thread(stack.stop)
         if scratch:
