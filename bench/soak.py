@@ -14,8 +14,8 @@ whether memory and fds stayed flat over the second half of the run (`bench/soak_
 
     python -m bench.soak            # SOAK_MINUTES=2 SOAK_SAMPLE_SECONDS=10 python -m bench.soak for a try
 
-A process that grows: ``SOAK_TRACEMALLOC=<dir>`` makes every Python process of the stack trace its allocations
-and dump a tracemalloc snapshot there each minute (bench/soak_trace/sitecustomize.py); ``python -m
+A process that grows: ``SOAK_TRACEMALLOC=<dir>`` makes every Python process of the stack start tracemalloc
+after its warm-up and dump a snapshot there each minute (bench/soak_trace/sitecustomize.py); ``python -m
 bench.soak_leaks <dir>`` then lists what grew between the middle of the run and its end.
 """
 
@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -121,6 +122,29 @@ class Stack:
     def catalog_file(self) -> Path:
         return self.data_dir / "catalog.db"
 
+    def temporal_caches(self) -> dict[str, float]:
+        """The dev server's history caches (entries of mutable state, bytes of events) and goroutines, from
+        the metrics endpoint it announces in the stack's log: what its memory is expected to follow."""
+        found = re.search(
+            r"Temporal Metrics:\s+(\S+)", (self.data_dir / "stack.log").read_text(errors="replace")
+        )
+        if not found:
+            return {}
+        try:
+            text = httpx.get(found.group(1), timeout=10).text
+        except httpx.HTTPError:
+            return {}
+        wanted = {
+            'cache_usage{cache_type="mutablestate",service_name="history"}': "mutable_state_cache",
+            'cache_usage{cache_type="events",service_name="history"}': "events_cache",
+            'num_goroutines{service_name="frontend"}': "goroutines",
+        }
+        return {
+            wanted[k]: float(v)
+            for k, _, v in (line.rpartition(" ") for line in text.splitlines())
+            if k in wanted
+        }
+
     def start(self) -> None:
         env = {
             **os.environ,
@@ -132,13 +156,12 @@ class Stack:
         env.pop("TASKPLAN_CONFIG", None)
         if env.get("SOAK_TRACEMALLOC"):  # leak hunting: snapshots of each process (bench/soak_leaks.py)
             env["PYTHONPATH"] = os.pathsep.join([str(REPO / "bench" / "soak_trace"), str(REPO)])
-            env.setdefault("PYTHONTRACEMALLOC", "10")
         log = (self.data_dir / "stack.log").open("ab")
         command = [sys.executable, "-m", "taskplan.cli", "run", "--ui-port", str(free_port())]
         self.process = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        patience = 600 if env.get("SOAK_TRACEMALLOC") else 180  # tracing makes every start-up slower
+        patience = 180
         deadline = time.monotonic() + patience
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -391,6 +414,7 @@ def take_sample(stack: Stack, workload: Workload, t0: float) -> dict[str, Any]:
         "catalog_rows": sum(rows.values()),
         "catalog_rows_by_table": {k: v for k, v in rows.items() if v},
         "temporal_db_mb": round(file_mb(stack.data_dir / "temporal.db"), 3),
+        "temporal_caches": stack.temporal_caches(),
         "plans_done": sum(1 for r in workload.records if r.status),
     }
 
@@ -482,7 +506,8 @@ def report(
 
 def table(result: dict[str, Any]) -> str:
     roles = [v["role"] for v in result["verdicts"]]
-    head = ["min", "load", *(f"{r} MB/fds" for r in roles), "catalog MB/rows", "temporal.db MB", "plans"]
+    head = ["min", "load", *(f"{r} MB/fds" for r in roles), "catalog MB/rows", "temporal.db MB"]
+    head += ["temporal cache", "plans"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in result["samples"]:
         cells = [f"{s['minute']:.1f}", f"{s['load1']:.1f}"]
@@ -493,6 +518,7 @@ def table(result: dict[str, Any]) -> str:
         cells += [
             f"{s['catalog_mb']:.2f} / {s['catalog_rows']}",
             f"{s['temporal_db_mb']:.1f}",
+            f"{s.get('temporal_caches', {}).get('mutable_state_cache', '-')}",  # entries
             str(s["plans_done"]),
         ]
         lines.append("| " + " | ".join(cells) + " |")

@@ -1,7 +1,10 @@
 """Leak hunting for the soak (``SOAK_TRACEMALLOC=<dir>``, bench/soak.py): every Python process of the stack
-imports this at start-up (the soak puts this directory first on PYTHONPATH) and, with tracemalloc on
-(PYTHONTRACEMALLOC), dumps a snapshot into ``<dir>`` every SOAK_TRACEMALLOC_SECONDS (default 60), named by
-the process's role, its pid and the minute. Compare two with ``python -m bench.soak_leaks <dir>``."""
+imports this at start-up (the soak puts this directory first on PYTHONPATH). After
+SOAK_TRACEMALLOC_START_SECONDS (default 120: start-up and warm-up run untraced, at full speed) it starts
+tracemalloc, then dumps a snapshot into ``<dir>`` every SOAK_TRACEMALLOC_SECONDS (default 60), named by the
+process's role, its pid and the minute. So a snapshot holds what was allocated since tracing began and is
+still alive: what grows from one snapshot to the next is what the process keeps. Compare them with
+``python -m bench.soak_leaks <dir>``."""
 
 from __future__ import annotations
 
@@ -19,19 +22,21 @@ def _role() -> str:
     return next((role for needle, role in roles.items() if needle in argv), "other")
 
 
-def _dump_every(directory: Path, seconds: float) -> None:
-    started, n = time.monotonic(), 0
+def _trace(directory: Path, start_s: float, every_s: float) -> None:
+    time.sleep(start_s)
+    tracemalloc.start(int(os.environ.get("SOAK_TRACEMALLOC_FRAMES", "12")))
+    started = time.monotonic()
     while True:
-        time.sleep(seconds)
-        n += 1
+        time.sleep(every_s)
         minute = (time.monotonic() - started) / 60
         path = directory / f"{_role()}-{os.getpid()}-{minute:06.2f}.snap"
         tracemalloc.take_snapshot().dump(str(path.with_suffix(".tmp")))
         path.with_suffix(".tmp").rename(path)
 
 
-if os.environ.get("SOAK_TRACEMALLOC") and tracemalloc.is_tracing():
+if os.environ.get("SOAK_TRACEMALLOC"):
     _dir = Path(os.environ["SOAK_TRACEMALLOC"])
     _dir.mkdir(parents=True, exist_ok=True)
+    _start = float(os.environ.get("SOAK_TRACEMALLOC_START_SECONDS", "120"))
     _every = float(os.environ.get("SOAK_TRACEMALLOC_SECONDS", "60"))
-    threading.Thread(target=_dump_every, args=(_dir, _every), daemon=True, name="soak-tracemalloc").start()
+    threading.Thread(target=_trace, args=(_dir, _start, _every), daemon=True, name="soak-tracemalloc").start()
