@@ -35,8 +35,9 @@ def main() -> None:
         print(f"\n== {process}: traced MB per snapshot: {' '.join(f'{t:.1f}' for t in totals)}")
         if len(snapshots) < 2:
             continue
-        middle, last = snapshots[len(snapshots) // 2], snapshots[-1]
-        print(f"   growth from {paths[len(paths) // 2].stem} to {paths[-1].stem}:")
+        mid = min(len(snapshots) // 2, len(snapshots) - 2)
+        middle, last = snapshots[mid], snapshots[-1]
+        print(f"   growth from {paths[mid].stem} to {paths[-1].stem}:")
         grown = sorted(last.compare_to(middle, "traceback"), key=lambda s: s.size_diff, reverse=True)
         for stat in grown[: args.top]:
             if stat.size_diff <= 0:
