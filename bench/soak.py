@@ -62,6 +62,7 @@ class SoakOptions:
     pg_url: str = "postgresql://postgres@127.0.0.1:5432/test"
     results_dir: Path = RESULTS
     data_dir: Path | None = None  # default: a temporary directory, removed afterwards
+    graceful_stop: bool = True  # False: the stack is killed at the end (the smoke in make test)
 
     @classmethod
     def from_env(cls) -> SoakOptions:
@@ -172,14 +173,20 @@ class Stack:
             time.sleep(0.5)
         raise TimeoutError(f"the stack did not become healthy in {patience} s")
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # the supervisor stops its children in order
-            try:
+    def stop(self, graceful: bool = True) -> None:
+        """SIGTERM: the supervisor stops its children in order, workers shutting down gracefully; past 90 s,
+        or at once when not ``graceful`` (the smoke in make test), SIGKILL to every process of the stack."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        if graceful:
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+                return
+        for pid in process_tree(self.process.pid).values():  # each child has a session of its own
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait()
 
 
 # ---------------------------------------------------------------------------------------------- the data
@@ -436,7 +443,7 @@ async def running_stack(options: SoakOptions) -> AsyncIterator[Stack]:
         print(f"soak: the stack's data and log are kept in {data_dir}", file=sys.stderr)
         raise
     finally:
-        await asyncio.to_thread(stack.stop)
+        await asyncio.to_thread(stack.stop, options.graceful_stop)
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
 

@@ -46,7 +46,9 @@ def test_the_verdict_tells_a_leak_from_noise_and_warm_up() -> None:
 
 @pytest.mark.postgres
 async def test_one_soak_cycle_of_every_task_type_on_the_embedded_stack(tmp_path: Path) -> None:
-    options = SoakOptions(minutes=0.01, sample_seconds=5, max_cycles=1, results_dir=tmp_path)
+    options = SoakOptions(
+        minutes=0.01, sample_seconds=5, max_cycles=1, results_dir=tmp_path, graceful_stop=False
+    )
     result = await run_soak(options)
     assert result["errors"] == [], json.dumps(result["errors"], indent=1)
     assert result["plans"] == result["plans_ok"] == 8
