@@ -1,13 +1,14 @@
 """Leak hunting for the soak (``SOAK_TRACEMALLOC=<dir>``, bench/soak.py): every Python process of the stack
 imports this at start-up (the soak puts this directory first on PYTHONPATH). After
 SOAK_TRACEMALLOC_START_SECONDS (default 120: start-up and warm-up run untraced, at full speed) it starts
-tracemalloc, then dumps a snapshot into ``<dir>`` every SOAK_TRACEMALLOC_SECONDS (default 60), named by the
-process's role, its pid and the minute. So a snapshot holds what was allocated since tracing began and is
-still alive: what grows from one snapshot to the next is what the process keeps. Compare them with
-``python -m bench.soak_leaks <dir>``."""
+tracemalloc, then every SOAK_TRACEMALLOC_SECONDS (default 60) runs a full garbage collection and dumps a
+snapshot into ``<dir>``, named by the process's role, its pid and the minute. A snapshot holds what was
+allocated since tracing began and is still alive: what grows from one snapshot to the next is what the
+process keeps. Compare them with ``python -m bench.soak_leaks <dir>``."""
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -30,6 +31,7 @@ def _trace(directory: Path, start_s: float, every_s: float) -> None:
         time.sleep(every_s)
         minute = (time.monotonic() - started) / 60
         path = directory / f"{_role()}-{os.getpid()}-{minute:06.2f}.snap"
+        gc.collect()  # garbage in reference cycles waits for a full collection: not what the process keeps
         tracemalloc.take_snapshot().dump(str(path.with_suffix(".tmp")))
         path.with_suffix(".tmp").rename(path)
 
