@@ -14,6 +14,9 @@ whether memory and fds stayed flat over the second half of the run (`bench/soak_
 
     python -m bench.soak            # SOAK_MINUTES=2 SOAK_SAMPLE_SECONDS=10 python -m bench.soak for a try
 
+Past 400 lines because one run reads in one place: the stack, the cycle's workload with its expected rows,
+and the report; what is measured and the verdict are in bench/soak_probe.py.
+
 A process that grows: ``SOAK_TRACEMALLOC=<dir>`` makes every Python process of the stack start tracemalloc
 after its warm-up and dump a snapshot there each minute (bench/soak_trace/sitecustomize.py); ``python -m
 bench.soak_leaks <dir>`` then lists what grew between the middle of the run and its end.
