@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test check lint typecheck layers unit bench bench-full deploy-check chaos clean lock test-tools screenshots
+.PHONY: run test check lint typecheck layers unit bench bench-full deploy-check chaos soak clean lock test-tools screenshots
 
 # Installs the versions the tests last passed with (constraints.txt, written by `make lock`).
 $(STAMP): pyproject.toml constraints.txt
@@ -80,6 +80,11 @@ bench-full: $(STAMP)
 ## Fault injection on a real cluster: 20 minion kills plus controller, API and dev-server faults.
 chaos: $(STAMP)
 	CHAOS_TRIALS=20 CHAOS_REPORT_DIR=$(CURDIR)/bench/results $(BIN)/python -m pytest tests/chaos -s
+
+## Soak: plans of every task type in a loop on the embedded stack for SOAK_MINUTES (default 30), memory and
+## fds of every process sampled each minute; the verdict on flatness and the figures in RELIABILITY.md.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -101,7 +101,7 @@ def build_workers(
     if options.role in ("controller", "both"):
         generation = GenerationActivities(registry, context, tables)
         gate = ClusterGate(settings, catalog, client, _running_loop())
-        plans = PlanActivities(generation, gate, catalog.tasks)
+        plans = PlanActivities(generation, gate, catalog.tasks, catalog.table_names)
         activities: list[Callable[..., Any]] = [
             plans.next_batch,
             plans.record_batch_end,
@@ -179,7 +179,7 @@ def cluster_job_activities(
     """The cluster-wide jobs this controller runs when Temporal hands it one: the orchestration poll (plan
     gauges), segment upkeep (flush by time, crash leftovers), the plan cleanup sweep; and the schedules'
     reconciliation. Each job object is made once per process, so its state outlives a job's move."""
-    poller = ProgressPoller(plans.reconciler, plans.reader)
+    poller = ProgressPoller(plans.reconciler, plans.reader, table_names=catalog.table_names)
     segments = SegmentMaintenance(SegmentManager.from_settings(settings, catalog), catalog)
     janitor = PlanJanitor(
         client,

@@ -8,14 +8,14 @@ what no next step will.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from temporalio import activity
 
 from taskplan.activities.generation import GenerationActivities
 from taskplan.catalog.tasks import TaskStore
 from taskplan.clock import now_ms
-from taskplan.metrics import OrchestrationMetrics, metrics
+from taskplan.metrics import OrchestrationMetrics, forget_dropped_tables, metrics
 from taskplan.models.plan import BatchEnd, PlanEnd
 from taskplan.models.task import GeneratedBatch
 from taskplan.workflows.activity_defs import PlanActivityDefs
@@ -28,10 +28,17 @@ ProgressionGate = Callable[[str, str, "str | None"], "str | None"]
 class PlanActivities(PlanActivityDefs):
     """Built once per controller worker, on the generators, the cluster's gate and the task records."""
 
-    def __init__(self, generation: GenerationActivities, gate: ProgressionGate, tasks: TaskStore) -> None:
+    def __init__(
+        self,
+        generation: GenerationActivities,
+        gate: ProgressionGate,
+        tasks: TaskStore,
+        table_names: Callable[[], Collection[str]] | None = None,  # the catalog's, to forget dropped tables
+    ) -> None:
         self._generation = generation
         self._gate = gate
         self._tasks = tasks  # task records of plan batches
+        self._table_names = table_names
 
     @activity.defn(name="next_batch")
     def next_batch(self, step: NextBatchInput) -> NextBatch:
@@ -67,6 +74,8 @@ class PlanActivities(PlanActivityDefs):
             metrics().orchestration_cycle_failure.add(1, attrs)
             raise
         metrics().task_plan_progression_blocked.set(0 if reason is None else 1, attrs)
+        if self._table_names is not None:  # at most once a minute: a controller not running the poll too
+            forget_dropped_tables(self._table_names)
         return reason
 
     def _generate(self, request: GenerateBatchInput) -> GeneratedBatch:

@@ -1,4 +1,5 @@
-"""Controller-side orchestration metrics (OpenTelemetry SDK, exported in Prometheus text format).
+"""Controller-side orchestration metrics (OpenTelemetry SDK counters, and per-table gauges kept here so a
+dropped table's series can go: ``TableGauge``), exported in Prometheus text format.
 
 Every instrument carries the attributes ``tableNameWithType`` and ``taskType`` (``taskPlansCleanedUp``:
 ``tableNameWithType`` and ``reason``). Prometheus names counters with a ``_total`` suffix:
@@ -16,12 +17,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from opentelemetry.metrics import CallbackOptions, Counter, Observation
-from opentelemetry.metrics import _Gauge as Gauge  # the API exports the synchronous gauge type privately
 from opentelemetry.sdk.metrics import Counter as SdkCounter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
@@ -97,6 +97,75 @@ MERGE_TARGET_UP = "metricsMergeTargetUp"
 _lock = threading.RLock()
 
 
+class _Point(NamedTuple):  # shaped like an OpenTelemetry data point, for _family
+    attributes: Mapping[str, str]
+    value: float
+
+
+class _Points(NamedTuple):
+    data_points: list[_Point]
+
+
+class TableGauge:
+    """A gauge per table and task type, kept here rather than in an OpenTelemetry instrument: OpenTelemetry
+    cannot remove an attribute set, so every table ever seen would keep its series, dropped tables included
+    (about 1 KB each, up to the SDK's 2,000 per instrument; past that, new tables' series fold into one
+    ``otel_metric_overflow`` series and every series gains that label). ``forget_dropped_tables`` removes a
+    dropped table's series, as Pinot removes a deleted table's gauges."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._values: dict[tuple[tuple[str, str], ...], float] = {}
+        self._lock = threading.Lock()
+
+    def set(self, value: float, attributes: Mapping[str, str]) -> None:
+        with self._lock:
+            self._values[tuple(sorted(attributes.items()))] = float(value)
+
+    def forget(self, keep: Callable[[str], bool]) -> int:
+        """Removes the series whose ``tableNameWithType`` fails ``keep``; how many went."""
+        with self._lock:
+            gone = [k for k in self._values if not keep(dict(k).get("tableNameWithType", ""))]
+            for key in gone:
+                del self._values[key]
+        return len(gone)
+
+    def points(self) -> _Points:
+        with self._lock:
+            return _Points([_Point(dict(k), v) for k, v in self._values.items()])
+
+
+_TABLE_GAUGES = {
+    name: TableGauge(name)
+    for name in (
+        "taskPlanProgressionBlocked",
+        "taskPlanInputsToProcess",
+        "taskPlanInputsBeingProcessed",
+        "taskPlanInputsProcessed",
+        "activeTaskPlansCount",
+        "taskPlansAbortingCount",
+    )
+}
+# How often a controller asks the catalog which tables exist, to forget the gauges of dropped ones.
+FORGET_EVERY_S = 60.0
+_last_forget = 0.0
+
+
+def forget_dropped_tables(table_names: Callable[[], Collection[str]], *, force: bool = False) -> int:
+    """Removes this process's gauge series of tables that no longer exist (``table_names``: every table
+    name with type in the catalog), at most every FORGET_EVERY_S unless ``force``; how many went. The
+    orchestration poll calls it every poll, a controller's plan steps at most once a minute, so no process
+    keeps a dropped table's series for long. A table created again gets fresh series."""
+    global _last_forget
+    now = time.monotonic()
+    with _lock:
+        if not force and now - _last_forget < FORGET_EVERY_S:
+            return 0
+        _last_forget = now
+    existing = set(table_names())
+    return sum(gauge.forget(existing.__contains__) for gauge in _TABLE_GAUGES.values())
+
+
 class _OrchestrationCollector(Collector):
     """Exposes the OpenTelemetry instruments to prometheus_client under their documented (camelCase) names,
     every documented family on every scrape, with or without samples.
@@ -116,7 +185,9 @@ class _OrchestrationCollector(Collector):
                     observed[metric.name.lower()] = metric.data
         for family in FAMILIES:
             exported = _poll_owner or family.name not in POLL_FAMILIES
-            yield _family(family, observed.get(family.name.lower()) if exported else None)
+            table_gauge = _TABLE_GAUGES.get(family.name)
+            points = table_gauge.points() if table_gauge else observed.get(family.name.lower())
+            yield _family(family, points if exported else None)
 
 
 def _family(family: Family, data: object) -> Metric:
@@ -136,14 +207,14 @@ def _family(family: Family, data: object) -> Metric:
 class OrchestrationMetrics:
     task_plan_aborted: Counter
     orchestration_cycle_failure: Counter
-    task_plan_progression_blocked: Gauge
+    task_plan_progression_blocked: TableGauge
     scheduled_trigger_active_plan_conflict: Counter
     task_generation_failure_count: Counter
-    task_plan_inputs_to_process: Gauge
-    task_plan_inputs_being_processed: Gauge
-    task_plan_inputs_processed: Gauge
-    active_task_plans_count: Gauge
-    task_plans_aborting_count: Gauge
+    task_plan_inputs_to_process: TableGauge
+    task_plan_inputs_being_processed: TableGauge
+    task_plan_inputs_processed: TableGauge
+    active_task_plans_count: TableGauge
+    task_plans_aborting_count: TableGauge
     task_plans_cleaned_up: Counter
 
     @staticmethod
@@ -168,9 +239,9 @@ def metrics() -> OrchestrationMetrics:
                 assert _BY_NAME[name].kind == "counter"
                 return meter.create_counter(name, description=_BY_NAME[name].description)
 
-            def gauge(name: str) -> Gauge:
+            def gauge(name: str) -> TableGauge:
                 assert _BY_NAME[name].kind == "gauge"
-                return meter.create_gauge(name, description=_BY_NAME[name].description)
+                return _TABLE_GAUGES[name]
 
             _metrics = OrchestrationMetrics(
                 task_plan_aborted=counter("taskPlanAborted"),

@@ -4,7 +4,8 @@ controller runs it (workflows/cluster_jobs.py), and only that process exports th
 Every interval it first corrects the catalog's plan snapshots from Temporal (plans ended at the Temporal
 level, aborted through the CLI, started without a snapshot: taskplan/plans/snapshots.py), then
 lists the active plans, setting activeTaskPlansCount, taskPlansAbortingCount and the taskPlanInputs* gauges
-per table and task type; orchestrationTimeSinceLastPollMs rises if this loop stalls.
+per table and task type, and removes the series of tables dropped since; orchestrationTimeSinceLastPollMs
+rises if this loop stalls.
 """
 
 from __future__ import annotations
@@ -14,8 +15,15 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable, Collection
 
-from taskplan.metrics import OrchestrationMetrics, metrics, set_last_poll, set_poll_owner
+from taskplan.metrics import (
+    OrchestrationMetrics,
+    forget_dropped_tables,
+    metrics,
+    set_last_poll,
+    set_poll_owner,
+)
 from taskplan.models.plan import PlanQuery, PlanStatus
 from taskplan.plans import PlanReader, SnapshotReconciler
 
@@ -23,10 +31,17 @@ log = logging.getLogger(__name__)
 
 
 class ProgressPoller:
-    def __init__(self, reconciler: SnapshotReconciler, reader: PlanReader, interval_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        reconciler: SnapshotReconciler,
+        reader: PlanReader,
+        interval_s: float = 15.0,
+        table_names: Callable[[], Collection[str]] | None = None,  # the catalog's, to forget dropped tables
+    ) -> None:
         self._reconciler = reconciler
         self._reader = reader
         self._interval_s = interval_s
+        self._table_names = table_names
         self._seen: set[tuple[str, str]] = set()  # plans' (table, type) to zero once they end
 
     async def poll_once(self) -> None:
@@ -51,6 +66,8 @@ class ProgressPoller:
             if key not in active and key not in aborting:
                 gauges.task_plan_inputs_being_processed.set(0, attrs)
         self._seen = set(active) | set(aborting)
+        if self._table_names is not None:  # a dropped table's series go with it
+            await asyncio.to_thread(forget_dropped_tables, self._table_names, force=True)
         set_last_poll(time.time())
         set_poll_owner(True)  # this process's gauges are the cluster's now
 
