@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test check lint typecheck layers unit bench bench-full deploy-check chaos clean lock test-tools screenshots
+.PHONY: run test check lint typecheck layers unit bench bench-full deploy-check chaos fuzz clean lock test-tools screenshots
 
 # Installs the versions the tests last passed with (constraints.txt, written by `make lock`).
 $(STAMP): pyproject.toml constraints.txt
@@ -80,6 +80,14 @@ bench-full: $(STAMP)
 ## Fault injection on a real cluster: 20 minion kills plus controller, API and dev-server faults.
 chaos: $(STAMP)
 	CHAOS_TRIALS=20 CHAOS_REPORT_DIR=$(CURDIR)/bench/results $(BIN)/python -m pytest tests/chaos -s
+
+## Long fuzzing runs (make test runs short ones): the purge filter parser for 10 minutes, the Quartz
+## translator on 3,000 expressions (300 on Temporal), schemathesis with 50 examples per operation and 200
+## stateful scenarios, each with and without credentials. The three files run side by side.
+fuzz: $(STAMP)
+	FUZZ_FILTER_SECONDS=600 FUZZ_QUARTZ_EXAMPLES=3000 FUZZ_EXAMPLES=50 FUZZ_STATEFUL_EXAMPLES=200 \
+		FUZZ_STATEFUL_STEPS=12 $(BIN)/python -m pytest -n 3 --dist loadfile -s -o timeout=3600 \
+		tests/data/test_purge_filter_fuzz.py tests/schedules/test_quartz_fuzz.py tests/chaos/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

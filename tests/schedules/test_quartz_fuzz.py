@@ -228,7 +228,7 @@ def compare(expression: str, zone_name: str, start: datetime, temporal: list[dat
     reference = next_fire_times(expression, start - timedelta(seconds=1), 2 * NEXT + 2, zone)
     expected = [t.astimezone(UTC) for t in reference if _exists(t, zone)]
     got = [t for t in temporal if not _repeated(t, zone)]
-    assert got, (expression, zone_name, start, "Temporal fires no more")
+    # Temporal answers its next 10 times, fewer when the schedule ends (its years are over)
     horizon = got[-1] if len(temporal) == NEXT else datetime(2101, 1, 1, tzinfo=UTC)
     expected = [t for t in expected if t <= horizon]
     assert got == expected, (expression, zone_name, start.isoformat(), got[:4], expected[:4])
@@ -249,6 +249,7 @@ async def test_temporal_fires_the_translation_when_the_reference_does(temporal_c
     @example("0 30 2 * * ?", "America/New_York", datetime(2027, 3, 13))  # a spring-forward gap
     @example("0 30 1 * * ?", "America/New_York", datetime(2027, 11, 6))  # a fall-back overlap
     @example("0 0 0 * * ?", "Australia/Lord_Howe", datetime(2030, 4, 5))  # a half-hour change
+    @example("0 0 * * * ? 2027-2032", "Africa/Abidjan", datetime(2033, 1, 1))  # no firing left
     def run(expression: str, zone: str, start: datetime) -> None:
         if translated(expression) is None:
             return
