@@ -81,14 +81,15 @@ bench-full: $(STAMP)
 chaos: $(STAMP)
 	CHAOS_TRIALS=20 CHAOS_REPORT_DIR=$(CURDIR)/bench/results $(BIN)/python -m pytest tests/chaos -s
 
-## Long fuzzing runs (make test runs short ones): the purge filter parser for 10 minutes, the Quartz
-## translator on 3,000 expressions (300 on Temporal), schemathesis with 50 examples per operation and 200
-## stateful scenarios, each with and without credentials. The three files run side by side; each test
-## prints its figures (a `FUZZ` line) in the summary.
+## Long fuzzing runs (make test runs short ones): the purge filter parser for 10 minutes beside the Quartz
+## translator on 3,000 expressions (300 on Temporal); then schemathesis on a cluster of its own (50 examples
+## per operation, 200 stateful scenarios, with and without credentials), alone: its cluster start needs the
+## CPUs. Each test prints its figures (a `FUZZ` line) in the summary.
 fuzz: $(STAMP)
-	FUZZ_FILTER_SECONDS=600 FUZZ_QUARTZ_EXAMPLES=3000 FUZZ_EXAMPLES=50 FUZZ_STATEFUL_EXAMPLES=200 \
-		FUZZ_STATEFUL_STEPS=12 $(BIN)/python -m pytest -n 3 --dist loadfile -rA -o timeout=3600 \
-		tests/data/test_purge_filter_fuzz.py tests/schedules/test_quartz_fuzz.py tests/chaos/test_fuzz.py
+	FUZZ_FILTER_SECONDS=600 FUZZ_QUARTZ_EXAMPLES=3000 $(BIN)/python -m pytest -n 2 --dist loadfile -rA \
+		-o timeout=3600 tests/data/test_purge_filter_fuzz.py tests/schedules/test_quartz_fuzz.py
+	FUZZ_EXAMPLES=50 FUZZ_STATEFUL_EXAMPLES=200 FUZZ_STATEFUL_STEPS=12 $(BIN)/python -m pytest -rA \
+		-o timeout=3600 tests/chaos/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -53,11 +53,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         tmp_path_factory.mktemp("fuzz"),
         extra_env={P: "admin", f"{P}.admin.password": PASSWORD, "CONTROLLER_HOST": "127.0.0.1"},
     )
-    running.start()
     try:
+        running.start()
         yield running
     finally:
-        running.stop()
+        running.stop()  # also when it did not start: no process is left behind
     assert PASSWORD not in (running.data_dir / "cluster.log").read_text()
 
 
@@ -122,6 +122,13 @@ def stateful_run(url: str, headers: dict[str, str], scenarios: int, steps: int) 
 
         def after_call(self, response: Response, case: Case[Any]) -> None:
             seen[f"{case.operation.label} {response.status_code}"] += 1
+            if not headers and response.status_code != 401:
+                print(
+                    "FUZZ unauthenticated answer:",
+                    case.operation.label,
+                    response.status_code,
+                    response.text[:200],
+                )
 
         def validate_response(self, response: Response, case: Case[Any], *args: Any, **kwargs: Any) -> None:
             # Failures are collected, not raised: a replay could not reproduce them (the server's state has
@@ -187,7 +194,9 @@ async def test_stateful_fuzzing_follows_the_links_without_a_server_error(
     }
     print("FUZZ stateful", json.dumps(figures), json.dumps(dict(sorted(seen.items()))))
     if credentials == "none":
-        assert set(seen) - {"scenarios"} and all(k.endswith(" 401") for k in seen if k != "scenarios"), seen
+        # Nothing is done without credentials. (A body FastAPI cannot parse as JSON is a 400 before the
+        # credentials are looked at: its parsing precedes the dependencies; the answer says nothing else.)
+        assert seen["POST /schemas 401"] and not [k for k in seen if k.split()[-1].startswith("2")], seen
         return
     # The links were followed: tables were created from the schemas the run saved (a random body does not
     # name a schema that exists); longer runs get to the plans triggered on them, read and aborted.
