@@ -185,7 +185,8 @@ async def test_stateful_fuzzing_follows_the_links_without_a_server_error(
 ) -> None:
     headers = {"Authorization": ADMIN} if credentials == "admin" else {}
     started = time.monotonic()
-    scenarios = STATEFUL_EXAMPLES
+    # Without credentials every scenario stops at its first call (401): a few show it.
+    scenarios = STATEFUL_EXAMPLES if credentials == "admin" else max(3, STATEFUL_EXAMPLES // 5)
     seen = await asyncio.to_thread(stateful_run, cluster.url, headers, scenarios, STATEFUL_STEPS)
     figures = {
         "credentials": credentials,
