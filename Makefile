@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test check lint typecheck layers unit bench bench-full deploy-check chaos soak clean lock test-tools screenshots
+.PHONY: run test check lint typecheck layers unit bench bench-full deploy-check chaos soak fuzz clean lock test-tools screenshots
 
 # Installs the versions the tests last passed with (constraints.txt, written by `make lock`).
 $(STAMP): pyproject.toml constraints.txt
@@ -85,6 +85,15 @@ chaos: $(STAMP)
 ## fds of every process sampled each minute; the verdict on flatness and the figures in RELIABILITY.md.
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak
+## Long fuzzing runs (make test runs short ones): the purge filter parser for 10 minutes beside the Quartz
+## translator on 3,000 expressions (300 on Temporal); then schemathesis on a cluster of its own (50 examples
+## per operation, 200 stateful scenarios, with and without credentials), alone: its cluster start needs the
+## CPUs. Each test prints its figures (a `FUZZ` line) in the summary.
+fuzz: $(STAMP)
+	FUZZ_FILTER_SECONDS=600 FUZZ_QUARTZ_EXAMPLES=3000 $(BIN)/python -m pytest -n 2 --dist loadfile -rA \
+		-o timeout=3600 tests/data/test_purge_filter_fuzz.py tests/schedules/test_quartz_fuzz.py
+	FUZZ_EXAMPLES=50 FUZZ_STATEFUL_EXAMPLES=200 FUZZ_STATEFUL_STEPS=12 $(BIN)/python -m pytest -rA \
+		-o timeout=3600 tests/chaos/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

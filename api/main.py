@@ -14,6 +14,7 @@ from taskplan import __version__
 from taskplan.api.auth import AccessControl
 from taskplan.api.errors import install_error_handlers
 from taskplan.api.limits import RequestSizeLimit
+from taskplan.api.openapi_links import install_links
 from taskplan.api.origins import CrossSiteGuard, allowed_origins
 from taskplan.api.routes import (
     cluster,
@@ -99,6 +100,7 @@ def create_app(stack: Stack | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(plan_batches.router)
     app.include_router(ui.router)
+    install_links(app)
     return app
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +32,7 @@ MAX_FILTER_TERMS = 1_000  # expressions in all: columns, constants, operators, c
 # is refused before it is parsed (Python's parser would hit its recursion limit near 1,000).
 _TREE_JSON_DEPTH = 3 * MAX_FILTER_DEPTH + 20
 _PLACEHOLDER_TABLE = "__taskplan_segment__"
+_parsers = threading.local()
 
 ALLOWED_CLASSES = {
     "COMPARISON",
@@ -63,10 +65,13 @@ class PurgeFilterError(ValueError):
 @functools.lru_cache(maxsize=256)
 def _parse_tree(expression: str) -> str:
     """DuckDB's parse tree of the expression, as JSON (cached: every subtask of a purge checks the same
-    filter again, and a DuckDB connection costs about 20 ms)."""
+    filter again; and a DuckDB connection costs 20 ms or more to open, hence one per thread)."""
     statement = f"SELECT * FROM {_PLACEHOLDER_TABLE} WHERE ({expression})"
-    with duckdb.connect() as conn:
-        row = conn.execute("SELECT json_serialize_sql(?)", [statement]).fetchone()
+    parser = getattr(_parsers, "conn", None)
+    if parser is None:
+        # Parsing only (json_serialize_sql runs nothing and keeps no state): one connection per thread.
+        parser = _parsers.conn = duckdb.connect(config={"enable_external_access": False})
+    row = parser.execute("SELECT json_serialize_sql(?)", [statement]).fetchone()
     assert row is not None
     return str(row[0])
 
