@@ -23,7 +23,13 @@ from obstore.exceptions import (
 )
 from obstore.store import S3Store as _ObS3Store
 
-from taskplan.storage.base import ObjectInfo, StorageAccessError, StorageError, StorageNotFoundError
+from taskplan.storage.base import (
+    ObjectInfo,
+    StorageAccessError,
+    StorageError,
+    StorageNotFoundError,
+    StorageUnavailableError,
+)
 from taskplan.storage.uri import S3URI, normalize_key
 
 SINGLE_PUT_MAX_BYTES = 64 * 1024 * 1024  # one PUT up to this (atomic by itself), multipart above
@@ -32,6 +38,13 @@ DELETE_BATCH = 1000  # S3's DeleteObjects limit
 _MESSAGE_MAX = 600
 # obstore raises its own errors, and builtin ones (FileNotFoundError for a missing object, ...).
 _ERRORS = (BaseError, OSError)
+# What obstore says when its retries of a server error or a failed connection ran out (it retries nothing
+# else): a 5xx status (S3's SlowDown is a 503), or no answer at all.
+_UNAVAILABLE = re.compile(
+    r"\bafter \d+ retries\b|status(?: code)?:? 5\d\d|\(HTTP 5\d\d|error sending request|timed out|"
+    r"connection (?:refused|reset|closed)",
+    re.IGNORECASE,
+)
 
 
 def _message(exc: BaseException) -> str:
@@ -61,6 +74,8 @@ def _translate(exc: BaseException, what: str) -> StorageError:
         return StorageNotFoundError(message)
     if any(s in lowered for s in ("accessdenied", "invalidaccesskeyid", "signaturedoesnotmatch", "403")):
         return StorageAccessError(message)
+    if isinstance(exc, ConnectionError | TimeoutError) or _UNAVAILABLE.search(str(exc)):
+        return StorageUnavailableError(message)
     return StorageError(message)
 
 

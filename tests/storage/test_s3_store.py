@@ -3,8 +3,11 @@ production client, unpatched); and what the S3 backend says about a bad endpoint
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from taskplan.storage import (
     StorageAccessError,
     StorageError,
     StorageNotFoundError,
+    StorageUnavailableError,
     open_store,
 )
 from taskplan.storage.uri import BadURIError, check_under, parse_s3
@@ -134,3 +138,48 @@ def test_the_aws_variables_configure_s3_and_the_properties_win() -> None:
         settings.property("taskplan.storage.s3.secretAccessKey")
     )
     assert load_settings(environ={**env, "AWS_REGION": "us-west-2"}).s3_region == "us-west-2"
+
+
+class _SlowDown(BaseHTTPRequestHandler):
+    """An S3 endpoint that answers every request as an overloaded S3 does."""
+
+    def do_GET(self) -> None:
+        body = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+        self.send_response(503)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_PUT = do_GET
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def slow_down_endpoint() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowDown)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_store_down_or_overloaded_is_unavailable_not_wrong(
+    moto_server: MotoServer, slow_down_endpoint: str, tmp_path: Path
+) -> None:
+    """Refused connections and 5xx answers (SlowDown) are StorageUnavailableError once the client's retries
+    ran out: an outage that callers wait out, unlike a wrong key or a missing bucket (tested above)."""
+    for endpoint, said in (
+        (f"http://127.0.0.1:{free_port()}", "127.0.0.1"),
+        (slow_down_endpoint, "SlowDown"),
+    ):
+        store = open_store(
+            "s3://bucket/x", s3_settings(moto_server, **{"taskplan.storage.s3.endpointUrl": endpoint})
+        )
+        with pytest.raises(StorageUnavailableError, match=said):
+            store.check()
+        with pytest.raises(StorageUnavailableError, match=said):
+            store.get_file("a.csv", tmp_path / "a.csv")
