@@ -39,10 +39,12 @@ _MESSAGE_MAX = 600
 # obstore raises its own errors, and builtin ones (FileNotFoundError for a missing object, ...).
 _ERRORS = (BaseError, OSError)
 # What obstore says when its retries of a server error or a failed connection ran out (it retries nothing
-# else): a 5xx status (S3's SlowDown is a 503), or no answer at all.
+# else): a 5xx status (S3's SlowDown is a 503), or no answer at all; or when a connection broke in the
+# middle of a request it does not retry (a POST: DeleteObjects).
 _UNAVAILABLE = re.compile(
     r"\bafter \d+ retries\b|status(?: code)?:? 5\d\d|\(HTTP 5\d\d|error sending request|timed out|"
-    r"connection (?:refused|reset|closed)",
+    r"connection (?:refused|reset|closed)|request or response body error|error decoding response body|"
+    r"broken pipe",
     re.IGNORECASE,
 )
 

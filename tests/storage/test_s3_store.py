@@ -3,6 +3,7 @@ production client, unpatched); and what the S3 backend says about a bad endpoint
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -141,9 +142,18 @@ def test_the_aws_variables_configure_s3_and_the_properties_win() -> None:
 
 
 class _SlowDown(BaseHTTPRequestHandler):
-    """An S3 endpoint that answers every request as an overloaded S3 does."""
+    """An S3 endpoint that answers every request as an overloaded S3 does; under /broken/, one that
+    breaks the connection in the middle of its answer (a server killed mid-request)."""
 
     def do_GET(self) -> None:
+        if self.path.startswith("/broken/"):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"x" * 10)
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         body = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
         self.send_response(503)
         self.send_header("Content-Type", "application/xml")
@@ -183,3 +193,6 @@ def test_a_store_down_or_overloaded_is_unavailable_not_wrong(
             store.check()
         with pytest.raises(StorageUnavailableError, match=said):
             store.get_file("a.csv", tmp_path / "a.csv")
+    broken = s3_settings(moto_server, **{"taskplan.storage.s3.endpointUrl": slow_down_endpoint})
+    with pytest.raises(StorageUnavailableError):
+        open_store("s3://broken/x", broken).get_file("a.csv", tmp_path / "a.csv")
