@@ -374,6 +374,7 @@ def run_trial(cluster: Cluster, fault: Fault, scratch: Path, segments: int = SEG
             for batch in plan["batches"]:
                 listed = call(api, "GET", f"/tasks/task/{batch['submittedTaskName']}/subtasks")
                 trial.subtasks_handed_back += sum(s.get("lostWorkerRetries", 0) for s in listed["subtasks"])
+        trial.run_again_in_attempt = outage_reruns(cluster) - reruns
         failed = {
             t: (p["status"], p["statusMessage"]) for t, p in plans.items() if p["status"] != "COMPLETED"
         }
