@@ -237,7 +237,7 @@ def test_bad_s3_locations_are_refused_when_triggered(
         )
     assert str(refused.value).startswith(f"inputDirURI {inside}") and "127.0.0.1" in str(refused.value)
     # A running plan's generation meets the same endpoint down as an outage: retried, not a bad config.
-    with pytest.raises(StorageUnavailableError, match="127.0.0.1"):
+    with pytest.raises(StorageUnavailableError, match=r"127\.0\.0\.1"):
         generator_of(FILE_INGESTION, closed, catalog).generate_next_batch(
             request(table, {"inputDirURI": inside, "inputFormat": "csv"})
         )
