@@ -166,40 +166,50 @@ class Workload:
         return range(table_index * 1_000_000, table_index * 1_000_000 + self.segments * ROWS)
 
     def prepare(self, api: httpx.Client, cluster: Cluster) -> None:
-        # FileIngestionTask: SEGMENTS input objects in S3.
-        create_table(api, self.name("ing"))
-        for n in range(self.segments):
-            first = self.ids(0)[n * ROWS]
-            cluster.bucket.put(
-                "input", f"{self.name('ing')}/part-{n}.csv", csv_rows(range(first, first + ROWS))
-            )
-        # SegmentPurgeTask, AlterTableTask: SEGMENTS segments each.
-        for index, kind in ((1, "pur"), (2, "alt")):
-            table = create_table(api, self.name(kind))
-            for n in range(self.segments):
-                first = self.ids(index)[n * ROWS]
-                ingest(api, table, csv_rows(range(first, first + ROWS)))
-        # The schema gains a metric: AlterTableTask writes its default into every segment.
-        call(api, "POST", "/schemas", json=schema(self.name("alt"), {"name": "score", "dataType": "LONG",
-                                                                      "defaultNullValue": 3}))  # fmt: skip
-        # MergeRollupTask: two segments a day for SEGMENTS days, merged a day a batch.
-        table = create_table(api, self.name("mrg"))
-        for n in range(self.segments):
-            first = self.ids(3)[n * ROWS]
-            half = ROWS // 2
-            ingest(api, table, csv_rows(range(first, first + half), D0 + n * DAY - first))
-            ingest(api, table, csv_rows(range(first + half, first + ROWS), D0 + n * DAY - first))
-        # RealtimeToOfflineSegmentsTask: a REALTIME table committing a segment a day, and its OFFLINE table.
-        realtime = create_table(api, self.name("rto"), "REALTIME", flush_rows=ROWS)
-        create_table(api, self.name("rto"))
-        for n in range(self.segments):
-            first = self.ids(4)[n * ROWS]
-            ingest(api, realtime, csv_rows(range(first, first + ROWS), D0 + n * DAY - first))
-        # DataExportTask: a REALTIME table's committed segments to S3.
-        exported = create_table(api, self.name("exp"), "REALTIME", flush_rows=ROWS)
-        for n in range(self.segments):
-            first = self.ids(5)[n * ROWS]
-            ingest(api, exported, csv_rows(range(first, first + ROWS)))
+        """Each table's data (the tables side by side: the API takes one call at a time per table)."""
+        n, segments = self.name, range(self.segments)
+
+        def first(table_index: int, segment: int) -> int:
+            return self.ids(table_index)[segment * ROWS]
+
+        def ingestion() -> None:  # SEGMENTS input objects in S3
+            create_table(api, n("ing"))
+            for s in segments:
+                rows = csv_rows(range(first(0, s), first(0, s) + ROWS))
+                cluster.bucket.put("input", f"{n('ing')}/part-{s}.csv", rows)
+
+        def segments_of(index: int, kind: str) -> None:  # purge, alter: SEGMENTS segments each
+            table = create_table(api, n(kind))
+            for s in segments:
+                ingest(api, table, csv_rows(range(first(index, s), first(index, s) + ROWS)))
+            if kind == "alt":  # the schema gains a metric: AlterTableTask writes its default everywhere
+                extra = {"name": "score", "dataType": "LONG", "defaultNullValue": 3}
+                call(api, "POST", "/schemas", json=schema(n("alt"), extra))
+
+        def merge() -> None:  # two segments a day for SEGMENTS days, merged a day a batch
+            table = create_table(api, n("mrg"))
+            for s in segments:
+                start, half = first(3, s), ROWS // 2
+                ingest(api, table, csv_rows(range(start, start + half), D0 + s * DAY - start))
+                ingest(api, table, csv_rows(range(start + half, start + ROWS), D0 + s * DAY - start))
+
+        def realtime_to_offline() -> None:  # a REALTIME table committing a segment a day, and its OFFLINE one
+            realtime = create_table(api, n("rto"), "REALTIME", flush_rows=ROWS)
+            create_table(api, n("rto"))
+            for s in segments:
+                start = first(4, s)
+                ingest(api, realtime, csv_rows(range(start, start + ROWS), D0 + s * DAY - start))
+
+        def export() -> None:  # a REALTIME table's committed segments, to S3
+            table = create_table(api, n("exp"), "REALTIME", flush_rows=ROWS)
+            for s in segments:
+                ingest(api, table, csv_rows(range(first(5, s), first(5, s) + ROWS)))
+
+        jobs = [ingestion, lambda: segments_of(1, "pur"), lambda: segments_of(2, "alt"), merge,
+                realtime_to_offline, export]  # fmt: skip
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            for done in [pool.submit(job) for job in jobs]:
+                done.result()
 
     def start(self, api: httpx.Client, cluster: Cluster) -> None:
         """Every plan at once (triggered one after the other, the first ones would be done before the last
