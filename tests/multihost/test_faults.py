@@ -357,9 +357,8 @@ class Trial:
     completed_s: float | None = None  # fault end -> the last plan's end
     failed_batches: int = 0
     subtasks_handed_back: int = 0
-    run_again_in_attempt: int = (
-        0  # executors run again after an outage (activities/subtasks.py), from the logs
-    )
+    run_again_in_attempt: int = 0  # executors run again after an outage (activities/subtasks.py): logs
+    scratch_files_left: list[str] = field(default_factory=list)
     checks: dict[str, Any] = field(default_factory=dict)
     error: str = ""
 
@@ -390,8 +389,22 @@ def run_trial(cluster: Cluster, fault: Fault, scratch: Path, segments: int = SEG
         }
         assert not failed, f"{trial.fault}: {failed}"
     trial.checks = check_data(cluster, work, scratch)
+    trial.scratch_files_left = scratch_left(cluster, work)
     trial.recovered = True
     return trial
+
+
+def scratch_left(cluster: Cluster, work: Workload) -> list[str]:
+    """Files of the trial's tables still in a taskplan process's scratch once its plans ended (a subtask's
+    staged segment or input copy that nothing removed: no sweep looks there). A minion cut off may still be
+    at work on a subtask handed to another one, so this is a figure, asserted only in make test's trial."""
+    left = []
+    for host in ("api", "minion1", "minion2"):
+        root = cluster.data_dir(host) / "scratch"
+        for path in root.rglob("*") if root.is_dir() else []:
+            if path.is_file() and (work.run in path.parent.name or path.parent.name == "input"):
+                left.append(f"{host}:{path.relative_to(root)}")
+    return left
 
 
 def outage_reruns(cluster: Cluster) -> int:
@@ -429,6 +442,7 @@ def test_quick_faults_lose_nothing(cluster: Cluster, tmp_path: Path) -> None:
     trial = run_trial(cluster, fault, tmp_path, segments=3)
     print(json.dumps(asdict(trial)))
     assert trial.plans_running_at_fault >= len(TASK_TYPES) - 1, trial  # (a quick one may be done already)
+    assert not trial.scratch_files_left, trial
 
 
 def summary(trials: list[Trial]) -> str:
