@@ -148,6 +148,8 @@ def _unavailable(exc: BaseException) -> bool:
             return True
         if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
             return True
+        if "No space left on device" in str(seen):  # DuckDB's IOException, writing a staged segment
+            return True
         seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
     return False
 

@@ -7,6 +7,7 @@ Why obstore (README, "Dependencies and why"): against the moto server, a 50 MB o
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from datetime import timedelta
@@ -76,6 +77,8 @@ def _translate(exc: BaseException, what: str) -> StorageError:
         return StorageNotFoundError(message)
     if any(s in lowered for s in ("accessdenied", "invalidaccesskeyid", "signaturedoesnotmatch", "403")):
         return StorageAccessError(message)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # this machine's disk: space comes back
+        return StorageUnavailableError(message)
     if isinstance(exc, ConnectionError | TimeoutError) or _UNAVAILABLE.search(str(exc)):
         return StorageUnavailableError(message)
     return StorageError(message)

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
+import duckdb
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
@@ -93,9 +94,10 @@ async def test_an_outage_is_waited_out_within_the_attempt(activities: SubtaskAct
         refused_connection(),
         StorageUnavailableError("reading s3://b/k: SlowDown: Please reduce your request rate. (HTTP 503)"),
         OSError(errno.ENOSPC, "No space left on device"),
+        duckdb.IOException('IO Error: Could not write file ".staging-1.parquet": No space left on device'),
     ]
     output = await run(activities, "outage-1", outages)
-    assert output.attempt == 1 and output.counts == {"runs": 4.0}
+    assert output.attempt == 1 and output.counts == {"runs": 5.0}
 
 
 async def test_other_errors_still_fail_the_attempt(activities: SubtaskActivities) -> None:

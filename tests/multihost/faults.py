@@ -110,17 +110,23 @@ def restore(host: str) -> Callable[[Cluster], None]:
 SCRATCH_BYTES = 64 * 1024
 
 
+def in_mounts_of(cluster: Cluster, host: str, script: str) -> None:
+    """``script`` (sh) in the mount namespace of the host's taskplan process: ``ip netns exec`` gives each
+    process a mount namespace of its own, which a mount made in the test's namespace may not reach."""
+    pid = cluster.taskplan[host].popen.pid  # ip netns exec execs the command: the same process
+    subprocess.run(
+        ["nsenter", "-t", str(pid), "-m", "--", "sh", "-c", script], check=True, capture_output=True
+    )
+
+
 def fill_scratch(minion: str) -> Callable[[Cluster], None]:
     def start(cluster: Cluster) -> None:
         scratch = cluster.data_dir(minion) / "scratch"
         scratch.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={SCRATCH_BYTES}", "tmpfs", str(scratch)],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        # Full: what the minion writes next fails with ENOSPC (a few bytes may still fit).
-        with suppress(OSError), (scratch / ".filler").open("wb") as filler:
-            filler.write(b"\0" * SCRATCH_BYTES)
+        # Full: what the minion writes next fails with ENOSPC.
+        mount = f"mount -t tmpfs -o size={SCRATCH_BYTES} tmpfs '{scratch}'"
+        fill = f"head -c {SCRATCH_BYTES} /dev/zero > '{scratch}/.filler'"
+        in_mounts_of(cluster, minion, f"{mount} && ({fill} || true)")
 
     return start
 
@@ -128,9 +134,7 @@ def fill_scratch(minion: str) -> Callable[[Cluster], None]:
 def free_scratch(minion: str) -> Callable[[Cluster], None]:
     def end(cluster: Cluster) -> None:
         # Lazy: files the minion still holds open there go with their last descriptor.
-        subprocess.run(
-            ["umount", "-l", str(cluster.data_dir(minion) / "scratch")], check=True, capture_output=True
-        )
+        in_mounts_of(cluster, minion, f"umount -l '{cluster.data_dir(minion) / 'scratch'}'")
 
     return end
 

@@ -3,6 +3,7 @@ production client, unpatched); and what the S3 backend says about a bad endpoint
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -196,3 +197,12 @@ def test_a_store_down_or_overloaded_is_unavailable_not_wrong(
     broken = s3_settings(moto_server, **{"taskplan.storage.s3.endpointUrl": slow_down_endpoint})
     with pytest.raises(StorageUnavailableError):
         open_store("s3://broken/x", broken).get_file("a.csv", tmp_path / "a.csv")
+
+
+def test_a_download_cut_short_by_a_full_disk_is_unavailable_too() -> None:
+    """obstore reports this machine's full scratch disk as an OSError: space comes back (the fault
+    campaign's scratch-full trial), so it is waited out like a store's outage, not a failed subtask."""
+    from taskplan.storage.s3 import _translate
+
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert isinstance(_translate(full, "reading s3://b/k"), StorageUnavailableError)
