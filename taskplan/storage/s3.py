@@ -39,6 +39,8 @@ DELETE_BATCH = 1000  # S3's DeleteObjects limit
 _MESSAGE_MAX = 600
 # obstore raises its own errors, and builtin ones (FileNotFoundError for a missing object, ...).
 _ERRORS = (BaseError, OSError)
+# A 403 answer; not any "403" (obstore's messages carry timings such as "in 567.403925ms").
+_FORBIDDEN = re.compile(r"\(HTTP 403\b|status(?: code)?:? 403\b|\b403 Forbidden\b")
 # What obstore says when its retries of a server error or a failed connection ran out (it retries nothing
 # else): a 5xx status (S3's SlowDown is a 503), or no answer at all; or when a connection broke in the
 # middle of a request it does not retry (a POST: DeleteObjects).
@@ -75,7 +77,9 @@ def _translate(exc: BaseException, what: str) -> StorageError:
     lowered = message.lower()
     if "nosuchbucket" in lowered or "does not exist" in lowered:
         return StorageNotFoundError(message)
-    if any(s in lowered for s in ("accessdenied", "invalidaccesskeyid", "signaturedoesnotmatch", "403")):
+    if any(s in lowered for s in ("accessdenied", "invalidaccesskeyid", "signaturedoesnotmatch")) or (
+        _FORBIDDEN.search(str(exc))
+    ):
         return StorageAccessError(message)
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # this machine's disk: space comes back
         return StorageUnavailableError(message)

@@ -206,3 +206,17 @@ def test_a_download_cut_short_by_a_full_disk_is_unavailable_too() -> None:
 
     full = OSError(errno.ENOSPC, "No space left on device")
     assert isinstance(_translate(full, "reading s3://b/k"), StorageUnavailableError)
+
+
+def test_a_403_in_a_timing_is_no_access_error() -> None:
+    """A store that did not answer, in a message that happens to hold "403" (seen in the fault campaign:
+    an export failed for good as if its credentials were wrong)."""
+    from taskplan.storage.s3 import _translate
+
+    said = Exception(
+        "Generic S3 error: Error performing GET http://s3:5000/b/k in 567.403925ms, after 3 retries, "
+        "max_retries: 3, retry_timeout: 30s  - HTTP error: error sending request"
+    )
+    assert isinstance(_translate(said, "reading s3://b/k"), StorageUnavailableError)
+    denied = Exception("Client error with status 403 Forbidden: <Code>AccessDenied</Code>")
+    assert isinstance(_translate(denied, "reading s3://b/k"), StorageAccessError)
