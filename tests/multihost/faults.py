@@ -12,8 +12,8 @@ a fault trial (test_faults.py) injects while plans run, and lifts after ``hold_s
   InternalError to half of them, or every request 3 s late, for a while.
 - ``cut-*``: a host's link down (``ip netns``), then up again; ``-long`` outlasts the subtask heartbeat
   timeout (and the workflow task timeout, 10 s, for a controller).
-- ``scratch-full``: a 64 KiB tmpfs mounted on a minion's ``<dataDir>/scratch``: every file it writes there
-  fails with ENOSPC until it is unmounted.
+- ``scratch-full``: the minion's scratch disk (a tmpfs the fixture mounts with :func:`small_scratch` before
+  the minion starts) filled up by a file: every write there fails with ENOSPC until the file is deleted.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -107,34 +108,42 @@ def restore(host: str) -> Callable[[Cluster], None]:
     return lambda cluster: cluster.restore(host)
 
 
-SCRATCH_BYTES = 64 * 1024
+SCRATCH_BYTES = 64 * 1024 * 1024
+SCRATCH_MINION = "minion1"
 
 
-def in_mounts_of(cluster: Cluster, host: str, script: str) -> None:
-    """``script`` (sh) in the mount namespace of the host's taskplan process: ``ip netns exec`` gives each
-    process a mount namespace of its own, which a mount made in the test's namespace may not reach."""
-    pid = cluster.taskplan[host].popen.pid  # ip netns exec execs the command: the same process
-    subprocess.run(
-        ["nsenter", "-t", str(pid), "-m", "--", "sh", "-c", script], check=True, capture_output=True
-    )
+@contextmanager
+def small_scratch(data_dir: Path) -> Iterator[None]:
+    """A tmpfs of SCRATCH_BYTES as the minion's ``<dataDir>/scratch``, mounted before the minion starts (its
+    ``ip netns exec`` copies the mounts it finds into a mount namespace of its own; a mount made later may
+    not reach it) and unmounted after it stopped: the disk ``scratch-full`` fills."""
+    scratch = data_dir / "scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SCRATCH_BYTES}", "tmpfs", str(scratch)],
+                   check=True, capture_output=True)  # fmt: skip
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(scratch)], check=False, capture_output=True)
 
 
 def fill_scratch(minion: str) -> Callable[[Cluster], None]:
+    """A file that takes every free byte of the minion's scratch disk: its next writes fail with ENOSPC
+    (files it has there stay readable, as on a real full disk)."""
+
     def start(cluster: Cluster) -> None:
-        scratch = cluster.data_dir(minion) / "scratch"
-        scratch.mkdir(parents=True, exist_ok=True)
-        # Full: what the minion writes next fails with ENOSPC.
-        mount = f"mount -t tmpfs -o size={SCRATCH_BYTES} tmpfs '{scratch}'"
-        fill = f"head -c {SCRATCH_BYTES} /dev/zero > '{scratch}/.filler'"
-        in_mounts_of(cluster, minion, f"{mount} && ({fill} || true)")
+        chunk = b"\0" * (1024 * 1024)
+        with suppress(OSError), (cluster.data_dir(minion) / "scratch" / ".filler").open("wb") as filler:
+            while True:
+                filler.write(chunk)
+                filler.flush()
 
     return start
 
 
 def free_scratch(minion: str) -> Callable[[Cluster], None]:
     def end(cluster: Cluster) -> None:
-        # Lazy: files the minion still holds open there go with their last descriptor.
-        in_mounts_of(cluster, minion, f"umount -l '{cluster.data_dir(minion) / 'scratch'}'")
+        (cluster.data_dir(minion) / "scratch" / ".filler").unlink(missing_ok=True)
 
     return end
 
@@ -161,8 +170,8 @@ FAULTS = {
         Fault("cut-api", "the API's link cut for 5 s", cut("api"), restore("api"), 5.0),
         Fault("cut-minion-long", "minion1's link cut for 10 s (> the 3 s heartbeat timeout)", cut("minion1"),
               restore("minion1"), 10.0),
-        Fault("scratch-full", "minion1's scratch a full 64 KiB tmpfs for 10 s", fill_scratch("minion1"),
-              free_scratch("minion1"), 10.0),
+        Fault("scratch-full", "minion1's scratch disk (a 64 MiB tmpfs) full for 10 s",
+              fill_scratch(SCRATCH_MINION), free_scratch(SCRATCH_MINION), 10.0),
     )
 }  # fmt: skip
 

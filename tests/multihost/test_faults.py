@@ -36,7 +36,7 @@ from taskplan.data.segments import SegmentManager
 from taskplan.models.segment import LineageState
 from taskplan.settings import Settings
 from tests.multihost.conftest import CALL_FAILED
-from tests.multihost.faults import FAULTS, Fault, inject, together
+from tests.multihost.faults import FAULTS, SCRATCH_MINION, Fault, inject, small_scratch, together
 from tests.multihost.servers import POSTGRES_PORT
 from tests.multihost.test_multihost import require_netns
 from tests.multihost.topology import BUCKET, CATALOG_DATABASE, CATALOG_USER, Cluster, topology
@@ -63,7 +63,11 @@ TASK_TYPES = (
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require_netns()
     env = {"TASKPLAN_SUBTASK_HEARTBEATTIMEOUTSECONDS": str(HEARTBEAT_TIMEOUT_S)}
-    with topology(tmp_path_factory.mktemp("faults"), env=env, minion_concurrency=2, s3_proxy=True) as running:
+    workdir = tmp_path_factory.mktemp("faults")
+    with (
+        small_scratch(workdir / "hosts" / SCRATCH_MINION / "data"),
+        topology(workdir, env=env, minion_concurrency=2, s3_proxy=True) as running,
+    ):
         yield running
 
 
