@@ -12,6 +12,10 @@ progress of any plan, and to the end of the last plan.
 
 `make test` runs one trial of two cheap faults (S3 SlowDown, PostgreSQL stopped hard); `make chaos` runs the
 campaign, CHAOS_TRIALS trials of every fault, and writes its figures to CHAOS_REPORT_DIR (bench/results).
+
+Past 400 lines because one trial is one story, read top to bottom: the workload of six task types (made,
+started), the checks of each one's data, the trial and its timings, the campaign's table. The faults and the
+proxy live in modules of their own (faults.py, faultproxy.py).
 """
 
 from __future__ import annotations
