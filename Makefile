@@ -77,9 +77,13 @@ bench: $(STAMP)
 bench-full: $(STAMP)
 	$(BIN)/python -m bench.run --full
 
-## Fault injection on a real cluster: 20 minion kills plus controller, API and dev-server faults.
-chaos: $(STAMP)
+## Fault injection on a real cluster: 20 minion kills plus controller, API and dev-server faults; then the
+## multi-host campaign (tests/multihost/test_faults.py): CHAOS_MULTIHOST_TRIALS trials of each of its faults.
+CHAOS_MULTIHOST_TRIALS ?= 3
+chaos: $(STAMP) test-tools
 	CHAOS_TRIALS=20 CHAOS_REPORT_DIR=$(CURDIR)/bench/results $(BIN)/python -m pytest tests/chaos -s
+	CHAOS_TRIALS=$(CHAOS_MULTIHOST_TRIALS) CHAOS_REPORT_DIR=$(CURDIR)/bench/results \
+		$(BIN)/python -m pytest tests/multihost/test_faults.py -s -k campaign
 
 ## Soak: plans of every task type in a loop on the embedded stack for SOAK_MINUTES (default 30), memory and
 ## fds of every process sampled each minute; the verdict on flatness and the figures in RELIABILITY.md.

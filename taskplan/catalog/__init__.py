@@ -7,6 +7,7 @@ from taskplan.catalog.errors import (
     SchemaNotFoundError,
     TableExistsError,
     TableNotFoundError,
+    is_unavailable,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "SchemaNotFoundError",
     "TableExistsError",
     "TableNotFoundError",
+    "is_unavailable",
 ]

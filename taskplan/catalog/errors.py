@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
 
 class CatalogError(Exception):
     """Base of the catalog's errors."""
@@ -44,3 +46,12 @@ class TableDroppedError(TableNotFoundError):
 class LineageNotFoundError(CatalogError, LookupError):
     def __init__(self, table: str, lineage_id: str) -> None:
         super().__init__(f"segment lineage {lineage_id} of table {table} does not exist")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether a catalog call failed because the database was out of reach for a moment, not because of
+    what it asked: the server restarting or failing over, a connection dropped or refused, a link cut. The
+    same call may succeed once it is back (the pool's pre-ping replaces the dead connections)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError)

@@ -88,10 +88,15 @@ class DeepStore:
         return self.work_dir(table) / f"{STAGING_PREFIX}{uuid.uuid4().hex}.parquet"
 
     def publish(self, staged: Path, table: str, file_name: str) -> None:
-        """Write the staged file whole as the segment's object (the staged file is consumed)."""
+        """Write the staged file whole as the segment's object (the staged file is consumed, also when the
+        upload fails: a remote store's staged file is in this process's scratch, which no sweep sees)."""
         if file_name.startswith("."):
             raise ValueError(f"bad segment file name {file_name!r}")
-        self.store.put_file(staged, self.key(table, file_name), move=True)
+        try:
+            self.store.put_file(staged, self.key(table, file_name), move=True)
+        finally:
+            if not self.is_local:
+                staged.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def local_copy(self, table: str, file_name: str) -> Iterator[Path]:

@@ -13,6 +13,7 @@ from taskplan.storage.base import (
     StorageAccessError,
     StorageError,
     StorageNotFoundError,
+    StorageUnavailableError,
 )
 from taskplan.storage.local import LocalStore
 from taskplan.storage.uri import S3URI, BadURIError, check_under, is_s3, parse_s3
@@ -26,6 +27,7 @@ __all__ = [
     "StorageAccessError",
     "StorageError",
     "StorageNotFoundError",
+    "StorageUnavailableError",
     "check_under",
     "is_s3",
     "open_store",

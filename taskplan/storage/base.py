@@ -24,6 +24,13 @@ class StorageAccessError(StorageError):
     """Wrong credentials, or no permission: retrying does not help."""
 
 
+class StorageUnavailableError(StorageError):
+    """The store did not answer (refused, reset, timed out) or answered a server error (5xx, SlowDown), and
+    the client's own retries ran out: the store is down or overloaded for now, and the same call may well
+    succeed later. Nothing about the request is wrong, so callers retry it rather than fail a plan. (Also
+    a download this machine's full disk cut short: the same holds for it.)"""
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str  # relative to the store's root

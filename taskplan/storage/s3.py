@@ -7,6 +7,7 @@ Why obstore (README, "Dependencies and why"): against the moto server, a 50 MB o
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from datetime import timedelta
@@ -23,7 +24,13 @@ from obstore.exceptions import (
 )
 from obstore.store import S3Store as _ObS3Store
 
-from taskplan.storage.base import ObjectInfo, StorageAccessError, StorageError, StorageNotFoundError
+from taskplan.storage.base import (
+    ObjectInfo,
+    StorageAccessError,
+    StorageError,
+    StorageNotFoundError,
+    StorageUnavailableError,
+)
 from taskplan.storage.uri import S3URI, normalize_key
 
 SINGLE_PUT_MAX_BYTES = 64 * 1024 * 1024  # one PUT up to this (atomic by itself), multipart above
@@ -32,6 +39,17 @@ DELETE_BATCH = 1000  # S3's DeleteObjects limit
 _MESSAGE_MAX = 600
 # obstore raises its own errors, and builtin ones (FileNotFoundError for a missing object, ...).
 _ERRORS = (BaseError, OSError)
+# A 403 answer; not any "403" (obstore's messages carry timings such as "in 567.403925ms").
+_FORBIDDEN = re.compile(r"\(HTTP 403\b|status(?: code)?:? 403\b|\b403 Forbidden\b")
+# What obstore says when its retries of a server error or a failed connection ran out (it retries nothing
+# else): a 5xx status (S3's SlowDown is a 503), or no answer at all; or when a connection broke in the
+# middle of a request it does not retry (a POST: DeleteObjects).
+_UNAVAILABLE = re.compile(
+    r"\bafter \d+ retries\b|status(?: code)?:? 5\d\d|\(HTTP 5\d\d|error sending request|timed out|"
+    r"connection (?:refused|reset|closed)|request or response body error|error decoding response body|"
+    r"broken pipe",
+    re.IGNORECASE,
+)
 
 
 def _message(exc: BaseException) -> str:
@@ -59,8 +77,14 @@ def _translate(exc: BaseException, what: str) -> StorageError:
     lowered = message.lower()
     if "nosuchbucket" in lowered or "does not exist" in lowered:
         return StorageNotFoundError(message)
-    if any(s in lowered for s in ("accessdenied", "invalidaccesskeyid", "signaturedoesnotmatch", "403")):
+    if any(s in lowered for s in ("accessdenied", "invalidaccesskeyid", "signaturedoesnotmatch")) or (
+        _FORBIDDEN.search(str(exc))
+    ):
         return StorageAccessError(message)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # this machine's disk: space comes back
+        return StorageUnavailableError(message)
+    if isinstance(exc, ConnectionError | TimeoutError) or _UNAVAILABLE.search(str(exc)):
+        return StorageUnavailableError(message)
     return StorageError(message)
 
 

@@ -25,6 +25,7 @@ from taskplan.storage import (
     BadURIError,
     ObjectStore,
     StorageError,
+    StorageUnavailableError,
     check_under,
     is_s3,
     open_store,
@@ -185,10 +186,14 @@ def bucket_store(uri: S3URI, settings: Settings) -> ObjectStore:
     return open_store(f"s3://{uri.bucket}", settings)
 
 
-def check_reachable(store: ObjectStore, what: str, shown: str) -> None:
+def check_reachable(store: ObjectStore, what: str, shown: str, *, triggering: bool = True) -> None:
     """TaskConfigError with the store's own message if the store cannot be listed (an unreachable endpoint,
-    wrong credentials, a missing bucket): refused when the task is triggered."""
+    wrong credentials, a missing bucket): refused when the task is triggered. Not ``triggering`` (a batch
+    of a running plan is generated), a store that does not answer or answers 5xx is an outage to wait out:
+    its StorageUnavailableError is raised as it is, and the generation retried."""
     try:
         store.check()
     except StorageError as exc:
+        if isinstance(exc, StorageUnavailableError) and not triggering:
+            raise
         raise TaskConfigError(f"{what} {shown}: {exc}") from None

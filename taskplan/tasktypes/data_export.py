@@ -44,7 +44,7 @@ from taskplan.plugin import (
     TaskTypePlugin,
 )
 from taskplan.settings import Settings
-from taskplan.storage import StorageError, is_s3
+from taskplan.storage import StorageError, StorageUnavailableError, is_s3
 from taskplan.tasktypes.common import (
     DataTaskGenerator,
     bucket_store,
@@ -109,6 +109,11 @@ class DataExportTaskGenerator(DataTaskGenerator):
     def validate_task_configs(
         self, table_config: TableConfig, schema: Schema | None, task_configs: Mapping[str, str]
     ) -> None:
+        self._validate(table_config, task_configs, triggering=True)
+
+    def _validate(
+        self, table_config: TableConfig, task_configs: Mapping[str, str], *, triggering: bool
+    ) -> None:
         if table_config.tableType != "REALTIME":
             raise TaskConfigError(
                 f"{self.task_type} exports REALTIME tables' completed segments; {table_config.tableName} "
@@ -119,10 +124,12 @@ class DataExportTaskGenerator(DataTaskGenerator):
         table_max_num_tasks(task_configs)
         if target.kind == "s3":  # an unreachable endpoint, wrong credentials, no bucket: refused now
             uri = resolve_s3_under(target.location, self._settings().allowed_export_uris, TARGET)
-            check_reachable(bucket_store(uri, self._settings()), TARGET, target.location)
+            check_reachable(
+                bucket_store(uri, self._settings()), TARGET, target.location, triggering=triggering
+            )
 
     def _pending(self, table: TableConfig, configs: Mapping[str, str]) -> tuple[list[SegmentMetadata], str]:
-        self.validate_task_configs(table, None, configs)  # an S3 target's bucket is listed there
+        self._validate(table, configs, triggering=False)  # an S3 target's bucket is listed there
         target = parse_target(table, configs, self._settings())
         store = plugin_catalog(self.context).segments
         done = store.exported(table.tableName, target.key)
@@ -227,6 +234,8 @@ class DataExportTaskExecutor(BaseTaskExecutor):
                 bucket_store(uri, settings).put_file(source, key)
         except TaskConfigError as exc:
             raise FatalTaskError(str(exc)) from None
+        except StorageUnavailableError:
+            raise  # an outage: the subtask waits it out (activities/subtasks.py)
         except StorageError as exc:
             raise FatalTaskError(f"{TARGET} {target.location}: {exc}") from None
         return segment.total_docs

@@ -59,7 +59,7 @@ from taskplan.plugin import (
     TaskTypePlugin,
 )
 from taskplan.settings import Settings
-from taskplan.storage import S3URI, StorageError, StorageNotFoundError
+from taskplan.storage import S3URI, StorageError, StorageNotFoundError, StorageUnavailableError
 from taskplan.tasktypes.common import (
     DataTaskGenerator,
     bool_config,
@@ -193,6 +193,8 @@ def _list_objects(spec: IngestionSpec, root: S3URI, settings: Settings) -> dict[
     prefix = f"{root.key}/" if root.key else ""
     try:
         objects = bucket_store(root, settings).list(prefix)
+    except StorageUnavailableError:
+        raise  # an outage, not a config error: the generation is retried
     except StorageError as exc:
         raise TaskConfigError(f"{INPUT_DIR_URI} {root}: {exc}") from None
     found: dict[str, str] = {}
@@ -230,6 +232,8 @@ def local_input(uri: str, fp: str, settings: Settings) -> Iterator[Path]:
             bucket_store(location, settings).get_file(location.key, copy, if_match=etag)
         except StorageNotFoundError:
             raise FileNotFoundError(uri) from None
+        except StorageUnavailableError:
+            raise  # an outage: the subtask waits it out (activities/subtasks.py)
         except StorageError as exc:
             raise FatalTaskError(str(exc)) from None
         yield copy

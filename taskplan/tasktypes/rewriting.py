@@ -168,14 +168,13 @@ def swap_in(
     """Replace ``sources`` by the written segments under one segment lineage entry (Pinot's way): start it
     (idempotent for the id), publish the files, end it. False when another replacement holds a source or
     this one ended already (a duplicate or a retry of finished work): nothing of ``written`` is kept."""
-    try:
-        manager.store.start_replace(
-            table, sources, [s.segment_name for s in written.segments], lineage_id=lineage_id, owner=owner
-        )
-    except SegmentConflictError:
-        written.discard()
-        return False
-    try:
+    try:  # whatever fails (the catalog out of reach too), the staged files leave this process's scratch
+        try:
+            manager.store.start_replace(
+                table, sources, [s.segment_name for s in written.segments], lineage_id=lineage_id, owner=owner
+            )
+        except SegmentConflictError:
+            return False
         for segment, staged in zip(written.segments, written.staged, strict=True):
             manager.deep_store.publish(staged, table, segment.file_name)
         # The sources' rows live on in the written segments: input files ingested into a source stay

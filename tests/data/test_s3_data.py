@@ -16,7 +16,7 @@ from taskplan.data.parquet import DuckDBConfig, read_rows
 from taskplan.data.segments import SegmentManager
 from taskplan.plugin import FatalTaskError, TaskConfigError
 from taskplan.settings import Settings
-from taskplan.storage import ObjectStore, open_store
+from taskplan.storage import ObjectStore, StorageUnavailableError, open_store
 from taskplan.tasktypes.data_export import DATA_EXPORT
 from taskplan.tasktypes.file_ingestion import FILE_INGESTION
 from taskplan.tasktypes.segment_purge import SEGMENT_PURGE
@@ -230,9 +230,17 @@ def test_bad_s3_locations_are_refused_when_triggered(
     other = "s3://no-such-bucket-tp/in"
     missing = trigger_ingestion(with_props(**{"taskplan.ingestion.allowedRoots": other}), f"{other}/x")
     assert "NoSuchBucket" in missing
-    closed = {"taskplan.storage.s3.endpointUrl": f"http://127.0.0.1:{free_port()}"}
-    unreachable = trigger_ingestion(with_props(**closed), inside)
-    assert unreachable.startswith(f"inputDirURI {inside}") and "127.0.0.1" in unreachable
+    closed = with_props(**{"taskplan.storage.s3.endpointUrl": f"http://127.0.0.1:{free_port()}"})
+    with pytest.raises(TaskConfigError) as refused:
+        generator_of(FILE_INGESTION, closed, catalog).validate_task_configs(
+            table, schema, {"inputDirURI": inside, "inputFormat": "csv"}
+        )
+    assert str(refused.value).startswith(f"inputDirURI {inside}") and "127.0.0.1" in str(refused.value)
+    # A running plan's generation meets the same endpoint down as an outage: retried, not a bad config.
+    with pytest.raises(StorageUnavailableError, match=r"127\.0\.0\.1"):
+        generator_of(FILE_INGESTION, closed, catalog).generate_next_batch(
+            request(table, {"inputDirURI": inside, "inputFormat": "csv"})
+        )
 
     rt = realtime_table(catalog, name("s3badexp"))
     export = generator_of(

@@ -97,23 +97,40 @@ def postgres_template(bin_dir: Path) -> Path:
 def start_postgres(procs: Processes, host: Host, scratch: Path, database: str, user: str) -> Process:
     """A fresh cluster in ``scratch`` (a copy of the template), listening on the host's address only,
     trusting its subnet, with an empty ``database`` owned by ``user``."""
-    bin_dir = postgres_bin()
     data = scratch / "data"
-    subprocess.run(["cp", "-a", str(postgres_template(bin_dir)), str(data)], check=True)  # owner kept
-    process = procs.start(
-        "postgres",
-        host,
-        _as_postgres([str(bin_dir / "postgres"), "-D", str(data),
-                      "-c", f"listen_addresses={host.address}", "-c", f"port={POSTGRES_PORT}",
-                      "-c", f"unix_socket_directories={scratch}", "-c", "fsync=off",
-                      "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]),
-        stop_signal=signal.SIGINT,  # fast shutdown: SIGTERM would wait for every client to leave
-    )  # fmt: skip
-    process.wait_for_port(POSTGRES_PORT)
+    subprocess.run(["cp", "-a", str(postgres_template(postgres_bin())), str(data)], check=True)  # owner kept
+    process = run_postgres(procs, host, scratch)
     with _admin_connection(process) as conn:
         conn.execute(f'CREATE ROLE "{user}" LOGIN')
         conn.execute(f'CREATE DATABASE "{database}" OWNER "{user}"')
     return process
+
+
+def run_postgres(procs: Processes, host: Host, scratch: Path) -> Process:
+    """The server on the cluster in ``scratch/data`` (also how a test restarts it after a hard stop); once it
+    listens. No fsync (a process's crash loses nothing the kernel has; only a machine's crash would), but
+    synchronous commits: a hard stop (:func:`stop_postgres_hard`) must lose no committed transaction."""
+    process = procs.start(
+        "postgres",
+        host,
+        _as_postgres([str(postgres_bin() / "postgres"), "-D", str(scratch / "data"),
+                      "-c", f"listen_addresses={host.address}", "-c", f"port={POSTGRES_PORT}",
+                      "-c", f"unix_socket_directories={scratch}", "-c", "fsync=off",
+                      "-c", "full_page_writes=off"]),
+        stop_signal=signal.SIGINT,  # fast shutdown: SIGTERM would wait for every client to leave
+    )  # fmt: skip
+    process.wait_for_port(POSTGRES_PORT)
+    return process
+
+
+def stop_postgres_hard(scratch: Path) -> None:
+    """``pg_ctl stop -m immediate``: every server process quits at once, without a checkpoint, open
+    transactions cut off mid-way (the next start recovers from the WAL), as a crash would."""
+    subprocess.run(
+        _as_postgres([str(postgres_bin() / "pg_ctl"), "stop", "-D", str(scratch / "data"),
+                      "-m", "immediate"]),
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
 
 
 def _admin_connection(process: Process, timeout: float = 30.0) -> psycopg.Connection[tuple[object, ...]]:
@@ -132,14 +149,27 @@ def _admin_connection(process: Process, timeout: float = 30.0) -> psycopg.Connec
             time.sleep(0.1)
 
 
-def start_s3(procs: Processes, host: Host) -> Process:
+def start_s3(procs: Processes, host: Host, port: int = S3_PORT) -> Process:
     """moto's standalone S3 server on the host's address (ready: :func:`create_bucket`). Authentication is
     on after the first requests (those of create_bucket's IAM setup): a wrong key is refused as AWS
     refuses it."""
     return procs.start(
-        "s3", host, [sys.executable, "-m", "moto.server", "-H", host.address, "-p", str(S3_PORT)],
+        "s3", host, [sys.executable, "-m", "moto.server", "-H", host.address, "-p", str(port)],
         env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(_S3_SETUP_REQUESTS)},
     )  # fmt: skip
+
+
+def start_s3_proxy(procs: Processes, host: Host, upstream_port: int) -> Process:
+    """The fault proxy (tests/multihost/faultproxy.py) on the host's S3 port, in front of moto on
+    ``upstream_port`` of the same host; once it listens."""
+    process = procs.start(
+        "s3proxy", host,
+        [sys.executable, "-m", "tests.multihost.faultproxy", "--listen", f"{host.address}:{S3_PORT}",
+         "--upstream", f"http://{host.address}:{upstream_port}"],
+        env=dict(os.environ), cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    process.wait_for_port(S3_PORT)
+    return process
 
 
 _S3_SETUP_REQUESTS = 3  # create_user, put_user_policy, create_access_key
@@ -153,13 +183,13 @@ class S3Access:
     region: str = S3_REGION
 
 
-def create_bucket(process: Process, bucket: str) -> S3Access:
+def create_bucket(process: Process, bucket: str, port: int = S3_PORT) -> S3Access:
     """Once the S3 server answers: an IAM user allowed everything, its key, and an empty ``bucket``
     (S3 clients such as obstore have no CreateBucket: boto3, moto's own dependency, makes it)."""
     import boto3  # type: ignore[import-untyped]
 
-    process.wait_for_port(S3_PORT)
-    endpoint = f"http://{process.host.address}:{S3_PORT}"
+    process.wait_for_port(port)
+    endpoint = f"http://{process.host.address}:{port}"
     setup = {"aws_access_key_id": "setup", "aws_secret_access_key": "setup", "region_name": S3_REGION}
     iam = boto3.client("iam", endpoint_url=endpoint, **setup)
     iam.create_user(UserName="taskplan")

@@ -34,6 +34,7 @@ from tests.multihost.servers import (
     postgres_scratch,
     start_postgres,
     start_s3,
+    start_s3_proxy,
     start_temporal,
 )
 from tests.multihost.storage import Bucket
@@ -46,6 +47,7 @@ API_PORT = 9000
 CATALOG_DATABASE = "taskplan"  # the example file's catalog URL names them
 CATALOG_USER = "taskplan"
 BUCKET = "taskplan"  # the example file's s3:// URIs name it
+S3_BACKEND_PORT = 5001  # moto's, when the fault proxy (faultproxy.py) holds S3_PORT in front of it
 # What a taskplan process inherits from the test's environment: nothing that could be read as a property.
 INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
@@ -58,7 +60,9 @@ class Cluster:
     config: Path
     env: Mapping[str, str]  # every taskplan process's environment, beyond its data directory
     api_password: str
-    bucket: Bucket  # the S3 bucket, as the test process reaches it
+    bucket: Bucket  # the S3 bucket, as the test process reaches it (moto itself, never the fault proxy)
+    postgres_dir: Path  # the catalog server's directory (its cluster in data/), for a restart
+    services: dict[str, Process] = field(default_factory=dict)  # temporal, postgres, s3 (and s3proxy)
     taskplan: dict[str, Process] = field(default_factory=dict)
 
     @property
@@ -174,9 +178,11 @@ def topology(
     minions: int = 2,
     controllers: int = 2,
     minion_concurrency: int | None = None,
+    s3_proxy: bool = False,
 ) -> Iterator[Cluster]:
     """The whole cluster, up and healthy; on exit every process is stopped and the network removed,
-    whatever happened."""
+    whatever happened. ``s3_proxy``: the processes reach S3 through the fault proxy (faultproxy.py) on the
+    S3 host, moto behind it on S3_BACKEND_PORT."""
     workers = [f"controller{i + 1}" for i in range(controllers)] + [f"minion{i + 1}" for i in range(minions)]
     with ExitStack() as stack:
         net = stack.enter_context(network())
@@ -188,9 +194,13 @@ def topology(
         # Everything that can start at once does: the servers, then taskplan's processes as soon as the
         # catalog takes connections (they wait for Temporal themselves).
         temporal = start_temporal(procs, net.hosts["temporal"], workdir / "hosts" / "temporal")
-        s3 = start_s3(procs, net.hosts["s3"])
-        start_postgres(procs, net.hosts["db"], scratch, CATALOG_DATABASE, CATALOG_USER)
-        access = create_bucket(s3, BUCKET)
+        s3_port = S3_BACKEND_PORT if s3_proxy else S3_PORT
+        s3 = start_s3(procs, net.hosts["s3"], s3_port)
+        postgres = start_postgres(procs, net.hosts["db"], scratch, CATALOG_DATABASE, CATALOG_USER)
+        access = create_bucket(s3, BUCKET, s3_port)
+        services = {"temporal": temporal, "postgres": postgres, "s3": s3}
+        if s3_proxy:
+            services["s3proxy"] = start_s3_proxy(procs, net.hosts["s3"], s3_port)
         base = {k: v for k, v in os.environ.items() if k in INHERITED or k.startswith("LC_")}
         s3_env = {  # the AWS ecosystem's variables (README, "Running on several hosts")
             "AWS_ACCESS_KEY_ID": access.access_key_id,
@@ -208,6 +218,8 @@ def topology(
             bucket=Bucket(
                 BUCKET, access.endpoint, access.access_key_id, access.secret_access_key, access.region
             ),
+            postgres_dir=scratch,
+            services=services,
         )
         # The catalog's schema, once per release, before any process starts (as a migration Job would).
         cluster.run_taskplan("api", "db", "upgrade")

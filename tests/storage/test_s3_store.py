@@ -3,8 +3,13 @@ production client, unpatched); and what the S3 backend says about a bad endpoint
 
 from __future__ import annotations
 
+import errno
+import socket
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,6 +21,7 @@ from taskplan.storage import (
     StorageAccessError,
     StorageError,
     StorageNotFoundError,
+    StorageUnavailableError,
     open_store,
 )
 from taskplan.storage.uri import BadURIError, check_under, parse_s3
@@ -134,3 +140,83 @@ def test_the_aws_variables_configure_s3_and_the_properties_win() -> None:
         settings.property("taskplan.storage.s3.secretAccessKey")
     )
     assert load_settings(environ={**env, "AWS_REGION": "us-west-2"}).s3_region == "us-west-2"
+
+
+class _SlowDown(BaseHTTPRequestHandler):
+    """An S3 endpoint that answers every request as an overloaded S3 does; under /broken/, one that
+    breaks the connection in the middle of its answer (a server killed mid-request)."""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/broken/"):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"x" * 10)
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        body = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+        self.send_response(503)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_PUT = do_GET
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def slow_down_endpoint() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowDown)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_store_down_or_overloaded_is_unavailable_not_wrong(
+    moto_server: MotoServer, slow_down_endpoint: str, tmp_path: Path
+) -> None:
+    """Refused connections and 5xx answers (SlowDown) are StorageUnavailableError once the client's retries
+    ran out: an outage that callers wait out, unlike a wrong key or a missing bucket (tested above)."""
+    for endpoint, said in (
+        (f"http://127.0.0.1:{free_port()}", "127.0.0.1"),
+        (slow_down_endpoint, "SlowDown"),
+    ):
+        store = open_store(
+            "s3://bucket/x", s3_settings(moto_server, **{"taskplan.storage.s3.endpointUrl": endpoint})
+        )
+        with pytest.raises(StorageUnavailableError, match=said):
+            store.check()
+        with pytest.raises(StorageUnavailableError, match=said):
+            store.get_file("a.csv", tmp_path / "a.csv")
+    broken = s3_settings(moto_server, **{"taskplan.storage.s3.endpointUrl": slow_down_endpoint})
+    with pytest.raises(StorageUnavailableError):
+        open_store("s3://broken/x", broken).get_file("a.csv", tmp_path / "a.csv")
+
+
+def test_a_download_cut_short_by_a_full_disk_is_unavailable_too() -> None:
+    """obstore reports this machine's full scratch disk as an OSError: space comes back (the fault
+    campaign's scratch-full trial), so it is waited out like a store's outage, not a failed subtask."""
+    from taskplan.storage.s3 import _translate
+
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert isinstance(_translate(full, "reading s3://b/k"), StorageUnavailableError)
+
+
+def test_a_403_in_a_timing_is_no_access_error() -> None:
+    """A store that did not answer, in a message that happens to hold "403" (seen in the fault campaign:
+    an export failed for good as if its credentials were wrong)."""
+    from taskplan.storage.s3 import _translate
+
+    said = Exception(
+        "Generic S3 error: Error performing GET http://s3:5000/b/k in 567.403925ms, after 3 retries, "
+        "max_retries: 3, retry_timeout: 30s  - HTTP error: error sending request"
+    )
+    assert isinstance(_translate(said, "reading s3://b/k"), StorageUnavailableError)
+    denied = Exception("Client error with status 403 Forbidden: <Code>AccessDenied</Code>")
+    assert isinstance(_translate(denied, "reading s3://b/k"), StorageAccessError)
