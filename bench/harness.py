@@ -212,7 +212,11 @@ class BenchStack:
                 yield http, server.pid
         finally:
             server.terminate()
-            await asyncio.wait_for(server.wait(), timeout=30)
+            try:
+                await asyncio.wait_for(server.wait(), timeout=30)
+            except TimeoutError:  # still draining requests under load: no orphan left behind
+                server.kill()
+                await server.wait()
 
 
 @asynccontextmanager
