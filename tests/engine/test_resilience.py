@@ -294,8 +294,8 @@ async def test_a_plan_whose_controller_does_not_answer_is_read_from_the_catalog_
         assert [b["batchSequence"] for b in plan["batches"]] == list(range(recorded.batch_sequence + 1))
         assert plan["numBatches"] == recorded.batch_sequence + 1  # the running batch counts
         assert plan["inputsBeingProcessed"] == last["inputsInBatch"]
-        running = f"batch {recorded.batch_sequence} ({recorded.task_name}) running"
-        assert plan["statusMessage"] == f"{running}: {recorded.num_subtasks} subtasks"
+        message = f"batch {recorded.batch_sequence} ({recorded.task_name}) running"
+        assert plan["statusMessage"] == f"{message}: {recorded.num_subtasks} subtasks"
         with pytest.raises(TimeoutError):  # live=true: the plan's own answer, which cannot come
             await asyncio.wait_for(http.get(f"/tasks/taskPlans/{plan_id}", params={"live": "true"}), 2)
 
