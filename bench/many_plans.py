@@ -25,7 +25,7 @@ from bench.harness import (
 )
 from bench.plans import NOOP
 
-UNPOOLED = httpx.Timeout(120, pool=None)
+UNPOOLED = httpx.Timeout(600, pool=None)  # a start took over 120 s with 2,000 plans on a loaded machine
 _LONG_POLLS = re.compile(r"Poll|GetTaskQueueUserData|GetWorkflowExecutionHistory")
 
 
@@ -90,7 +90,10 @@ async def many_plans(stack: BenchStack, report: Report, full: bool, *, count: in
                         f"{'submitting' if in_burst else 'submitted'}; "
                         f"listing p99 {percentile(list_ms, 99):.0f} ms, "
                         f"plan read p50/p99 {median(get_ms):.0f}/{percentile(get_ms, 99):.0f} ms "
-                        f"({len(get_ms)} calls)",
+                        f"({len(get_ms)} calls); peak MB "
+                        + ", ".join(
+                            f"{n} {rss_mb(pid):.0f}" for n, pid in pids.items() if pid or n == "controller"
+                        ),
                         flush=True,
                     )
                 if not in_burst and not active:
