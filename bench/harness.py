@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -61,6 +62,39 @@ def rss_mb(pid: int | None = None) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def dev_server_pid() -> int | None:
+    """The pid of the dev server this process started (`temporal server start-dev`), if any."""
+    me = str(os.getpid())
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            ppid = (proc / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            if ppid == me and b"start-dev" in (proc / "cmdline").read_bytes():
+                return int(proc.name)
+    return None
+
+
+def cpu_s(pid: int | None = None) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid or os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_latency_s(port: int) -> dict[str, float]:
+    """The dev server's time so far, from its metrics: seconds in persistence (SQLite) and in serving RPCs,
+    summed by operation (keys ``persistence <op>`` and ``service <op>``)."""
+    body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(body):
+        kind = {"persistence_latency": "persistence", "service_latency": "service"}.get(family.name)
+        for sample in family.samples if kind else ():
+            if sample.name.endswith("_sum"):
+                key = f"{kind} {sample.labels.get('operation', '?')}"
+                totals[key] = totals.get(key, 0.0) + sample.value
+    return totals
 
 
 def machine() -> dict[str, Any]:
@@ -116,6 +150,7 @@ class BenchStack:
     catalog: Catalog
     plans: PlanServices
     data_dir: Path
+    server_metrics_port: int  # the dev server's /metrics (server_latency_s)
     minions: list[subprocess.Popen[bytes]] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)  # for the minion and API processes
 
@@ -177,7 +212,11 @@ class BenchStack:
                 yield http, server.pid
         finally:
             server.terminate()
-            await asyncio.wait_for(server.wait(), timeout=30)
+            try:
+                await asyncio.wait_for(server.wait(), timeout=30)
+            except TimeoutError:  # still draining requests under load: no orphan left behind
+                server.kill()
+                await server.wait()
 
 
 @asynccontextmanager
@@ -188,10 +227,16 @@ async def bench_stack(
     ``properties``: more settings of the controller; ``extra_env``: the minions' environment for them."""
     with tempfile.TemporaryDirectory(prefix="taskplan-bench-") as tmp:
         data_dir = Path(tmp)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            metrics_port = int(probe.getsockname()[1])
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=temporal_cli(),
             search_attributes=SearchAttributes.ALL,
-            dev_server_extra_args=["--db-filename", str(data_dir / "temporal.db"), "--log-level", "error"],
+            dev_server_extra_args=[
+                *("--db-filename", str(data_dir / "temporal.db"), "--log-level", "error"),
+                *("--metrics-port", str(metrics_port)),
+            ],
         )
         try:
             settings = Settings.model_validate(
@@ -212,7 +257,9 @@ async def bench_stack(
             stop = asyncio.Event()
             running = asyncio.create_task(run_workers(workers, stop))
             plans = PlanServices.build(client, catalog, PlanOptions())
-            stack = BenchStack(client, settings, catalog, plans, data_dir, extra_env=dict(extra_env or {}))
+            stack = BenchStack(
+                client, settings, catalog, plans, data_dir, metrics_port, extra_env=dict(extra_env or {})
+            )
             try:
                 yield stack
             finally:

@@ -9,7 +9,7 @@ from bench.data_plane_s3 import data_plane_s3
 from bench.export_pg import export_pg
 from bench.harness import BenchStack, Report
 from bench.long_plan import long_plan
-from bench.many_plans import many_plans
+from bench.many_plans import many_plans, many_plans_2000
 from bench.overhead import overhead
 from bench.scale import scale
 from bench.sizing import sizing
@@ -22,6 +22,7 @@ SCENARIOS: dict[str, Scenario] = {
     "overhead": overhead,
     "throughput": throughput,
     "many": many_plans,
+    "many-2000": many_plans_2000,
     "long": long_plan,
     "data": data_plane,
     "data-s3": data_plane_s3,

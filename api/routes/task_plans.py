@@ -146,10 +146,17 @@ async def get_plan(
             description="wait up to this long for the plan to end; 408 if it is still active then",
         ),
     ] = None,
+    live: Annotated[
+        bool,
+        Query(
+            description="wait for the running plan's own answer (its controller may be busy), instead of its "
+            "catalog snapshot after taskplan.api.planQueryTimeoutSeconds"
+        ),
+    ] = False,
 ) -> TaskPlan:
     await _require_plan_table(catalog, planId, principal)
     query = PlanQuery(batch_offset=batch_offset, batch_limit=batch_limit)
-    plan = await reader.get_plan(planId, query)
+    plan = await reader.get_plan(planId, query, live=live)
     if wait_for_terminal_s is None:
         return plan
     deadline = time.monotonic() + wait_for_terminal_s
@@ -160,7 +167,7 @@ async def get_plan(
             raise ApiError(408, f"task plan {planId} is still {plan.status} after {wait_for_terminal_s:g} s")
         await asyncio.sleep(min(interval, remaining))
         interval = min(interval * 2, 1.0)
-        plan = await reader.get_plan(planId, query)
+        plan = await reader.get_plan(planId, query, live=live)
     return plan
 
 
