@@ -28,7 +28,8 @@ import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, delete, exists, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, cast, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 
 from taskplan.catalog.errors import (
@@ -173,6 +174,53 @@ class SegmentCatalog:
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(segments.c.segment_name)).all()
         return [_segment(r) for r in rows]
+
+    def segments_page(
+        self,
+        table: str,
+        *,
+        after: str | None,
+        limit: int,
+        status: SegmentStatus | None = SegmentStatus.DONE,
+        lacking_custom: str | None = None,
+    ) -> list[SegmentMetadata]:
+        """A keyset page: up to ``limit`` visible segments named after ``after`` (from the first with None),
+        in name order, with ``status`` and, with ``lacking_custom``, without that key in their custom map.
+        One range scan of the primary key from ``after``: its cost does not grow with the table."""
+        query = self._pending_query(table, status, lacking_custom)
+        if after is not None:
+            query = query.where(segments.c.segment_name > after)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(segments.c.segment_name).limit(limit)).all()
+        return [_segment(r) for r in rows]
+
+    def count_segments(
+        self,
+        table: str,
+        *,
+        status: SegmentStatus | None = SegmentStatus.DONE,
+        lacking_custom: str | None = None,
+    ) -> int:
+        """How many segments :meth:`segments_page` walks through from the start."""
+        query = self._pending_query(table, status, lacking_custom).with_only_columns(func.count())
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def _pending_query(self, table: str, status: SegmentStatus | None, lacking_custom: str | None) -> Any:
+        query = select(segments).where(segments.c.table_name == table, ~_hidden_by_lineage())
+        if status is not None:
+            query = query.where(segments.c.status == status)
+        if lacking_custom is not None:
+            query = query.where(self._lacks_custom_key(lacking_custom))
+        return query
+
+    def _lacks_custom_key(self, key: str) -> Any:
+        """SQL condition: the segment's custom map (JSON text) has no ``key``."""
+        if '"' in key or "\\" in key:
+            raise ValueError(f"custom map key {key!r} cannot hold a quote or a backslash here")
+        if self.engine.dialect.name == "postgresql":
+            return ~cast(segments.c.custom_json, JSONB).has_key(key)
+        return func.json_type(segments.c.custom_json, f'$."{key}"').is_(None)
 
     def all_segments(self, table: str) -> list[SegmentMetadata]:
         with self.engine.connect() as conn:
