@@ -11,6 +11,7 @@ from bench.long_plan import long_plan
 from bench.many_plans import many_plans
 from bench.overhead import overhead
 from bench.scale import scale
+from bench.table_growth import table_growth
 from bench.throughput import throughput
 
 Scenario = Callable[[BenchStack, Report, bool], Awaitable[None]]
@@ -23,4 +24,5 @@ SCENARIOS: dict[str, Scenario] = {
     "data": data_plane,
     "data-s3": data_plane_s3,
     "scale": scale,
+    "growth": table_growth,
 }

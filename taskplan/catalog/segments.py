@@ -183,11 +183,13 @@ class SegmentCatalog:
         limit: int,
         status: SegmentStatus | None = SegmentStatus.DONE,
         lacking_custom: str | None = None,
+        custom_not: tuple[str, str] | None = None,
     ) -> list[SegmentMetadata]:
         """A keyset page: up to ``limit`` visible segments named after ``after`` (from the first with None),
-        in name order, with ``status`` and, with ``lacking_custom``, without that key in their custom map.
-        One range scan of the primary key from ``after``: its cost does not grow with the table."""
-        query = self._pending_query(table, status, lacking_custom)
+        in name order, with ``status``; with ``lacking_custom``, without that key in their custom map; with
+        ``custom_not`` (key, value), without that value under that key. One range scan of the primary key
+        from ``after``: its cost does not grow with the table."""
+        query = self._pending_query(table, status, lacking_custom, custom_not)
         if after is not None:
             query = query.where(segments.c.segment_name > after)
         with self.engine.connect() as conn:
@@ -200,27 +202,38 @@ class SegmentCatalog:
         *,
         status: SegmentStatus | None = SegmentStatus.DONE,
         lacking_custom: str | None = None,
+        custom_not: tuple[str, str] | None = None,
     ) -> int:
         """How many segments :meth:`segments_page` walks through from the start."""
-        query = self._pending_query(table, status, lacking_custom).with_only_columns(func.count())
+        query = self._pending_query(table, status, lacking_custom, custom_not)
+        query = query.with_only_columns(func.count())
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar() or 0)
 
-    def _pending_query(self, table: str, status: SegmentStatus | None, lacking_custom: str | None) -> Any:
+    def _pending_query(
+        self,
+        table: str,
+        status: SegmentStatus | None,
+        lacking_custom: str | None,
+        custom_not: tuple[str, str] | None,
+    ) -> Any:
         query = select(segments).where(segments.c.table_name == table, ~_hidden_by_lineage())
         if status is not None:
             query = query.where(segments.c.status == status)
         if lacking_custom is not None:
-            query = query.where(self._lacks_custom_key(lacking_custom))
+            query = query.where(self._custom_value(lacking_custom).is_(None))
+        if custom_not is not None:
+            key, value = custom_not
+            query = query.where(self._custom_value(key).is_distinct_from(value))
         return query
 
-    def _lacks_custom_key(self, key: str) -> Any:
-        """SQL condition: the segment's custom map (JSON text) has no ``key``."""
+    def _custom_value(self, key: str) -> Any:
+        """SQL: the segment's custom map (JSON text) value of ``key`` as text, NULL without the key."""
         if '"' in key or "\\" in key:
             raise ValueError(f"custom map key {key!r} cannot hold a quote or a backslash here")
         if self.engine.dialect.name == "postgresql":
-            return ~cast(segments.c.custom_json, JSONB).has_key(key)
-        return func.json_type(segments.c.custom_json, f'$."{key}"').is_(None)
+            return cast(segments.c.custom_json, JSONB).op("->>")(key)
+        return func.json_extract(segments.c.custom_json, f'$."{key}"')
 
     def all_segments(self, table: str) -> list[SegmentMetadata]:
         with self.engine.connect() as conn:

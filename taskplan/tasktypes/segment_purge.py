@@ -51,7 +51,7 @@ from taskplan.tasktypes.common import (
     short_hash,
     table_max_num_tasks,
 )
-from taskplan.tasktypes.sizing import Walked, WalkState, next_groups, subtask_sizing
+from taskplan.tasktypes.sizing import Walked, subtask_sizing, walk_segments
 
 PURGE_FILTER = "purgeFilter"
 SEGMENT_NAME = "segmentName"
@@ -98,22 +98,14 @@ class SegmentPurgeTaskGenerator(DataTaskGenerator):
         catalog = plugin_catalog(self.context)
         schema = require_schema(catalog, table)
         expression = self._filter(configs, schema)
-        marker = filter_marker(expression)
-        sizing = subtask_sizing(configs, self.context.settings if self.context else None)
-        state = WalkState.of(cursor)
-        if state.total is None:  # the plan's first batch: how many segments the purge goes through
-            total = catalog.segments.count_segments(table.tableName, lacking_custom=marker)
-            state = replace(state, total=total)
-
-        def page(after: str | None, limit: int) -> list[SegmentMetadata]:
-            return catalog.segments.segments_page(
-                table.tableName, after=after, limit=limit, lacking_custom=marker
-            )
-
-        walked = next_groups(page, state, sizing, table_max_num_tasks(configs))
-        if walked.groups and walked.state.passes > 1:  # found again: added meanwhile, or left by a failure
-            grown = (walked.state.total or 0) + walked.segments
-            walked = replace(walked, state=replace(walked.state, total=grown))
+        walked = walk_segments(
+            catalog,
+            table.tableName,
+            cursor,
+            subtask_sizing(configs, self.context.settings if self.context else None),
+            table_max_num_tasks(configs),
+            lacking_custom=filter_marker(expression),
+        )
         subtasks = [
             self.task(
                 table.tableName,

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from taskplan.catalog import Catalog
 from taskplan.models.segment import SegmentMetadata
 from taskplan.plugin import TaskConfigError
 from taskplan.settings import Settings
@@ -134,3 +135,32 @@ def next_groups(page: Page, state: WalkState, sizing: SubtaskSizing, max_tasks: 
             # The pass handed out segments: the next one starts from the first segment.
             state = replace(state, after=None, passes=state.passes + 1, found=False)
             after = None
+
+
+def walk_segments(
+    catalog: Catalog,
+    table: str,
+    cursor: Mapping[str, str],
+    sizing: SubtaskSizing,
+    max_tasks: int,
+    *,
+    lacking_custom: str | None = None,
+    custom_not: tuple[str, str] | None = None,
+) -> Walked:
+    """The next batch of the table's pending DONE segments (filtered as :meth:`SegmentCatalog.segments_page`
+    filters) after the plan's cursor; the plan's first batch counts them once (``inputsToProcess``)."""
+    state = WalkState.of(cursor)
+    if state.total is None:
+        total = catalog.segments.count_segments(table, lacking_custom=lacking_custom, custom_not=custom_not)
+        state = replace(state, total=total)
+
+    def page(after: str | None, limit: int) -> list[SegmentMetadata]:
+        return catalog.segments.segments_page(
+            table, after=after, limit=limit, lacking_custom=lacking_custom, custom_not=custom_not
+        )
+
+    walked = next_groups(page, state, sizing, max_tasks)
+    if walked.groups and walked.state.passes > 1:  # found again: added meanwhile, or left by a failure
+        grown = (walked.state.total or 0) + walked.segments
+        walked = replace(walked, state=replace(walked.state, total=grown))
+    return walked

@@ -37,7 +37,9 @@ def new_table(catalog: Catalog) -> TableConfig:
     return make_table(catalog, f"walk{uuid.uuid4().hex[:8]}")
 
 
-def add(catalog: Catalog, table: TableConfig, name: str, rows: int = 100, **custom: str) -> None:
+def add(
+    catalog: Catalog, table: TableConfig, name: str, rows: int = 100, custom: Mapping[str, str] | None = None
+) -> None:
     catalog.segments.add_segment(
         SegmentMetadata(
             table_name=table.tableName,
@@ -48,7 +50,7 @@ def add(catalog: Catalog, table: TableConfig, name: str, rows: int = 100, **cust
             crc="0",
             file_name=f"{name}.parquet",
             created_ms=1,
-            custom=dict(custom),
+            custom=dict(custom or {}),
         )
     )
 
@@ -103,8 +105,8 @@ class Walk:
 def test_segments_page_is_a_keyset_page_of_pending_visible_segments(catalog: Catalog) -> None:
     table = new_table(catalog)
     for i in range(7):
-        add(catalog, table, f"s{i}", **({MARKER: "true"} if i == 2 else {}))
-    add(catalog, table, "s7", other="x")
+        add(catalog, table, f"s{i}", custom={MARKER: "true"} if i == 2 else None)
+    add(catalog, table, "s7", custom={"other": "x"})
     consuming = replace(catalog.segments.visible_segments(table.tableName, ["s0"])[0], segment_name="s8")
     catalog.segments.add_segment(replace(consuming, status=SegmentStatus.IN_PROGRESS))
     # s4 is being replaced: its target is hidden until the replacement completes, then s4 is.
@@ -127,6 +129,10 @@ def test_segments_page_is_a_keyset_page_of_pending_visible_segments(catalog: Cat
     assert [s.segment_name for s in pages.segments_page(table.tableName, after=None, limit=9, status=None)][
         -1
     ] == "s8"
+    # custom_not: a value other than this one, or none (AlterTableTask's signature).
+    differs = pages.segments_page(table.tableName, after=None, limit=20, custom_not=("other", "x"))
+    assert [s.segment_name for s in differs] == ["s0", "s1", "s2", "s3", "s4x", "s5", "s6"]
+    assert pages.count_segments(table.tableName, custom_not=("other", "y")) == 8
     with pytest.raises(ValueError, match="quote"):
         pages.segments_page(table.tableName, after=None, limit=1, lacking_custom='a"b')
 
