@@ -1,8 +1,10 @@
 """Scenario 6: segment purge and CSV ingestion through plans, against DuckDB doing the same work directly.
-`python -m bench.data_plane [--full]`."""
+`python -m bench.data_plane [--full]`; `BENCH_DATA_CASES=purge_20x1M,purge_100x100k_defaults` runs only
+those cases (their keys in the results)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable
@@ -151,7 +153,10 @@ async def data_plane(stack: BenchStack, report: Report, full: bool) -> None:
          "purge_100x100k_one_each", 0.0, lambda: purge(stack, 100, 100_000, one_each)),
         ("CSV ingestion 10 x 500,000 rows", "ingest", 0.7, lambda: ingest(stack, 10, 500_000)),
     ]  # fmt: skip
+    chosen = [c.strip() for c in os.environ.get("BENCH_DATA_CASES", "").split(",") if c.strip()]
     for metric, key, target, run in cases:
+        if chosen and key not in chosen:
+            continue
         report_data(report, metric, [await run() for _ in range(rounds)], key, target)
     stack.stop_minions()
 

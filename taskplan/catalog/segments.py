@@ -48,7 +48,13 @@ from taskplan.catalog.schema import (
     task_metadata,
 )
 from taskplan.clock import now_ms
-from taskplan.models.segment import LineageEntry, LineageState, SegmentMetadata, SegmentStatus
+from taskplan.models.segment import (
+    LineageEntry,
+    LineageState,
+    SegmentMetadata,
+    SegmentSpan,
+    SegmentStatus,
+)
 
 if TYPE_CHECKING:
     from taskplan.catalog.catalog import Catalog
@@ -234,6 +240,17 @@ class SegmentCatalog:
         if self.engine.dialect.name == "postgresql":
             return cast(segments.c.custom_json, JSONB).op("->>")(key)
         return func.json_extract(segments.c.custom_json, f'$."{key}"')
+
+    def segment_spans(self, table: str, *, visible_only: bool) -> list[SegmentSpan]:
+        """Name, status and time range of each of the table's segments (only the visible ones with
+        ``visible_only``), in name order: what ``GET /segments/{table}`` lists, without whole rows."""
+        columns = (segments.c.segment_name, segments.c.status, segments.c.start_time, segments.c.end_time)
+        query = select(*columns).where(segments.c.table_name == table)
+        if visible_only:
+            query = query.where(~_hidden_by_lineage())
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(segments.c.segment_name)).all()
+        return [SegmentSpan(r[0], SegmentStatus(r[1]), r[2], r[3]) for r in rows]
 
     def all_segments(self, table: str) -> list[SegmentMetadata]:
         with self.engine.connect() as conn:
