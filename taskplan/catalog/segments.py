@@ -26,7 +26,7 @@ import threading
 import uuid
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Connection, and_, cast, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
@@ -141,6 +141,15 @@ def _hidden_by_lineage() -> Any:
     )
 
 
+class SegmentPage(NamedTuple):
+    """A page of :meth:`SegmentCatalog.segments_page`: the matching segments, the name of the last row it
+    went through (where the next page starts), and whether no row follows."""
+
+    segments: list[SegmentMetadata]
+    last_scanned: str | None
+    at_end: bool
+
+
 class SegmentCatalog:
     def __init__(self, catalog: Catalog) -> None:
         self.engine = catalog.engine
@@ -190,17 +199,24 @@ class SegmentCatalog:
         status: SegmentStatus | None = SegmentStatus.DONE,
         lacking_custom: str | None = None,
         custom_not: tuple[str, str] | None = None,
-    ) -> list[SegmentMetadata]:
-        """A keyset page: up to ``limit`` visible segments named after ``after`` (from the first with None),
-        in name order, with ``status``; with ``lacking_custom``, without that key in their custom map; with
-        ``custom_not`` (key, value), without that value under that key. One range scan of the primary key
-        from ``after``: its cost does not grow with the table."""
+    ) -> SegmentPage:
+        """A keyset page: the next ``limit`` segment rows of the table named after ``after`` (from the first
+        with None), of which those visible, with ``status``, without the key ``lacking_custom`` in their
+        custom map and without the (key, value) ``custom_not`` in it, in name order. Two range scans of the
+        primary key from ``after``, over ``limit`` rows at most whatever rows match: a page costs the same
+        on a table of any size, also where it holds long runs of segments that do not match."""
+        window = select(segments.c.segment_name).where(segments.c.table_name == table)
         query = self._pending_query(table, status, lacking_custom, custom_not)
         if after is not None:
+            window = window.where(segments.c.segment_name > after)
             query = query.where(segments.c.segment_name > after)
         with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(segments.c.segment_name).limit(limit)).all()
-        return [_segment(r) for r in rows]
+            names = conn.execute(window.order_by(segments.c.segment_name).limit(limit)).scalars().all()
+            if not names:
+                return SegmentPage([], after, at_end=True)
+            query = query.where(segments.c.segment_name <= names[-1])
+            rows = conn.execute(query.order_by(segments.c.segment_name)).all()
+        return SegmentPage([_segment(r) for r in rows], names[-1], at_end=len(names) < limit)
 
     def count_segments(
         self,

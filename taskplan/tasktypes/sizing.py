@@ -8,12 +8,13 @@ of 1,000,000 rows or more is one subtask alone. An explicit ``maxNumSegmentsPerT
 then packed by count, and by rows only if ``maxNumRecordsPerTask`` is set too.
 
 **Walking.** A plan does not list the table per batch: its cursor (the plan's generation state, kept by
-the plan workflow across continue-as-new) holds the name of the last segment handed out, and each batch
-reads the next page of pending segments after it (:meth:`SegmentCatalog.segments_page`, a range scan of the
-catalog's primary key), so a batch costs the same on a table of 1,000 or 100,000 segments. A pass ends at
-the last segment; if it handed out anything, another pass starts from the first, which finds the segments
-added behind the cursor meanwhile and those a failed batch left (every one of them once more), and the
-plan ends with the first pass that finds nothing. A segment removed meanwhile is simply not found.
+the plan workflow across continue-as-new) holds the name of the last segment the walk went through, and each
+batch reads the next pages of segments after it (:meth:`SegmentCatalog.segments_page`: range scans of the
+catalog's primary key, ``PAGE_SIZE`` rows a page, pending or not) until its subtasks are full. So a batch
+costs the same on a table of 1,000 or 100,000 segments, and segments done already are gone through once.
+A pass ends at the last segment; if it handed out anything, another pass starts from the first, which finds
+the segments added behind the cursor meanwhile and those a failed batch left (every one of them once more),
+and the plan ends with the first pass that finds nothing. A segment removed meanwhile is simply not found.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from taskplan.catalog import Catalog
+from taskplan.catalog.segments import SegmentPage
 from taskplan.models.segment import SegmentMetadata
 from taskplan.plugin import TaskConfigError
 from taskplan.settings import Settings
@@ -34,7 +36,7 @@ MAX_RECORDS_LIMIT = 2**63 - 1
 PAGE_SIZE = 500
 
 # The cursor's keys (strings both ways: the plan keeps them in its state).
-_AFTER = "segmentsAfter"  # the last segment handed out in this pass ("" before the first)
+_AFTER = "segmentsAfter"  # the last segment the walk went through in this pass ("" before the first)
 _PASS = "segmentsPass"  # 1, 2, ...
 _FOUND = "segmentsFoundInPass"  # "1" once this pass handed out a segment
 _TOTAL = "segmentsTotal"  # segments to process, as counted at the start and grown by later passes
@@ -104,7 +106,7 @@ class Walked:
         return sum(len(g) for g in self.groups)
 
 
-Page = Callable[[str | None, int], list[SegmentMetadata]]
+Page = Callable[[str | None, int], SegmentPage]
 
 
 def next_groups(page: Page, state: WalkState, sizing: SubtaskSizing, max_tasks: int) -> Walked:
@@ -115,8 +117,8 @@ def next_groups(page: Page, state: WalkState, sizing: SubtaskSizing, max_tasks: 
     rows = 0
     after = state.after
     while True:
-        segments = page(after, PAGE_SIZE)
-        for segment in segments:
+        found = page(after, PAGE_SIZE)
+        for segment in found.segments:
             if not sizing.fits(group, rows, segment):
                 groups.append(group)
                 group, rows = [], 0
@@ -125,16 +127,18 @@ def next_groups(page: Page, state: WalkState, sizing: SubtaskSizing, max_tasks: 
             group.append(segment)
             rows += segment.total_docs
             after = segment.segment_name
-        if len(segments) < PAGE_SIZE:  # the end of this pass
-            if group:
-                groups.append(group)
-            if groups:
-                return Walked(groups, replace(state, after=after, found=True))
-            if not state.found:
-                return Walked([], state)
-            # The pass handed out segments: the next one starts from the first segment.
-            state = replace(state, after=None, passes=state.passes + 1, found=False)
-            after = None
+        after = found.last_scanned  # nothing else to hand out up to there
+        if not found.at_end:
+            continue
+        if group:
+            groups.append(group)
+        if groups:
+            return Walked(groups, replace(state, after=after, found=True))
+        if not state.found:
+            return Walked([], state)
+        # The pass handed out segments: the next one starts from the first segment.
+        state = replace(state, after=None, passes=state.passes + 1, found=False)
+        after = None
 
 
 def walk_segments(
@@ -154,7 +158,7 @@ def walk_segments(
         total = catalog.segments.count_segments(table, lacking_custom=lacking_custom, custom_not=custom_not)
         state = replace(state, total=total)
 
-    def page(after: str | None, limit: int) -> list[SegmentMetadata]:
+    def page(after: str | None, limit: int) -> SegmentPage:
         return catalog.segments.segments_page(
             table, after=after, limit=limit, lacking_custom=lacking_custom, custom_not=custom_not
         )

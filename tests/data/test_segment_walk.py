@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 
 from taskplan.catalog import Catalog
+from taskplan.catalog.segments import SegmentPage
 from taskplan.data.parquet import DuckDBConfig
 from taskplan.models.segment import LineageState, SegmentMetadata, SegmentStatus
 from taskplan.models.table import TableConfig
 from taskplan.plugin import BatchGeneration, BatchRequest, PluginContext, TaskConfigError
 from taskplan.settings import Settings
+from taskplan.tasktypes import sizing
 from taskplan.tasktypes.segment_purge import SEGMENT_PURGE, filter_marker
 from tests.support.data import events_schema, make_table, run_plan_directly, table_rows
 
@@ -88,7 +90,9 @@ class Walk:
     def execute(self, batch: BatchGeneration, *, fail: frozenset[str] = frozenset()) -> None:
         names = [n for g in self.groups(batch) for n in g]
         self.handed_out.extend(names)
-        done = self.catalog.segments.visible_segments(self.table.tableName, names)
+        done = [
+            s for s in self.catalog.segments.all_segments(self.table.tableName) if s.segment_name in names
+        ]
         self.catalog.segments.update_segments(
             [replace(s, custom={**s.custom, MARKER: "true"}) for s in done if s.segment_name not in fail]
         )
@@ -114,23 +118,24 @@ def test_segments_page_is_a_keyset_page_of_pending_visible_segments(catalog: Cat
     add(catalog, table, "s4x")
     pages = catalog.segments
 
-    def names(after: str | None, limit: int) -> list[str]:
+    def names(after: str | None, limit: int) -> tuple[list[str], str | None, bool]:
         got = pages.segments_page(table.tableName, after=after, limit=limit, lacking_custom=MARKER)
-        return [s.segment_name for s in got]
+        return [s.segment_name for s in got.segments], got.last_scanned, got.at_end
 
-    assert names(None, 3) == ["s0", "s1", "s3"]
-    assert names("s3", 3) == ["s4", "s5", "s6"]
-    assert names("s6", 10) == ["s7"]
-    assert names("s7", 10) == []
+    # A page goes through `limit` rows (s4x hidden, s2 marked, s8 consuming: gone through, not returned).
+    assert names(None, 3) == (["s0", "s1"], "s2", False)
+    assert names("s2", 3) == (["s3", "s4"], "s4x", False)
+    assert names("s4x", 3) == (["s5", "s6", "s7"], "s7", False)
+    assert names("s7", 3) == ([], "s8", True)
+    assert names("s8", 3) == ([], "s8", True)
     assert pages.count_segments(table.tableName, lacking_custom=MARKER) == 7
     assert pages.count_segments(table.tableName, lacking_custom="other") == 7  # s0-s6, with s4
     catalog.segments.swap(table.tableName, "l1")
-    assert names("s3", 2) == ["s4x", "s5"]
-    assert [s.segment_name for s in pages.segments_page(table.tableName, after=None, limit=9, status=None)][
-        -1
-    ] == "s8"
+    assert names("s3", 3) == (["s4x", "s5", "s6"], "s6", False)  # the swap forgot s4
+    everything = pages.segments_page(table.tableName, after=None, limit=10, status=None)
+    assert [s.segment_name for s in everything.segments][-1] == "s8" and everything.at_end
     # custom_not: a value other than this one, or none (AlterTableTask's signature).
-    differs = pages.segments_page(table.tableName, after=None, limit=20, custom_not=("other", "x"))
+    differs = pages.segments_page(table.tableName, after=None, limit=20, custom_not=("other", "x")).segments
     assert [s.segment_name for s in differs] == ["s0", "s1", "s2", "s3", "s4x", "s5", "s6"]
     assert pages.count_segments(table.tableName, custom_not=("other", "y")) == 8
     with pytest.raises(ValueError, match="quote"):
@@ -225,28 +230,44 @@ def test_the_walk_hands_out_every_segment_once_while_segments_come_and_go(
 def test_the_walk_reads_pages_not_the_table(
     catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A batch after the first reads one page after its cursor, never the whole table."""
+    """A batch reads pages after its cursor, never the whole table; a run of segments done already is gone
+    through once. (Pages of 50 rows and subtasks of at most 100 segments here, 500 and 1,000 in use.)"""
+    monkeypatch.setattr(sizing, "PAGE_SIZE", 50)
+    monkeypatch.setattr(sizing, "MAX_SEGMENTS_PER_TASK_LIMIT", 100)
     table = new_table(catalog)
-    for i in range(1200):
+    for i in range(120):
         add(catalog, table, f"seg{i:05}", rows=1000)
     read: list[tuple[str | None, int]] = []
     segments_page = type(catalog.segments).segments_page
 
-    def spy(self: Any, table_name: str, **kw: Any) -> list[SegmentMetadata]:
+    def spy(self: Any, table_name: str, **kw: Any) -> SegmentPage:
         got = segments_page(self, table_name, **kw)
-        read.append((kw["after"], len(got)))
+        read.append((kw["after"], len(got.segments)))
         return got
 
     monkeypatch.setattr(type(catalog.segments), "segments_page", spy)
     monkeypatch.setattr(type(catalog.segments), "visible_segments", None)  # no listing of the table
-    walk = Walk(settings_with(tmp_path), catalog, table, {})  # 1,000 segments of 1,000 rows per subtask
+    walk = Walk(settings_with(tmp_path), catalog, table, {})  # by rows: 1,000,000 a subtask
     groups = walk.groups(walk.next())
-    assert [len(g) for g in groups] == [1000, 200]  # at most 1,000 segments a subtask
-    assert read == [(None, 500), ("seg00499", 500), ("seg00999", 200)]
+    assert [len(g) for g in groups] == [100, 20]  # at most MAX_SEGMENTS_PER_TASK_LIMIT a subtask
+    assert read == [(None, 50), ("seg00049", 50), ("seg00099", 20)]
     read.clear()
-    walk.cursor = {**walk.cursor, "segmentsAfter": "seg00500"}
+    walk.cursor = {**walk.cursor, "segmentsAfter": "seg00050"}
     walk.next()
-    assert read == [("seg00500", 500), ("seg01000", 199)]
+    assert read == [("seg00050", 50), ("seg00100", 19)]
+
+    done = catalog.segments.all_segments(table.tableName)[:110]
+    catalog.segments.update_segments([replace(s, custom={MARKER: "true"}) for s in done])
+    read.clear()
+    walk.cursor = {**walk.cursor, "segmentsAfter": "seg00001"}
+    batch = walk.next()
+    assert walk.groups(batch) == [[f"seg{i:05}" for i in range(110, 120)]]
+    assert read == [("seg00001", 0), ("seg00051", 0), ("seg00101", 10)]
+    assert walk.cursor["segmentsAfter"] == "seg00119"
+    walk.execute(batch)
+    read.clear()
+    assert walk.next().no_more_work  # the end of the pass, then a second pass that finds nothing
+    assert read == [("seg00119", 0), (None, 0), ("seg00049", 0), ("seg00099", 0)]
 
 
 def test_a_real_purge_walks_its_purged_copies_once(catalog: Catalog, tmp_path: Path) -> None:
