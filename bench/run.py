@@ -1,6 +1,6 @@
-"""Run the benchmarks: `python -m bench.run [--full] [--only overhead,throughput,many,long,data,scale,...]`;
-one scenario alone: `python -m bench.<module> [--full]` (bench/overhead.py, throughput.py, many_plans.py,
-long_plan.py, data_plane.py, scale.py, sizing.py).
+"""Run the benchmarks: `python -m bench.run [--full] [--only overhead,throughput,many,long,data,scale,...]`
+(a choice of scenarios); one scenario alone: `python -m bench.<module> [--full]` (bench/overhead.py,
+throughput.py, many_plans.py, long_plan.py, data_plane.py, scale.py, sizing.py, table_growth.py, ...).
 
 Every comparison runs side by side in this one run and is reported as a ratio (these machines are noisy);
 absolute figures stand beside the ratios. Results go to bench/results/<name>-<time>.json; the summary table

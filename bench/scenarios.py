@@ -14,6 +14,7 @@ from bench.overhead import overhead
 from bench.scale import scale
 from bench.sizing import sizing
 from bench.startup import startup
+from bench.table_growth import table_growth
 from bench.throughput import throughput
 
 Scenario = Callable[[BenchStack, Report, bool], Awaitable[None]]
@@ -30,4 +31,5 @@ SCENARIOS: dict[str, Scenario] = {
     "sizing": sizing,
     "export": export_pg,
     "startup": startup,
+    "growth": table_growth,
 }

@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     max_pending_subtasks: int = Field(1000, alias="taskplan.batch.maxPendingSubtasks", ge=1, le=1900)
     subtask_heartbeat_timeout_s: int = Field(30, alias="taskplan.subtask.heartbeatTimeoutSeconds", ge=2)
     lost_worker_retries: int = Field(5, alias="taskplan.subtask.lostWorkerRetries", ge=0)
+    # Rows a segment-rewriting subtask takes by default (task config maxNumRecordsPerTask, Pinot's name):
+    # consecutive smaller segments are packed into one subtask, as a subtask costs ~10 ms of orchestration.
+    subtask_max_records: int = Field(
+        1_000_000, alias="taskplan.subtask.maxNumRecordsPerTask", ge=1, le=2**63 - 1
+    )
     # A worker's Prometheus endpoint (0: off); the API serves GET /metrics on controller.host/port instead.
     metrics_host: str = Field("127.0.0.1", alias="taskplan.metrics.host", min_length=1)
     metrics_port: int = Field(0, alias="taskplan.metrics.port", ge=0, le=65535)

@@ -139,6 +139,10 @@ def test_invalid_value_names_the_property_and_its_source(tmp_path: Path, where: 
 def test_out_of_range_value_is_refused_with_its_bound() -> None:
     with pytest.raises(SettingsError, match=r"property taskplan\.batch\.maxPendingSubtasks = '5000'.*1900"):
         load_settings(environ={"TASKPLAN_BATCH_MAXPENDINGSUBTASKS": "5000"})
+    with pytest.raises(SettingsError, match=r"property taskplan\.subtask\.maxNumRecordsPerTask = '0'.*1"):
+        load_settings(environ={"TASKPLAN_PROP_taskplan.subtask.maxNumRecordsPerTask": "0"})
+    sized = load_settings(environ={"TASKPLAN_PROP_taskplan.subtask.maxNumRecordsPerTask": "250000"})
+    assert sized.subtask_max_records == 250_000
 
 
 def test_settings_built_in_code_ignore_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:

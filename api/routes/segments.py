@@ -19,7 +19,7 @@ from taskplan.catalog import Catalog, TableNotFoundError
 from taskplan.clock import now_ms
 from taskplan.data.rows import InputFormat, ReaderInitError, RowReader, TooManyParseExceptions
 from taskplan.data.segments import AppendConflictError, SegmentManager, StreamConfigError
-from taskplan.models.segment import SegmentMetadata, SegmentStatus, server_metadata, zk_metadata
+from taskplan.models.segment import SegmentMetadata, SegmentSpan, SegmentStatus, server_metadata, zk_metadata
 from taskplan.names import InvalidNameError, parse_table_name
 from taskplan.tasktypes.common import short_hash
 
@@ -43,7 +43,9 @@ def _timestamp(raw: str, name: str) -> int | None:
         ) from None
 
 
-def _within(segment: SegmentMetadata, start: int | None, end: int | None, exclude_overlapping: bool) -> bool:
+def _within(
+    segment: SegmentMetadata | SegmentSpan, start: int | None, end: int | None, exclude_overlapping: bool
+) -> bool:
     """Pinot's isSegmentWithinTimeStamps, on the segment's time range in epoch milliseconds."""
     if start is None and end is None:
         return True
@@ -92,8 +94,9 @@ async def list_segments(
     found = await asyncio.to_thread(resolve_tables, catalog, principal, Permission.READ, table, table_type)
     result: list[dict[str, list[str]]] = []
     for config in found:
-        read = catalog.segments.visible_segments if only_visible else catalog.segments.all_segments
-        segments = await asyncio.to_thread(read, config.tableName)
+        segments = await asyncio.to_thread(
+            catalog.segments.segment_spans, config.tableName, visible_only=only_visible
+        )
         names = [s.segment_name for s in segments if _within(s, start, end, exclude_overlapping)]
         result.append({str(config.tableType): names})
     return result

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table, Text, UniqueConstraint
 
 metadata = MetaData()
 
@@ -80,6 +80,9 @@ lineage_segments = Table(
     Column("lineage_id", String(100), primary_key=True),
     Column("role", String(4), primary_key=True),  # "from" or "to"
     Column("segment_name", String(300), primary_key=True),
+    # Whether a segment is hidden is looked up by its name (every segment read): without this index, a
+    # lookup reads every lineage row of the table, and a walk over the table grows with its lineage.
+    Index("ix_tp_lineage_segments_segment", "table_name", "segment_name"),
 )
 
 # Input files ingested into a table (FileIngestionTask): each at most once per fingerprint.
@@ -125,7 +128,7 @@ tasks = Table(
     Column("table_name", String(200), nullable=False, index=True),
     Column("plan_id", String(400), nullable=False),
     Column("batch_sequence", BigInteger, nullable=False),
-    Column("state", String(16), nullable=False),  # IN_PROGRESS, then COMPLETED / FAILED / STOPPED
+    Column("state", String(16), nullable=False, index=True),  # IN_PROGRESS, then COMPLETED / FAILED / STOPPED
     Column("num_subtasks", BigInteger, nullable=False),
     Column("num_failed", BigInteger, nullable=False),
     Column("inputs_in_batch", BigInteger, nullable=False),

@@ -26,9 +26,10 @@ import threading
 import uuid
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import Connection, and_, delete, exists, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, cast, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 
 from taskplan.catalog.errors import (
@@ -47,7 +48,13 @@ from taskplan.catalog.schema import (
     task_metadata,
 )
 from taskplan.clock import now_ms
-from taskplan.models.segment import LineageEntry, LineageState, SegmentMetadata, SegmentStatus
+from taskplan.models.segment import (
+    LineageEntry,
+    LineageState,
+    SegmentMetadata,
+    SegmentSpan,
+    SegmentStatus,
+)
 
 if TYPE_CHECKING:
     from taskplan.catalog.catalog import Catalog
@@ -134,6 +141,15 @@ def _hidden_by_lineage() -> Any:
     )
 
 
+class SegmentPage(NamedTuple):
+    """A page of :meth:`SegmentCatalog.segments_page`: the matching segments, the name of the last row it
+    went through (where the next page starts), and whether no row follows."""
+
+    segments: list[SegmentMetadata]
+    last_scanned: str | None
+    at_end: bool
+
+
 class SegmentCatalog:
     def __init__(self, catalog: Catalog) -> None:
         self.engine = catalog.engine
@@ -173,6 +189,84 @@ class SegmentCatalog:
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(segments.c.segment_name)).all()
         return [_segment(r) for r in rows]
+
+    def segments_page(
+        self,
+        table: str,
+        *,
+        after: str | None,
+        limit: int,
+        status: SegmentStatus | None = SegmentStatus.DONE,
+        lacking_custom: str | None = None,
+        custom_not: tuple[str, str] | None = None,
+    ) -> SegmentPage:
+        """A keyset page: the next ``limit`` segment rows of the table named after ``after`` (from the first
+        with None), of which those visible, with ``status``, without the key ``lacking_custom`` in their
+        custom map and without the (key, value) ``custom_not`` in it, in name order. Two range scans of the
+        primary key from ``after``, over ``limit`` rows at most whatever rows match: a page costs the same
+        on a table of any size, also where it holds long runs of segments that do not match."""
+        window = select(segments.c.segment_name).where(segments.c.table_name == table)
+        query = self._pending_query(table, status, lacking_custom, custom_not)
+        if after is not None:
+            window = window.where(segments.c.segment_name > after)
+            query = query.where(segments.c.segment_name > after)
+        with self.engine.connect() as conn:
+            names = conn.execute(window.order_by(segments.c.segment_name).limit(limit)).scalars().all()
+            if not names:
+                return SegmentPage([], after, at_end=True)
+            query = query.where(segments.c.segment_name <= names[-1])
+            rows = conn.execute(query.order_by(segments.c.segment_name)).all()
+        return SegmentPage([_segment(r) for r in rows], names[-1], at_end=len(names) < limit)
+
+    def count_segments(
+        self,
+        table: str,
+        *,
+        status: SegmentStatus | None = SegmentStatus.DONE,
+        lacking_custom: str | None = None,
+        custom_not: tuple[str, str] | None = None,
+    ) -> int:
+        """How many segments :meth:`segments_page` walks through from the start."""
+        query = self._pending_query(table, status, lacking_custom, custom_not)
+        query = query.with_only_columns(func.count())
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def _pending_query(
+        self,
+        table: str,
+        status: SegmentStatus | None,
+        lacking_custom: str | None,
+        custom_not: tuple[str, str] | None,
+    ) -> Any:
+        query = select(segments).where(segments.c.table_name == table, ~_hidden_by_lineage())
+        if status is not None:
+            query = query.where(segments.c.status == status)
+        if lacking_custom is not None:
+            query = query.where(self._custom_value(lacking_custom).is_(None))
+        if custom_not is not None:
+            key, value = custom_not
+            query = query.where(self._custom_value(key).is_distinct_from(value))
+        return query
+
+    def _custom_value(self, key: str) -> Any:
+        """SQL: the segment's custom map (JSON text) value of ``key`` as text, NULL without the key."""
+        if '"' in key or "\\" in key:
+            raise ValueError(f"custom map key {key!r} cannot hold a quote or a backslash here")
+        if self.engine.dialect.name == "postgresql":
+            return cast(segments.c.custom_json, JSONB).op("->>")(key)
+        return func.json_extract(segments.c.custom_json, f'$."{key}"')
+
+    def segment_spans(self, table: str, *, visible_only: bool) -> list[SegmentSpan]:
+        """Name, status and time range of each of the table's segments (only the visible ones with
+        ``visible_only``), in name order: what ``GET /segments/{table}`` lists, without whole rows."""
+        columns = (segments.c.segment_name, segments.c.status, segments.c.start_time, segments.c.end_time)
+        query = select(*columns).where(segments.c.table_name == table)
+        if visible_only:
+            query = query.where(~_hidden_by_lineage())
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(segments.c.segment_name)).all()
+        return [SegmentSpan(r[0], SegmentStatus(r[1]), r[2], r[3]) for r in rows]
 
     def all_segments(self, table: str) -> list[SegmentMetadata]:
         with self.engine.connect() as conn:

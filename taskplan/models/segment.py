@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from taskplan.models.table import Schema
 
@@ -24,6 +24,15 @@ class LineageState(StrEnum):
     IN_PROGRESS = "IN_PROGRESS"
     COMPLETED = "COMPLETED"
     REVERTED = "REVERTED"
+
+
+class SegmentSpan(NamedTuple):
+    """What a listing of names needs of a segment: its name, status and time range (no JSON to parse)."""
+
+    segment_name: str
+    status: SegmentStatus
+    start_time: int | None
+    end_time: int | None
 
 
 @dataclass(frozen=True)

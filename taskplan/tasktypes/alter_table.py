@@ -10,8 +10,10 @@ names one; the segment's time range is read again from the table's time column.
 The target is a signature of the schema's columns (names, types, defaults), the time column and the sorted
 column. Each rewritten segment records it in its custom map (``AlterTableTask.signature``), so a plan picks
 only segments not yet at the current signature: a plan stopped or failed midway is resumed by the next
-trigger where it stopped, and a schema changed again while it runs is picked up by its next batch. One
-subtask per segment, ``tableMaxNumTasks`` (default 10) per batch; each swaps its segment's rewrite in under a
+trigger where it stopped, and a schema changed again while it runs is picked up by its next batch. A
+subtask takes consecutive segments up to ``maxNumRecordsPerTask`` rows (or ``maxNumSegmentsPerTask``
+segments), as SegmentPurgeTask's do (taskplan/tasktypes/sizing.py: the plan walks the table with a cursor),
+``tableMaxNumTasks`` (default 10) per batch; it swaps each segment's rewrite in under a
 segment lineage entry derived from the segment and the signature, so a retry after a crash between upload
 and swap finishes the same replacement, and a duplicate finds the segment gone. A segment whose file already
 has the schema's columns and types (and nothing else to change) is only marked. Consuming (IN_PROGRESS)
@@ -28,7 +30,7 @@ from typing import ClassVar
 
 from taskplan.data.merging import MergeSpec, default_value, file_columns, matches_schema
 from taskplan.data.parquet import column_types, time_column_of
-from taskplan.models.segment import SegmentMetadata, SegmentStatus
+from taskplan.data.segments import SegmentManager
 from taskplan.models.table import Schema, TableConfig
 from taskplan.plugin import (
     BaseTaskExecutor,
@@ -49,6 +51,7 @@ from taskplan.tasktypes.common import (
     table_max_num_tasks,
 )
 from taskplan.tasktypes.rewriting import DEFAULT_MAX_RECORDS, local_sources, swap_in, write_merged
+from taskplan.tasktypes.sizing import subtask_sizing, walk_segments
 
 TASK_TYPE = "AlterTableTask"
 SIGNATURE_KEY = "AlterTableTask.signature"
@@ -95,40 +98,61 @@ class AlterTableTaskGenerator(DataTaskGenerator):
             raise TaskConfigError(f"table {table_config.tableName} has no schema")
         sorted_columns(table_config, schema)
         table_max_num_tasks(task_configs)
-
-    def _pending(self, table: TableConfig) -> tuple[list[SegmentMetadata], str]:
-        catalog = plugin_catalog(self.context)
-        schema = require_schema(catalog, table)
-        target = signature(table, schema)
-        segments = catalog.segments.visible_segments(table.tableName)
-        pending = [
-            s for s in segments if s.status is SegmentStatus.DONE and s.custom.get(SIGNATURE_KEY) != target
-        ]
-        return pending, target
+        subtask_sizing(task_configs, self.context.settings if self.context else None)
 
     def generate_next_batch(self, request: BatchRequest) -> BatchGeneration:
         table = request.table_config
-        self.validate_task_configs(
-            table, require_schema(plugin_catalog(self.context), table), request.properties
+        catalog = plugin_catalog(self.context)
+        schema = require_schema(catalog, table)
+        self.validate_task_configs(table, schema, request.properties)
+        target = signature(table, schema)
+        walked = walk_segments(
+            catalog,
+            table.tableName,
+            request.cursor,
+            subtask_sizing(request.properties, self.context.settings if self.context else None),
+            table_max_num_tasks(request.properties),
+            custom_not=(SIGNATURE_KEY, target),
         )
-        pending, target = self._pending(table)
-        if not pending:
+        if not walked.groups:
             return BatchGeneration.done(inputs_to_process=request.inputs_processed, input_unit="segments")
-        chosen = pending[: table_max_num_tasks(request.properties)]
         return BatchGeneration(
-            subtasks=[self.task(table.tableName, {SEGMENT_NAME: s.segment_name}) for s in chosen],
-            inputs_in_batch=len(chosen),
-            inputs_to_process=request.inputs_processed + len(pending),
+            subtasks=[
+                self.task(table.tableName, {SEGMENT_NAME: ",".join(s.segment_name for s in group)})
+                for group in walked.groups
+            ],
+            inputs_in_batch=walked.segments,
+            inputs_to_process=max(walked.state.total or 0, request.inputs_processed + walked.segments),
             input_unit="segments",
             custom_stats={"signature": target},
+            cursor=walked.state.cursor(),
         )
 
 
 class AlterTableTaskExecutor(BaseTaskExecutor):
+    """Rewrites the subtask's segments one after the other, each swapped in under its own lineage entry."""
+
     def execute(self, task: PinotTaskConfig, context: ExecutionContext) -> SubtaskResult:
         _, manager, table, schema = subtask_scope(task.table_name, context)
         target = signature(table, schema)
-        name = task.configs[SEGMENT_NAME]
+        names = [n for n in task.configs[SEGMENT_NAME].split(",") if n]
+        counts: dict[str, int] = {}
+        messages: list[str] = []
+        for done, name in enumerate(names):
+            if context.cancelled.is_set():
+                break  # what is swapped in stays; a retry skips it
+            result = self._alter(manager, table, schema, target, name)
+            for key, value in result.counts.items():
+                counts[key] = counts.get(key, 0) + int(value)
+            if result.message:
+                messages.append(result.message)
+            if len(names) > 1:
+                context.heartbeat({"segmentsDone": done + 1, "segments": len(names)})
+        return SubtaskResult(counts=counts, message="; ".join(messages))
+
+    def _alter(
+        self, manager: SegmentManager, table: TableConfig, schema: Schema, target: str, name: str
+    ) -> SubtaskResult:
         found = manager.store.visible_segments(table.tableName, [name])
         segment = found[0] if found else None
         if segment is None or segment.custom.get(SIGNATURE_KEY) == target:

@@ -1,9 +1,11 @@
 """SegmentPurgeTask: remove the rows matching ``purgeFilter`` from every segment of a table.
 
-One subtask per segment (or per ``maxNumSegmentsPerTask`` segments, named comma-separated in ``segmentName``
-as Pinot's multi-segment tasks do: a subtask costs about 10 ms of orchestration, as much as purging 100,000
-rows), at most ``tableMaxNumTasks`` subtasks per batch; the plan chains batches until every completed (DONE)
-segment has been purged with this filter. A purged segment is replaced atomically by its
+A subtask purges consecutive segments up to ``maxNumRecordsPerTask`` rows (default 1,000,000; or
+``maxNumSegmentsPerTask`` segments when set), named comma-separated in ``segmentName`` as Pinot's
+multi-segment tasks do (a subtask costs about 10 ms of orchestration, as much as purging 100,000 rows); at
+most ``tableMaxNumTasks`` subtasks per batch. The plan walks the table's segments in name order with a
+cursor, batch after batch, until every completed (DONE) segment has been purged with this filter (see
+taskplan/tasktypes/sizing.py). A purged segment is replaced atomically by its
 purged copy (segment lineage), which carries a marker for the filter, so a retried or duplicated subtask
 finds the segment gone or marked and does nothing: no row is purged twice and none is lost. Progress is in
 segments; each subtask reports ``rowsScanned`` and ``rowsPurged``.
@@ -43,18 +45,16 @@ from taskplan.plugin import (
 )
 from taskplan.tasktypes.common import (
     DataTaskGenerator,
-    int_config,
     plugin_catalog,
     require_schema,
     segment_manager,
     short_hash,
     table_max_num_tasks,
 )
+from taskplan.tasktypes.sizing import Walked, subtask_sizing, walk_segments
 
 PURGE_FILTER = "purgeFilter"
 SEGMENT_NAME = "segmentName"
-MAX_NUM_SEGMENTS_PER_TASK = "maxNumSegmentsPerTask"
-MAX_SEGMENTS_PER_TASK_LIMIT = 1000
 MARKER_PREFIX = "purged."
 _PURGE_SUFFIX = re.compile(r"__p[0-9a-f]{8}$")
 
@@ -78,7 +78,7 @@ class SegmentPurgeTaskGenerator(DataTaskGenerator):
             raise TaskConfigError(f"table {table_config.tableName} has no schema")
         self._filter(task_configs, schema)
         table_max_num_tasks(task_configs)
-        segments_per_task(task_configs)
+        subtask_sizing(task_configs, self.context.settings if self.context else None)
 
     def _filter(self, configs: Mapping[str, str], schema: Schema) -> str:
         expression = configs.get(PURGE_FILTER)
@@ -91,47 +91,46 @@ class SegmentPurgeTaskGenerator(DataTaskGenerator):
         except PurgeFilterError as exc:
             raise TaskConfigError(str(exc)) from None
 
-    def _pending(self, table: TableConfig, expression: str) -> list[SegmentMetadata]:
-        segments = plugin_catalog(self.context).segments.visible_segments(table.tableName)
-        marker = filter_marker(expression)
-        return [s for s in segments if s.status is SegmentStatus.DONE and marker not in s.custom]
-
-    def _subtasks(
-        self, table: TableConfig, configs: Mapping[str, str]
-    ) -> tuple[list[PinotTaskConfig], int, int]:
-        """(subtasks, segments in them, segments still to purge)."""
-        schema = require_schema(plugin_catalog(self.context), table)
+    def _batch(
+        self, table: TableConfig, configs: Mapping[str, str], cursor: Mapping[str, str]
+    ) -> tuple[list[PinotTaskConfig], Walked]:
+        """The next batch's subtasks after the plan's cursor (see taskplan/tasktypes/sizing.py)."""
+        catalog = plugin_catalog(self.context)
+        schema = require_schema(catalog, table)
         expression = self._filter(configs, schema)
-        pending = self._pending(table, expression)
-        per_task = segments_per_task(configs)
-        chosen = [s.segment_name for s in pending[: table_max_num_tasks(configs) * per_task]]
+        walked = walk_segments(
+            catalog,
+            table.tableName,
+            cursor,
+            subtask_sizing(configs, self.context.settings if self.context else None),
+            table_max_num_tasks(configs),
+            lacking_custom=filter_marker(expression),
+        )
         subtasks = [
-            self.task(table.tableName, {PURGE_FILTER: expression, SEGMENT_NAME: ",".join(group)})
-            for group in (chosen[i : i + per_task] for i in range(0, len(chosen), per_task))
+            self.task(
+                table.tableName,
+                {PURGE_FILTER: expression, SEGMENT_NAME: ",".join(s.segment_name for s in group)},
+            )
+            for group in walked.groups
         ]
-        return subtasks, len(chosen), len(pending)
+        return subtasks, walked
 
     def generate_adhoc_tasks(
         self, table_config: TableConfig, task_configs: Mapping[str, str]
     ) -> list[PinotTaskConfig]:
-        return self._subtasks(table_config, task_configs)[0]
+        return self._batch(table_config, task_configs, {})[0]
 
     def generate_next_batch(self, request: BatchRequest) -> BatchGeneration:
-        subtasks, chosen, pending = self._subtasks(request.table_config, request.properties)
+        subtasks, walked = self._batch(request.table_config, request.properties, request.cursor)
         if not subtasks:
             return BatchGeneration.done(inputs_to_process=request.inputs_processed, input_unit="segments")
         return BatchGeneration(
             subtasks=subtasks,
-            inputs_in_batch=chosen,
-            inputs_to_process=request.inputs_processed + pending,
+            inputs_in_batch=walked.segments,
+            inputs_to_process=max(walked.state.total or 0, request.inputs_processed + walked.segments),
             input_unit="segments",
+            cursor=walked.state.cursor(),
         )
-
-
-def segments_per_task(configs: Mapping[str, str]) -> int:
-    value = int_config(configs, MAX_NUM_SEGMENTS_PER_TASK, 1, low=1, high=MAX_SEGMENTS_PER_TASK_LIMIT)
-    assert value is not None
-    return value
 
 
 class PurgeTaskGenerator(SegmentPurgeTaskGenerator):

@@ -163,7 +163,12 @@ async def test_faults_lose_and_duplicate_nothing(tmp_path: Path) -> None:
 
             # 2. Purge with the controller killed mid-plan.
             plan_id = await execute(
-                http, "SegmentPurgeTask", events, purgeFilter="country = 'US'", tableMaxNumTasks="1"
+                http,
+                "SegmentPurgeTask",
+                events,
+                purgeFilter="country = 'US'",
+                tableMaxNumTasks="1",
+                maxNumSegmentsPerTask="1",  # a batch per segment: the controller dies mid-plan
             )
             await wait_batch(http, plan_id, 0)
             await asyncio.to_thread(cluster.kill_controller)

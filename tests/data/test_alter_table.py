@@ -63,7 +63,7 @@ def test_a_plan_rewrites_every_segment_to_the_current_schema_and_resumes(
     settings: Settings, catalog: Catalog
 ) -> None:
     manager, table = altered_table(settings, catalog, 3)
-    configs = {"tableMaxNumTasks": "2"}
+    configs = {"tableMaxNumTasks": "2", "maxNumSegmentsPerTask": "1"}
     generator = generator_of(ALTER_TABLE, settings, catalog)
     first = generator.generate_next_batch(request(table, configs))
     assert (first.inputs_in_batch, first.inputs_to_process) == (2, 3)
@@ -87,7 +87,12 @@ def test_a_plan_rewrites_every_segment_to_the_current_schema_and_resumes(
     assert run_plan_directly(ALTER_TABLE, settings, catalog, table, configs).batches == 0  # nothing left
     # A config change (a sorted column) makes every segment pending again.
     catalog.update_table(table.model_copy(update={"tableIndexConfig": {"sortedColumn": ["country"]}}))
-    assert run_plan_directly(ALTER_TABLE, settings, catalog, table, configs).total("segmentsRewritten") == 3
+    # At the defaults the three small segments go in one subtask (sized by rows), each its own swap.
+    resorted = run_plan_directly(ALTER_TABLE, settings, catalog, table, {})
+    assert resorted.batches == 1 and [r.counts for r in resorted.results] == [
+        {"segmentsRewritten": 3, "rowsRewritten": 9}
+    ]
+    assert len(catalog.segments.lineage(table.tableName)) == 6  # 3 + 3 replacements, one a segment
     assert len(table_rows(manager, table.tableName)) == 9
 
 

@@ -116,7 +116,12 @@ async def test_a_purge_plan_chains_batches_until_every_segment_is_purged(
         rows = [event(s * 10 + i, "US" if i % 2 else "FR") for i in range(6)]
         assert (await ingest(http, table, csv_bytes(rows, tmp_path))).status_code == 200
     response = await execute(
-        http, "SegmentPurgeTask", table, purgeFilter="country = 'US'", tableMaxNumTasks="1"
+        http,
+        "SegmentPurgeTask",
+        table,
+        purgeFilter="country = 'US'",
+        tableMaxNumTasks="1",
+        maxNumRecordsPerTask="6",  # a subtask per 6-row segment
     )
     assert response.status_code == 200, response.text
     plan_id = response.json()["taskPlanId"]
@@ -135,6 +140,11 @@ async def test_a_purge_plan_chains_batches_until_every_segment_is_purged(
         ("SegmentPurgeTask", {"purgeFilter": "country = 'US'; DROP TABLE tp_tables"}, "statement separator"),
         ("SegmentPurgeTask", {"purgeFilter": "country = (SELECT 1)"}, "subquery"),
         ("SegmentPurgeTask", {}, "purgeFilter is required"),
+        (
+            "SegmentPurgeTask",
+            {"purgeFilter": "country = 'US'", "maxNumRecordsPerTask": "0"},
+            "maxNumRecordsPerTask must be between 1 and",
+        ),
         (
             "FileIngestionTask",
             {"inputDirURI": "/etc", "inputFormat": "csv"},

@@ -97,7 +97,8 @@ async def test_alter_table_plan_rewrites_every_segment_and_refuses_the_legacy_fl
 
     legacy = await execute(http, "AlterTableTask", table, enableTaskOrchestration="false")
     assert legacy.status_code == 400 and "only runs as an orchestrated task plan" in legacy.json()["error"]
-    plan = await completed_plan(http, await execute(http, "AlterTableTask", table, tableMaxNumTasks="2"))
+    alter = await execute(http, "AlterTableTask", table, tableMaxNumTasks="2", maxNumSegmentsPerTask="1")
+    plan = await completed_plan(http, alter)
     assert plan["numBatches"] == 2 and plan["inputsToProcess"] == 3
     rows = table_rows(manager(tables, data_dir), table)
     assert len(rows) == 6 and {r["score"] for r in rows} == {3}

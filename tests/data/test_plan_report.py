@@ -57,7 +57,9 @@ async def test_the_report_sums_every_batch_of_an_ingestion_and_a_purge_plan(
     assert report["subtasksCompleted"] == len(FILES) and report["subtasksFailed"] == 0
     assert report["counters"]["segments"] == len(FILES)
 
-    purged = await _run(http, "SegmentPurgeTask", table, purgeFilter="country = 'US'")
+    purged = await _run(
+        http, "SegmentPurgeTask", table, purgeFilter="country = 'US'", maxNumSegmentsPerTask="1"
+    )
     us = sum(count // 2 for count in FILES)  # odd indexes are US
     report = purged["report"]
     assert purged["numBatches"] == len(FILES)

@@ -93,11 +93,11 @@ def test_purge_removes_exactly_the_matching_rows(settings: Settings, catalog: Ca
         rows = [event(s * 10 + i, country=countries[i % 4]) for i in range(8)]  # type: ignore[arg-type]
         manager.upload(table, schema, rows, f"seg{s}")
     before = table_rows(manager, table.tableName)
-    configs = {"purgeFilter": "country = 'US'", "tableMaxNumTasks": "2"}
+    configs = {"purgeFilter": "country = 'US'", "tableMaxNumTasks": "2", "maxNumRecordsPerTask": "8"}
 
     run = run_plan_directly(SEGMENT_PURGE, settings, catalog, table, configs)
 
-    assert run.batches == 3  # 5 segments, 2 per batch
+    assert run.batches == 3  # 5 segments of 8 rows, one a subtask, 2 subtasks a batch
     after = table_rows(manager, table.tableName)
     assert after == [r for r in before if r["country"] != "US"]  # NULL countries are kept
     assert run.total("rowsScanned") == 40 and run.total("rowsPurged") == 20
