@@ -89,6 +89,7 @@ chaos: $(STAMP) test-tools
 ## fds of every process sampled each minute; the verdict on flatness and the figures in RELIABILITY.md.
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak
+
 ## Long fuzzing runs (make test runs short ones): the purge filter parser for 10 minutes beside the Quartz
 ## translator on 3,000 expressions (300 on Temporal); then schemathesis on a cluster of its own (50 examples
 ## per operation, 200 stateful scenarios, with and without credentials), alone: its cluster start needs the
