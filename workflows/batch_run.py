@@ -4,7 +4,8 @@ Subtasks are activities on a minion queue. At most ``max_pending_subtasks`` acti
 (Temporal stops a workflow holding more than 2,000). A subtask is retried by its activity retry policy up to
 the task type's max attempts; a fatal failure is not retried; a subtask lost with its minion (heartbeat
 timeout, worker shutdown) is handed to another minion without using up an attempt. Once more subtasks
-failed than the batch tolerates, no new subtask starts and the batch ends FAILED when the running ones end.
+failed than the batch tolerates, no new subtask starts and the batch ends FAILED when the running ones end;
+a TaskBatch (a legacy task) is FAILING meanwhile, as Helix calls such a job (``failing_state``).
 
 Workflow code: deterministic, no I/O, time from ``workflow.now()``.
 """
@@ -45,6 +46,9 @@ with workflow.unsafe.imports_passed_through():
     from taskplan.workflows.plan_details import subtask_summary
 
 
+PATCH_FAILING = "batch-failing-state"  # a TaskBatch past its failure tolerance is FAILING while subtasks run
+
+
 class BatchRun:
     """One batch's subtasks, their records and its state; ``run()`` drives them to an end."""
 
@@ -56,6 +60,7 @@ class BatchRun:
         *,
         on_progress: Callable[[], None] = lambda: None,
         summaries: bool = False,
+        failing_state: bool = False,
     ) -> None:
         self.request = request
         self.batch = batch
@@ -73,6 +78,7 @@ class BatchRun:
         self.last_error: str | None = None  # the last failed subtask's error
         self._on_progress = on_progress  # called as each subtask ends
         self._summaries = summaries  # each subtask activity carries a summary (the Web UI shows it)
+        self._failing_state = failing_state  # FAILING between the tolerance breached and the batch's end
 
     @property
     def task_name(self) -> str:
@@ -174,6 +180,7 @@ class BatchRun:
                     record.lost_worker_retries += 1
                     continue
                 self._record_failure(record, err, options.max_attempts_per_task)
+                self._note_failing()
                 self._on_progress()
                 return
             except asyncio.CancelledError:
@@ -210,6 +217,19 @@ class BatchRun:
             record.error = str(cause or err)
         self.failed += 1
         self.last_error = f"{record.subtask_name}: {record.error}"
+
+    def _note_failing(self) -> None:
+        """Helix's FAILING: more subtasks failed than the batch tolerates and others still run (they
+        finish, no new one starts), until the batch ends FAILED. Histories from before the patch stay
+        IN_PROGRESS until then."""
+        if (
+            self._failing_state
+            and self.state is TaskState.IN_PROGRESS
+            and self.failed > self.request.options.max_failed_subtasks_per_batch
+            and any(r.state is SubtaskState.RUNNING for r in self.records)
+            and workflow.patched(PATCH_FAILING)
+        ):
+            self.set_state(TaskState.FAILING)
 
     def _stop_unfinished(self) -> None:
         for record in self.records:

@@ -77,4 +77,6 @@ async def get_instance(
         "adminPort": -1,
         "queryServicePort": -1,
         "queryMailboxPort": -1,
+        "shutdownInProgress": False,
+        "systemResourceInfo": None,
     }

@@ -107,7 +107,7 @@ async def add_schema(
     # A schema belongs to the tables of its raw name; the name is raw, even when it ends in _OFFLINE.
     require(principal, Permission.CREATE, TableRef(schema.schemaName))
     if not override and await asyncio.to_thread(catalog.get_schema, schema.schemaName) is not None:
-        raise ApiError(409, f"Schema {schema.schemaName} already exists")
+        raise ApiError(409, f"Schema: {schema.schemaName} already exists")  # Pinot's words
     await asyncio.to_thread(catalog.put_schema, schema)
     return ConfigSuccessResponse(
         status=f"{schema.schemaName} successfully added", unrecognizedProperties=unrecognized

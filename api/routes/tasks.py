@@ -89,10 +89,11 @@ async def execute(
     name = adhoc_task_name(task_type, request.taskName) if request.taskName else None
     if MINION_INSTANCE_TAG_KEY in request.taskConfigs:
         validate_minion_tag(request.taskConfigs[MINION_INSTANCE_TAG_KEY])
-    if name is not None and await asyncio.to_thread(catalog.tasks.get, name) is not None:
-        raise TaskAlreadyExistsError(name)
+    # Pinot's order: a stopped queue answers {} before a taken name is a 409.
     if await asyncio.to_thread(_stopped, catalog, task_type):
         return {}
+    if name is not None and await asyncio.to_thread(catalog.tasks.get, name) is not None:
+        raise TaskAlreadyExistsError(name, request.taskName)
     cluster = await asyncio.to_thread(catalog.cluster_configs)
     decision = decide_flow(
         registered,
@@ -140,6 +141,8 @@ async def execute(
         raise ApiError(
             GENERATION_STATUS.get(exc.error_type or "", 400), f"task generation failed: {exc}"
         ) from exc
+    except TaskAlreadyExistsError as exc:
+        raise TaskAlreadyExistsError(exc.task_name, request.taskName) from None
     if name is not None:
         await asyncio.to_thread(catalog.tasks.undelete, name)
     if started.num_subtasks == 0:

@@ -82,8 +82,9 @@ class PlanAlreadyActiveError(Exception):
 class TaskAlreadyExistsError(Exception):
     """An ad hoc task's name (``Task_<taskType>_<taskName>``) is taken (the API answers 409, as Pinot)."""
 
-    def __init__(self, task_name: str) -> None:
-        super().__init__(f"Task already exists: {task_name}")
+    def __init__(self, task_name: str, requested_name: str | None = None) -> None:
+        # Pinot's message names the taskName of the request, not the parent task's name.
+        super().__init__(f"Task already exists: {requested_name or task_name}")
         self.task_name = task_name
 
 

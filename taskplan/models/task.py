@@ -24,7 +24,7 @@ class TaskState(StrEnum):
     ABORTED = "ABORTED"
     TIMED_OUT = "TIMED_OUT"
     TIMING_OUT = "TIMING_OUT"
-    FAILING = "FAILING"  # more subtasks failed than the batch tolerates; the running ones finish
+    FAILING = "FAILING"  # a legacy task past its failure tolerance while subtasks still run (they finish)
 
     @property
     def is_final(self) -> bool:
@@ -52,7 +52,7 @@ class SubtaskState(StrEnum):
     TASK_ABORTED = "TASK_ABORTED"  # fatal failure: not retried
     TIMED_OUT = "TIMED_OUT"
     STOPPED = "STOPPED"  # cancelled before it finished, or never started because the batch stopped
-    DROPPED = "DROPPED"  # its record was removed while it was pending (a forced delete)
+    DROPPED = "DROPPED"  # Helix's; taskplan's subtasks do not reach it (accepted, counted as Pinot does)
 
 
 class SubtaskOptions(WireModel):

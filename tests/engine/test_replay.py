@@ -158,10 +158,19 @@ async def test_todays_plan_and_batch_histories_replay(engine: Client, tables: Ca
     await wait_for_end(service.reader, plan_id)
     legacy = await service.one_shot.run_one_shot("TestLegacyTask", [table], {"subtasksPerBatch": "3"})
     await engine.get_workflow_handle(legacy).result()
+    # A legacy task FAILING (patch batch-failing-state) while its other subtask runs, then FAILED.
+    failing = await service.one_shot.run_one_shot(
+        "TestLegacyTask", [table], {"subtasksPerBatch": "2", "fatalIndex": "0", "sleepMs": "500"}
+    )
+    await engine.get_workflow_handle(failing).result()
+    marked = await engine.get_workflow_handle(failing).fetch_history()
+    assert any(e.HasField("marker_recorded_event_attributes") for e in marked.events)
 
     histories = [
         await engine.get_workflow_handle(e.id, run_id=e.run_id).fetch_history()
-        async for e in engine.list_workflows(f"TaskPlanId = '{plan_id}' OR WorkflowId = '{legacy}'")
+        async for e in engine.list_workflows(
+            f"TaskPlanId = '{plan_id}' OR WorkflowId = '{legacy}' OR WorkflowId = '{failing}'"
+        )
     ]
     workflow_types = {
         h.events[0].workflow_execution_started_event_attributes.workflow_type.name for h in histories

@@ -4,6 +4,7 @@ Subtask configs understood by the executor:
     sleepMs       how long the subtask works (heartbeating, stopping when cancelled)
     failAttempts  fail the first N attempts with a retryable error
     fatal         "true": fail with FatalTaskError
+    fatalIndex    fail with FatalTaskError in the subtask whose "index" config is this one (ad hoc tasks)
     markerDir     write <subtaskName>.<pid>.started / .done files there (lets tests find the running minion)
 """
 
@@ -101,7 +102,7 @@ class CountingExecutor(BaseTaskExecutor):
         stem = f"{context.subtask_name}.{os.getpid()}"
         if marker:
             Path(marker, f"{stem}.started").write_text(str(context.attempt))
-        if configs.get("fatal") == "true":
+        if configs.get("fatal") == "true" or configs.get("fatalIndex", "-") == configs.get("index"):
             raise FatalTaskError("fatal failure injected")
         if context.attempt <= int(configs.get("failAttempts", "0")):
             raise RuntimeError(f"flaky failure injected on attempt {context.attempt}")

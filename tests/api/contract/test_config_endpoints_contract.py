@@ -43,7 +43,7 @@ async def test_schemas_json_multipart_override_and_unrecognized(api: httpx.Async
         "unrecognizedProperties": {"/someFutureKey": {"a": 1}},
     }
     again = await api.post("/schemas", params={"override": "false"}, json=_schema(name))
-    assert_error(again, 409, f"Schema {name} already exists")
+    assert_error(again, 409, f"Schema: {name} already exists")
     replaced = await api.post("/schemas", params={"override": "true", "force": "true"}, json=_schema(name))
     assert replaced.status_code == 200 and replaced.json()["unrecognizedProperties"] == {}
     other = unique("s")

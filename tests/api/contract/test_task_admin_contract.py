@@ -233,5 +233,20 @@ async def test_instances_are_the_polling_workers(api: httpx.AsyncClient) -> None
     assert set(tagged) == set(minions)
     one = (await api.get(f"/instances/{minions[0]}")).json()
     assert one["instanceName"] == minions[0] and "minion_untagged" in one["tags"]
-    assert {"hostName", "enabled", "port", "tags", "pools", "grpcPort", "adminPort"} <= set(one)
+    # Pinot's getInstance, every field of it (a worker has no ports, pools or resource info).
+    assert list(one) == [
+        "instanceName",
+        "hostName",
+        "enabled",
+        "port",
+        "tags",
+        "pools",
+        "grpcPort",
+        "adminPort",
+        "queryServicePort",
+        "queryMailboxPort",
+        "shutdownInProgress",
+        "systemResourceInfo",
+    ]
+    assert one["enabled"] is True and one["shutdownInProgress"] is False and isinstance(one["tags"], list)
     assert_error(await api.get("/instances/Minion_nowhere_1"), 404)

@@ -8,6 +8,8 @@ import uuid
 import httpx
 from temporalio.client import Client
 
+from taskplan.catalog import Catalog
+from taskplan.models.task import GeneratedBatch
 from tests.api.contract.conftest import CONTRACT, assert_error, make_table, unique
 from tests.support.engine import eventually
 
@@ -76,6 +78,39 @@ async def test_taskcounts_is_pinot_task_count_with_state_and_table_filters(api: 
         assert (await api.get(f"/tasks/{CONTRACT}/taskcounts", params={"state": state})).status_code == 200
 
 
+async def test_taskcounts_counts_every_task_not_the_latest_hundred(
+    api: httpx.AsyncClient, tables: Catalog
+) -> None:
+    """Pinot's getTaskCounts lists every task of the type. 130 batches of a plan, recorded in the catalog
+    as a plan records them, are all counted."""
+    table = await make_table(api)
+    plan_id = f"{table}__{CONTRACT}__{uuid.uuid4()}"
+    batch = GeneratedBatch(subtasks=[{"tableName": table}, {"tableName": table}])
+    start = 1_600_000_000_000 + uuid.uuid4().int % 1_000_000_000
+    names = [
+        tables.tasks.record_started(
+            f"Task_{CONTRACT}_{start + i}",
+            table_name=table,
+            plan_id=plan_id,
+            batch_sequence=i,
+            submitted_ms=start + i,
+            batch=batch,
+        )
+        for i in range(130)
+    ]
+    # As the controller's poll ends the batches of a plan gone from Temporal: ABORTED, nothing in flight.
+    assert tables.tasks.end_open_batches(plan_id, start + 200, "contract test: its plan is gone") == 130
+    counts = (await api.get(f"/tasks/{CONTRACT}/taskcounts", params={"table": table})).json()
+    assert sorted(counts) == sorted(names)
+    # Pinot's mapping: subtasks in no state it names (taskplan's STOPPED) are unknown.
+    assert all(c == dict.fromkeys(TASK_COUNT_FIELDS, 0) | {"total": 2, "unknown": 2} for c in counts.values())
+    aborted = (await api.get(f"/tasks/{CONTRACT}/taskcounts", params={"state": "aborted"})).json()
+    assert set(names) <= set(aborted)
+    assert (await api.get(f"/tasks/{CONTRACT}/tasks/count")).json() >= 130
+    states = (await api.get(f"/tasks/{CONTRACT}/{table}/state")).json()
+    assert len(states) == 130 and set(states.values()) == {"ABORTED"}
+
+
 async def test_task_and_subtask_configs_are_pinot_task_configs(api: httpx.AsyncClient) -> None:
     table = await make_table(api)
     name = await _legacy(api, table, subtasksPerBatch="3")
@@ -138,16 +173,48 @@ async def test_a_running_batch_of_an_aborting_plan_is_stopping(api: httpx.AsyncC
     await eventually(ended, timeout=30)
 
 
+async def test_a_legacy_task_past_its_failure_tolerance_is_failing_while_subtasks_run(
+    api: httpx.AsyncClient,
+) -> None:
+    """Helix's FAILING: one subtask failed (the batch tolerates none) while the other still runs."""
+    table = await make_table(api)
+    name = await _legacy(api, table, subtasksPerBatch="2", fatalIndex="0", sleepMs="4000")
+
+    async def failing() -> None:
+        assert (await api.get(f"/tasks/task/{name}/state")).json() == "FAILING"
+
+    await eventually(failing)
+    assert (await api.get(f"/tasks/{CONTRACT}/taskstates")).json()[name] == "FAILING"
+    assert name in (await api.get(f"/tasks/{CONTRACT}/taskcounts", params={"state": "failing"})).json()
+    states = (await api.get(f"/tasks/subtask/{name}/state")).json()
+    assert states[f"{name}_0"] == "TASK_ABORTED" and states[f"{name}_1"] in ("RUNNING", None)
+
+    async def failed() -> None:
+        assert (await api.get(f"/tasks/task/{name}/state")).json() == "FAILED"
+
+    await eventually(failed, timeout=30)
+    count = (await api.get(f"/tasks/{CONTRACT}/taskcounts", params={"state": "FAILED"})).json()[name]
+    assert count["aborted"] == 1 and count["completed"] == 1 and count["total"] == 2
+
+
 async def test_pinot_task_name_forms_are_accepted(api: httpx.AsyncClient) -> None:
+    """Every /tasks/task/* and /tasks/subtask/* path (all of them, read from the OpenAPI schema) takes
+    Pinot's task name forms: a missing task is a 404 naming it, never a 400 for its name."""
+    spec = (await api.get("/openapi.json")).json()
+    paths = [
+        (method.upper(), path)
+        for path, operations in spec["paths"].items()
+        if path.startswith(("/tasks/task/{taskName}", "/tasks/subtask/{taskName}"))
+        for method in operations
+    ]
+    assert len(paths) >= 9, paths  # state, config, runtime/config, debug, subtasks, DELETE; subtask ones
     for name in (
         f"Task_{CONTRACT}_1700000000000",
         f"Task_{CONTRACT}_{uuid.uuid4()}_1700000000000",  # Pinot's scheduled form
         f"Task_{CONTRACT}_{unique('adhoc')}",  # Pinot's ad hoc form
+        f"Task_{CONTRACT}_my.adhoc-task_2",  # an ad hoc taskName with Pinot's other characters
     ):
-        for path in (
-            f"/tasks/task/{name}/state",
-            f"/tasks/task/{name}/config",
-            f"/tasks/subtask/{name}/state",
-        ):
-            assert_error(await api.get(path), 404, f"task {name} not found")
+        for method, path in paths:
+            answer = await api.request(method, path.replace("{taskName}", name))
+            assert_error(answer, 404, f"task {name} not found")
     assert_error(await api.get("/tasks/task/not-a-task/state"), 400, "invalid task name")
