@@ -16,6 +16,7 @@ from taskplan.api.task_access import TaskNamePath, TaskTypePath, known_task_type
 from taskplan.models.errors import TaskStillRunningError
 from taskplan.models.task import SubtaskState, pinot_subtask_state
 from taskplan.names import parse_table_name
+from taskplan.plans.instances import minion_name
 from taskplan.plans.task_deletion import TaskDeleter
 from taskplan.schedules import (
     SCHEDULE_KEY,
@@ -215,7 +216,7 @@ async def subtask_progress(
         elif state is SubtaskState.INIT:
             progress[subtask] = "No worker has run this subtask"
         else:
-            worker = live.worker if live is not None and live.worker else "unknown"
+            worker = minion_name(live.worker) if live is not None and live.worker else "unknown"
             progress[subtask] = (
                 f"No status from worker: {worker}. Got status: {pinot_subtask_state(state)} from Helix"
             )

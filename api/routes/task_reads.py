@@ -35,6 +35,7 @@ from taskplan.models.task import (
 )
 from taskplan.names import parse_table_name
 from taskplan.plans import TaskReader
+from taskplan.plans.instances import minion_name
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=ERROR_RESPONSES)
 
@@ -120,7 +121,7 @@ async def _debug_info(tasks: TaskReader, name: str, table: str | None, verbosity
             SubtaskDebugInfo(
                 taskId=record.subtask_name,
                 state=pinot_subtask_state(subtask_state),
-                participant=live.worker if live is not None else None,
+                participant=minion_name(live.worker) if live is not None and live.worker else None,
                 startTime=_date(record.started_at_ms),
                 finishTime=_date(record.finished_at_ms),
                 info=record.error or record.message,

@@ -19,6 +19,7 @@ from taskplan.names import CONTROLLER_TASK_QUEUE, minion_task_queue
 MINION_PREFIX = "Minion_"
 CONTROLLER_PREFIX = "Controller_"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_ROLE_IDENTITY = re.compile(r"^(?:minion\[[^\]]*\]|controller)@(?P<worker>.+)$")
 
 
 @dataclass
@@ -32,12 +33,28 @@ class Instance:
     last_poll_ms: int = 0
 
 
-def instance_name(prefix: str, identity: str) -> str:
-    """``Minion_<host>_<pid>`` from a Temporal worker identity ``<pid>@<host>`` (other identities as given,
-    characters outside ``[A-Za-z0-9_.-]`` as ``_``)."""
+def host_and_pid(identity: str) -> tuple[str, str | None]:
+    """(host, pid) of a Temporal worker identity: taskplan's workers poll as ``minion[<tag>]@<host>-<pid>``
+    and ``controller@<host>-<pid>`` (worker.py), the SDK's default is ``<pid>@<host>``; another identity is
+    its own host, without a pid."""
+    role = _ROLE_IDENTITY.fullmatch(identity)
+    if role is not None:
+        host, dash, pid = role["worker"].rpartition("-")
+        return (host, pid) if dash and host and pid.isdigit() else (role["worker"], None)
     pid, at, host = identity.partition("@")
-    body = f"{host}_{pid}" if at and pid.isdigit() else identity
-    return prefix + _UNSAFE.sub("_", body)
+    return (host, pid) if at and host and pid.isdigit() else (identity, None)
+
+
+def instance_name(prefix: str, identity: str) -> str:
+    """``Minion_<host>_<pid>`` (``Controller_...``) from a worker identity (see host_and_pid): one name per
+    worker process, whatever queues it polls; characters outside ``[A-Za-z0-9_.-]`` as ``_``."""
+    host, pid = host_and_pid(identity)
+    return prefix + _UNSAFE.sub("_", f"{host}_{pid}" if pid else host)
+
+
+def minion_name(identity: str) -> str:
+    """The ``GET /instances`` name of the minion behind a worker identity (Pinot's subtask participant)."""
+    return instance_name(MINION_PREFIX, identity)
 
 
 class InstanceLister:
@@ -70,15 +87,11 @@ class InstanceLister:
         for (tag, _), pollers in zip(queues, polled[:-1], strict=True):
             for identity, last in pollers:
                 name = instance_name(MINION_PREFIX, identity)
-                instance = found.setdefault(
-                    name, Instance(name, identity.partition("@")[2] or identity, identity)
-                )
+                instance = found.setdefault(name, Instance(name, host_and_pid(identity)[0], identity))
                 instance.tags.add(tag)
                 instance.last_poll_ms = max(instance.last_poll_ms, last)
         for identity, last in polled[-1]:
             name = instance_name(CONTROLLER_PREFIX, identity)
-            instance = found.setdefault(
-                name, Instance(name, identity.partition("@")[2] or identity, identity)
-            )
+            instance = found.setdefault(name, Instance(name, host_and_pid(identity)[0], identity))
             instance.last_poll_ms = max(instance.last_poll_ms, last)
         return found

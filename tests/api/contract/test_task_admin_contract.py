@@ -3,6 +3,8 @@ metadata, runtime config, subtask progress, debug info, counts, the scheduler an
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from typing import Any
 
@@ -171,7 +173,9 @@ async def test_runtime_config_progress_and_debug(api: httpx.AsyncClient) -> None
     assert list(debug)[:2] == ["taskState", "subtaskCount"] and debug["taskState"] == "IN_PROGRESS"
     assert debug["subtaskCount"]["running"] == 2 and isinstance(debug["startTime"], str)
     info = debug["subtaskInfos"][0]
-    assert info["taskId"] == f"{name}_0" and info["state"] == "RUNNING" and info["participant"]
+    assert info["taskId"] == f"{name}_0" and info["state"] == "RUNNING"
+    # Pinot's participant is the instance running the subtask, as GET /instances names it.
+    assert info["participant"] in (await api.get("/instances")).json()["instances"]
     assert info["taskConfig"]["taskId"] == f"{name}_0"
 
     waiting = (await _execute(api, CONTRACT, table, subtasksPerBatch="1", minionInstanceTag=_nobody()))[table]
@@ -228,11 +232,15 @@ async def test_instances_are_the_polling_workers(api: httpx.AsyncClient) -> None
     listed = (await api.get("/instances")).json()
     assert set(listed) == {"instances"}
     minions = [n for n in listed["instances"] if n.startswith("Minion_")]
-    assert minions and any(n.startswith("Controller_") for n in listed["instances"])
+    # One instance per worker process, named Minion_<host>_<pid> (the session's worker runs in this one),
+    # whatever queues and tags it polls.
+    here = f"{socket.gethostname()}_{os.getpid()}"
+    assert f"Minion_{here}" in minions and f"Controller_{here}" in listed["instances"]
     tagged = (await api.get("/instances", params={"tag": "minion_untagged"})).json()["instances"]
     assert set(tagged) == set(minions)
-    one = (await api.get(f"/instances/{minions[0]}")).json()
-    assert one["instanceName"] == minions[0] and "minion_untagged" in one["tags"]
+    one = (await api.get(f"/instances/Minion_{here}")).json()
+    assert one["instanceName"] == f"Minion_{here}" and "minion_untagged" in one["tags"]
+    assert one["hostName"] == socket.gethostname()
     # Pinot's getInstance, every field of it (a worker has no ports, pools or resource info).
     assert list(one) == [
         "instanceName",
