@@ -19,7 +19,13 @@ from taskplan.models.errors import (
     refuse,
 )
 from taskplan.models.table import TableConfig, TableConfigSource
-from taskplan.models.task import GeneratedBatch, SubtaskOptions
+from taskplan.models.task import (
+    ADHOC_TRIGGER,
+    MANUAL_TRIGGER,
+    TRIGGERED_BY_KEY,
+    GeneratedBatch,
+    SubtaskOptions,
+)
 from taskplan.plan_configs import threshold_problems
 from taskplan.plugin import (
     MINION_INSTANCE_TAG_KEY,
@@ -141,7 +147,10 @@ class GenerationActivities(GenerationActivityDefs):
         # The minion tag: the schedule's override, else (ad hoc, as Pinot) the trigger's minionInstanceTag,
         # else the table's.
         tag = request.minion_instance_tag or (request.task_configs or {}).get(MINION_INSTANCE_TAG_KEY)
-        return _pack(generator, tables[0], request.task_type, subtasks, tag)
+        triggered_by = request.triggered_by or (
+            ADHOC_TRIGGER if request.task_configs is not None else MANUAL_TRIGGER
+        )
+        return _pack(generator, tables[0], request.task_type, subtasks, tag, triggered_by)
 
     @activity.defn(name="validate_task_configs")
     def validate_task_configs(self, table_config: TableConfig) -> list[str]:
@@ -170,6 +179,7 @@ def _pack(
     task_type: str,
     subtasks: Sequence[PinotTaskConfig],
     minion_instance_tag: str | None = None,
+    triggered_by: str | None = None,
 ) -> GeneratedBatch:
     if len(subtasks) > MAX_SUBTASKS_PER_BATCH:
         raise refuse(
@@ -178,6 +188,9 @@ def _pack(
             BATCH_TOO_LARGE,
         )
     configs = [dict(t.configs) for t in subtasks]
+    if triggered_by:
+        for config in configs:
+            config.setdefault(TRIGGERED_BY_KEY, triggered_by)  # Pinot's computeIfAbsent
     for index, task in enumerate(subtasks):
         if task.task_type != task_type:
             raise refuse(

@@ -10,6 +10,7 @@ from taskplan.catalog import Catalog
 from taskplan.cycle import run_trigger_cycle
 from taskplan.gate import QueueState, queue_state
 from taskplan.models.plan import CycleResult
+from taskplan.models.task import CRON_TRIGGER
 from taskplan.plans import OneShotRunner, PlanStarter
 from taskplan.registry import TaskTypeRegistry
 from taskplan.schedules import SCHEDULE_KEY
@@ -54,6 +55,7 @@ class TriggerActivities(TriggerActivityDefs):
             [table],
             switch_on=switch_on,
             queue_stopped=stopped,
+            triggered_by=CRON_TRIGGER,
         )
         activity.logger.info(
             "cron trigger %s %s: plans %s, skipped %s, legacy %s, errors %s",

@@ -15,6 +15,7 @@ from taskplan.metrics import OrchestrationMetrics, metrics
 from taskplan.models.errors import PlanAlreadyActiveError, TaskGenerationError
 from taskplan.models.plan import CycleResult, PlanSource
 from taskplan.models.table import TableConfig
+from taskplan.models.task import MANUAL_TRIGGER
 from taskplan.plans import OneShotRunner, PlanStarter
 from taskplan.registry import RegisteredTaskType
 from taskplan.triggers import FORCE_LEGACY_TASK_FLOW, Flow, decide_flow
@@ -29,6 +30,7 @@ async def run_trigger_cycle(
     switch_on: bool,
     queue_stopped: bool = False,
     minion_instance_tag: str | None = None,
+    triggered_by: str = MANUAL_TRIGGER,
 ) -> CycleResult:
     """``queue_stopped``: the task type's queue is stopped (``PUT /tasks/{taskType}/stop``): the legacy flow
     schedules nothing (a scheduling error says why), plans are created and wait for the queue to resume.
@@ -76,7 +78,9 @@ async def run_trigger_cycle(
     elif legacy:
         tables_named = [t.tableName for t in legacy]
         try:
-            started = await one_shot.start(name, tables_named, None, minion_instance_tag=minion_instance_tag)
+            started = await one_shot.start(
+                name, tables_named, None, minion_instance_tag=minion_instance_tag, triggered_by=triggered_by
+            )
             task_name = started.name
         except TaskGenerationError as exc:
             result.errors.update({t: str(exc) for t in tables_named})

@@ -85,6 +85,9 @@ class OneShotRequest(WireModel):
     table_names_with_type: list[str]  # one table for ad hoc; every configured table for a scheduled cycle
     task_configs: dict[str, str] | None = None  # ad hoc task configs; None = scheduled (from table configs)
     minion_instance_tag: str | None = None  # POST /tasks/schedule?minionInstanceTag=: overrides the tables'
+    # Pinot's triggeredBy of the subtasks (CRON_TRIGGER, MANUAL_TRIGGER, ADHOC_TRIGGER); None: ADHOC_TRIGGER
+    # when task_configs are given, else MANUAL_TRIGGER.
+    triggered_by: str | None = None
 
 
 class BatchInput(WireModel):

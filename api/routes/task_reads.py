@@ -25,6 +25,7 @@ from taskplan.api.task_access import (
     readable_tasks,
 )
 from taskplan.models.task import (
+    TRIGGERED_BY_KEY,
     BatchDetails,
     PinotTaskCount,
     SubtaskConfig,
@@ -40,7 +41,6 @@ from taskplan.plans.instances import minion_name
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=ERROR_RESPONSES)
 
 SUBTASK_PAGE = 1000
-TRIGGERED_BY_KEY = "triggeredBy"
 VerbosityQuery = Annotated[int, Query(ge=-1_000_000, le=1_000_000)]
 
 

@@ -42,6 +42,14 @@ _RUNNING_TASK_STATES = frozenset(
 )
 
 
+# Pinot's triggeredBy subtask config (MinionConstants.TRIGGERED_BY) and its values (TaskTriggers) for legacy
+# tasks: a cron firing, POST /tasks/schedule, POST /tasks/execute.
+TRIGGERED_BY_KEY = "triggeredBy"
+CRON_TRIGGER = "CRON_TRIGGER"
+MANUAL_TRIGGER = "MANUAL_TRIGGER"
+ADHOC_TRIGGER = "ADHOC_TRIGGER"
+
+
 class SubtaskState(StrEnum):
     """State of a subtask, Helix's TaskPartitionState as Pinot reports it."""
 

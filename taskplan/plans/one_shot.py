@@ -54,6 +54,7 @@ class OneShotRunner:
         *,
         name: str | None = None,
         minion_instance_tag: str | None = None,
+        triggered_by: str | None = None,
     ) -> OneShotStarted:
         """Start the task (named ``name``, else ``Task_<taskType>_<epochMillis>``) and return once its
         subtasks exist. Raises TaskGenerationError, and TaskAlreadyExistsError when ``name`` is taken."""
@@ -62,6 +63,7 @@ class OneShotRunner:
             table_names_with_type=list(tables),
             task_configs=task_configs,
             minion_instance_tag=minion_instance_tag,
+            triggered_by=triggered_by,
         )
         started_ms = now_ms()
         for offset in range(1 if name else 1000):

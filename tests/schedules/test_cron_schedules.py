@@ -206,6 +206,26 @@ async def test_firings_create_a_plan_then_skip_while_it_is_active(
     assert isinstance(plans, list) and len(plans) == 2, plans
 
 
+async def test_a_legacy_firing_is_pinots_cron_trigger(http: httpx.AsyncClient, engine: Client) -> None:
+    """A firing of a table without orchestration runs a legacy task whose subtasks say triggeredBy
+    CRON_TRIGGER, as Pinot's (POST /tasks/schedule: MANUAL_TRIGGER; POST /tasks/execute: ADHOC_TRIGGER)."""
+    table = await create_table(
+        http, new_name(), {COUNTING: {"schedule": "0 0 2 * * ?", "subtasksPerBatch": "2"}}
+    )
+    await engine.get_schedule_handle(schedule_id(table, COUNTING)).trigger()
+
+    async def fired() -> CycleResult:
+        runs = await cron_triggers(engine, table)
+        assert len(runs) == 1 and runs[0].status == WorkflowExecutionStatus.COMPLETED
+        handle = engine.get_workflow_handle(runs[0].id, run_id=runs[0].run_id, result_type=CycleResult)
+        result: CycleResult = await handle.result()
+        return result
+
+    cycle = await eventually(fired, timeout=30)
+    configs = (await http.get(f"/tasks/task/{cycle.legacy_tasks[table]}/config")).json()
+    assert [c["configs"]["triggeredBy"] for c in configs] == ["CRON_TRIGGER", "CRON_TRIGGER"]
+
+
 async def test_a_firing_that_cannot_generate_fails_visibly(http: httpx.AsyncClient, engine: Client) -> None:
     # An orchestration-only task type forced to the legacy flow fails generation: the trigger run FAILS.
     name = new_name()

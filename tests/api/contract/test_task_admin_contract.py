@@ -177,6 +177,7 @@ async def test_runtime_config_progress_and_debug(api: httpx.AsyncClient) -> None
     # Pinot's participant is the instance running the subtask, as GET /instances names it.
     assert info["participant"] in (await api.get("/instances")).json()["instances"]
     assert info["taskConfig"]["taskId"] == f"{name}_0"
+    assert debug["triggeredBy"] == info["triggeredBy"] == "ADHOC_TRIGGER"
 
     waiting = (await _execute(api, CONTRACT, table, subtasksPerBatch="1", minionInstanceTag=_nobody()))[table]
     try:

@@ -121,6 +121,9 @@ async def test_task_and_subtask_configs_are_pinot_task_configs(api: httpx.AsyncC
         assert config["taskType"] == CONTRACT and config["tableName"] == table
         assert config["taskId"] == f"{name}_{index}" == config["configs"]["TASK_ID"]
         assert config["configs"]["tableName"] == table
+        assert (
+            config["configs"]["triggeredBy"] == "ADHOC_TRIGGER"
+        )  # Pinot's TaskTriggers of POST /tasks/execute
         assert all(isinstance(v, str) for v in config["configs"].values())
     every = (await api.get(f"/tasks/subtask/{name}/config")).json()
     assert sorted(every) == [f"{name}_{i}" for i in range(3)]

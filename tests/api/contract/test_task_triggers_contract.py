@@ -148,4 +148,5 @@ async def test_schedule_answers_pinot_flat_map(api: httpx.AsyncClient) -> None:
     assert cycle["legacyTasks"] == {plain: task_name}
     configs = (await api.get(f"/tasks/task/{task_name}/config")).json()
     assert configs[0]["tableName"] == plain
+    assert configs[0]["configs"]["triggeredBy"] == "MANUAL_TRIGGER"  # Pinot's, for POST /tasks/schedule
     assert_error(await api.post("/tasks/schedule", params={"minionInstanceTag": "bad tag!"}), 400)
