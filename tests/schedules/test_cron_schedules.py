@@ -226,6 +226,36 @@ async def test_a_legacy_firing_is_pinots_cron_trigger(http: httpx.AsyncClient, e
     assert [c["configs"]["triggeredBy"] for c in configs] == ["CRON_TRIGGER", "CRON_TRIGGER"]
 
 
+async def test_a_stopped_queue_holds_a_legacy_firing(http: httpx.AsyncClient, engine: Client) -> None:
+    """PUT /tasks/{taskType}/stop stops the legacy flow of a cron firing too: Pinot's scheduling error,
+    no task; the next firing after the resume runs one."""
+    contract = "TestContractTask"  # the contract tests' own type: stopping it touches no other test
+    table = await create_table(
+        http, new_name(), {contract: {"schedule": "0 0 2 * * ?", "subtasksPerBatch": "1"}}
+    )
+    handle = engine.get_schedule_handle(schedule_id(table, contract))
+
+    async def cycle(count: int) -> CycleResult:
+        runs = await cron_triggers(engine, table)
+        assert len(runs) == count and all(r.status == WorkflowExecutionStatus.COMPLETED for r in runs)
+        last = max(runs, key=lambda r: r.start_time)
+        result: CycleResult = await engine.get_workflow_handle(
+            last.id, run_id=last.run_id, result_type=CycleResult
+        ).result()
+        return result
+
+    assert (await http.put(f"/tasks/{contract}/stop")).status_code == 200
+    try:
+        await handle.trigger()
+        held = await eventually(lambda: cycle(1), timeout=30)
+    finally:
+        assert (await http.put(f"/tasks/{contract}/resume")).status_code == 200
+    assert held.legacy_tasks == {} and "task queue may be stopped" in held.scheduling_errors[0]
+    await handle.trigger()
+    ran = await eventually(lambda: cycle(2), timeout=30)
+    assert set(ran.legacy_tasks) == {table} and ran.scheduling_errors == []
+
+
 async def test_a_firing_that_cannot_generate_fails_visibly(http: httpx.AsyncClient, engine: Client) -> None:
     # An orchestration-only task type forced to the legacy flow fails generation: the trigger run FAILS.
     name = new_name()
