@@ -6,13 +6,16 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
+from temporalio.client import Client
 
 from taskplan.catalog import Catalog
 from tests.api.contract.conftest import CONTRACT, assert_error, make_table
 from tests.support.engine import eventually
+from tests.support.minions import start_minion
 
 DELETABLE = "TestContractDeleteTask"  # DELETE /tasks/{taskType} removes every task of it
 
@@ -259,3 +262,27 @@ async def test_instances_are_the_polling_workers(api: httpx.AsyncClient) -> None
     ]
     assert one["enabled"] is True and one["shutdownInProgress"] is False and isinstance(one["tags"], list)
     assert_error(await api.get("/instances/Minion_nowhere_1"), 404)
+
+
+async def test_a_minion_serving_two_tags_is_one_instance_with_both(
+    api: httpx.AsyncClient, engine: Client, tmp_path: Path
+) -> None:
+    """A worker process polls one queue per tag: Pinot's one instance with its tags, not one per tag."""
+    tag = f"gold{uuid.uuid4().hex[:6]}"
+    await make_table(api, {CONTRACT: {"minionInstanceTag": tag}})  # /instances asks the tags tables name
+    address = engine.service_client.config.target_host
+    process = start_minion(address, tag, tmp_path / "minion.log", args=["--tag", "minion_untagged"])
+    try:
+        name = f"Minion_{socket.gethostname()}_{process.pid}"
+
+        async def polling() -> None:
+            assert (await api.get("/instances", params={"tag": tag})).json() == {"instances": [name]}
+
+        await eventually(polling, timeout=60)
+        one = (await api.get(f"/instances/{name}")).json()
+        assert one["tags"] == sorted([tag, "minion_untagged"]) and one["hostName"] == socket.gethostname()
+        every = (await api.get("/instances")).json()["instances"]
+        assert [n for n in every if n.endswith(f"_{process.pid}")] == [name]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
