@@ -56,7 +56,7 @@ from taskplan.data.rows import RowStats
 from taskplan.models.segment import LineageState, SegmentMetadata, SegmentStatus
 from taskplan.models.table import Schema, TableConfig
 from taskplan.settings import Settings
-from taskplan.storage import StorageNotFoundError, open_store
+from taskplan.storage import StorageError, StorageNotFoundError, open_store
 
 log = logging.getLogger(__name__)
 
@@ -542,7 +542,9 @@ class SegmentManager:
 
         A remote store cannot move a prefix in one step: its objects are deleted by prefix once the drop
         has committed; a writer racing it either recorded its segment before (so its object is under the
-        prefix) or fails to record it and deletes its own object (see :meth:`publish`)."""
+        prefix) or fails to record it and deletes its own object (see :meth:`publish`). The store failing
+        then does not undo the drop, which has happened: its objects stay, logged with the store's message
+        (a table created again under the name has them deleted by its sweep)."""
         moved: list[Path] = []
         try:
             self.store.drop_table(table, lambda: moved.extend(self.deep_store.move_aside(table)))
@@ -553,7 +555,13 @@ class SegmentManager:
         for path in moved:
             shutil.rmtree(path, ignore_errors=True)
         if not self.deep_store.is_local:
-            self.deep_store.delete_table(table)
+            try:
+                self.deep_store.delete_table(table)
+            except StorageError as exc:
+                log.warning(
+                    "table %s dropped, but its objects under %s/%s/ were not deleted: %s",
+                    table, self.deep_store.store.uri, table, exc,
+                )  # fmt: skip
         self.deep_store.delete_dropped(older_than_s=DROPPED_DIR_MAX_AGE_S)
 
 
