@@ -20,6 +20,7 @@ from temporalio.worker import Replayer
 
 from taskplan.binaries import temporal_cli
 from taskplan.catalog import Catalog
+from taskplan.gate import QueueState, set_queue_state
 from taskplan.models.errors import PLAN_FAILED_THRESHOLD
 from taskplan.models.plan import PlanSource, PlanStatus, TaskPlan
 from taskplan.names import SearchAttributes, parse_plan_id, plan_workflow_id
@@ -173,8 +174,68 @@ async def test_progress_shows_in_describe_the_metadata_query_and_the_history(
     code, out = await temporal(
         temporal_env, "workflow", "update", "execute", "--workflow-id", workflow_id, "--name", "abort"
     )
-    assert code != 0 and "already completed" in out, out
+    assert code != 0 and "workflow execution already completed" in out, out
     await replays(engine, workflow_id)
+
+    # A later plan of the same table and task type has the same workflow id: --run-id reaches only the
+    # ended one (refused as above), and the new plan runs on.
+    ended_run = (await handle.describe()).run_id
+    later = await plans.starter.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, SLOW)
+    code, out = await temporal(
+        temporal_env, "workflow", "update", "execute", "--workflow-id", workflow_id, "--run-id", ended_run,
+        "--name", "abort",
+    )  # fmt: skip
+    assert code != 0 and "workflow execution already completed" in out, out
+    assert (await plans.reader.get_plan(later, live=True)).status == PlanStatus.ACTIVE
+    code, out = await temporal(
+        temporal_env, "workflow", "update", "execute", "--workflow-id", workflow_id, "--name", "abort"
+    )
+    assert code == 0 and later in out and "ABORTING" in out, out
+    await wait_for_end(plans.reader, later)
+
+
+async def timer_summaries(engine: Client, workflow_id: str) -> list[str]:
+    """The summaries of a workflow's timers: what the Web UI shows of a wait (its event history's Timer
+    Started, and the timeline's timer bar)."""
+    history = await engine.get_workflow_handle(workflow_id).fetch_history()
+    return [
+        json.loads(e.user_metadata.summary.data)
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED and e.HasField("user_metadata")
+    ]
+
+
+async def test_each_wait_says_why_the_plan_waits(
+    engine: Client, plans: PlanServices, tables: Catalog, table: str
+) -> None:
+    # Progression blocked: the task type's queue is stopped (a task type of its own, so no other test waits).
+    blocked_type = "TestSingleAttemptTask"
+    workflow_id = plan_workflow_id(table, blocked_type)
+    set_queue_state(tables, blocked_type, QueueState.STOPPED)
+    try:
+        blocked = await plans.starter.start_plan(
+            table, blocked_type, PlanSource.ADHOC_CONFIG, {"numBatches": "1"}
+        )
+
+        async def waits_blocked() -> None:
+            summaries = await timer_summaries(engine, workflow_id)
+            assert f"progression blocked: the task queue of {blocked_type} is stopped" in " ".join(
+                summaries
+            ), summaries
+
+        await eventually(waits_blocked, timeout=30)
+    finally:
+        set_queue_state(tables, blocked_type, QueueState.IN_PROGRESS)
+    await wait_for_end(plans.reader, blocked)
+
+    # A failed generation: the backoff before the next attempt says so.
+    retried = await plans.starter.start_plan(
+        table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "1", "failGenerations": "1"}
+    )
+    await wait_for_end(plans.reader, retried)
+    assert (await plans.reader.get_plan(retried)).status == PlanStatus.COMPLETED
+    summaries = await timer_summaries(engine, plan_workflow_id(table, COUNTING))
+    assert "generation backoff after failed attempt 1" in summaries, summaries
 
 
 async def test_the_abort_update_refuses_an_unknown_name_and_answers_without_input(
