@@ -21,13 +21,14 @@ from temporalio.worker import Replayer
 from taskplan.binaries import temporal_cli
 from taskplan.catalog import Catalog
 from taskplan.gate import QueueState, set_queue_state
-from taskplan.models.errors import PLAN_FAILED_THRESHOLD
+from taskplan.models.errors import PLAN_ENDED, PLAN_FAILED_THRESHOLD
 from taskplan.models.plan import PlanSource, PlanStatus, TaskPlan
 from taskplan.names import SearchAttributes, parse_plan_id, plan_workflow_id
 from taskplan.plans import PlanServices
 from taskplan.registry import build_registry
 from taskplan.settings import Settings
 from taskplan.worker import WorkerOptions, build_workers, run_workers
+from taskplan.workflows.models import PlanState
 from taskplan.workflows.plan_details import current_details, subtask_summary
 from taskplan.workflows.task_plan import TaskPlanWorkflow
 from tests.engine.test_operator_signals import running_batch
@@ -261,6 +262,36 @@ async def test_the_abort_update_refuses_an_unknown_name_and_answers_without_inpu
         assert (await plans.reader.get_plan(plan_id)).status == PlanStatus.CANCELLED
 
     await eventually(ended, timeout=30)
+
+
+def test_the_abort_update_validator_refuses_a_plan_that_ended_or_is_ending() -> None:
+    """The window before the workflow closes (the plan records its end): the plan refuses the Update itself,
+    saying so (once the workflow closed, Temporal answers for it: see the CLI test above)."""
+    plan = TaskPlan(
+        plan_id="t_OFFLINE__X__u",
+        table_name_with_type="t_OFFLINE",
+        task_type="X",
+        status=PlanStatus.ACTIVE,
+        source=PlanSource.ADHOC_CONFIG,
+        status_message="batch 3 running",
+    )
+    running = TaskPlanWorkflow()
+    running._state = PlanState(plan=plan)
+    running.check_update("abort", [])  # an active plan takes it
+    running._ending = True  # COMPLETED is being recorded
+    with pytest.raises(
+        ApplicationError, match=r"plan t_OFFLINE__X__u already ended \(ACTIVE: batch 3 running\)"
+    ):
+        running.check_update("abort", [])
+    ended = TaskPlanWorkflow()
+    ended._state = PlanState(
+        plan=plan.model_copy(update={"status": PlanStatus.FAILED, "status_message": "boom"})
+    )
+    with pytest.raises(
+        ApplicationError, match="already ended \\(FAILED: boom\\): nothing to abort"
+    ) as refused:
+        ended.check_update("abort", [])
+    assert refused.value.type == PLAN_ENDED and refused.value.non_retryable
 
 
 def test_summaries_and_details_are_one_line_or_markdown_of_the_plan() -> None:
