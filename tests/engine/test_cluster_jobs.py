@@ -18,7 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from taskplan.binaries import temporal_cli
 from taskplan.catalog import Catalog
+from taskplan.names import CLUSTER_JOBS_WORKFLOW_ID
 from taskplan.runtime import dev_server_command, wait_for_port
 from taskplan.settings import Settings
 from taskplan.workflows.models import CLUSTER_JOBS
@@ -152,6 +154,13 @@ def test_each_cluster_job_runs_in_one_controller_and_moves_when_it_dies(cluster:
     assert exporting.count(True) == 1, exporting  # the poll's gauges are reported once
     poller = cluster.controllers[exporting.index(True)]
     assert "cluster job progress-poll runs in this process" in poller.text()  # by the process that polls
+    # In the Temporal Web UI's list and `temporal workflow describe`, it says what it is: housekeeping.
+    described = subprocess.run(
+        [temporal_cli(), "workflow", "describe", "--workflow-id", CLUSTER_JOBS_WORKFLOW_ID, "--address",
+         f"127.0.0.1:{cluster.temporal_port}", "--output", "json"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert "housekeeping: taskplan's cluster-wide jobs" in described.stdout, described.stdout
     # Temporal hands each job out on its own: kill the one sweeping; the survivor then holds every job.
     owner, other = (first, second) if counts[0] else (second, first)
 
