@@ -86,7 +86,7 @@ def matches_schema(schema: Schema, present: Mapping[str, str]) -> bool:
 @dataclass(frozen=True)
 class MergeSpec:
     """How rows are merged: Pinot's merge type, aggregation per metric column (rollup), the time column
-    (epoch millis) and an optional rounding of it (rollup's roundBucketTimePeriod), and a time window."""
+    (epoch millis) and an optional rounding of it (Pinot's roundBucketTimePeriod), and a time window."""
 
     merge_type: str = "concat"
     aggregations: Mapping[str, str] | None = None
@@ -115,6 +115,18 @@ def merged_query(
         if spec.window_keeps_null_time:
             where += f" OR {column} IS NULL"
     base = f"(SELECT * FROM ({rows}){where})"
+    if spec.round_ms and time_col in columns:
+        # Pinot's roundBucketTimePeriod: every row's time rounded down after the window filter, whatever the
+        # merge type (concat keeps the rows, dedup and rollup then merge rows equal once rounded).
+        assert time_col is not None
+        step = spec.round_ms
+        rounded = [
+            f"CAST((({quote(c)} // {step}) * {step}) AS {_type_of(schema, c)}) AS {quote(c)}"
+            if c == time_col
+            else quote(c)
+            for c in columns
+        ]
+        base = f"(SELECT {', '.join(rounded)} FROM {base})"
     if spec.merge_type == "dedup":
         query = f"SELECT DISTINCT * FROM {base}"
     elif spec.merge_type == "rollup":
@@ -125,10 +137,6 @@ def merged_query(
             if name in metrics:
                 fn = aggregations.get(name, "sum")
                 select.append(f"{fn}({quote(name)}) AS {quote(name)}")
-            elif name == time_col and spec.round_ms:
-                rounded = f"(({quote(name)} // {spec.round_ms}) * {spec.round_ms})"
-                select.append(f"CAST({rounded} AS {_type_of(schema, name)}) AS {quote(name)}")
-                group.append(rounded)
             else:
                 select.append(quote(name))
                 group.append(quote(name))

@@ -3,9 +3,9 @@
 Task configs, per merge level (any name, e.g. ``1day``, ``1month``; levels are ordered by bucket size):
 ``<level>.bucketTimePeriod`` (required), ``<level>.bufferTimePeriod`` (required), ``<level>.mergeType``
 (concat, rollup or dedup; default concat), ``<level>.maxNumRecordsPerSegment`` (default 5,000,000),
-``<level>.maxNumParallelBuckets`` (default 1), ``<level>.roundBucketTimePeriod`` (rollup: the time column
-rounded down to it before rows are rolled up); and ``<metricColumn>.aggregationType`` (sum, min or max; sum
-by default) for rollup.
+``<level>.maxNumParallelBuckets`` (default 1), ``<level>.roundBucketTimePeriod`` (every merged row's time
+rounded down to it, whatever the merge type, as Pinot does); and ``<metricColumn>.aggregationType`` (sum,
+min or max; sum by default) for rollup. Periods are Pinot's (``1d``, ``6h``, ``4h30m``).
 
 A segment belongs to the bucket its start time falls in; its rows past that bucket (a segment spanning
 buckets) are written, unmerged, to segments of no merge level, which their own bucket merges later. At a

@@ -14,11 +14,12 @@ from taskplan.data.segments import SegmentManager
 from taskplan.models.table import TableConfig
 from taskplan.plugin import TaskConfigError
 from taskplan.settings import Settings
-from taskplan.tasktypes.merge_rollup import MERGE_LEVEL_KEY, MERGE_ROLLUP
+from taskplan.tasktypes.merge_rollup import MERGE_LEVEL_KEY, MERGE_ROLLUP, merge_levels
 from tests.data.test_task_types import execute, generator_of, manager_of, name, request
 from tests.support.data import deep_store_leaks, events_schema, make_table, run_plan_directly, table_rows
 
-DAY = 86_400_000
+HOUR = 3_600_000
+DAY = 24 * HOUR
 D0 = (1_700_000_000_000 // (3 * DAY)) * (3 * DAY)  # a 3-day bucket's start, so a 1-day bucket's too
 
 
@@ -142,6 +143,33 @@ def test_a_merge_killed_between_upload_and_swap_is_finished_by_its_retry(
     assert entry.state.value == "COMPLETED"
     assert table_rows(manager, table.tableName) == before
     assert deep_store_leaks(manager, table.tableName) == set()
+
+
+def test_periods_and_time_rounding_are_pinots(settings: Settings, catalog: Catalog) -> None:
+    # Pinot's periods (TimeUtils.convertPeriodToMillis): compound ones too, units largest first.
+    [level] = merge_levels({"x.bucketTimePeriod": "1d12h", "x.bufferTimePeriod": "4h30m"})
+    assert (level.bucket_ms, level.buffer_ms) == (36 * HOUR, 4 * HOUR + 30 * 60_000)
+    # roundBucketTimePeriod rounds every row's time, whatever the merge type: concat keeps the rows, dedup
+    # then drops the rows equal once rounded.
+    manager = manager_of(settings, catalog)
+    rows = {"a": [row(1, D0 + 10), row(1, D0 + 20)], "b": [row(2, D0 + HOUR + 5), row(2, D0 + HOUR + 7)]}
+    expected = {
+        "concat": [(1, D0), (1, D0), (2, D0 + HOUR), (2, D0 + HOUR)],
+        "dedup": [(1, D0), (2, D0 + HOUR)],
+    }
+    for merge_type, merged in expected.items():
+        table = make_table(catalog, name("rd"))
+        for segment, segment_rows in rows.items():
+            add(manager, table, segment, segment_rows)
+        configs = {
+            "1d.bucketTimePeriod": "1d",
+            "1d.bufferTimePeriod": "0d",
+            "1d.mergeType": merge_type,
+            "1d.roundBucketTimePeriod": "1h",
+        }
+        run = run_plan_directly(MERGE_ROLLUP, settings, catalog, table, configs)
+        assert run.batches == 1 and run.total("rowsIn") == 4
+        assert sorted((r["id"], r["ts"]) for r in table_rows(manager, table.tableName)) == merged, merge_type
 
 
 BAD_CONFIGS: list[tuple[dict[str, str], str]] = [
