@@ -144,6 +144,15 @@ def merge_levels(configs: Mapping[str, str]) -> list[MergeLevel]:
     return levels
 
 
+def ingestion_type(table: TableConfig) -> str:
+    """APPEND or REFRESH, read as Pinot does (IngestionConfigUtils.getBatchSegmentIngestionType): the batch
+    ingestion config's, else the deprecated ``segmentsConfig.segmentPushType``, else APPEND."""
+    batch = table.ingestionConfig.batchIngestionConfig if table.ingestionConfig else None
+    if batch is not None:
+        return batch.segmentIngestionType
+    return str(table.segmentsConfig.get("segmentPushType") or "APPEND").upper()
+
+
 @dataclass(frozen=True)
 class _Bucket:
     level: MergeLevel
@@ -169,6 +178,12 @@ class MergeRollupTaskGenerator(DataTaskGenerator):
         catalog = plugin_catalog(self.context)
         schema = require_schema(catalog, table)
         self.validate_task_configs(table, schema, configs)
+        if ingestion_type(table) == "REFRESH":
+            # Pinot's generator skips REFRESH tables: a refresh push replaces segments by name, and merged
+            # segments would keep the rows it replaced.
+            raise TaskConfigError(
+                f"{TASK_TYPE} merges APPEND tables only: {table.tableName} is a REFRESH table"
+            )
         levels = merge_levels(configs)
         rank = {lv.name: i for i, lv in enumerate(levels)}
         store = catalog.segments

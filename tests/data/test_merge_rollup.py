@@ -191,3 +191,12 @@ def test_bad_merge_configs_are_refused(settings: Settings, catalog: Catalog) -> 
     for configs, message in BAD_CONFIGS:
         with pytest.raises(TaskConfigError, match=message):
             generator.validate_task_configs(table, events_schema(table.raw_table_name), configs)
+    # Pinot merges APPEND tables only (its generator skips REFRESH ones), the deprecated push type too.
+    for extra in (
+        {"ingestionConfig": {"batchIngestionConfig": {"segmentIngestionType": "REFRESH"}}},
+        {"segmentsConfig": {"segmentPushType": "refresh"}},
+    ):
+        refresh = make_table(catalog, name("rf"), **extra)
+        refused = f"merges APPEND tables only: {refresh.tableName} is a REFRESH table"
+        with pytest.raises(TaskConfigError, match=refused):
+            generator.generate_next_batch(request(refresh, LEVELS))
