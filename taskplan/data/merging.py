@@ -95,6 +95,7 @@ class MergeSpec:
     window: tuple[int, int] | None = None  # [start, end) in epoch millis of the time column
     window_keeps_null_time: bool = False  # rows with no time are kept by the window too
     sort_columns: Sequence[str] = ()
+    erase_columns: Sequence[str] = ()  # Pinot's eraseDimensionValues: set to their default null value
 
 
 def merged_query(
@@ -115,18 +116,23 @@ def merged_query(
         if spec.window_keeps_null_time:
             where += f" OR {column} IS NULL"
     base = f"(SELECT * FROM ({rows}){where})"
-    if spec.round_ms and time_col in columns:
-        # Pinot's roundBucketTimePeriod: every row's time rounded down after the window filter, whatever the
-        # merge type (concat keeps the rows, dedup and rollup then merge rows equal once rounded).
-        assert time_col is not None
-        step = spec.round_ms
-        rounded = [
-            f"CAST((({quote(c)} // {step}) * {step}) AS {_type_of(schema, c)}) AS {quote(c)}"
-            if c == time_col
-            else quote(c)
-            for c in columns
-        ]
-        base = f"(SELECT {', '.join(rounded)} FROM {base})"
+    # Pinot's record transforms, after the window filter and whatever the merge type (concat keeps the rows,
+    # dedup and rollup then merge rows equal once transformed): roundBucketTimePeriod rounds every row's time
+    # down, eraseDimensionValues sets the columns to their default null value.
+    rounding = spec.round_ms if spec.round_ms and time_col in columns else None
+    erased = {c for c in spec.erase_columns if c in columns}
+    if rounding or erased:
+        transformed = []
+        for field in schema.fields:
+            name = quote(field.name)
+            if field.name in erased:
+                transformed.append(f"{_literal(default_value(schema, field), field)} AS {name}")
+            elif rounding and field.name == time_col:
+                rounded = f"(({name} // {rounding}) * {rounding})"
+                transformed.append(f"CAST({rounded} AS {column_type(field)}) AS {name}")
+            else:
+                transformed.append(name)
+        base = f"(SELECT {', '.join(transformed)} FROM {base})"
     if spec.merge_type == "dedup":
         query = f"SELECT DISTINCT * FROM {base}"
     elif spec.merge_type == "rollup":
@@ -148,10 +154,6 @@ def merged_query(
     if order:
         query = f"SELECT * FROM ({query}) ORDER BY {', '.join(quote(c) for c in order)}"
     return query
-
-
-def _type_of(schema: Schema, name: str) -> str:
-    return next(column_type(s) for s in schema.fields if s.name == name)
 
 
 def write_segments(

@@ -4,8 +4,9 @@ Task configs, per merge level (any name, e.g. ``1day``, ``1month``; levels are o
 ``<level>.bucketTimePeriod`` (required), ``<level>.bufferTimePeriod`` (required), ``<level>.mergeType``
 (concat, rollup or dedup; default concat), ``<level>.maxNumRecordsPerSegment`` (default 5,000,000),
 ``<level>.maxNumParallelBuckets`` (default 1), ``<level>.roundBucketTimePeriod`` (every merged row's time
-rounded down to it, whatever the merge type, as Pinot does); and ``<metricColumn>.aggregationType`` (sum,
-min or max; sum by default) for rollup. Periods are Pinot's (``1d``, ``6h``, ``4h30m``).
+rounded down to it, whatever the merge type, as Pinot does), ``<level>.eraseDimensionValues`` (columns,
+comma-separated, set to their default null value before the merge); and ``<metricColumn>.aggregationType``
+(sum, min or max; sum by default) for rollup. Periods are Pinot's (``1d``, ``6h``, ``4h30m``).
 
 A segment belongs to the bucket its start time falls in; its rows past that bucket (a segment spanning
 buckets) are written, unmerged, to segments of no merge level, which their own bucket merges later. At a
@@ -84,6 +85,7 @@ LEVEL_PROPERTIES = (
     "maxNumParallelBuckets",
     "roundBucketTimePeriod",
     "maxNumRecordsPerTask",
+    "eraseDimensionValues",
 )
 
 
@@ -96,6 +98,7 @@ class MergeLevel:
     max_records: int
     max_parallel_buckets: int
     round_ms: int | None
+    erase: tuple[str, ...] = ()  # eraseDimensionValues: columns set to their default null value
 
 
 def merge_levels(configs: Mapping[str, str]) -> list[MergeLevel]:
@@ -134,7 +137,12 @@ def merge_levels(configs: Mapping[str, str]) -> list[MergeLevel]:
         assert parallel is not None
         if round_ms is not None and round_ms <= 0:
             raise TaskConfigError(f"{key % 'roundBucketTimePeriod'} must be longer than 0")
-        levels.append(MergeLevel(name, bucket_ms, buffer_ms, merge_type, max_records, parallel, round_ms))
+        erase = tuple(
+            sorted({c.strip() for c in (level.get("eraseDimensionValues") or "").split(",")} - {""})
+        )
+        levels.append(
+            MergeLevel(name, bucket_ms, buffer_ms, merge_type, max_records, parallel, round_ms, erase)
+        )
     levels.sort(key=lambda lv: (lv.bucket_ms, lv.name))
     for lower, upper in itertools.pairwise(levels):
         if upper.bucket_ms % lower.bucket_ms:
@@ -168,7 +176,14 @@ class MergeRollupTaskGenerator(DataTaskGenerator):
     ) -> None:
         if schema is None:
             raise TaskConfigError(f"table {table_config.tableName} has no schema")
-        merge_levels(task_configs)
+        columns = {f.name for f in schema.fields}
+        for level in merge_levels(task_configs):
+            unknown = [c for c in level.erase if c not in columns]
+            if unknown:  # Pinot checks them against the schema too
+                names = ", ".join(unknown)
+                raise TaskConfigError(
+                    f"{level.name}.eraseDimensionValues: {names} not in schema {schema.schemaName}"
+                )
         aggregations(task_configs, schema)
         epoch_time_column(table_config, schema)
 
@@ -294,6 +309,7 @@ class MergeRollupTaskExecutor(BaseTaskExecutor):
                 level.round_ms,
                 window=(start, end),
                 window_keeps_null_time=True,  # rows with no time stay in the segment's own bucket
+                erase_columns=level.erase,
             ),
             level.max_records,
             f"merged_{level.name}_{start}_{token}",

@@ -172,6 +172,23 @@ def test_periods_and_time_rounding_are_pinots(settings: Settings, catalog: Catal
         assert sorted((r["id"], r["ts"]) for r in table_rows(manager, table.tableName)) == merged, merge_type
 
 
+def test_erased_dimensions_are_set_to_their_default_null_value(settings: Settings, catalog: Catalog) -> None:
+    manager = manager_of(settings, catalog)
+    table = make_table(catalog, name("er"))
+    add(manager, table, "a", [row(1, D0 + 10, "US", 1.0), row(1, D0 + 10, "FR", 2.0)])
+    add(manager, table, "b", [row(1, D0 + 10, "DE", 4.0)])
+    configs = {
+        "1d.bucketTimePeriod": "1d",
+        "1d.bufferTimePeriod": "0d",
+        "1d.mergeType": "rollup",
+        "1d.eraseDimensionValues": "country, tags",  # Pinot's key: the rows then roll up into one
+    }
+    run = run_plan_directly(MERGE_ROLLUP, settings, catalog, table, configs)
+    assert run.batches == 1 and (run.total("rowsIn"), run.total("rowsOut")) == (3, 1)
+    [merged] = table_rows(manager, table.tableName)
+    assert (merged["country"], merged["tags"], merged["amount"]) == ("null", ["null"], 7.0)
+
+
 BAD_CONFIGS: list[tuple[dict[str, str], str]] = [
     ({}, "at least one merge level"),
     ({"1d.bucketTimePeriod": "1d"}, "1d.bufferTimePeriod is required"),
@@ -182,6 +199,10 @@ BAD_CONFIGS: list[tuple[dict[str, str], str]] = [
     ({**LEVELS, "1day.maxNumParallelBuckets": "0"}, "1day.maxNumParallelBuckets"),
     ({**LEVELS, "1day.bucketTimePerod": "1d"}, "unknown merge level property 'bucketTimePerod'"),
     ({**LEVELS, "3day.bucketTimePeriod": "36h"}, "multiple of 1day.bucketTimePeriod"),
+    (
+        {**LEVELS, "1day.eraseDimensionValues": "country,city"},
+        "1day.eraseDimensionValues: city not in schema",
+    ),
 ]
 
 
