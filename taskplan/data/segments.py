@@ -54,7 +54,7 @@ from taskplan.data.parquet import (
 )
 from taskplan.data.rows import RowStats
 from taskplan.models.segment import LineageState, SegmentMetadata, SegmentStatus
-from taskplan.models.table import Schema, TableConfig
+from taskplan.models.table import Schema, TableConfig, parse_period_ms
 from taskplan.settings import Settings
 from taskplan.storage import StorageError, StorageNotFoundError, open_store
 
@@ -64,8 +64,6 @@ FLUSH_ROWS = "realtime.segment.flush.threshold.rows"
 FLUSH_TIME = "realtime.segment.flush.threshold.time"
 DEFAULT_FLUSH_ROWS = 5_000_000
 DEFAULT_FLUSH_TIME_MS = 6 * 3600 * 1000
-_PERIOD = re.compile(r"^(\d+)\s*(ms|s|m|h|d)$", re.IGNORECASE)
-_PERIOD_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 # Tries of one append against those of other processes (a process's own appends take turns). Every round of
 # a race has a winner, so an append loses only as often as appends of the other processes finish meanwhile.
 MAX_APPEND_ATTEMPTS = 40
@@ -78,14 +76,6 @@ class StreamConfigError(ValueError):
 
 class AppendConflictError(SegmentConflictError):
     """The consuming segment kept changing under an append: nothing of it was written."""
-
-
-def parse_period_ms(value: str) -> int:
-    """Pinot periods: ``6h``, ``30m``, ``10s``, ``1d``, ``500ms``."""
-    match = _PERIOD.match(value.strip())
-    if not match:
-        raise ValueError(f"{value!r} is not a period such as 6h, 30m, 10s, 1d")
-    return int(match.group(1)) * _PERIOD_MS[match.group(2).lower()]
 
 
 def segment_file_name(segment_name: str, version: int = 0) -> str:
