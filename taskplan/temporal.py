@@ -149,6 +149,15 @@ def _hint(text: str, settings: Settings) -> str:
         "connection closed",
         "Cancel",
     )
+    # A TLS terminator that checks client certificates over HTTP (nginx's `ssl_verify_client on`) lets
+    # the handshake finish and answers a missing or untrusted certificate with a plain 400, not gRPC.
+    if tls and "status: 400 Bad Request" in text:
+        return (
+            "a TLS terminator in front of the server answered 400 Bad Request instead of gRPC, as nginx "
+            "does for a missing or untrusted client certificate: it wants a client certificate it trusts "
+            "(temporal.tls.clientCertPath and clientKeyPath, TEMPORAL_TLS_CLIENT_CERT_PATH and "
+            "TEMPORAL_TLS_CLIENT_KEY_PATH)"
+        )
     if tls and ("alert" in text.lower() or any(word in text for word in closed)):
         return (
             "the server refused the TLS handshake: it wants a client certificate it trusts "
@@ -157,6 +166,11 @@ def _hint(text: str, settings: Settings) -> str:
         )
     if not tls and any(word in text for word in closed):
         return "the server closed the connection: does it want TLS (temporal.tls=true, TEMPORAL_TLS=true)?"
+    if not tls and "h2 protocol error" in text:  # a TLS port answering plaintext (nginx: an HTTP/1.1 400)
+        return (
+            "the server does not answer plaintext gRPC: does it want TLS "
+            "(temporal.tls=true, TEMPORAL_TLS=true)?"
+        )
     return "check the Temporal connection settings (temporal.*, or the temporal CLI's profile)"
 
 

@@ -4,16 +4,21 @@ by a CLI TOML profile plus taskplan properties connect through it, `taskplan set
 through it, and a plan completes; a wrong or missing client certificate stops a process at start, in
 seconds, with a message that says what to check.
 
-The terminator is HAProxy (Debian's package; `make test` installs it): it terminates TLS, verifies the
-client certificate against the test's CA and passes the gRPC stream to the session's dev server. stunnel4
-cannot stand in: it does not negotiate ALPN `h2`, which the Temporal SDK's client requires of a TLS server.
+The terminator is nginx (Debian's package; `make test` installs it), run by the test with a configuration,
+prefix and pid file of its own in a temporary directory: an HTTP/2 server that terminates TLS (ALPN `h2`,
+which the Temporal SDK's client requires of a TLS server), verifies the client certificate against the
+test's CA (`ssl_verify_client on`) and passes the gRPC calls to the session's dev server (`grpc_pass`),
+with read and send timeouts well above Temporal's 70 s long polls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import uuid
@@ -74,36 +79,65 @@ def make_certificates(directory: Path) -> None:
     intruder.private_key_pem.write_to_path(str(directory / "intruder.key"))
 
 
+def nginx_config(directory: Path, port: int, upstream: str) -> str:
+    """nginx as a TLS terminator for gRPC: everything it writes stays in ``directory`` (no default path,
+    no port but ``port``)."""
+    ca, server = directory / "ca.pem", directory / "server.pem"
+    # As root, nginx's workers would run as `nobody` and could not enter the 0700 temporary directory.
+    user = f"user {pwd.getpwuid(os.getuid()).pw_name};" if os.geteuid() == 0 else ""
+    temp = "\n".join(
+        f"    {kind}_temp_path {directory / 'temp' / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""{user}
+daemon off;
+master_process on;
+worker_processes 1;
+pid {directory / "nginx.pid"};
+error_log {directory / "nginx-error.log"} info;
+events {{
+    worker_connections 1024;
+}}
+http {{
+{temp}
+    log_format grpc '$remote_addr "$request" $status client=$ssl_client_verify "$ssl_client_s_dn"';
+    access_log {directory / "nginx-access.log"} grpc;
+    server {{
+        listen 127.0.0.1:{port} ssl http2;
+        ssl_certificate {server};
+        ssl_certificate_key {server};
+        ssl_client_certificate {ca};
+        ssl_verify_client on;
+        client_max_body_size 0;        # Temporal's payloads can pass nginx's 1 MB default
+        keepalive_timeout 1h;          # a worker's connection stays idle between polls
+        keepalive_requests 1000000;
+        location / {{
+            grpc_pass grpc://{upstream};
+            grpc_read_timeout 300s;    # long polls last up to 70 s
+            grpc_send_timeout 300s;
+        }}
+    }}
+}}
+"""
+
+
 @pytest.fixture(scope="module")
 def secured(temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
-    """HAProxy with mTLS in front of the session's dev server, and a namespace of this module's, made by
+    """nginx with mTLS in front of the session's dev server, and a namespace of this module's, made by
     `taskplan setup`'s code through the terminator (the session's workers never poll it)."""
-    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
-    assert Path(haproxy).exists(), "haproxy is missing: `make test` installs it (apt-get install haproxy)"
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    assert Path(nginx).exists(), "nginx is missing: `make test` installs it (apt-get install nginx)"
     directory = tmp_path_factory.mktemp("tls")
     make_certificates(directory)
+    (directory / "temp").mkdir()
     port = free_port()
-    ca = directory / "ca.pem"
-    (directory / "haproxy.cfg").write_text(
-        f"""global
-    log stderr format raw local0 info
-defaults
-    mode tcp
-    log global
-    timeout connect 5s
-    timeout client 1h
-    timeout server 1h
-frontend temporal_tls
-    bind 127.0.0.1:{port} ssl crt {directory / "server.pem"} ca-file {ca} verify required alpn h2
-    default_backend temporal
-backend temporal
-    server dev {temporal_env.client.service_client.config.target_host}
-""",
-        encoding="utf-8",
-    )
-    with (directory / "haproxy.log").open("ab") as log:
+    upstream = temporal_env.client.service_client.config.target_host
+    (directory / "nginx.conf").write_text(nginx_config(directory, port, upstream), encoding="utf-8")
+    with (directory / "nginx.log").open("ab") as log:
         proxy = subprocess.Popen(
-            [haproxy, "-db", "-f", str(directory / "haproxy.cfg")], stdout=log, stderr=subprocess.STDOUT
+            [nginx, "-p", str(directory), "-c", str(directory / "nginx.conf"), "-e", "stderr"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         wait_for_port("127.0.0.1", port, 30, proxy)
@@ -174,7 +208,10 @@ client_key_path = "{secured.file("client.key")}"
     finally:
         stop(api, worker)
     assert plan["status"] == "COMPLETED", plan
-    assert "Connect from" in (secured.dir / "haproxy.log").read_text()  # it went through the terminator
+    # It went through the terminator, with the certificate nginx verified.
+    calls = (secured.dir / "nginx-access.log").read_text()
+    assert "WorkflowService/PollWorkflowTaskQueue" in calls, calls[-2000:]
+    assert "client=SUCCESS" in calls and "client=FAILED" not in calls, calls[-2000:]
 
 
 async def test_a_wrong_or_missing_client_certificate_is_refused_at_start(
@@ -188,11 +225,12 @@ async def test_a_wrong_or_missing_client_certificate_is_refused_at_start(
                     "temporal.tls.clientKeyPath": secured.file("intruder.key"),
                 }
             ),
-            "the server refused the TLS handshake: it wants a client certificate it trusts",
+            "answered 400 Bad Request instead of gRPC, as nginx does for a missing or untrusted client "
+            "certificate: it wants a client certificate it trusts",
         ),
         "none": (
             secured.settings(**{"temporal.tls.clientCertPath": "", "temporal.tls.clientKeyPath": ""}),
-            "the server refused the TLS handshake",
+            "it wants a client certificate it trusts",
         ),
         "untrusted server": (
             secured.settings(**{"temporal.tls.serverCaCertPath": secured.file("intruder.pem")}),
@@ -200,7 +238,7 @@ async def test_a_wrong_or_missing_client_certificate_is_refused_at_start(
         ),
         "plaintext": (
             Settings.model_validate({"temporal.address": secured.address, "taskplan.dataDir": str(tmp_path)}),
-            "the server closed the connection: does it want TLS",
+            "does it want TLS (temporal.tls=true, TEMPORAL_TLS=true)?",  # closed, or nginx's HTTP/1.1 400
         ),
     }
     for name, (settings, message) in cases.items():
@@ -239,7 +277,7 @@ async def test_a_wrong_or_missing_client_certificate_is_refused_at_start(
     assert "taskplan cannot start: cannot connect to Temporal" in worker
     assert "it wants a client certificate it trusts" in worker
     assert "taskplan cannot start: cannot connect to Temporal" in api
-    assert "the server refused the TLS handshake" in api
+    assert "it wants a client certificate it trusts" in api
 
 
 async def test_a_server_that_never_answers_stops_a_process_at_the_connect_timeout(tmp_path: Path) -> None:
@@ -258,3 +296,42 @@ async def test_a_server_that_never_answers_stops_a_process_at_the_connect_timeou
             ):
                 await connect(settings, retries=60)
             assert time.monotonic() - started < 4
+
+
+async def test_a_server_that_refuses_the_certificate_in_the_handshake_is_named(tmp_path: Path) -> None:
+    """A terminator that checks the client certificate inside the TLS handshake (HAProxy's `verify
+    required`, a Temporal server's own mTLS) aborts it with an alert, where nginx answers 400 after it:
+    here a TLS server of Python's own (OpenSSL) that requires a certificate from the test's CA."""
+    make_certificates(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "server.pem")
+    context.load_verify_locations(tmp_path / "ca.pem")
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.set_alpn_protocols(["h2"])
+
+    async def never_reached(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(never_reached, "127.0.0.1", 0, ssl=context)
+    address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    base = {
+        "temporal.address": address,
+        "temporal.tls.serverName": SERVER_NAME,
+        "temporal.tls.serverCaCertPath": str(tmp_path / "ca.pem"),
+        "temporal.connectTimeoutSeconds": "5",
+    }
+    try:
+        for client in (
+            {"temporal.tls.clientCertPath": "intruder.pem", "temporal.tls.clientKeyPath": "intruder.key"},
+            {},
+        ):
+            settings = Settings.model_validate(
+                {**base, **{key: str(tmp_path / name) for key, name in client.items()}}
+            )
+            with pytest.raises(TemporalConnectError) as refusal:
+                await connect(settings)
+            assert "the server refused the TLS handshake: it wants a client certificate it trusts" in str(
+                refusal.value
+            ), str(refusal.value)
+    finally:
+        server.close()
