@@ -137,7 +137,14 @@ def _hint(text: str, settings: Settings) -> str:
             "the server's certificate is not trusted: check the server CA (temporal.tls.serverCaCertPath, "
             "TEMPORAL_TLS_SERVER_CA_CERT_PATH) and the server name (temporal.tls.serverName)"
         )
-    if "UNAUTHENTICATED" in text.upper() or "PERMISSION_DENIED" in text.upper() or "PermissionDenied" in text:
+    refused = (
+        "UNAUTHENTICATED",
+        "PERMISSION_DENIED",
+        "PERMISSIONDENIED",
+        "401 UNAUTHORIZED",
+        "403 FORBIDDEN",
+    )
+    if any(word in text.upper() for word in refused):  # gRPC's codes, or a proxy's HTTP answer
         return "the server refused the credentials: check the API key (temporal.apiKey, TEMPORAL_API_KEY)"
     # TLS 1.3: a server that rejects the client's certificate does so after the client's side of the
     # handshake is done, so the client sees an alert, a closed connection or a broken pipe.

@@ -2,7 +2,8 @@
 Temporal Cloud is: a worker configured by the `temporal` CLI's TEMPORAL_* variables and an API configured
 by a CLI TOML profile plus taskplan properties connect through it, `taskplan setup` prepares the namespace
 through it, and a plan completes; a wrong or missing client certificate stops a process at start, in
-seconds, with a message that says what to check.
+seconds, with a message that says what to check. A second port of the terminator wants an API key instead
+of a certificate: the key is sent, and a wrong or missing one is refused at start.
 
 The terminator is nginx (Debian's package; `make test` installs it), run by the test with a configuration,
 prefix and pid file of its own in a temporary directory: an HTTP/2 server that terminates TLS (ALPN `h2`,
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import pytest
 import trustme
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.testing import WorkflowEnvironment
 
 from taskplan.bootstrap import Stack
@@ -41,6 +43,7 @@ from tests.chaos.cluster import free_port
 from tests.support.deployment import refused, run_plan, start_api, start_worker, stop
 
 SERVER_NAME = "temporal.test"  # the only name in the server's certificate: the client must say it
+API_KEY = "test-key-" + uuid.uuid4().hex  # what the terminator's API-key port accepts
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Secured:
     address: str  # the terminator
     namespace: str
     dir: Path
+    api_key_address: str  # the terminator's second port: TLS without a client certificate, an API key
 
     def file(self, name: str) -> str:
         return str(self.dir / name)
@@ -79,9 +83,10 @@ def make_certificates(directory: Path) -> None:
     intruder.private_key_pem.write_to_path(str(directory / "intruder.key"))
 
 
-def nginx_config(directory: Path, port: int, upstream: str) -> str:
+def nginx_config(directory: Path, port: int, upstream: str, api_key_port: int) -> str:
     """nginx as a TLS terminator for gRPC: everything it writes stays in ``directory`` (no default path,
-    no port but ``port``)."""
+    no port but its two). ``port`` requires a client certificate from the test's CA; ``api_key_port``
+    requires none but the API key, as Temporal Cloud's API-key endpoints do (HTTP 401 without it)."""
     ca, server = directory / "ca.pem", directory / "server.pem"
     # As root, nginx's workers would run as `nobody` and could not enter the 0700 temporary directory.
     user = f"user {pwd.getpwuid(os.getuid()).pw_name};" if os.geteuid() == 0 else ""
@@ -117,6 +122,20 @@ http {{
             grpc_send_timeout 300s;
         }}
     }}
+    server {{
+        listen 127.0.0.1:{api_key_port} ssl http2;
+        ssl_certificate {server};
+        ssl_certificate_key {server};
+        client_max_body_size 0;
+        location / {{
+            if ($http_authorization != "Bearer {API_KEY}") {{
+                return 401;
+            }}
+            grpc_pass grpc://{upstream};
+            grpc_read_timeout 300s;
+            grpc_send_timeout 300s;
+        }}
+    }}
 }}
 """
 
@@ -130,9 +149,11 @@ def secured(temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPath
     directory = tmp_path_factory.mktemp("tls")
     make_certificates(directory)
     (directory / "temp").mkdir()
-    port = free_port()
+    port, api_key_port = free_port(), free_port()
     upstream = temporal_env.client.service_client.config.target_host
-    (directory / "nginx.conf").write_text(nginx_config(directory, port, upstream), encoding="utf-8")
+    (directory / "nginx.conf").write_text(
+        nginx_config(directory, port, upstream, api_key_port), encoding="utf-8"
+    )
     with (directory / "nginx.log").open("ab") as log:
         proxy = subprocess.Popen(
             [nginx, "-p", str(directory), "-c", str(directory / "nginx.conf"), "-e", "stderr"],
@@ -141,7 +162,10 @@ def secured(temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPath
         )
     try:
         wait_for_port("127.0.0.1", port, 30, proxy)
-        result = Secured(f"127.0.0.1:{port}", f"tls-{uuid.uuid4().hex[:8]}", directory)
+        wait_for_port("127.0.0.1", api_key_port, 30, proxy)
+        result = Secured(
+            f"127.0.0.1:{port}", f"tls-{uuid.uuid4().hex[:8]}", directory, f"127.0.0.1:{api_key_port}"
+        )
         settings = result.settings()
 
         async def prepare() -> None:
@@ -278,6 +302,37 @@ async def test_a_wrong_or_missing_client_certificate_is_refused_at_start(
     assert "it wants a client certificate it trusts" in worker
     assert "taskplan cannot start: cannot connect to Temporal" in api
     assert "it wants a client certificate it trusts" in api
+
+
+async def test_an_api_key_is_sent_and_a_wrong_or_missing_one_is_refused_at_start(secured: Secured) -> None:
+    """The API key (temporal.apiKey, TEMPORAL_API_KEY) goes with every call: the terminator's API-key
+    port passes the process's calls on only with it; without it, or with another, the start stops."""
+    base = {
+        "temporal.address": secured.api_key_address,
+        "temporal.namespace": secured.namespace,
+        "temporal.tls.serverName": SERVER_NAME,
+        "temporal.tls.serverCaCertPath": secured.file("ca.pem"),
+        "temporal.connectTimeoutSeconds": "5",
+    }
+    settings = load_settings(None, environ={"TEMPORAL_API_KEY": API_KEY, **base_env(base)})
+    assert settings.temporal_api_key == API_KEY
+    client = await Stack(settings, build_registry(""), catalog=None).connect()  # type: ignore[arg-type]
+    assert (await client.workflow_service.get_system_info(GetSystemInfoRequest())).server_version
+    for key in ("not-the-key", None):
+        wrong = Settings.model_validate({**base, **({"temporal.apiKey": key} if key else {})})
+        started = time.monotonic()
+        with pytest.raises(TemporalConnectError) as refusal:
+            await connect(wrong, retries=60)
+        assert time.monotonic() - started < 5
+        assert "the server refused the credentials: check the API key" in str(refusal.value), str(
+            refusal.value
+        )
+    assert API_KEY not in str(refusal.value)
+
+
+def base_env(properties: dict[str, str]) -> dict[str, str]:
+    """Properties as the environment sets them (TASKPLAN_PROP_<key>)."""
+    return {f"TASKPLAN_PROP_{key}": value for key, value in properties.items()}
 
 
 async def test_a_server_that_never_answers_stops_a_process_at_the_connect_timeout(tmp_path: Path) -> None:
