@@ -105,7 +105,7 @@ events {{
 }}
 http {{
 {temp}
-    log_format grpc '$remote_addr "$request" $status client=$ssl_client_verify "$ssl_client_s_dn"';
+    log_format grpc '$remote_addr "$request" $status client=$ssl_client_verify header=$http_x_taskplan_test';
     access_log {directory / "nginx-access.log"} grpc;
     server {{
         listen 127.0.0.1:{port} ssl http2;
@@ -236,6 +236,8 @@ client_key_path = "{secured.file("client.key")}"
     calls = (secured.dir / "nginx-access.log").read_text()
     assert "WorkflowService/PollWorkflowTaskQueue" in calls, calls[-2000:]
     assert "client=SUCCESS" in calls and "client=FAILED" not in calls, calls[-2000:]
+    polls = [line for line in calls.splitlines() if "PollActivityTaskQueue" in line]
+    assert any("header=tls" in line for line in polls), polls[-5:]  # the worker's gRPC header, on the wire
 
 
 async def test_a_wrong_or_missing_client_certificate_is_refused_at_start(
