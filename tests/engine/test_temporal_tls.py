@@ -9,7 +9,9 @@ The terminator is nginx (Debian's package; `make test` installs it), run by the 
 prefix and pid file of its own in a temporary directory: an HTTP/2 server that terminates TLS (ALPN `h2`,
 which the Temporal SDK's client requires of a TLS server), verifies the client certificate against the
 test's CA (`ssl_verify_client on`) and passes the gRPC calls to the session's dev server (`grpc_pass`),
-with read and send timeouts well above Temporal's 70 s long polls.
+with read and send timeouts well above Temporal's 70 s long polls. nginx checks the certificate after the
+handshake and answers a missing or untrusted one with HTTP 400, which the message names; a terminator
+that refuses it inside the handshake is the last test's.
 """
 
 from __future__ import annotations
