@@ -36,12 +36,14 @@ $(CHROMIUM):
 test: $(STAMP) test-tools $(CHROMIUM) check
 	$(BIN)/python -m pytest -n 2 --dist loadscope --durations=30
 
-## Debian packages the tests run, installed only when missing: HAProxy, the TLS terminator in front of
-## Temporal in the mTLS test (tests/engine/test_temporal_tls.py); `ip` (iproute2) for the network namespaces
-## of the multi-host test and `initdb` (postgresql) for its PostgreSQL of its own (tests/multihost).
+## Debian packages the tests run, installed only when missing: nginx, the TLS terminator in front of
+## Temporal in the mTLS test (tests/engine/test_temporal_tls.py, which runs its own nginx with a config, pid
+## file and logs in a temporary directory on a free port; the package's own service, if an init starts it,
+## is not used); `ip` (iproute2) for the network namespaces of the multi-host test and `initdb`
+## (postgresql) for its PostgreSQL of its own (tests/multihost).
 test-tools:
-	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
 	@command -v ip >/dev/null 2>&1 || test -x /usr/sbin/ip || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; }
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \

@@ -206,6 +206,8 @@ async def start_cluster_jobs(client: Client, settings: Settings) -> WorkflowHand
         id=CLUSTER_JOBS_WORKFLOW_ID,
         task_queue=CONTROLLER_TASK_QUEUE,
         start_signal=RECONCILE_SIGNAL,
+        # What the Web UI's list shows of it: housekeeping, not a plan.
+        static_summary="housekeeping: taskplan's cluster-wide jobs (one per cluster; no table)",
     )
 
 

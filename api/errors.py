@@ -1,6 +1,7 @@
 """Errors as Pinot's controller returns them: JSON ``{"code": <status>, "error": "<what is wrong>"}``.
 
-Every exception a client can provoke maps to a 4xx here; FastAPI's 422 for invalid input becomes a 400.
+Every exception a client can provoke maps to a 4xx here; FastAPI's 422 for invalid input becomes a 400. The
+object store failing a call of the API's own is a 503 (unavailable) or a 502 (it refused), with its message.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from taskplan.models.errors import (
 )
 from taskplan.names import InvalidNameError
 from taskplan.registry import UnknownTaskTypeError
+from taskplan.storage import StorageError, StorageUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,10 @@ STATUS_OF: dict[type[Exception], int] = {
     TaskAlreadyExistsError: 409,
     TaskStillRunningError: 409,
     PlanNotSteerableError: 409,
+    # The deep store failing a call the API makes itself (POST /ingestFromFile): the store's own message
+    # (never a secret). Down or overloaded (retry later): 503; refusing (credentials, bucket): 502.
+    StorageUnavailableError: 503,
+    StorageError: 502,
 }
 
 

@@ -35,7 +35,7 @@ from taskplan.bootstrap import Stack, open_stack
 from taskplan.data.parquet import DuckDBConfig
 from taskplan.data.segments import SegmentManager, deep_store_of
 from taskplan.plans import PlanServices
-from taskplan.schedules import ScheduleManager
+from taskplan.schedules import ScheduleManager, request_reconciliation
 
 API_THREADS = 32
 
@@ -72,8 +72,9 @@ def create_app(stack: Stack | None = None) -> FastAPI:
             deep_store,
             DuckDBConfig(threads=1, memory_limit=current.settings.duckdb_memory_limit),
         )
-        # A schedule is never missing or left over: the catalog is the truth.
-        await app.state.schedules.reconcile(current.catalog.list_tables())
+        # A schedule is never missing or left over: the catalog is the truth. The reconciliation runs once
+        # per cluster, in the ClusterJobs workflow, not in each API process (two would race).
+        await request_reconciliation(connected)
         yield
 
     app = FastAPI(

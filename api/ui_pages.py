@@ -166,7 +166,7 @@ def _plan_table(
             link = f"/ui?{urlencode({'plan': plan.plan_id})}"
             rows.append(
                 f'<tr data-plan="{esc(plan.plan_id)}">'
-                f'<td><a href="{esc(link)}">{esc(plan.plan_id)}</a></td>'
+                f'<td class="pid"><a href="{esc(link)}">{esc(plan.plan_id)}</a></td>'
                 f"<td>{_status(plan.status.value)}</td>"
                 f'<td class="progress">{_bar(fraction)}</td>'
                 f'<td class="num" data-testid="processed">{plan.inputs_processed}{todo} {esc(unit)}</td>'
@@ -174,7 +174,7 @@ def _plan_table(
                 f"<td class=num>ETA {_duration(eta)}</td>"
                 f"<td class=num>{plan.num_batches} batches, {plan.num_failed_batches} failed</td>"
                 f'<td class="msg">{esc(plan.status_message)}</td>'
-                f"<td>{_temporal_link(console, plan, 'Temporal')} {action}</td>"
+                f"<td class=act>{_temporal_link(console, plan, 'Temporal')} {action}</td>"
                 "</tr>"
             )
     head = (
@@ -339,7 +339,8 @@ body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.4em} h2{font-size:1.1em;margin-top:1.5em}
 table{border-collapse:collapse;margin:.5em 0}
 td,th{padding:.3em .6em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
-tr.group th{background:#f3f3f6} .num{text-align:right;white-space:nowrap} .msg{max-width:30em}
+tr.group th{background:#f3f3f6} .num,.act{text-align:right;white-space:nowrap}
+.msg{max-width:22em} .pid{max-width:18em;overflow-wrap:anywhere}
 .bar{position:relative;width:12em;height:1.1em;background:#e6e6ea;border-radius:3px;overflow:hidden}
 .bar span{display:block;height:100%;background:#3b82f6}
 .bar.unknown span{background:repeating-linear-gradient(45deg,#cbd5e1,#cbd5e1 6px,#e2e8f0 6px,#e2e8f0 12px)}

@@ -8,7 +8,10 @@
   the last stage runs as a user other than root, and installs with ``-c constraints.txt``;
 - the settings cannot drift from taskplan's: every property the ConfigMap's file, the Secret and every
   container's environment (Kubernetes and docker-compose) set is one taskplan knows, and the set for each
-  container validates with taskplan's own ``load_settings``.
+  container validates with taskplan's own ``load_settings``;
+- nor from what the multi-host test runs (examples/multihost/taskplan.properties, the file of
+  tests/multihost): both files, loaded by taskplan, give the same settings but for the few a deployment
+  must set otherwise (``DEPLOYMENT_DIFFERS``, each with its reason).
 
 ``python deploy/check.py [DEPLOY_DIR]`` prints each problem and exits 1 if there is any.
 """
@@ -38,6 +41,16 @@ from taskplan.settings import (
 )
 
 DEPLOY = Path(__file__).resolve().parent
+MULTIHOST_PROPERTIES = DEPLOY.parent / "examples" / "multihost" / "taskplan.properties"
+# The settings where deploy/k8s/taskplan.properties may differ from the multi-host test's file, and why.
+DEPLOYMENT_DIFFERS = {
+    "temporal.address": "Temporal's frontend has the cluster's host name (the test's: temporal)",
+    "taskplan.catalog.url": "it carries the database password: the Secret holds it, not the ConfigMap",
+    "taskplan.api.metricsMergeTargets": "a Deployment's controller pods have no stable names to list",
+    "taskplan.dataDir": "the container's emptyDir (the test sets TASKPLAN_DATADIR per host)",
+    "taskplan.duckdb.memoryLimit": "containers have memory limits, which DuckDB's default (80% of the "
+    "node's memory) would pass",
+}
 KUBERNETES_VERSION = "1.30.0"
 # Environment variables read by what taskplan runs on, not properties: its start-up variables, the object
 # store client's standard AWS variables, Python's own.
@@ -270,11 +283,38 @@ def check_dockerfile(path: Path) -> list[str]:
     return problems
 
 
+# ------------------------------------------------------------------------------------------ multi-host
+
+
+def check_multihost(properties: Path, multihost: Path = MULTIHOST_PROPERTIES) -> list[str]:
+    """The deployment's properties and the multi-host test's, each loaded as a process loads it, give
+    the same value for every setting but those of DEPLOYMENT_DIFFERS."""
+    try:
+        deployed, tested = load_settings(properties, environ={}), load_settings(multihost, environ={})
+    except SettingsError as exc:
+        return [f"{properties.name} or {multihost.name}: {exc}"]
+    problems = []
+    values = [
+        (str(info.alias), getattr(deployed, n), getattr(tested, n))
+        for n, info in Settings.model_fields.items()
+    ]
+    values += [(key, deployed.property(key), tested.property(key)) for key in UNTYPED_PROPERTIES]
+    for key, ours, theirs in values:
+        if key not in DEPLOYMENT_DIFFERS and ours != theirs:
+            problems.append(
+                f"{properties.name}: {key} is {ours!r}, the multi-host test runs {theirs!r} "
+                f"({multihost.relative_to(multihost.parents[2])}); make them one, or list the key in "
+                "DEPLOYMENT_DIFFERS with the reason"
+            )
+    return problems
+
+
 def check_all(deploy: Path = DEPLOY) -> list[str]:
     return [
         *check_dockerfile(deploy / "Dockerfile"),
         *check_kubernetes(deploy / "k8s"),
         *check_compose(deploy / "compose" / "docker-compose.yml"),
+        *check_multihost(deploy / "k8s" / "taskplan.properties"),
     ]
 
 

@@ -13,6 +13,7 @@ from taskplan.catalog import Catalog, CatalogVersionError
 from taskplan.models.plan import PlanOptions
 from taskplan.registry import TaskTypeRegistry, build_registry
 from taskplan.settings import Settings, load_settings
+from taskplan.storage import BadURIError, is_s3, parse_s3
 from taskplan.temporal import TemporalConnectError, connect
 from taskplan.temporal_setup import ClusterNotReady, check_cluster
 
@@ -76,11 +77,41 @@ def open_catalog(settings: Settings) -> Catalog:
     )
 
 
+STORAGE_LOCATIONS = (
+    ("taskplan.deepStore.dir", "deep_store_dir"),
+    ("taskplan.ingestion.allowedRoots", "ingestion_allowed_roots"),
+    ("taskplan.export.allowedRoots", "export_allowed_roots"),
+)
+
+
+def location_problem(settings: Settings) -> str | None:
+    """What is wrong with a configured storage location, if anything: each is a local path or an
+    ``s3://bucket/prefix`` URI (normalized: no ``..``, a valid bucket name). Any other ``scheme://`` would
+    otherwise be taken for a relative local directory named after it."""
+    for key, field_name in STORAGE_LOCATIONS:
+        for entry in (part.strip() for part in (getattr(settings, field_name) or "").split(",")):
+            if "://" not in entry:
+                continue
+            if not is_s3(entry):
+                return (
+                    f"{key} {entry!r}: a location is a local path (no file:// URI) or s3://bucket/prefix "
+                    "(S3-compatible stores, GCS interop among them, through s3:// and AWS_ENDPOINT_URL)"
+                )
+            try:
+                parse_s3(entry)
+            except BadURIError as exc:
+                return f"{key}: {exc}"
+    return None
+
+
 def open_stack(config_file: str | os.PathLike[str] | None = None, settings: Settings | None = None) -> Stack:
     """What a process needs, on a catalog at this code's revision: a process never migrates the catalog
     (`taskplan db upgrade` does, with DDL rights); one behind or ahead stops the process with a message
     naming both revisions."""
     settings = settings or load_settings(config_file)
+    problem = location_problem(settings)
+    if problem is not None:
+        raise SystemExit(f"taskplan cannot start: {problem}")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     for root in (*settings.allowed_input_roots, *settings.allowed_export_roots):
         root.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,8 @@
 A table config's ``task.taskTypeConfigsMap.<TaskType>.schedule`` (Quartz cron, optional
 ``scheduleTimeZone``, UTC by default) becomes one Schedule, id ``taskplan-cron__<table>__<TaskType>``,
 whose action starts a ``CronTrigger`` workflow on the controller queue. Schedules follow the table configs:
-created, updated and deleted with them, and reconciled against the catalog when the controller starts.
+created, updated and deleted with them, and reconciled against the catalog once per cluster by the
+ClusterJobs workflow (taskplan/workflows/cluster_jobs.py) whenever a controller or the API starts.
 
 A schedule is refused (400 naming its field) when its expression cannot be translated exactly (see
 taskplan/quartz.py), when it never fires from today to the end of Temporal's calendar (``0 0 0 29 2 ? 2001``),
@@ -40,8 +41,9 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from taskplan.models.table import TableConfig
-from taskplan.names import CONTROLLER_TASK_QUEUE, SearchAttributes
+from taskplan.names import CLUSTER_JOBS_WORKFLOW_ID, CONTROLLER_TASK_QUEUE, SearchAttributes
 from taskplan.quartz import MAX_YEAR, CronTranslationError, first_fire_day, translate
+from taskplan.workflows.cluster_jobs import RECONCILE_SIGNAL
 from taskplan.workflows.models import CronTriggerInput
 
 log = logging.getLogger(__name__)
@@ -284,3 +286,16 @@ class ScheduleManager:
         if report.created or report.deleted:
             log.info("cron schedules reconciled: created %s, deleted %s", report.created, report.deleted)
         return report
+
+
+async def request_reconciliation(client: Client) -> bool:
+    """Ask the cluster's jobs workflow to reconcile the cron Schedules with the catalog: it runs once per
+    cluster, in whichever controller Temporal hands it, never in the asking process. False when no
+    controller has started the workflow yet (the first controller to start asks for one itself)."""
+    try:
+        await client.get_workflow_handle(CLUSTER_JOBS_WORKFLOW_ID).signal(RECONCILE_SIGNAL)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True

@@ -137,7 +137,14 @@ def _hint(text: str, settings: Settings) -> str:
             "the server's certificate is not trusted: check the server CA (temporal.tls.serverCaCertPath, "
             "TEMPORAL_TLS_SERVER_CA_CERT_PATH) and the server name (temporal.tls.serverName)"
         )
-    if "UNAUTHENTICATED" in text.upper() or "PERMISSION_DENIED" in text.upper() or "PermissionDenied" in text:
+    refused = (
+        "UNAUTHENTICATED",
+        "PERMISSION_DENIED",
+        "PERMISSIONDENIED",
+        "401 UNAUTHORIZED",
+        "403 FORBIDDEN",
+    )
+    if any(word in text.upper() for word in refused):  # gRPC's codes, or a proxy's HTTP answer
         return "the server refused the credentials: check the API key (temporal.apiKey, TEMPORAL_API_KEY)"
     # TLS 1.3: a server that rejects the client's certificate does so after the client's side of the
     # handshake is done, so the client sees an alert, a closed connection or a broken pipe.
@@ -149,6 +156,15 @@ def _hint(text: str, settings: Settings) -> str:
         "connection closed",
         "Cancel",
     )
+    # A TLS terminator that checks client certificates over HTTP (nginx's `ssl_verify_client on`) lets
+    # the handshake finish and answers a missing or untrusted certificate with a plain 400, not gRPC.
+    if tls and "status: 400 Bad Request" in text:
+        return (
+            "a TLS terminator in front of the server answered 400 Bad Request instead of gRPC, as nginx "
+            "does for a missing or untrusted client certificate: it wants a client certificate it trusts "
+            "(temporal.tls.clientCertPath and clientKeyPath, TEMPORAL_TLS_CLIENT_CERT_PATH and "
+            "TEMPORAL_TLS_CLIENT_KEY_PATH)"
+        )
     if tls and ("alert" in text.lower() or any(word in text for word in closed)):
         return (
             "the server refused the TLS handshake: it wants a client certificate it trusts "
@@ -157,6 +173,11 @@ def _hint(text: str, settings: Settings) -> str:
         )
     if not tls and any(word in text for word in closed):
         return "the server closed the connection: does it want TLS (temporal.tls=true, TEMPORAL_TLS=true)?"
+    if not tls and "h2 protocol error" in text:  # a TLS port answering plaintext (nginx: an HTTP/1.1 400)
+        return (
+            "the server does not answer plaintext gRPC: does it want TLS "
+            "(temporal.tls=true, TEMPORAL_TLS=true)?"
+        )
     return "check the Temporal connection settings (temporal.*, or the temporal CLI's profile)"
 
 

@@ -1,5 +1,6 @@
 """A minion's default concurrency follows the container's CPU quota (cgroup v2 and v1 files, faked in a temp
-directory laid out as /sys/fs/cgroup is), and DuckDB's memory limit is a property."""
+directory laid out as /sys/fs/cgroup is, nested where a /proc/self/cgroup says), and DuckDB's memory limit
+is a property."""
 
 from __future__ import annotations
 
@@ -38,6 +39,36 @@ def test_the_quota_is_read_from_cgroup_v2_or_v1(
     tmp_path: Path, files: dict[str, str], quota: float | None
 ) -> None:
     assert cgroup_cpu_quota(write(tmp_path, files)) == quota
+
+
+@pytest.mark.parametrize(
+    ("own", "files", "quota"),
+    [
+        # v2 without a cgroup namespace of its own (a pod's container on a node): the nested directory.
+        ("0::/kubepods.slice/pod1/ctr\n", {"kubepods.slice/pod1/ctr/cpu.max": "200000 100000"}, 2.0),
+        # A limit on a parent applies too: the tightest one counts.
+        (
+            "0::/kubepods.slice/pod1/ctr\n",
+            {"kubepods.slice/cpu.max": "max 100000", "kubepods.slice/pod1/cpu.max": "50000 100000",
+             "kubepods.slice/pod1/ctr/cpu.max": "300000 100000"},
+            0.5,
+        ),
+        # v1, nested under the cpu hierarchy.
+        (
+            "4:cpu,cpuacct:/docker/abc\n0::/\n",
+            {"cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "150000",
+             "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000"},
+            1.5,
+        ),
+        ("0::/\n", {"cpu.max": "100000 100000"}, 1.0),  # a namespace of its own: the root's file
+    ],
+)  # fmt: skip
+def test_a_nested_cgroup_is_read_where_proc_self_cgroup_says(
+    tmp_path: Path, own: str, files: dict[str, str], quota: float
+) -> None:
+    proc = tmp_path / "proc-self-cgroup"
+    proc.write_text(own, encoding="ascii")
+    assert cgroup_cpu_quota(write(tmp_path / "sys", files), proc) == quota
 
 
 def test_available_cpus_is_the_quota_rounded_up_and_capped_by_the_cores(tmp_path: Path) -> None:

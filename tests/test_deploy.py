@@ -1,6 +1,7 @@
 """deploy/ is checked statically (deploy/check.py, also run by `make check`): it checks out as shipped, and
-each kind of drift or slip is caught: an unknown or invalid property, a probe on the wrong path, a root or
-unpinned Dockerfile, a manifest Kubernetes would refuse."""
+each kind of drift or slip is caught: an unknown or invalid property, a setting that differs from the
+multi-host test's, a probe on the wrong path, a root or unpinned Dockerfile, a manifest Kubernetes would
+refuse."""
 
 from __future__ import annotations
 
@@ -55,6 +56,18 @@ def test_the_shipped_deployment_checks_out() -> None:
             "path: /health/readiness",
             "path: /health",
             "readinessProbe must GET /health/readiness",
+        ),
+        (
+            "k8s/taskplan.properties",
+            "taskplan.deepStore.dir = s3://taskplan/deepstore",
+            "taskplan.deepStore.dir = s3://elsewhere/deepstore",
+            "taskplan.deepStore.dir is 's3://elsewhere/deepstore', the multi-host test runs 's3://taskplan/",
+        ),
+        (
+            "k8s/taskplan.properties",
+            "temporal.sdk.metricsPort = 9102\n",
+            "",
+            "temporal.sdk.metricsPort is None, the multi-host test runs '9102'",
         ),
         ("k8s/minion.yaml", "replicas: 2", "replicas: two", "does not validate at spec.replicas"),
         ("k8s/minion.yaml", "              memory: 3Gi\n", "", "resources.limits must set cpu and memory"),

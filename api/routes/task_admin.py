@@ -104,16 +104,17 @@ async def task_metadata(
     catalog: CatalogDep,
     principal: PrincipalDep,
 ) -> dict[str, Any]:
-    """Pinot's task metadata of the table: for a task type that keeps one in the catalog (MergeRollupTask's
-    ``watermarkMap``, RealtimeToOfflineSegmentsTask's ``watermarkMs``) Pinot's JSON of it,
-    ``{"tableNameWithType", <its fields>}``; for any other task type what its latest plan recorded (its id,
-    status and custom stats, e.g. the generator's next input) as a ZNRecord's simpleFields."""
+    """Pinot's answer, the metadata's ZNRecord ``{id, simpleFields, mapFields, listFields}``: for a task type
+    that keeps metadata in the catalog, its fields as Pinot's MergeRollupTaskMetadata and
+    RealtimeToOfflineSegmentsTaskMetadata write them (``watermarkMs_<level>``, ``watermarkMs``: strings of
+    epoch millis); for any other task type what its latest plan recorded (its id, status and custom stats,
+    e.g. the generator's next input)."""
     task_type = known_task_type(stack, taskType)
     table = parse_table_name(tableNameWithType, typed=True)
     require_table(principal, Permission.READ, table)
     kept = await asyncio.to_thread(catalog.segments.task_metadata, table.name, task_type)
     if kept is not None:
-        return {"tableNameWithType": table.name, **kept}
+        return _znrecord(table.name, kept)
     plans = await asyncio.to_thread(catalog.tasks.latest_plan_snapshot, table.name, task_type)
     if plans is None:
         return {}
@@ -127,6 +128,24 @@ async def task_metadata(
         "mapFields": {},
         "listFields": {},
     }
+
+
+def _znrecord(table: str, kept: dict[str, Any]) -> dict[str, Any]:
+    """The catalog's task metadata as the ZNRecord Pinot keeps it in: a watermark map as one long field a
+    level (``watermarkMs_<level>``, MergeRollupTaskMetadata's keys), other scalars as simple fields."""
+    simple: dict[str, str] = {}
+    maps: dict[str, dict[str, str]] = {}
+    lists: dict[str, list[str]] = {}
+    for key, value in kept.items():
+        if key == "watermarkMap" and isinstance(value, dict):
+            simple.update({f"watermarkMs_{level}": str(ms) for level, ms in value.items()})
+        elif isinstance(value, dict):
+            maps[key] = {k: str(v) for k, v in value.items()}
+        elif isinstance(value, list):
+            lists[key] = [str(v) for v in value]
+        else:
+            simple[key] = str(value)
+    return {"id": table, "simpleFields": simple, "mapFields": maps, "listFields": lists}
 
 
 @router.delete(

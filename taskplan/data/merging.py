@@ -86,7 +86,7 @@ def matches_schema(schema: Schema, present: Mapping[str, str]) -> bool:
 @dataclass(frozen=True)
 class MergeSpec:
     """How rows are merged: Pinot's merge type, aggregation per metric column (rollup), the time column
-    (epoch millis) and an optional rounding of it (rollup's roundBucketTimePeriod), and a time window."""
+    (epoch millis) and an optional rounding of it (Pinot's roundBucketTimePeriod), and a time window."""
 
     merge_type: str = "concat"
     aggregations: Mapping[str, str] | None = None
@@ -95,6 +95,7 @@ class MergeSpec:
     window: tuple[int, int] | None = None  # [start, end) in epoch millis of the time column
     window_keeps_null_time: bool = False  # rows with no time are kept by the window too
     sort_columns: Sequence[str] = ()
+    erase_columns: Sequence[str] = ()  # Pinot's eraseDimensionValues: set to their default null value
 
 
 def merged_query(
@@ -115,6 +116,23 @@ def merged_query(
         if spec.window_keeps_null_time:
             where += f" OR {column} IS NULL"
     base = f"(SELECT * FROM ({rows}){where})"
+    # Pinot's record transforms, after the window filter and whatever the merge type (concat keeps the rows,
+    # dedup and rollup then merge rows equal once transformed): roundBucketTimePeriod rounds every row's time
+    # down, eraseDimensionValues sets the columns to their default null value.
+    rounding = spec.round_ms if spec.round_ms and time_col in columns else None
+    erased = {c for c in spec.erase_columns if c in columns}
+    if rounding or erased:
+        transformed = []
+        for field in schema.fields:
+            name = quote(field.name)
+            if field.name in erased:
+                transformed.append(f"{_literal(default_value(schema, field), field)} AS {name}")
+            elif rounding and field.name == time_col:
+                rounded = f"(({name} // {rounding}) * {rounding})"
+                transformed.append(f"CAST({rounded} AS {column_type(field)}) AS {name}")
+            else:
+                transformed.append(name)
+        base = f"(SELECT {', '.join(transformed)} FROM {base})"
     if spec.merge_type == "dedup":
         query = f"SELECT DISTINCT * FROM {base}"
     elif spec.merge_type == "rollup":
@@ -125,10 +143,6 @@ def merged_query(
             if name in metrics:
                 fn = aggregations.get(name, "sum")
                 select.append(f"{fn}({quote(name)}) AS {quote(name)}")
-            elif name == time_col and spec.round_ms:
-                rounded = f"(({quote(name)} // {spec.round_ms}) * {spec.round_ms})"
-                select.append(f"CAST({rounded} AS {_type_of(schema, name)}) AS {quote(name)}")
-                group.append(rounded)
             else:
                 select.append(quote(name))
                 group.append(quote(name))
@@ -140,10 +154,6 @@ def merged_query(
     if order:
         query = f"SELECT * FROM ({query}) ORDER BY {', '.join(quote(c) for c in order)}"
     return query
-
-
-def _type_of(schema: Schema, name: str) -> str:
-    return next(column_type(s) for s in schema.fields if s.name == name)
 
 
 def write_segments(

@@ -54,9 +54,9 @@ from taskplan.data.parquet import (
 )
 from taskplan.data.rows import RowStats
 from taskplan.models.segment import LineageState, SegmentMetadata, SegmentStatus
-from taskplan.models.table import Schema, TableConfig
+from taskplan.models.table import Schema, TableConfig, parse_period_ms
 from taskplan.settings import Settings
-from taskplan.storage import StorageNotFoundError, open_store
+from taskplan.storage import StorageError, StorageNotFoundError, open_store
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,6 @@ FLUSH_ROWS = "realtime.segment.flush.threshold.rows"
 FLUSH_TIME = "realtime.segment.flush.threshold.time"
 DEFAULT_FLUSH_ROWS = 5_000_000
 DEFAULT_FLUSH_TIME_MS = 6 * 3600 * 1000
-_PERIOD = re.compile(r"^(\d+)\s*(ms|s|m|h|d)$", re.IGNORECASE)
-_PERIOD_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 # Tries of one append against those of other processes (a process's own appends take turns). Every round of
 # a race has a winner, so an append loses only as often as appends of the other processes finish meanwhile.
 MAX_APPEND_ATTEMPTS = 40
@@ -78,14 +76,6 @@ class StreamConfigError(ValueError):
 
 class AppendConflictError(SegmentConflictError):
     """The consuming segment kept changing under an append: nothing of it was written."""
-
-
-def parse_period_ms(value: str) -> int:
-    """Pinot periods: ``6h``, ``30m``, ``10s``, ``1d``, ``500ms``."""
-    match = _PERIOD.match(value.strip())
-    if not match:
-        raise ValueError(f"{value!r} is not a period such as 6h, 30m, 10s, 1d")
-    return int(match.group(1)) * _PERIOD_MS[match.group(2).lower()]
 
 
 def segment_file_name(segment_name: str, version: int = 0) -> str:
@@ -542,7 +532,9 @@ class SegmentManager:
 
         A remote store cannot move a prefix in one step: its objects are deleted by prefix once the drop
         has committed; a writer racing it either recorded its segment before (so its object is under the
-        prefix) or fails to record it and deletes its own object (see :meth:`publish`)."""
+        prefix) or fails to record it and deletes its own object (see :meth:`publish`). The store failing
+        then does not undo the drop, which has happened: its objects stay, logged with the store's message
+        (a table created again under the name has them deleted by its sweep)."""
         moved: list[Path] = []
         try:
             self.store.drop_table(table, lambda: moved.extend(self.deep_store.move_aside(table)))
@@ -553,7 +545,13 @@ class SegmentManager:
         for path in moved:
             shutil.rmtree(path, ignore_errors=True)
         if not self.deep_store.is_local:
-            self.deep_store.delete_table(table)
+            try:
+                self.deep_store.delete_table(table)
+            except StorageError as exc:
+                log.warning(
+                    "table %s dropped, but its objects under %s/%s/ were not deleted: %s",
+                    table, self.deep_store.store.uri, table, exc,
+                )  # fmt: skip
         self.deep_store.delete_dropped(older_than_s=DROPPED_DIR_MAX_AGE_S)
 
 

@@ -14,8 +14,25 @@ FLUSH_ROWS = "realtime.segment.flush.threshold.rows"
 FLUSH_TIME = "realtime.segment.flush.threshold.time"
 MAX_FLUSH_ROWS = 2**31 - 1  # Pinot reads it as a Java int
 _ROW_COUNT = re.compile(r"[0-9]{1,10}")  # ASCII digits, few enough for int() to convert at once
-# Pinot periods, the forms taskplan/data/segments.py parses: 6h, 30m, 10s, 1d, 500ms.
-PERIOD = re.compile(r"^([0-9]+)\s*(ms|s|m|h|d)$", re.IGNORECASE)
+# Pinot periods (TimeUtils.convertPeriodToMillis): days, hours, minutes, seconds, each optional but in this
+# order, as in 1d, 6h, 4h30m, 1d12h; taskplan also takes milliseconds last (500ms, 1s500ms).
+_PERIOD = re.compile(
+    r"(?:([0-9]{1,12})\s*d\s*)?(?:([0-9]{1,12})\s*h\s*)?(?:([0-9]{1,12})\s*m(?!s)\s*)?"
+    r"(?:([0-9]{1,12})\s*s\s*)?(?:([0-9]{1,12})\s*ms)?",
+    re.IGNORECASE,
+)
+_PERIOD_UNITS_MS = (86_400_000, 3_600_000, 60_000, 1000, 1)
+
+
+def parse_period_ms(value: str) -> int:
+    """A Pinot period in milliseconds: ``1d``, ``6h``, ``30m``, ``10s``, compounds such as ``4h30m`` or
+    ``1d12h`` (units largest first), and ``500ms``. ValueError for anything else."""
+    text = value.strip()
+    match = _PERIOD.fullmatch(text)
+    if not text or match is None or not any(match.groups()):
+        raise ValueError(f"{value[:40]!r} is not a period such as 1d, 6h, 4h30m, 10s or 500ms")
+    return sum(int(n) * unit for n, unit in zip(match.groups(), _PERIOD_UNITS_MS, strict=True) if n)
+
 
 PinotDataType = Literal[
     "INT", "LONG", "FLOAT", "DOUBLE", "BIG_DECIMAL", "BOOLEAN", "TIMESTAMP", "STRING", "JSON", "BYTES"
@@ -138,8 +155,11 @@ class TableConfig(_PinotJson):
             )
         period = configs.get(FLUSH_TIME)
         if period is not None:
-            match = PERIOD.match(period.strip())
-            if match is None or int(match.group(1)) == 0:
+            try:
+                positive = parse_period_ms(period) > 0
+            except ValueError:
+                positive = False
+            if not positive:
                 problems.append(
                     f"{where}.{FLUSH_TIME}: {period[:40]!r} is not a period such as 6h, 30m, 10s, 1d or 500ms"
                 )

@@ -8,7 +8,6 @@ Why obstore (README, "Dependencies and why"): against the moto server, a 50 MB o
 from __future__ import annotations
 
 import errno
-import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -219,19 +218,3 @@ class S3Store:
             next(iter(stream), None)
         except _ERRORS as exc:
             raise _translate(exc, f"listing {self.root}") from None
-
-
-def environ_options(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The standard AWS variables (the properties win over them, see taskplan.storage.open_store)."""
-    env = os.environ if environ is None else environ
-    names = {
-        "access_key_id": "AWS_ACCESS_KEY_ID",
-        "secret_access_key": "AWS_SECRET_ACCESS_KEY",
-        "session_token": "AWS_SESSION_TOKEN",
-        "region": "AWS_REGION",
-        "endpoint": "AWS_ENDPOINT_URL",
-    }
-    found = {key: env[name] for key, name in names.items() if env.get(name)}
-    if "region" not in found and env.get("AWS_DEFAULT_REGION"):
-        found["region"] = env["AWS_DEFAULT_REGION"]
-    return found

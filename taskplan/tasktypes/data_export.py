@@ -29,9 +29,9 @@ from psycopg import sql
 from taskplan.clock import now_ms
 from taskplan.data.parquet import DuckDBConfig, sql_string
 from taskplan.data.pg_copy import copy_parquet, pg_column
-from taskplan.data.segments import SegmentManager, parse_period_ms
+from taskplan.data.segments import SegmentManager
 from taskplan.models.segment import SegmentMetadata, SegmentStatus
-from taskplan.models.table import Schema, TableConfig
+from taskplan.models.table import Schema, TableConfig, parse_period_ms
 from taskplan.plugin import (
     BaseTaskExecutor,
     BatchGeneration,

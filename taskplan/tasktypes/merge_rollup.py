@@ -3,9 +3,10 @@
 Task configs, per merge level (any name, e.g. ``1day``, ``1month``; levels are ordered by bucket size):
 ``<level>.bucketTimePeriod`` (required), ``<level>.bufferTimePeriod`` (required), ``<level>.mergeType``
 (concat, rollup or dedup; default concat), ``<level>.maxNumRecordsPerSegment`` (default 5,000,000),
-``<level>.maxNumParallelBuckets`` (default 1), ``<level>.roundBucketTimePeriod`` (rollup: the time column
-rounded down to it before rows are rolled up); and ``<metricColumn>.aggregationType`` (sum, min or max; sum
-by default) for rollup.
+``<level>.maxNumParallelBuckets`` (default 1), ``<level>.roundBucketTimePeriod`` (every merged row's time
+rounded down to it, whatever the merge type, as Pinot does), ``<level>.eraseDimensionValues`` (columns,
+comma-separated, set to their default null value before the merge); and ``<metricColumn>.aggregationType``
+(sum, min or max; sum by default) for rollup. Periods are Pinot's (``1d``, ``6h``, ``4h30m``).
 
 A segment belongs to the bucket its start time falls in; its rows past that bucket (a segment spanning
 buckets) are written, unmerged, to segments of no merge level, which their own bucket merges later. At a
@@ -84,6 +85,7 @@ LEVEL_PROPERTIES = (
     "maxNumParallelBuckets",
     "roundBucketTimePeriod",
     "maxNumRecordsPerTask",
+    "eraseDimensionValues",
 )
 
 
@@ -96,6 +98,7 @@ class MergeLevel:
     max_records: int
     max_parallel_buckets: int
     round_ms: int | None
+    erase: tuple[str, ...] = ()  # eraseDimensionValues: columns set to their default null value
 
 
 def merge_levels(configs: Mapping[str, str]) -> list[MergeLevel]:
@@ -134,7 +137,12 @@ def merge_levels(configs: Mapping[str, str]) -> list[MergeLevel]:
         assert parallel is not None
         if round_ms is not None and round_ms <= 0:
             raise TaskConfigError(f"{key % 'roundBucketTimePeriod'} must be longer than 0")
-        levels.append(MergeLevel(name, bucket_ms, buffer_ms, merge_type, max_records, parallel, round_ms))
+        erase = tuple(
+            sorted({c.strip() for c in (level.get("eraseDimensionValues") or "").split(",")} - {""})
+        )
+        levels.append(
+            MergeLevel(name, bucket_ms, buffer_ms, merge_type, max_records, parallel, round_ms, erase)
+        )
     levels.sort(key=lambda lv: (lv.bucket_ms, lv.name))
     for lower, upper in itertools.pairwise(levels):
         if upper.bucket_ms % lower.bucket_ms:
@@ -142,6 +150,15 @@ def merge_levels(configs: Mapping[str, str]) -> list[MergeLevel]:
                 f"{upper.name}.bucketTimePeriod must be a multiple of {lower.name}.bucketTimePeriod"
             )
     return levels
+
+
+def ingestion_type(table: TableConfig) -> str:
+    """APPEND or REFRESH, read as Pinot does (IngestionConfigUtils.getBatchSegmentIngestionType): the batch
+    ingestion config's, else the deprecated ``segmentsConfig.segmentPushType``, else APPEND."""
+    batch = table.ingestionConfig.batchIngestionConfig if table.ingestionConfig else None
+    if batch is not None:
+        return batch.segmentIngestionType
+    return str(table.segmentsConfig.get("segmentPushType") or "APPEND").upper()
 
 
 @dataclass(frozen=True)
@@ -159,7 +176,14 @@ class MergeRollupTaskGenerator(DataTaskGenerator):
     ) -> None:
         if schema is None:
             raise TaskConfigError(f"table {table_config.tableName} has no schema")
-        merge_levels(task_configs)
+        columns = {f.name for f in schema.fields}
+        for level in merge_levels(task_configs):
+            unknown = [c for c in level.erase if c not in columns]
+            if unknown:  # Pinot checks them against the schema too
+                names = ", ".join(unknown)
+                raise TaskConfigError(
+                    f"{level.name}.eraseDimensionValues: {names} not in schema {schema.schemaName}"
+                )
         aggregations(task_configs, schema)
         epoch_time_column(table_config, schema)
 
@@ -169,6 +193,12 @@ class MergeRollupTaskGenerator(DataTaskGenerator):
         catalog = plugin_catalog(self.context)
         schema = require_schema(catalog, table)
         self.validate_task_configs(table, schema, configs)
+        if ingestion_type(table) == "REFRESH":
+            # Pinot's generator skips REFRESH tables: a refresh push replaces segments by name, and merged
+            # segments would keep the rows it replaced.
+            raise TaskConfigError(
+                f"{TASK_TYPE} merges APPEND tables only: {table.tableName} is a REFRESH table"
+            )
         levels = merge_levels(configs)
         rank = {lv.name: i for i, lv in enumerate(levels)}
         store = catalog.segments
@@ -279,6 +309,7 @@ class MergeRollupTaskExecutor(BaseTaskExecutor):
                 level.round_ms,
                 window=(start, end),
                 window_keeps_null_time=True,  # rows with no time stay in the segment's own bucket
+                erase_columns=level.erase,
             ),
             level.max_records,
             f"merged_{level.name}_{start}_{token}",

@@ -15,9 +15,9 @@ from pathlib import Path
 from taskplan.catalog.errors import SegmentConflictError
 from taskplan.data.merging import AGGREGATION_TYPES, MERGE_TYPES, MergeSpec, write_segments
 from taskplan.data.parquet import time_column_of
-from taskplan.data.segments import SegmentManager, parse_period_ms
+from taskplan.data.segments import SegmentManager
 from taskplan.models.segment import SegmentMetadata, SegmentStatus
-from taskplan.models.table import Schema, TableConfig
+from taskplan.models.table import Schema, TableConfig, parse_period_ms
 from taskplan.plugin import TaskConfigError
 from taskplan.tasktypes.common import int_config
 

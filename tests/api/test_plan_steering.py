@@ -4,6 +4,7 @@ real dev server and workers. Each batch continues the plan as new, so the pause 
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from typing import Any
 
@@ -113,11 +114,15 @@ async def test_the_report_counts_the_running_batchs_ended_subtasks(
     plan_id = await plans.starter.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, configs)
 
     async def part_way() -> None:
+        page = (await http.get("/ui", params={"plan": plan_id})).text  # read first: it can only lag
         plan = await _plan(http, plan_id)
         assert plan["batches"] and plan["batches"][0]["taskState"] == "IN_PROGRESS", plan
         report = plan["report"]
         assert 1 <= report["subtasksCompleted"] <= 3, report
         assert report["counters"]["items"] == report["subtasksCompleted"]
+        shown = re.search(r'data-testid="report-subtasks-completed">([0-9]+)<', page)
+        assert shown is not None, page
+        assert 1 <= int(shown.group(1)) <= report["subtasksCompleted"]  # /ui shows the live report too
 
     await eventually(part_way, interval=0.1)
     await wait_for_end(plans.reader, plan_id)

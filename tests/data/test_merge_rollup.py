@@ -14,11 +14,12 @@ from taskplan.data.segments import SegmentManager
 from taskplan.models.table import TableConfig
 from taskplan.plugin import TaskConfigError
 from taskplan.settings import Settings
-from taskplan.tasktypes.merge_rollup import MERGE_LEVEL_KEY, MERGE_ROLLUP
+from taskplan.tasktypes.merge_rollup import MERGE_LEVEL_KEY, MERGE_ROLLUP, merge_levels
 from tests.data.test_task_types import execute, generator_of, manager_of, name, request
 from tests.support.data import deep_store_leaks, events_schema, make_table, run_plan_directly, table_rows
 
-DAY = 86_400_000
+HOUR = 3_600_000
+DAY = 24 * HOUR
 D0 = (1_700_000_000_000 // (3 * DAY)) * (3 * DAY)  # a 3-day bucket's start, so a 1-day bucket's too
 
 
@@ -144,6 +145,50 @@ def test_a_merge_killed_between_upload_and_swap_is_finished_by_its_retry(
     assert deep_store_leaks(manager, table.tableName) == set()
 
 
+def test_periods_and_time_rounding_are_pinots(settings: Settings, catalog: Catalog) -> None:
+    # Pinot's periods (TimeUtils.convertPeriodToMillis): compound ones too, units largest first.
+    [level] = merge_levels({"x.bucketTimePeriod": "1d12h", "x.bufferTimePeriod": "4h30m"})
+    assert (level.bucket_ms, level.buffer_ms) == (36 * HOUR, 4 * HOUR + 30 * 60_000)
+    # roundBucketTimePeriod rounds every row's time, whatever the merge type: concat keeps the rows, dedup
+    # then drops the rows equal once rounded.
+    manager = manager_of(settings, catalog)
+    rows = {"a": [row(1, D0 + 10), row(1, D0 + 20)], "b": [row(2, D0 + HOUR + 5), row(2, D0 + HOUR + 7)]}
+    expected = {
+        "concat": [(1, D0), (1, D0), (2, D0 + HOUR), (2, D0 + HOUR)],
+        "dedup": [(1, D0), (2, D0 + HOUR)],
+    }
+    for merge_type, merged in expected.items():
+        table = make_table(catalog, name("rd"))
+        for segment, segment_rows in rows.items():
+            add(manager, table, segment, segment_rows)
+        configs = {
+            "1d.bucketTimePeriod": "1d",
+            "1d.bufferTimePeriod": "0d",
+            "1d.mergeType": merge_type,
+            "1d.roundBucketTimePeriod": "1h",
+        }
+        run = run_plan_directly(MERGE_ROLLUP, settings, catalog, table, configs)
+        assert run.batches == 1 and run.total("rowsIn") == 4
+        assert sorted((r["id"], r["ts"]) for r in table_rows(manager, table.tableName)) == merged, merge_type
+
+
+def test_erased_dimensions_are_set_to_their_default_null_value(settings: Settings, catalog: Catalog) -> None:
+    manager = manager_of(settings, catalog)
+    table = make_table(catalog, name("er"))
+    add(manager, table, "a", [row(1, D0 + 10, "US", 1.0), row(1, D0 + 10, "FR", 2.0)])
+    add(manager, table, "b", [row(1, D0 + 10, "DE", 4.0)])
+    configs = {
+        "1d.bucketTimePeriod": "1d",
+        "1d.bufferTimePeriod": "0d",
+        "1d.mergeType": "rollup",
+        "1d.eraseDimensionValues": "country, tags",  # Pinot's key: the rows then roll up into one
+    }
+    run = run_plan_directly(MERGE_ROLLUP, settings, catalog, table, configs)
+    assert run.batches == 1 and (run.total("rowsIn"), run.total("rowsOut")) == (3, 1)
+    [merged] = table_rows(manager, table.tableName)
+    assert (merged["country"], merged["tags"], merged["amount"]) == ("null", ["null"], 7.0)
+
+
 BAD_CONFIGS: list[tuple[dict[str, str], str]] = [
     ({}, "at least one merge level"),
     ({"1d.bucketTimePeriod": "1d"}, "1d.bufferTimePeriod is required"),
@@ -154,6 +199,10 @@ BAD_CONFIGS: list[tuple[dict[str, str], str]] = [
     ({**LEVELS, "1day.maxNumParallelBuckets": "0"}, "1day.maxNumParallelBuckets"),
     ({**LEVELS, "1day.bucketTimePerod": "1d"}, "unknown merge level property 'bucketTimePerod'"),
     ({**LEVELS, "3day.bucketTimePeriod": "36h"}, "multiple of 1day.bucketTimePeriod"),
+    (
+        {**LEVELS, "1day.eraseDimensionValues": "country,city"},
+        "1day.eraseDimensionValues: city not in schema",
+    ),
 ]
 
 
@@ -163,3 +212,12 @@ def test_bad_merge_configs_are_refused(settings: Settings, catalog: Catalog) -> 
     for configs, message in BAD_CONFIGS:
         with pytest.raises(TaskConfigError, match=message):
             generator.validate_task_configs(table, events_schema(table.raw_table_name), configs)
+    # Pinot merges APPEND tables only (its generator skips REFRESH ones), the deprecated push type too.
+    for extra in (
+        {"ingestionConfig": {"batchIngestionConfig": {"segmentIngestionType": "REFRESH"}}},
+        {"segmentsConfig": {"segmentPushType": "refresh"}},
+    ):
+        refresh = make_table(catalog, name("rf"), **extra)
+        refused = f"merges APPEND tables only: {refresh.tableName} is a REFRESH table"
+        with pytest.raises(TaskConfigError, match=refused):
+            generator.generate_next_batch(request(refresh, LEVELS))

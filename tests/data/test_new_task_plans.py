@@ -70,10 +70,22 @@ async def test_realtime_to_offline_plan_catches_up_every_window(
     for day in (0, 1, 3):
         await ingest(http, realtime, csv_bytes([on_day(day * 10, day), on_day(day * 10 + 1, day)], tmp_path))
     configs = {"bucketTimePeriod": "1d", "bufferTimePeriod": "1d"}
+    one_shot = await execute(
+        http, "RealtimeToOfflineSegmentsTask", realtime, enableTaskOrchestration="false", **configs
+    )
+    assert one_shot.status_code == 200, one_shot.text
+    [task_name] = one_shot.json().values()
+
+    async def one_shot_done() -> None:
+        state = (await http.get(f"/tasks/task/{task_name}/state")).json()
+        assert state == "COMPLETED", state
+
+    await eventually(one_shot_done, timeout=60)
+    assert len(await segments(http, offline)) == 1  # one-shot: the first window, day 0
     plan = await completed_plan(
         http, await execute(http, "RealtimeToOfflineSegmentsTask", realtime, **configs)
     )
-    assert plan["numBatches"] == 3 and plan["inputUnit"] == "windows"  # days 0, 1, 3 (2 has no segment)
+    assert plan["numBatches"] == 2 and plan["inputUnit"] == "windows"  # days 1, 3 (2 has no segment)
     moved = await segments(http, offline)
     assert len(moved) == 3 and sum(int(s["segment.total.docs"]) for s in moved) == 6
     metadata = tables.segments.task_metadata(realtime, "RealtimeToOfflineSegmentsTask")

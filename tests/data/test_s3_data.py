@@ -159,6 +159,33 @@ def test_an_object_changed_after_it_was_listed_fails_its_subtask(
     assert bucket_store.list(f"deep/{table.tableName}/") == []
 
 
+def test_a_retried_ingestion_subtask_rewrites_the_same_key(
+    settings: Settings, catalog: Catalog, bucket: str, bucket_store: ObjectStore, tmp_path: Path
+) -> None:
+    """An attempt that uploaded its segment and then died before the catalog commit (its rows removed
+    here) is retried: the retry writes the same key again, and the table has the file's rows once."""
+    manager = SegmentManager.from_settings(settings, catalog)
+    table = make_table(catalog, name("s3retry"))
+    put_csv(bucket_store, f"in/{table.raw_table_name}/a.csv", [event(1), event(2)], tmp_path)
+    configs = {"inputDirURI": f"s3://{bucket}/in/{table.raw_table_name}", "inputFormat": "csv"}
+    [task] = (
+        generator_of(FILE_INGESTION, settings, catalog).generate_next_batch(request(table, configs)).subtasks
+    )
+    execute(FILE_INGESTION, settings, catalog, task)
+    [first] = bucket_store.list(f"deep/{table.tableName}/")
+    with catalog.engine.begin() as conn:  # the commit that never happened
+        for sql_table in ("tp_segments", "tp_processed_files"):
+            conn.exec_driver_sql(f"DELETE FROM {sql_table} WHERE table_name = ?", (table.tableName,))
+    assert catalog.segments.all_segments(table.tableName) == []
+    execute(FILE_INGESTION, settings, catalog, task)
+    [again] = bucket_store.list(f"deep/{table.tableName}/")
+    assert again.key == first.key and again.last_modified >= first.last_modified
+    [segment] = catalog.segments.all_segments(table.tableName)
+    assert f"deep/{table.tableName}/{segment.file_name}" == again.key
+    assert sorted(r["id"] for r in table_rows(manager, table.tableName)) == [1, 2]
+    assert no_local_segment_files(settings)
+
+
 def test_export_to_s3_is_exactly_once(
     settings: Settings, catalog: Catalog, bucket: str, bucket_store: ObjectStore, tmp_path: Path
 ) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from taskplan.data.segments import FLUSH_ROWS, FLUSH_TIME, parse_period_ms
-from taskplan.models.table import TableConfig
+from taskplan.data.segments import FLUSH_ROWS, FLUSH_TIME
+from taskplan.models.table import TableConfig, parse_period_ms
 
 ACCEPTED_ROWS = ["1", "5", " 100 ", "2147483647"]
 REFUSED_ROWS = ["2147483648", "0", "-1", "abc", "1.5", "1e3", "\u0663", "", "9" * 5000]
-ACCEPTED_PERIODS = ["6h", "30m", "10s", "1d", "500ms", "1 h", "6H", " 2m "]
-REFUSED_PERIODS = ["0h", "6", "h", "soon", "-1h", "1.5h", "\u0663h", "", "6 hours"]
+ACCEPTED_PERIODS = ["6h", "30m", "10s", "1d", "500ms", "1 h", "6H", " 2m ", "4h30m", "1d12h", "1m30s500ms"]
+REFUSED_PERIODS = ["0h", "6", "h", "soon", "-1h", "1.5h", "\u0663h", "", "6 hours", "30m4h", "1d1d", "0h0m"]
 
 
 def problems(key: str, value: str) -> list[str]:

@@ -205,7 +205,11 @@ async def own_stack(
     tables = Catalog(settings.resolved_catalog_url)
     tables.migrate()
     table = add_table(tables, f"r{uuid.uuid4().hex[:10]}_OFFLINE")
-    workers = build_workers(
+    return client, tables, table, stack_workers(client, settings, tables)
+
+
+def stack_workers(client: Client, settings: Settings, tables: Catalog) -> list[Worker]:
+    return build_workers(
         client,
         settings,
         build_registry(ALL_SPECS, entry_points_group=None),
@@ -213,7 +217,6 @@ async def own_stack(
         WorkerOptions(max_concurrent_subtasks=10, graceful_shutdown_seconds=1),
         catalog=tables,
     )
-    return client, tables, table, workers
 
 
 async def test_plan_continues_after_the_dev_server_restarts(
@@ -240,6 +243,58 @@ async def test_plan_continues_after_the_dev_server_restarts(
         plan = await plans.reader.get_plan(plan_id)
         assert plan.status == PlanStatus.COMPLETED
         assert [b.batch_sequence for b in plan.batches] == [0, 1, 2, 3]
+    finally:
+        stop.set()
+        await running
+
+
+async def test_a_paused_plan_stays_paused_across_a_worker_and_dev_server_restart(
+    own_server: tuple[Settings, list[subprocess.Popen[bytes]]],
+) -> None:
+    """The pause lives in the plan's workflow (history, carried by continue-as-new): workers and the dev
+    server restarted while paused, the plan is still paused with its reason and starts no batch until
+    resumed."""
+    settings, servers = own_server
+    client, tables, table, workers = await own_stack(settings, servers)
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_workers(workers, stop))
+    try:
+        plans = PlanServices.build(client, tables, TEST_OPTIONS)
+        plan_id = await plans.starter.start_plan(
+            table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "4", "sleepMs": "300"}
+        )
+        handle = client.get_workflow_handle(plan_workflow_id(table, COUNTING))
+
+        async def first_batch() -> None:
+            assert (await plans.reader.get_plan(plan_id)).num_batches >= 1
+
+        await eventually(first_batch)
+        await handle.signal("pause", {"reason": "disk swap"})
+
+        async def paused_between_batches() -> int:
+            plan = await plans.reader.get_plan(plan_id)
+            assert plan.paused and plan.status_message == "paused: disk swap", plan.status_message
+            assert all(b.task_state != TaskState.IN_PROGRESS for b in plan.batches)
+            return plan.num_batches
+
+        at_pause = await eventually(paused_between_batches)
+    finally:
+        stop.set()
+        await running
+    servers[0].terminate()
+    servers[0].wait(timeout=30)
+    start_server(settings, servers)
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_workers(stack_workers(client, settings, tables), stop))
+    try:
+        await asyncio.sleep(2)  # unpaused, the plan would have started its next batches by now
+        plan = await plans.reader.get_plan(plan_id, live=True)  # the workflow, replayed
+        assert plan.status == PlanStatus.ACTIVE and plan.paused and plan.pause_reason == "disk swap"
+        assert plan.num_batches == at_pause < 4
+        await handle.signal("resume")
+        await wait_for_end(plans.reader, plan_id, timeout=60)
+        plan = await plans.reader.get_plan(plan_id)
+        assert plan.status == PlanStatus.COMPLETED and plan.num_batches == 4 and not plan.paused
     finally:
         stop.set()
         await running

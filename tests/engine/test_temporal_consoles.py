@@ -20,13 +20,15 @@ from temporalio.worker import Replayer
 
 from taskplan.binaries import temporal_cli
 from taskplan.catalog import Catalog
-from taskplan.models.errors import PLAN_FAILED_THRESHOLD
+from taskplan.gate import QueueState, set_queue_state
+from taskplan.models.errors import PLAN_ENDED, PLAN_FAILED_THRESHOLD
 from taskplan.models.plan import PlanSource, PlanStatus, TaskPlan
 from taskplan.names import SearchAttributes, parse_plan_id, plan_workflow_id
 from taskplan.plans import PlanServices
 from taskplan.registry import build_registry
 from taskplan.settings import Settings
 from taskplan.worker import WorkerOptions, build_workers, run_workers
+from taskplan.workflows.models import PlanState
 from taskplan.workflows.plan_details import current_details, subtask_summary
 from taskplan.workflows.task_plan import TaskPlanWorkflow
 from tests.engine.test_operator_signals import running_batch
@@ -173,8 +175,68 @@ async def test_progress_shows_in_describe_the_metadata_query_and_the_history(
     code, out = await temporal(
         temporal_env, "workflow", "update", "execute", "--workflow-id", workflow_id, "--name", "abort"
     )
-    assert code != 0 and "already completed" in out, out
+    assert code != 0 and "workflow execution already completed" in out, out
     await replays(engine, workflow_id)
+
+    # A later plan of the same table and task type has the same workflow id: --run-id reaches only the
+    # ended one (refused as above), and the new plan runs on.
+    ended_run = (await handle.describe()).run_id
+    later = await plans.starter.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, SLOW)
+    code, out = await temporal(
+        temporal_env, "workflow", "update", "execute", "--workflow-id", workflow_id, "--run-id", ended_run,
+        "--name", "abort",
+    )  # fmt: skip
+    assert code != 0 and "workflow execution already completed" in out, out
+    assert (await plans.reader.get_plan(later, live=True)).status == PlanStatus.ACTIVE
+    code, out = await temporal(
+        temporal_env, "workflow", "update", "execute", "--workflow-id", workflow_id, "--name", "abort"
+    )
+    assert code == 0 and later in out and "ABORTING" in out, out
+    await wait_for_end(plans.reader, later)
+
+
+async def timer_summaries(engine: Client, workflow_id: str) -> list[str]:
+    """The summaries of a workflow's timers: what the Web UI shows of a wait (its event history's Timer
+    Started, and the timeline's timer bar)."""
+    history = await engine.get_workflow_handle(workflow_id).fetch_history()
+    return [
+        json.loads(e.user_metadata.summary.data)
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED and e.HasField("user_metadata")
+    ]
+
+
+async def test_each_wait_says_why_the_plan_waits(
+    engine: Client, plans: PlanServices, tables: Catalog, table: str
+) -> None:
+    # Progression blocked: the task type's queue is stopped (a task type of its own, so no other test waits).
+    blocked_type = "TestSingleAttemptTask"
+    workflow_id = plan_workflow_id(table, blocked_type)
+    set_queue_state(tables, blocked_type, QueueState.STOPPED)
+    try:
+        blocked = await plans.starter.start_plan(
+            table, blocked_type, PlanSource.ADHOC_CONFIG, {"numBatches": "1"}
+        )
+
+        async def waits_blocked() -> None:
+            summaries = await timer_summaries(engine, workflow_id)
+            assert f"progression blocked: the task queue of {blocked_type} is stopped" in " ".join(
+                summaries
+            ), summaries
+
+        await eventually(waits_blocked, timeout=30)
+    finally:
+        set_queue_state(tables, blocked_type, QueueState.IN_PROGRESS)
+    await wait_for_end(plans.reader, blocked)
+
+    # A failed generation: the backoff before the next attempt says so.
+    retried = await plans.starter.start_plan(
+        table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "1", "failGenerations": "1"}
+    )
+    await wait_for_end(plans.reader, retried)
+    assert (await plans.reader.get_plan(retried)).status == PlanStatus.COMPLETED
+    summaries = await timer_summaries(engine, plan_workflow_id(table, COUNTING))
+    assert "generation backoff after failed attempt 1" in summaries, summaries
 
 
 async def test_the_abort_update_refuses_an_unknown_name_and_answers_without_input(
@@ -200,6 +262,36 @@ async def test_the_abort_update_refuses_an_unknown_name_and_answers_without_inpu
         assert (await plans.reader.get_plan(plan_id)).status == PlanStatus.CANCELLED
 
     await eventually(ended, timeout=30)
+
+
+def test_the_abort_update_validator_refuses_a_plan_that_ended_or_is_ending() -> None:
+    """The window before the workflow closes (the plan records its end): the plan refuses the Update itself,
+    saying so (once the workflow closed, Temporal answers for it: see the CLI test above)."""
+    plan = TaskPlan(
+        plan_id="t_OFFLINE__X__u",
+        table_name_with_type="t_OFFLINE",
+        task_type="X",
+        status=PlanStatus.ACTIVE,
+        source=PlanSource.ADHOC_CONFIG,
+        status_message="batch 3 running",
+    )
+    running = TaskPlanWorkflow()
+    running._state = PlanState(plan=plan)
+    running.check_update("abort", [])  # an active plan takes it
+    running._ending = True  # COMPLETED is being recorded
+    with pytest.raises(
+        ApplicationError, match=r"plan t_OFFLINE__X__u already ended \(ACTIVE: batch 3 running\)"
+    ):
+        running.check_update("abort", [])
+    ended = TaskPlanWorkflow()
+    ended._state = PlanState(
+        plan=plan.model_copy(update={"status": PlanStatus.FAILED, "status_message": "boom"})
+    )
+    with pytest.raises(
+        ApplicationError, match="already ended \\(FAILED: boom\\): nothing to abort"
+    ) as refused:
+        ended.check_update("abort", [])
+    assert refused.value.type == PLAN_ENDED and refused.value.non_retryable
 
 
 def test_summaries_and_details_are_one_line_or_markdown_of_the_plan() -> None:

@@ -2,18 +2,26 @@
 Temporal Cloud is: a worker configured by the `temporal` CLI's TEMPORAL_* variables and an API configured
 by a CLI TOML profile plus taskplan properties connect through it, `taskplan setup` prepares the namespace
 through it, and a plan completes; a wrong or missing client certificate stops a process at start, in
-seconds, with a message that says what to check.
+seconds, with a message that says what to check. A second port of the terminator wants an API key instead
+of a certificate: the key is sent, and a wrong or missing one is refused at start.
 
-The terminator is HAProxy (Debian's package; `make test` installs it): it terminates TLS, verifies the
-client certificate against the test's CA and passes the gRPC stream to the session's dev server. stunnel4
-cannot stand in: it does not negotiate ALPN `h2`, which the Temporal SDK's client requires of a TLS server.
+The terminator is nginx (Debian's package; `make test` installs it), run by the test with a configuration,
+prefix and pid file of its own in a temporary directory: an HTTP/2 server that terminates TLS (ALPN `h2`,
+which the Temporal SDK's client requires of a TLS server), verifies the client certificate against the
+test's CA (`ssl_verify_client on`) and passes the gRPC calls to the session's dev server (`grpc_pass`),
+with read and send timeouts well above Temporal's 70 s long polls. nginx checks the certificate after the
+handshake and answers a missing or untrusted one with HTTP 400, which the message names; a terminator
+that refuses it inside the handshake is the last test's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import uuid
@@ -23,6 +31,7 @@ from pathlib import Path
 
 import pytest
 import trustme
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.testing import WorkflowEnvironment
 
 from taskplan.bootstrap import Stack
@@ -36,6 +45,7 @@ from tests.chaos.cluster import free_port
 from tests.support.deployment import refused, run_plan, start_api, start_worker, stop
 
 SERVER_NAME = "temporal.test"  # the only name in the server's certificate: the client must say it
+API_KEY = "test-key-" + uuid.uuid4().hex  # what the terminator's API-key port accepts
 
 
 @dataclass
@@ -43,6 +53,7 @@ class Secured:
     address: str  # the terminator
     namespace: str
     dir: Path
+    api_key_address: str  # the terminator's second port: TLS without a client certificate, an API key
 
     def file(self, name: str) -> str:
         return str(self.dir / name)
@@ -74,40 +85,89 @@ def make_certificates(directory: Path) -> None:
     intruder.private_key_pem.write_to_path(str(directory / "intruder.key"))
 
 
+def nginx_config(directory: Path, port: int, upstream: str, api_key_port: int) -> str:
+    """nginx as a TLS terminator for gRPC: everything it writes stays in ``directory`` (no default path,
+    no port but its two). ``port`` requires a client certificate from the test's CA; ``api_key_port``
+    requires none but the API key, as Temporal Cloud's API-key endpoints do (HTTP 401 without it)."""
+    ca, server = directory / "ca.pem", directory / "server.pem"
+    # As root, nginx's workers would run as `nobody` and could not enter the 0700 temporary directory.
+    user = f"user {pwd.getpwuid(os.getuid()).pw_name};" if os.geteuid() == 0 else ""
+    temp = "\n".join(
+        f"    {kind}_temp_path {directory / 'temp' / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""{user}
+daemon off;
+master_process on;
+worker_processes 1;
+pid {directory / "nginx.pid"};
+error_log {directory / "nginx-error.log"} info;
+events {{
+    worker_connections 1024;
+}}
+http {{
+{temp}
+    log_format grpc '$remote_addr "$request" $status client=$ssl_client_verify header=$http_x_taskplan_test';
+    access_log {directory / "nginx-access.log"} grpc;
+    server {{
+        listen 127.0.0.1:{port} ssl http2;
+        ssl_certificate {server};
+        ssl_certificate_key {server};
+        ssl_client_certificate {ca};
+        ssl_verify_client on;
+        client_max_body_size 0;        # Temporal's payloads can pass nginx's 1 MB default
+        keepalive_timeout 1h;          # a worker's connection stays idle between polls
+        keepalive_requests 1000000;
+        location / {{
+            grpc_pass grpc://{upstream};
+            grpc_read_timeout 300s;    # long polls last up to 70 s
+            grpc_send_timeout 300s;
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{api_key_port} ssl http2;
+        ssl_certificate {server};
+        ssl_certificate_key {server};
+        client_max_body_size 0;
+        location / {{
+            if ($http_authorization != "Bearer {API_KEY}") {{
+                return 401;
+            }}
+            grpc_pass grpc://{upstream};
+            grpc_read_timeout 300s;
+            grpc_send_timeout 300s;
+        }}
+    }}
+}}
+"""
+
+
 @pytest.fixture(scope="module")
 def secured(temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
-    """HAProxy with mTLS in front of the session's dev server, and a namespace of this module's, made by
+    """nginx with mTLS in front of the session's dev server, and a namespace of this module's, made by
     `taskplan setup`'s code through the terminator (the session's workers never poll it)."""
-    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
-    assert Path(haproxy).exists(), "haproxy is missing: `make test` installs it (apt-get install haproxy)"
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    assert Path(nginx).exists(), "nginx is missing: `make test` installs it (apt-get install nginx)"
     directory = tmp_path_factory.mktemp("tls")
     make_certificates(directory)
-    port = free_port()
-    ca = directory / "ca.pem"
-    (directory / "haproxy.cfg").write_text(
-        f"""global
-    log stderr format raw local0 info
-defaults
-    mode tcp
-    log global
-    timeout connect 5s
-    timeout client 1h
-    timeout server 1h
-frontend temporal_tls
-    bind 127.0.0.1:{port} ssl crt {directory / "server.pem"} ca-file {ca} verify required alpn h2
-    default_backend temporal
-backend temporal
-    server dev {temporal_env.client.service_client.config.target_host}
-""",
-        encoding="utf-8",
+    (directory / "temp").mkdir()
+    port, api_key_port = free_port(), free_port()
+    upstream = temporal_env.client.service_client.config.target_host
+    (directory / "nginx.conf").write_text(
+        nginx_config(directory, port, upstream, api_key_port), encoding="utf-8"
     )
-    with (directory / "haproxy.log").open("ab") as log:
+    with (directory / "nginx.log").open("ab") as log:
         proxy = subprocess.Popen(
-            [haproxy, "-db", "-f", str(directory / "haproxy.cfg")], stdout=log, stderr=subprocess.STDOUT
+            [nginx, "-p", str(directory), "-c", str(directory / "nginx.conf"), "-e", "stderr"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         wait_for_port("127.0.0.1", port, 30, proxy)
-        result = Secured(f"127.0.0.1:{port}", f"tls-{uuid.uuid4().hex[:8]}", directory)
+        wait_for_port("127.0.0.1", api_key_port, 30, proxy)
+        result = Secured(
+            f"127.0.0.1:{port}", f"tls-{uuid.uuid4().hex[:8]}", directory, f"127.0.0.1:{api_key_port}"
+        )
         settings = result.settings()
 
         async def prepare() -> None:
@@ -174,7 +234,12 @@ client_key_path = "{secured.file("client.key")}"
     finally:
         stop(api, worker)
     assert plan["status"] == "COMPLETED", plan
-    assert "Connect from" in (secured.dir / "haproxy.log").read_text()  # it went through the terminator
+    # It went through the terminator, with the certificate nginx verified.
+    calls = (secured.dir / "nginx-access.log").read_text()
+    assert "WorkflowService/PollWorkflowTaskQueue" in calls, calls[-2000:]
+    assert "client=SUCCESS" in calls and "client=FAILED" not in calls, calls[-2000:]
+    polls = [line for line in calls.splitlines() if "PollActivityTaskQueue" in line]
+    assert any("header=tls" in line for line in polls), polls[-5:]  # the worker's gRPC header, on the wire
 
 
 async def test_a_wrong_or_missing_client_certificate_is_refused_at_start(
@@ -188,11 +253,12 @@ async def test_a_wrong_or_missing_client_certificate_is_refused_at_start(
                     "temporal.tls.clientKeyPath": secured.file("intruder.key"),
                 }
             ),
-            "the server refused the TLS handshake: it wants a client certificate it trusts",
+            "answered 400 Bad Request instead of gRPC, as nginx does for a missing or untrusted client "
+            "certificate: it wants a client certificate it trusts",
         ),
         "none": (
             secured.settings(**{"temporal.tls.clientCertPath": "", "temporal.tls.clientKeyPath": ""}),
-            "the server refused the TLS handshake",
+            "it wants a client certificate it trusts",
         ),
         "untrusted server": (
             secured.settings(**{"temporal.tls.serverCaCertPath": secured.file("intruder.pem")}),
@@ -200,7 +266,7 @@ async def test_a_wrong_or_missing_client_certificate_is_refused_at_start(
         ),
         "plaintext": (
             Settings.model_validate({"temporal.address": secured.address, "taskplan.dataDir": str(tmp_path)}),
-            "the server closed the connection: does it want TLS",
+            "does it want TLS (temporal.tls=true, TEMPORAL_TLS=true)?",  # closed, or nginx's HTTP/1.1 400
         ),
     }
     for name, (settings, message) in cases.items():
@@ -239,7 +305,38 @@ async def test_a_wrong_or_missing_client_certificate_is_refused_at_start(
     assert "taskplan cannot start: cannot connect to Temporal" in worker
     assert "it wants a client certificate it trusts" in worker
     assert "taskplan cannot start: cannot connect to Temporal" in api
-    assert "the server refused the TLS handshake" in api
+    assert "it wants a client certificate it trusts" in api
+
+
+async def test_an_api_key_is_sent_and_a_wrong_or_missing_one_is_refused_at_start(secured: Secured) -> None:
+    """The API key (temporal.apiKey, TEMPORAL_API_KEY) goes with every call: the terminator's API-key
+    port passes the process's calls on only with it; without it, or with another, the start stops."""
+    base = {
+        "temporal.address": secured.api_key_address,
+        "temporal.namespace": secured.namespace,
+        "temporal.tls.serverName": SERVER_NAME,
+        "temporal.tls.serverCaCertPath": secured.file("ca.pem"),
+        "temporal.connectTimeoutSeconds": "5",
+    }
+    settings = load_settings(None, environ={"TEMPORAL_API_KEY": API_KEY, **base_env(base)})
+    assert settings.temporal_api_key == API_KEY
+    client = await Stack(settings, build_registry(""), catalog=None).connect()  # type: ignore[arg-type]
+    assert (await client.workflow_service.get_system_info(GetSystemInfoRequest())).server_version
+    for key in ("not-the-key", None):
+        wrong = Settings.model_validate({**base, **({"temporal.apiKey": key} if key else {})})
+        started = time.monotonic()
+        with pytest.raises(TemporalConnectError) as refusal:
+            await connect(wrong, retries=60)
+        assert time.monotonic() - started < 5
+        assert "the server refused the credentials: check the API key" in str(refusal.value), str(
+            refusal.value
+        )
+    assert API_KEY not in str(refusal.value)
+
+
+def base_env(properties: dict[str, str]) -> dict[str, str]:
+    """Properties as the environment sets them (TASKPLAN_PROP_<key>)."""
+    return {f"TASKPLAN_PROP_{key}": value for key, value in properties.items()}
 
 
 async def test_a_server_that_never_answers_stops_a_process_at_the_connect_timeout(tmp_path: Path) -> None:
@@ -258,3 +355,42 @@ async def test_a_server_that_never_answers_stops_a_process_at_the_connect_timeou
             ):
                 await connect(settings, retries=60)
             assert time.monotonic() - started < 4
+
+
+async def test_a_server_that_refuses_the_certificate_in_the_handshake_is_named(tmp_path: Path) -> None:
+    """A terminator that checks the client certificate inside the TLS handshake (HAProxy's `verify
+    required`, a Temporal server's own mTLS) aborts it with an alert, where nginx answers 400 after it:
+    here a TLS server of Python's own (OpenSSL) that requires a certificate from the test's CA."""
+    make_certificates(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "server.pem")
+    context.load_verify_locations(tmp_path / "ca.pem")
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.set_alpn_protocols(["h2"])
+
+    async def never_reached(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(never_reached, "127.0.0.1", 0, ssl=context)
+    address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    base = {
+        "temporal.address": address,
+        "temporal.tls.serverName": SERVER_NAME,
+        "temporal.tls.serverCaCertPath": str(tmp_path / "ca.pem"),
+        "temporal.connectTimeoutSeconds": "5",
+    }
+    try:
+        for client in (
+            {"temporal.tls.clientCertPath": "intruder.pem", "temporal.tls.clientKeyPath": "intruder.key"},
+            {},
+        ):
+            settings = Settings.model_validate(
+                {**base, **{key: str(tmp_path / name) for key, name in client.items()}}
+            )
+            with pytest.raises(TemporalConnectError) as refusal:
+                await connect(settings)
+            assert "the server refused the TLS handshake: it wants a client certificate it trusts" in str(
+                refusal.value
+            ), str(refusal.value)
+    finally:
+        server.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from taskplan.bootstrap import location_problem, open_stack
 from taskplan.settings import Settings, load_settings
 from taskplan.storage import (
     LocalStore,
@@ -121,6 +122,33 @@ def test_s3_uris_are_normalized_and_kept_under_their_roots() -> None:
     for bad in ("s3://B_A/x", "s3://bucket-a/x?versionId=1", "s3://bucket-a/a\x00b"):
         with pytest.raises(BadURIError):
             parse_s3(bad)
+
+
+def test_a_storage_location_is_a_local_path_or_an_s3_uri(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process refuses to start on a deep store or an allowed root that is neither a local path nor a
+    valid s3:// URI, before it makes any directory (a gs:// or file:// one was a relative local directory
+    named after it)."""
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"
+    for key, value, said in [
+        ("taskplan.deepStore.dir", "gs://bucket-a/deep", "a location is a local path"),
+        ("taskplan.deepStore.dir", "file:///srv/deep", "no file:// URI"),
+        ("taskplan.deepStore.dir", "s3://bucket-a/deep/../other", r"'\.\.' segment"),
+        ("taskplan.ingestion.allowedRoots", f"{tmp_path}/in, s3://Bucket_A/in", "not a valid S3 bucket"),
+        ("taskplan.export.allowedRoots", "file:///srv/out", "no file:// URI"),
+    ]:
+        settings = Settings.model_validate({"taskplan.dataDir": str(data), key: value})
+        with pytest.raises(SystemExit, match=f"taskplan cannot start: {key}.*{said}"):
+            open_stack(settings=settings)
+    assert list(tmp_path.iterdir()) == []  # no data directory, no root, no "gs:" or "file:" directory
+    fine = {
+        "taskplan.deepStore.dir": "s3://bucket-a/deep",
+        "taskplan.ingestion.allowedRoots": f"{tmp_path}/in,s3://bucket-a/in",
+        "taskplan.export.allowedRoots": "S3://bucket-a/out/",
+    }
+    assert location_problem(Settings.model_validate(fine)) is None
 
 
 def test_the_aws_variables_configure_s3_and_the_properties_win() -> None:

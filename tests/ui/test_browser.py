@@ -169,7 +169,10 @@ async def test_the_temporal_web_ui_shows_a_failed_plan_as_failed(
 ) -> None:
     async with httpx.AsyncClient(base_url=api) as http:
         table = await new_table(http, "failed")
-        plan_id = await start(http, table, {"numBatches": "3", "fatal": "true", "maxFailedBatches": "0"})
+        # Its first generation fails: the plan waits 1 s (a timer with a summary) before the next attempt.
+        plan_id = await start(
+            http, table, {"numBatches": "3", "fatal": "true", "maxFailedBatches": "0", "failGenerations": "1"}
+        )
 
         async def ended() -> None:
             assert (await http.get(f"/tasks/taskPlans/isActive/{plan_id}")).json()["active"] is False
@@ -186,6 +189,10 @@ async def test_the_temporal_web_ui_shows_a_failed_plan_as_failed(
     await expect(current.get_by_text("Status: FAILED")).to_be_visible(timeout=TIMEOUT_MS)
     await expect(current.get_by_text("Last error")).to_be_visible(timeout=TIMEOUT_MS)
     await page.screenshot(path=str(shots / "temporal-web-ui-failed-plan.png"))
+    # A wait's summary: on its Timer Started event in the Event History.
+    await open_workflow(page, f"{ui}/namespaces/default/workflows/{workflow_id}/{run_id}/history")
+    wait = page.get_by_text("generation backoff after failed attempt 1").first
+    await expect(wait).to_be_visible(timeout=TIMEOUT_MS)
     await page.close()
 
 

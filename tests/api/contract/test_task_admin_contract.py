@@ -130,13 +130,19 @@ async def test_watermarks_read_and_reset_through_the_metadata_endpoints(
     assert (await api.get(f"/tasks/{merge}/{offline}/metadata")).json() == {}
     tables.segments.put_task_metadata(offline, merge, {"watermarkMap": {"1day": 86_400_000, "1week": 0}})
     tables.segments.put_task_metadata(realtime, move, {"watermarkMs": 172_800_000})
+    # Pinot answers the raw ZNRecord (PinotHelixTaskResourceManager.getTaskMetadataByTable), its long fields
+    # as strings: MergeRollupTaskMetadata.toZNRecord's watermarkMs_<level>, RealtimeToOffline's watermarkMs.
     assert (await api.get(f"/tasks/{merge}/{offline}/metadata")).json() == {
-        "tableNameWithType": offline,
-        "watermarkMap": {"1day": 86_400_000, "1week": 0},
+        "id": offline,
+        "simpleFields": {"watermarkMs_1day": "86400000", "watermarkMs_1week": "0"},
+        "mapFields": {},
+        "listFields": {},
     }
     assert (await api.get(f"/tasks/{move}/{realtime}/metadata")).json() == {
-        "tableNameWithType": realtime,
-        "watermarkMs": 172_800_000,
+        "id": realtime,
+        "simpleFields": {"watermarkMs": "172800000"},
+        "mapFields": {},
+        "listFields": {},
     }
     deleted = await api.delete(f"/tasks/{merge}/{offline}/metadata")
     assert deleted.json() == {
