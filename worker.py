@@ -158,7 +158,9 @@ def build_workers(
             for tag in map(validate_minion_tag, options.tags)
             for t in registry
         }
-        subtasks = SubtaskActivities(registry, context, threads=sum(slots.values()))
+        subtasks = SubtaskActivities(
+            registry, context, threads=sum(slots.values()), identity=options.identity
+        )
         for (tag, task_type_name), concurrency in slots.items():
             workers.append(
                 Worker(

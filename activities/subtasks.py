@@ -53,9 +53,16 @@ UNAVAILABLE_BACKOFF_SECONDS = (1.0, 30.0)  # the first wait, doubled each time u
 
 
 class SubtaskActivities(SubtaskActivityDefs):
-    def __init__(self, registry: TaskTypeRegistry, context: PluginContext, threads: int = 32) -> None:
+    def __init__(
+        self,
+        registry: TaskTypeRegistry,
+        context: PluginContext,
+        threads: int = 32,
+        identity: str | None = None,
+    ) -> None:
         self._registry = registry
         self._context = context
+        self._identity = identity  # the process's (<host>-<pid>): a subtask's output names its minion
         # Executors block (files, DuckDB): one thread per subtask slot, not asyncio's small default pool.
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="executor")
 
@@ -134,7 +141,10 @@ class SubtaskActivities(SubtaskActivityDefs):
             ) from exc
         except Exception as exc:
             raise ApplicationError(describe(exc), {"attempt": info.attempt}, type=type(exc).__name__) from exc
-        return _output(result, info.attempt)
+        output = _output(result, info.attempt)
+        if self._identity:
+            output.worker = f"minion[{_tag_of(info.task_queue)}]@{self._identity}"  # the Worker's identity
+        return output
 
 
 def _unavailable(exc: BaseException) -> bool:
@@ -158,6 +168,11 @@ def _heartbeat_interval(timeout_s: float | None) -> float:
     if not timeout_s:
         return 10.0
     return max(0.2, min(10.0, timeout_s / 3))
+
+
+def _tag_of(queue: str) -> str:
+    """The minion tag of a ``minion-<tag>.<TaskType>`` queue (task types have no dot)."""
+    return queue.removeprefix("minion-").rpartition(".")[0]
 
 
 def _output(result: object, attempt: int) -> SubtaskOutput:

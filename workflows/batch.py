@@ -53,7 +53,7 @@ class BatchWorkflow:
         batch = await self._generate(request)
         if batch is None:
             return self._result()
-        run = BatchRun(request, batch, on_state=self._set_state, failing_state=True)
+        run = BatchRun(request, batch, on_state=self._set_state, failing_state=True, record_workers=True)
         self._run = run
         self._generation = GenerationOutcome(num_subtasks=len(batch.subtasks))
         return await run.run()

@@ -61,6 +61,7 @@ class BatchRun:
         on_progress: Callable[[], None] = lambda: None,
         summaries: bool = False,
         failing_state: bool = False,
+        record_workers: bool = False,
     ) -> None:
         self.request = request
         self.batch = batch
@@ -79,6 +80,8 @@ class BatchRun:
         self._on_progress = on_progress  # called as each subtask ends
         self._summaries = summaries  # each subtask activity carries a summary (the Web UI shows it)
         self._failing_state = failing_state  # FAILING between the tolerance breached and the batch's end
+        # Each ended subtask's minion in its record (a TaskBatch; a plan's batch end payload stays as it was).
+        self._record_workers = record_workers
 
     @property
     def task_name(self) -> str:
@@ -189,6 +192,7 @@ class BatchRun:
                 raise
             record.state = SubtaskState.COMPLETED
             record.attempts = output.attempt
+            record.worker = output.worker if self._record_workers else None
             record.result = output.counts
             record.message = output.message or None
             record.samples = output.samples or None
@@ -203,6 +207,7 @@ class BatchRun:
         cause = err.cause
         record.finished_at_ms = epoch_ms()
         record.attempts = max_attempts
+        record.worker = (err.identity or None) if self._record_workers else None
         if isinstance(cause, ApplicationError):
             record.state = SubtaskState.TASK_ABORTED if cause.non_retryable else SubtaskState.TASK_ERROR
             record.error = f"{cause.type}: {cause.message}" if cause.type else cause.message

@@ -146,6 +146,8 @@ class SubtaskOutput(WireModel):
     message: str = ""
     samples: list[str] = Field(default_factory=list)
     attempt: int = 1
+    # The minion's worker identity (minion[<tag>]@<host>-<pid>): Pinot's participant of the subtask.
+    worker: str | None = None
 
 
 class CronTriggerInput(WireModel):

@@ -223,6 +223,7 @@ async def subtask_progress(
     it runs; else Pinot's fallback text with the subtask's state."""
     name = await readable_task(tasks, principal, taskName)
     states = dict(await tasks.subtask_states(name))
+    ran_on = {r.subtask_name: r.worker for r in await tasks.all_subtasks(name) if r.worker}
     wanted = [n for n in (subtask_names or "").split(",") if n]
     selected = [n for n in wanted if n in states] if wanted else list(states)
     pending = await tasks.pending_subtasks(name) if selected else {}
@@ -235,7 +236,8 @@ async def subtask_progress(
         elif state is SubtaskState.INIT:
             progress[subtask] = "No worker has run this subtask"
         else:
-            worker = minion_name(live.worker) if live is not None and live.worker else "unknown"
+            identity = (live.worker if live is not None else None) or ran_on.get(subtask)
+            worker = minion_name(identity) if identity else "unknown"
             progress[subtask] = (
                 f"No status from worker: {worker}. Got status: {pinot_subtask_state(state)} from Helix"
             )

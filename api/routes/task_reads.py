@@ -66,6 +66,12 @@ def _date(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _participant(*identities: str | None) -> str | None:
+    """Pinot's participant: the minion (its GET /instances name) running the subtask, else the one that ran
+    it (recorded as it ended)."""
+    return next((minion_name(i) for i in identities if i), None)
+
+
 class SubtaskDebugInfo(BaseModel):
     """Pinot's SubtaskDebugInfo (null fields left out, as Pinot's NON_NULL)."""
 
@@ -121,7 +127,7 @@ async def _debug_info(tasks: TaskReader, name: str, table: str | None, verbosity
             SubtaskDebugInfo(
                 taskId=record.subtask_name,
                 state=pinot_subtask_state(subtask_state),
-                participant=minion_name(live.worker) if live is not None and live.worker else None,
+                participant=_participant(live.worker if live is not None else None, record.worker),
                 startTime=_date(record.started_at_ms),
                 finishTime=_date(record.finished_at_ms),
                 info=record.error or record.message,

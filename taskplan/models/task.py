@@ -109,6 +109,7 @@ class SubtaskRecord(WireModel):
     samples: list[str] | None = None
     started_at_ms: int | None = None
     finished_at_ms: int | None = None
+    worker: str | None = None  # the worker identity of the minion that ran its last attempt, once it ended
 
 
 class BatchResult(WireModel):

@@ -207,6 +207,13 @@ async def test_runtime_config_progress_and_debug(api: httpx.AsyncClient) -> None
     assert (
         "subtaskInfos" not in quiet and quiet["subtaskCount"]["completed"] == 2
     )  # verbosity 0: no COMPLETED
+    # The minion that ran an ended subtask is still its participant, as Pinot's Helix job context keeps it.
+    done = (await api.get(f"/tasks/task/{name}/debug", params={"verbosity": 1})).json()
+    ran_on = {i["taskId"]: i["participant"] for i in done["subtaskInfos"]}
+    assert set(ran_on.values()) <= set((await api.get("/instances")).json()["instances"])
+    minion = ran_on[f"{name}_0"]
+    ended = (await api.get(f"/tasks/subtask/{name}/progress", params={"subtaskNames": f"{name}_0"})).json()
+    assert ended == {f"{name}_0": f"No status from worker: {minion}. Got status: COMPLETED from Helix"}
     by_type = (await api.get(f"/tasks/{CONTRACT}/debug")).json()
     assert by_type[name]["taskState"] == "COMPLETED"
     by_table = (await api.get(f"/tasks/{CONTRACT}/{table}/debug")).json()
