@@ -80,19 +80,13 @@ class PendingDeletions:
         with self.engine.begin() as conn:
             conn.execute(delete(pending_deletions).where(pending_deletions.c.deletion_id == deletion_id))
 
-    def failed(self, deletion_id: str, error: str, keys_left: list[str] | None = None) -> None:
-        """An attempt failed: count it and keep its error (and, if given, only the keys still left)."""
-        values: dict[str, object] = {
-            "attempts": pending_deletions.c.attempts + 1,
-            "last_error": error[:_ERROR_MAX],
-        }
-        if keys_left is not None:
-            values["keys_json"] = json.dumps(sorted(set(keys_left)))
+    def failed(self, deletion_id: str, error: str) -> None:
+        """An attempt failed: count it and keep its error."""
         with self.engine.begin() as conn:
             conn.execute(
                 update(pending_deletions)
                 .where(pending_deletions.c.deletion_id == deletion_id)
-                .values(**values)
+                .values(attempts=pending_deletions.c.attempts + 1, last_error=error[:_ERROR_MAX])
             )
 
 
