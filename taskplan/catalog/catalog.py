@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from taskplan.catalog.deletions import PendingDeletions
 from taskplan.catalog.errors import (
     CatalogVersionError,
     SchemaNotFoundError,
@@ -115,6 +116,7 @@ class Catalog:
         self.engine: Engine = _make_engine(url, pool_size, max_overflow)
         self.segments = SegmentCatalog(self)
         self.tasks = TaskStore(self)
+        self.deletions = PendingDeletions(self)
 
     def ping(self) -> None:
         """Raises when the catalog's database cannot be reached (a readiness probe's check)."""

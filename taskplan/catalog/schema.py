@@ -154,3 +154,21 @@ plan_snapshots = Table(
     Column("updated_ms", BigInteger, nullable=False),
     Column("plan_json", Text, nullable=False),
 )
+
+# Deep-store objects of dropped tables still to be deleted: recorded in the drop's own transaction, cleared
+# by the API once its deletes went through, else retried by the segment upkeep (taskplan/data/deletions.py).
+# ``keys_json``: the objects' keys, relative to ``store_uri`` (the deep store at the drop): each segment's
+# object named at the drop (a remote store), or the directory the drop moved the table's files to (a local
+# one, a key ending in ``/``). ``table_created_ms`` is the dropped incarnation.
+pending_deletions = Table(
+    "tp_pending_deletions",
+    metadata,
+    Column("deletion_id", String(32), primary_key=True),
+    Column("table_name", String(200), nullable=False, index=True),
+    Column("table_created_ms", BigInteger, nullable=False),
+    Column("dropped_ms", BigInteger, nullable=False),
+    Column("store_uri", String(1000), nullable=False),
+    Column("keys_json", Text, nullable=False),
+    Column("attempts", BigInteger, nullable=False, server_default="0"),
+    Column("last_error", Text),
+)

@@ -32,6 +32,7 @@ from sqlalchemy import Connection, and_, cast, delete, exists, func, insert, or_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 
+from taskplan.catalog.deletions import record_deletion
 from taskplan.catalog.errors import (
     LineageNotFoundError,
     SegmentConflictError,
@@ -58,6 +59,11 @@ from taskplan.models.segment import (
 
 if TYPE_CHECKING:
     from taskplan.catalog.catalog import Catalog
+
+
+class DroppedTable(NamedTuple):
+    segments: list[SegmentMetadata]
+    deletion_id: str | None  # the pending deletion recorded with the drop (taskplan/catalog/deletions.py)
 
 
 def _segment_row(segment: SegmentMetadata) -> dict[str, Any]:
@@ -748,19 +754,37 @@ class SegmentCatalog:
             return [_segment(r) for r in replaced]
 
     def drop_table(
-        self, table: str, before_commit: Callable[[], None] | None = None
-    ) -> list[SegmentMetadata]:
+        self,
+        table: str,
+        before_commit: Callable[[], None] | None = None,
+        *,
+        deletion: Callable[[list[SegmentMetadata]], tuple[str, list[str]] | None] | None = None,
+    ) -> DroppedTable:
         """Delete the table's config and everything about its data in one transaction, under the table's
         write lock (so a writer either recorded its segment before, or finds the table gone); returns its
-        segments. ``before_commit`` runs last inside the transaction (the deep store moves the table's files
-        away there). Raises TableNotFoundError if the table does not exist."""
+        segments. ``before_commit`` runs inside the transaction (the deep store moves the table's files
+        away there), then ``deletion`` (given the segments) names the deep store and the keys of the objects
+        to delete (None: nothing), recorded as a pending deletion in the same transaction
+        (taskplan/catalog/deletions.py).
+        Raises TableNotFoundError if the table does not exist."""
         with self._write(table) as conn:
-            if not conn.execute(delete(tables).where(tables.c.name_with_type == table)).rowcount:
+            created_ms = conn.execute(
+                select(tables.c.created_ms).where(tables.c.name_with_type == table)
+            ).scalar()
+            if (
+                created_ms is None
+                or not conn.execute(delete(tables).where(tables.c.name_with_type == table)).rowcount
+            ):
                 raise TableNotFoundError(table)
             dropped = self._delete_table_data(conn, table)
             if before_commit is not None:
                 before_commit()
-        return dropped
+            deletion_id = None
+            named = deletion(dropped) if deletion is not None else None
+            if named is not None:
+                store_uri, keys = named
+                deletion_id = record_deletion(conn, table, int(created_ms), now_ms(), store_uri, keys)
+        return DroppedTable(dropped, deletion_id)
 
     def delete_table_data(self, table: str) -> list[SegmentMetadata]:
         """Forget everything about a table's data; returns its segments (for their files)."""

@@ -1,9 +1,10 @@
-"""The controller's segment upkeep: commit consuming segments that reached their flush time, and sweep
-what crashes left behind (replacements IN_PROGRESS too long, retired segments' files, orphan files).
+"""The controller's segment upkeep: commit consuming segments that reached their flush time, sweep what
+crashes left behind (replacements IN_PROGRESS too long, retired segments' files, orphan files), and delete
+the objects of dropped tables that a failing store kept (every pass; taskplan/data/deletions.py).
 
-Each table is upkept on its own: a table whose config or segments fail (say a REALTIME table saved with a
-flush threshold that is not a number) is logged with its name and listed in the pass's report, and every
-other table is still committed and swept."""
+Each table, and each dropped table's pending deletion, is upkept on its own: a table whose config or
+segments fail (say a REALTIME table saved with a flush threshold that is not a number) is logged with its
+name and listed in the pass's report, and every other table is still committed and swept."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from taskplan.catalog import Catalog
+from taskplan.data.deletions import DeletionReport, DroppedTableDeleter
 from taskplan.data.segments import SegmentManager
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ class MaintenanceReport:
     committed: dict[str, list[str]] = field(default_factory=dict)  # table -> segments committed
     failed: dict[str, str] = field(default_factory=dict)  # table -> what failed (tried again next pass)
     swept: bool = False
+    deletions: DeletionReport = field(default_factory=DeletionReport)  # dropped tables' objects
 
 
 class SegmentMaintenance:
@@ -47,6 +50,7 @@ class SegmentMaintenance:
         self.stale_replacement_ms = stale_replacement_ms
         self._last_sweep = 0.0
         self._last_errors: dict[tuple[str, str], str] = {}  # (table, step) -> its last error
+        self.deleter = DroppedTableDeleter(catalog, manager.deep_store)
 
     def run_once(self) -> MaintenanceReport:
         report = MaintenanceReport(swept=time.monotonic() - self._last_sweep >= self.sweep_interval_s)
@@ -59,6 +63,10 @@ class SegmentMaintenance:
                 self._guard(report, name, SWEEP, self._sweep)
         if report.swept:
             self._last_sweep = time.monotonic()
+        try:
+            report.deletions = self.deleter.run_pending()  # each on its own; logs those that failed
+        except Exception:
+            log.exception("segment upkeep: reading the pending deletions of dropped tables failed")
         self._last_errors = {key: e for key, e in self._last_errors.items() if key[0] in report.failed}
         return report
 

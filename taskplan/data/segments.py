@@ -24,7 +24,6 @@ import contextlib
 import logging
 import random
 import re
-import shutil
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -40,6 +39,7 @@ from taskplan.catalog.errors import SegmentConflictError, TableDroppedError
 from taskplan.clock import now_ms
 from taskplan.data.csv_loader import load_csv
 from taskplan.data.deepstore import DeepStore
+from taskplan.data.deletions import DroppedTableDeleter
 from taskplan.data.parquet import (
     DuckDBConfig,
     FileStats,
@@ -530,29 +530,48 @@ class SegmentManager:
         table created again under the name starts with an empty directory.
         Raises TableNotFoundError.
 
-        A remote store cannot move a prefix in one step: its objects are deleted by prefix once the drop
-        has committed; a writer racing it either recorded its segment before (so its object is under the
-        prefix) or fails to record it and deletes its own object (see :meth:`publish`). The store failing
-        then does not undo the drop, which has happened: its objects stay, logged with the store's message
-        (a table created again under the name has them deleted by its sweep)."""
+        The same transaction records what is to be deleted (taskplan/data/deletions.py): the moved-aside
+        directory (local), or the keys of the segments' objects (a remote store cannot move a prefix in
+        one step: its objects are deleted once the drop has committed; a writer racing it either recorded
+        its segment before, so its key is recorded, or fails to record it and deletes its own object, see
+        :meth:`publish`). The objects are deleted right after the commit and the record cleared; the store
+        failing then does not undo the drop, which has happened: the record stays, the store's message is
+        logged, and the segment upkeep deletes them once the store answers."""
+        deletion_id = self.drop_in_catalog(table)
+        if deletion_id is not None:
+            pending = self.catalog.deletions.get(deletion_id)
+            if pending is not None:
+                try:
+                    DroppedTableDeleter(self.catalog, self.deep_store).run(pending)
+                except (StorageError, OSError) as exc:
+                    log.warning(
+                        "table %s dropped, but its objects under %s/%s/ were not deleted yet (the segment "
+                        "upkeep retries): %s",
+                        table, self.deep_store.store.uri, table, exc,
+                    )  # fmt: skip
+        self.deep_store.delete_dropped(older_than_s=DROPPED_DIR_MAX_AGE_S)
+
+    def drop_in_catalog(self, table: str) -> str | None:
+        """The drop's catalog transaction (the first step of :meth:`remove_table`, all that a process
+        dying right after its commit did); the id of the pending deletion it recorded."""
         moved: list[Path] = []
+        root = self.deep_store.local_root
+
+        def deletion(segments: list[SegmentMetadata]) -> tuple[str, list[str]] | None:
+            if root is not None:  # the moved-aside directory, a name of this drop's own
+                keys = [f"{p.relative_to(root).as_posix()}/" for p in moved]
+                return (self.deep_store.store.uri, keys) if keys else None
+            return self.deep_store.store.uri, [DeepStore.key(table, s.file_name) for s in segments]
+
         try:
-            self.store.drop_table(table, lambda: moved.extend(self.deep_store.move_aside(table)))
+            dropped = self.store.drop_table(
+                table, lambda: moved.extend(self.deep_store.move_aside(table)), deletion=deletion
+            )
         except BaseException:
             for path in moved:  # the transaction rolled back: the files are the table's again
                 self.deep_store.move_back(path, table)
             raise
-        for path in moved:
-            shutil.rmtree(path, ignore_errors=True)
-        if not self.deep_store.is_local:
-            try:
-                self.deep_store.delete_table(table)
-            except StorageError as exc:
-                log.warning(
-                    "table %s dropped, but its objects under %s/%s/ were not deleted: %s",
-                    table, self.deep_store.store.uri, table, exc,
-                )  # fmt: skip
-        self.deep_store.delete_dropped(older_than_s=DROPPED_DIR_MAX_AGE_S)
+        return dropped.deletion_id
 
 
 def deep_store_of(settings: Settings) -> DeepStore:

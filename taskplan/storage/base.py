@@ -7,6 +7,7 @@ multipart upload on S3), so a reader never sees half of one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -78,6 +79,10 @@ class ObjectStore(Protocol):
 
     def delete(self, key: str) -> bool:
         """Delete the object; False if there was none."""
+        ...
+
+    def delete_keys(self, keys: Sequence[str]) -> None:
+        """Delete these objects (in batches where the store has them); a missing one is no error."""
         ...
 
     def delete_prefix(self, prefix: str) -> int:

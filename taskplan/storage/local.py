@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from taskplan.storage.base import ObjectInfo, StorageError, StorageNotFoundError
@@ -94,6 +95,10 @@ class LocalStore:
         except FileNotFoundError:
             return False
         return True
+
+    def delete_keys(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self.delete(key)
 
     def delete_prefix(self, prefix: str) -> int:
         doomed = self.list(prefix)

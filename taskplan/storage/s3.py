@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import re
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -203,13 +204,19 @@ class S3Store:
             raise _translate(exc, f"deleting {self.root.join(path)}") from None
         return True
 
+    def delete_keys(self, keys: Sequence[str], *, shown: str | None = None) -> None:
+        paths = [self._key(k) for k in keys]
+        for start in range(0, len(paths), DELETE_BATCH):
+            batch = paths[start : start + DELETE_BATCH]
+            try:
+                obstore.delete(self._store, batch)
+            except _ERRORS as exc:
+                where = shown or f"{self.root.join(batch[0])} and {len(batch) - 1} other(s)"
+                raise _translate(exc, f"deleting {where}") from None
+
     def delete_prefix(self, prefix: str) -> int:
         keys = [i.key for i in self.list(prefix)]
-        for start in range(0, len(keys), DELETE_BATCH):
-            try:
-                obstore.delete(self._store, keys[start : start + DELETE_BATCH])
-            except _ERRORS as exc:
-                raise _translate(exc, f"deleting under {self.root.join(prefix)}") from None
+        self.delete_keys(keys, shown=f"under {self.root.join(prefix)}")
         return len(keys)
 
     def check(self) -> None:
