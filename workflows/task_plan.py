@@ -15,9 +15,12 @@ per table and task type; the plan id lives in the TaskPlanId search attribute an
 across continue-as-new. How the workflow closes mirrors the plan (patch ``plan-ends-as-its-status``): a
 COMPLETED plan completes and returns its final details; a FAILED one fails with a non-retryable
 ApplicationError whose type names the cause and whose details carry the plan; a CANCELLED one ends Canceled
-when a Temporal cancel was asked for (Temporal allows no other way), else it completes (an abort by signal,
-Update or the API). The plan's own status is also the TaskPlanStatus search attribute and the ``status``
-field.
+when a Temporal cancel was asked for (Temporal allows no other way: the API's abort sends its ``abort``
+signal, then a cancel request), else it completes (an abort by the ``abort`` signal or Update alone). A
+cancel never interrupts a step of the plan's own (patch ``plan-cancel-finishes-steps``): the running batch
+and the local activity in flight (generation, recording a batch's or the plan's end) finish and their
+results are used, then the plan ends as an abort. The plan's own status is also the TaskPlanStatus search
+attribute and the ``status`` field.
 The Web UI's current details show the plan's progress in Markdown (patch ``progress-in-web-ui``,
 ``plan_details.py``).
 
@@ -31,6 +34,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
@@ -78,6 +82,9 @@ MAX_GENERATION_BACKOFF_S = 300.0
 PATCH_END_STATUS = "plan-ends-as-its-status"  # FAILED fails the workflow; Temporal-cancelled: Canceled
 PATCH_WEB_UI = "progress-in-web-ui"  # current details, summaries on subtask activities and waits
 PATCH_PAUSE = "plan-pause-resume"  # pause/resume signals: no new batch while paused
+PATCH_STEPS = "plan-cancel-finishes-steps"  # a Temporal cancel waits for the local activity in flight
+
+_T = TypeVar("_T")
 
 
 class _PlanEnded(Exception):
@@ -103,6 +110,7 @@ class TaskPlanWorkflow:
         self._ends_as_status = False  # patch PATCH_END_STATUS
         self._web_ui = False  # patch PATCH_WEB_UI
         self._pausable = False  # patch PATCH_PAUSE
+        self._finishes_steps = False  # patch PATCH_STEPS
         self._paused_while_blocked = False  # _generate gave up waiting for the gate: the plan is paused
         self._temporal_cancel = False  # a Temporal cancel was seen: a CANCELLED plan ends Canceled
         self._ending = False  # the plan's end is being recorded: no more aborts
@@ -250,6 +258,7 @@ class TaskPlanWorkflow:
         self._ends_as_status = workflow.patched(PATCH_END_STATUS)
         self._web_ui = workflow.patched(PATCH_WEB_UI)
         self._pausable = workflow.patched(PATCH_PAUSE)
+        self._finishes_steps = workflow.patched(PATCH_STEPS)
         if self._state is None:
             self._state = request.carried or PlanState(
                 plan=TaskPlan(
@@ -303,6 +312,8 @@ class TaskPlanWorkflow:
                 state.batches_this_run += 1
                 if self._should_continue_as_new(request.options, state):
                     await self._record_pending_end()
+                    if self._finishes_steps and state.abort_reason is not None:
+                        continue  # aborted (or cancelled) while the end was recorded: end here
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     workflow.continue_as_new(request.model_copy(update={"carried": state}))
         except _PlanEnded as ended:
@@ -348,21 +359,25 @@ class TaskPlanWorkflow:
                 "status_message": message,
                 "finished_at_ms": epoch_ms(),
                 "inputs_being_processed": 0,
+                "paused": False,  # as _set_status(final=True) leaves the plan: an ended plan is not paused
+                "pause_reason": None,
                 "batches": [],
             }
         )
         pending = self._pending_end
         try:
-            await workflow.execute_local_activity_method(
-                PlanActivityDefs.record_plan_end,
-                PlanEnd(
-                    plan=final,
-                    batch=None if pending is None else pending.model_copy(update={"plan": None}),
-                    aborted=aborted,
-                ),
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(maximum_attempts=5),
-                summary=f"record the plan's end: {status.value}" if self._web_ui else None,
+            await self._finish_step(
+                workflow.start_local_activity_method(
+                    PlanActivityDefs.record_plan_end,
+                    PlanEnd(
+                        plan=final,
+                        batch=None if pending is None else pending.model_copy(update={"plan": None}),
+                        aborted=aborted,
+                    ),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=RetryPolicy(maximum_attempts=5),
+                    summary=f"record the plan's end: {status.value}" if self._web_ui else None,
+                )
             )
         except FailureError as err:
             workflow.logger.warning("plan %s: its end was not recorded in the catalog: %s", plan.plan_id, err)
@@ -429,6 +444,8 @@ class TaskPlanWorkflow:
                     cause.non_retryable or cause.type in NON_RETRYABLE
                 )
                 state.last_error = f"batch generation: {message}"
+                if self._finishes_steps and state.abort_reason is not None:
+                    return GeneratedBatch(no_more_work=False)  # aborted while it ran: the abort wins
                 if fatal or attempt >= request.options.max_generation_attempts:
                     self._finish(
                         PlanStatus.FAILED,
@@ -453,6 +470,8 @@ class TaskPlanWorkflow:
                     return GeneratedBatch(no_more_work=False)
                 continue
             if step.blocked_reason is not None:
+                if self._finishes_steps and state.abort_reason is not None:
+                    return GeneratedBatch(no_more_work=False)  # aborted while the step ran: no wait
                 # The cluster said no (kill switch, stopped queue, in-flight limit): wait, ask again.
                 attempt -= 1
                 await self._wait_while_blocked(request, state, step.blocked_reason)
@@ -474,7 +493,7 @@ class TaskPlanWorkflow:
         generator runs on this controller either way; a local activity saves a task-queue round trip: see
         the README's performance notes.)"""
         state = self._require_state()
-        step = await workflow.execute_local_activity_method(
+        running = workflow.start_local_activity_method(
             PlanActivityDefs.next_batch,
             NextBatchInput(
                 generate=generate_input,
@@ -489,6 +508,7 @@ class TaskPlanWorkflow:
             retry_policy=RetryPolicy(maximum_attempts=1),
             summary=f"generate batch {state.plan.num_batches}" if self._web_ui else None,
         )
+        step = await self._finish_step(running)
         self._pending_end, self._batch = None, None  # the last batch's end is recorded
         return step
 
@@ -566,12 +586,14 @@ class TaskPlanWorkflow:
         if end is None:
             return
         try:
-            await workflow.execute_local_activity_method(
-                PlanActivityDefs.record_batch_end,
-                end,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(maximum_attempts=5),
-                summary=f"record the end of {end.task_name}" if self._web_ui else None,
+            await self._finish_step(
+                workflow.start_local_activity_method(
+                    PlanActivityDefs.record_batch_end,
+                    end,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=RetryPolicy(maximum_attempts=5),
+                    summary=f"record the end of {end.task_name}" if self._web_ui else None,
+                )
             )
         except FailureError as err:
             # The catalog is out of reach: the plan's own batch record has the outcome.
@@ -652,6 +674,21 @@ class TaskPlanWorkflow:
                 if batch.done():
                     return batch.result()
                 self._note_temporal_cancel(state)
+
+    async def _finish_step(self, step: asyncio.Task[_T]) -> _T:
+        """A local activity of the plan's (patch PATCH_STEPS): a Temporal cancel that comes while it runs
+        does not interrupt it; the step finishes, its result is used, and the cancel is noted as an abort.
+        (Before the patch the cancel interrupted it: its result was lost, a catalog record it made stayed
+        for the orchestration poll to end.)"""
+        if not self._finishes_steps:
+            return await step
+        while True:
+            try:
+                return await asyncio.shield(step)
+            except asyncio.CancelledError:
+                if step.done():
+                    return step.result()
+                self._note_temporal_cancel(self._require_state())
 
     def _note_temporal_cancel(self, state: PlanState) -> None:
         # `temporal workflow cancel` on the plan is an abort: note it, keep waiting for the batch.

@@ -1,6 +1,7 @@
-"""Steering a plan: aborting it (its ABORT signal: no new batch; the running batch may finish, then it ends
-CANCELLED), stopping its running batch (STOP_BATCH: the batch ends STOPPED, the plan goes on), and pausing and
-resuming it (PAUSE: no new batch until RESUME; the running batch finishes)."""
+"""Steering a plan: aborting it (its ABORT signal, then a Temporal cancel request: no new batch; the running
+batch may finish, then it ends CANCELLED and its workflow Canceled), stopping its running batch (STOP_BATCH:
+the batch ends STOPPED, the plan goes on), and pausing and resuming it (PAUSE: no new batch until RESUME; the
+running batch finishes)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from taskplan.models.errors import PlanNotSteerableError
 from taskplan.models.plan import AbortRequest, PauseRequest, PlanStatus, TaskPlan
 from taskplan.models.task import TaskState
 from taskplan.plans.reading import PlanReader
-from taskplan.plans.visibility import find_plan_run
+from taskplan.plans.visibility import PlanHandle, find_plan_run
 from taskplan.workflows import signals
 
 
@@ -39,14 +40,16 @@ class PlanAborter:
         self.reader = reader
 
     async def abort_plan(self, plan_id: str, reason: str = "") -> TaskPlan:
-        """Signal the plan to abort; its state right after (ABORTING, or how it ended). Raises
-        PlanNotFoundError."""
+        """Abort the plan: its ``abort`` signal (the reason, kept in statusMessage), then a Temporal cancel
+        request to the same run, so that its workflow ends Canceled (the plan treats the cancel as the
+        abort it already has: the running batch may finish). Its state right after (ABORTING, or how it
+        ended). Raises PlanNotFoundError."""
         run = await find_plan_run(self.client, plan_id)
         if run.running:
+            reason = reason or "aborted through the API"
             try:
-                await run.handle.signal(
-                    signals.ABORT, AbortRequest(reason=reason or "aborted through the API")
-                )
+                await run.handle.signal(signals.ABORT, AbortRequest(reason=reason))
+                await self._cancel(plan_id, run.handle, reason)
             except RPCError as err:
                 # The plan ended between the check and the signal: its final state is the answer.
                 if err.status != RPCStatusCode.NOT_FOUND:
@@ -55,6 +58,19 @@ class PlanAborter:
         # The active listing reads snapshots: it shows ABORTING from now on (unless the plan ended).
         await asyncio.to_thread(self.store.save_snapshot, plan, now_ms(), unless_ended=True)
         return plan
+
+    async def _cancel(self, plan_id: str, handle: PlanHandle, reason: str) -> None:
+        """The cancel request that ends the aborted plan's workflow Canceled. If that run continued as new
+        meanwhile (the abort goes with the plan), the plan's next run gets it."""
+        try:
+            await handle.cancel(reason=reason)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            latest = await find_plan_run(self.client, plan_id)
+            if not latest.running or latest.handle.run_id == handle.run_id:
+                return  # the plan ended: nothing to cancel
+            await latest.handle.cancel(reason=reason)
 
     async def stop_batch(self, plan_id: str, task_name: str) -> BatchStop:
         """Stop the plan's batch of that task name if it is the running one (its subtasks are cancelled, it

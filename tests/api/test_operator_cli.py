@@ -11,13 +11,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from taskplan import operator
 from taskplan.catalog import Catalog
 from taskplan.cli import main
+from taskplan.names import parse_plan_id, plan_workflow_id
 from tests.api.test_tables_and_triggers_api import COUNTING, create_table, new_name
 from tests.support.api import live_api
+from tests.support.engine import eventually
 
 
 @pytest.fixture
@@ -40,7 +42,7 @@ async def cli(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-async def test_execute_watch_list_show_and_abort(url: str) -> None:
+async def test_execute_watch_list_show_and_abort(url: str, engine: Client) -> None:
     async with httpx.AsyncClient(base_url=url) as http:
         table = await create_table(http, new_name(), {COUNTING: {"schedule": "0 0 3 * * ?"}})
         other = await create_table(http, new_name())
@@ -91,6 +93,13 @@ async def test_execute_watch_list_show_and_abort(url: str) -> None:
     assert code == 0 and "ABORTING" in out
     code, out, _ = await cli("plans", "watch", running, "--interval", "0.2", "--url", url)
     assert code == 1 and "ended CANCELLED" in out  # exit 0 only for COMPLETED
+    # It goes through REST: the plan's workflow ends Canceled in Temporal.
+    handle = engine.get_workflow_handle(plan_workflow_id(*parse_plan_id(running)))
+
+    async def canceled() -> None:
+        assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+
+    await eventually(canceled, timeout=30)
 
     code, out, _ = await cli("tables", "--url", url)
     assert code == 0 and table in out and "0 0 3 * * ?" in out

@@ -7,13 +7,12 @@ Temporal, or whose end missed the catalog."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from taskplan.catalog import Catalog
 from taskplan.catalog.tasks import TaskStore
@@ -159,23 +158,26 @@ async def test_the_poll_ends_the_batch_of_a_plan_deleted_in_temporal(engine: Cli
 async def test_a_temporal_cancel_during_generation_ends_the_plan_and_leaves_no_batch_running(
     engine: Client, tables: Catalog
 ) -> None:
-    """A cancel is an abort, also while the step between batches runs (it was taken for a failed generation,
-    retried, and the plan went on). Whatever that step still records, no batch record stays running."""
-    plans = PlanServices.build(engine, tables, TEST_OPTIONS, reconcile_grace_s=0)
+    """A cancel is an abort, also while the step between batches runs: the step finishes (patch
+    plan-cancel-finishes-steps), the batch it generated and recorded ends ABORTED, recorded by the plan
+    itself (no orchestration poll needed), and the workflow ends Canceled."""
+    plans = PlanServices.build(engine, tables, TEST_OPTIONS)
     table = new_table(tables)
     plan_id = await plans.starter.start_plan(table, COUNTING, PlanSource.ADHOC_CONFIG, SLOW_GENERATION)
     ran = await generating(tables, table)
-    generation_ends = time.monotonic() + 12
-    await engine.get_workflow_handle(plan_workflow_id(table, COUNTING)).cancel()
+    handle = engine.get_workflow_handle(plan_workflow_id(table, COUNTING))
+    await handle.cancel()
     await wait_for_end(plans.reader, plan_id)
     plan = await plans.reader.get_plan(plan_id)
     assert (plan.status, plan.status_message) == (PlanStatus.CANCELLED, "aborted: cancelled through Temporal")
-    assert plan.num_batches == ran
-
-    await asyncio.sleep(max(0.0, generation_ends - time.monotonic()) + 1)  # the step's thread is done
-    await plans.reconciler.reconcile_plan_snapshots()
+    assert plan.num_batches == ran + 1
+    assert plan.batches[-1].task_state == TaskState.ABORTED
+    name = plan.batches[-1].submitted_task_name
+    # Ended by the plan's own end, not by the poll (never run here).
+    assert records(tables, table)[name] == TaskState.ABORTED
     assert TaskState.IN_PROGRESS not in records(tables, table).values()
     assert table not in tables.tasks.in_flight()
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
 
 
 # ---------------------------------------------------------------- the catalog's side, on both databases
