@@ -153,11 +153,16 @@ async def test_abort_through_the_temporal_cli(
     assert "stopped from the CLI" in result["statusMessage"]
 
 
+@pytest.mark.timeout(660)
 async def test_a_batch_of_ten_thousand_subtasks_completes(plans: PlanServices, table: str) -> None:
+    """10,000 activities through the dev server: about 135 s on an idle 2-CPU machine. The bound is generous:
+    on a starved machine the first batch step, which starts 1,000 subtask activities at once, can pass the
+    SDK's 2 s deadlock limit and its workflow task is retried until the controller gets the CPU (speed is
+    the benchmarks' business, not this test's)."""
     plan_id = await plans.starter.start_plan(
         table, COUNTING, PlanSource.ADHOC_CONFIG, {"numBatches": "1", "subtasksPerBatch": "10000"}
     )
-    await wait_for_end(plans.reader, plan_id, timeout=280)
+    await wait_for_end(plans.reader, plan_id, timeout=600)
     plan = await plans.reader.get_plan(plan_id)
     assert plan.status == PlanStatus.COMPLETED
     assert plan.batches[0].num_subtasks == 10_000
