@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_JSON_BODY_BYTES = 1 * 1024 * 1024
@@ -28,7 +26,7 @@ class RequestSizeLimit:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _reject(send, limit)
+            await _reject(scope, receive, send, limit)
             return
         received = 0
 
@@ -44,20 +42,9 @@ class RequestSizeLimit:
         try:
             await self.app(scope, counting_receive, send)
         except BodyTooLarge:
-            await _reject(send, limit)
+            await _reject(scope, receive, send, limit)
 
 
-async def _reject(send: Send, limit: int) -> None:
-    body: dict[str, Any] = {"code": 413, "error": f"request body larger than {limit} bytes"}
-    payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
+async def _reject(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    error = f"request body larger than {limit} bytes"
+    await JSONResponse({"code": 413, "error": error}, status_code=413)(scope, receive, send)

@@ -19,10 +19,10 @@ same-origin ``fetch`` requests, which carry ``Sec-Fetch-Site: same-origin`` and 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -63,19 +63,10 @@ class CrossSiteGuard:
         if problem is None:
             await self.app(scope, receive, send)
             return
-        payload = json.dumps({"code": 403, "error": problem}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 403,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                    (b"vary", b"Origin, Sec-Fetch-Site"),
-                ],
-            }
+        refusal = JSONResponse(
+            {"code": 403, "error": problem}, status_code=403, headers={"vary": "Origin, Sec-Fetch-Site"}
         )
-        await send({"type": "http.response.body", "body": payload})
+        await refusal(scope, receive, send)
 
     def problem(self, scope: Scope) -> str | None:
         """Why the request is refused, or None when it may go on."""

@@ -667,13 +667,7 @@ class TaskPlanWorkflow:
 
     async def _await_batch(self, batch: asyncio.Task[BatchResult], state: PlanState) -> BatchResult:
         """Wait for the batch even through a Temporal cancel of the plan: the running batch may finish."""
-        while True:
-            try:
-                return await asyncio.shield(batch)
-            except asyncio.CancelledError:
-                if batch.done():
-                    return batch.result()
-                self._note_temporal_cancel(state)
+        return await self._through_cancels(batch, state)
 
     async def _finish_step(self, step: asyncio.Task[_T]) -> _T:
         """A local activity of the plan's (patch PATCH_STEPS): a Temporal cancel that comes while it runs
@@ -682,13 +676,17 @@ class TaskPlanWorkflow:
         for the orchestration poll to end.)"""
         if not self._finishes_steps:
             return await step
+        return await self._through_cancels(step, self._require_state())
+
+    async def _through_cancels(self, task: asyncio.Task[_T], state: PlanState) -> _T:
+        """The task's result, waited for through any Temporal cancel of the plan (each noted as an abort)."""
         while True:
             try:
-                return await asyncio.shield(step)
+                return await asyncio.shield(task)
             except asyncio.CancelledError:
-                if step.done():
-                    return step.result()
-                self._note_temporal_cancel(self._require_state())
+                if task.done():
+                    return task.result()
+                self._note_temporal_cancel(state)
 
     def _note_temporal_cancel(self, state: PlanState) -> None:
         # `temporal workflow cancel` on the plan is an abort: note it, keep waiting for the batch.
