@@ -34,36 +34,49 @@ class EmbeddedStack:
 
 @pytest.fixture
 def embedded_stack(tmp_path: Path) -> Iterator[EmbeddedStack]:
-    """`taskplan run` (what `make run` runs) on free ports, its output in run.log."""
+    """`taskplan run` (what `make run` runs) on free ports, its output in run.log. A port picked free can be
+    taken before the stack binds it (the other test worker, the dev server's own random ports): the stack
+    then refuses to start, naming the address in use, and is started again on fresh ports."""
+    for attempt in range(3):
+        process, api_port, log = _start_stack(tmp_path / f"try{attempt}")
+        try:
+            deadline = time.monotonic() + 180
+            while "Ctrl-C stops everything" not in (output := log.read_text(errors="replace")):
+                if process.poll() is not None:
+                    break
+                assert time.monotonic() < deadline, output
+                time.sleep(0.3)
+            else:
+                yield EmbeddedStack(output, f"http://127.0.0.1:{api_port}")
+                return
+            assert "Address already in use" in output and attempt < 2, output
+        finally:
+            process.send_signal(signal.SIGTERM)  # the supervisor stops its children in order
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _start_stack(workdir: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
+    workdir.mkdir()
     api_port, metrics_port = free_port(), free_port()
-    config = tmp_path / "taskplan.properties"
+    config = workdir / "taskplan.properties"
     config.write_text(
         f"temporal.address = 127.0.0.1:{free_port()}\ncontroller.port = {api_port}\n"
-        f"taskplan.metrics.port = {metrics_port}\ntaskplan.dataDir = {tmp_path / 'data'}\n",
+        f"taskplan.metrics.port = {metrics_port}\ntaskplan.dataDir = {workdir / 'data'}\n",
         encoding="utf-8",
     )
     # The stack reads only this test's properties, not what the environment of the test run sets.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKPLAN_", "TEMPORAL_", "CONTROLLER_"))}
-    log = tmp_path / "run.log"
+    log = workdir / "run.log"
     with log.open("wb") as out:
         command = [sys.executable, "-m", "taskplan.cli", "--config", str(config), "run"]
         process = subprocess.Popen(
             [*command, "--ui-port", str(free_port())], cwd=REPO_ROOT, env=env, stdout=out, stderr=out
         )
-    try:
-        deadline = time.monotonic() + 180
-        while "Ctrl-C stops everything" not in log.read_text(errors="replace"):
-            assert process.poll() is None, log.read_text(errors="replace")
-            assert time.monotonic() < deadline, log.read_text(errors="replace")
-            time.sleep(0.3)
-        yield EmbeddedStack(log.read_text(errors="replace"), f"http://127.0.0.1:{api_port}")
-    finally:
-        process.send_signal(signal.SIGTERM)  # the supervisor stops its children in order
-        try:
-            process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    return process, api_port, log
 
 
 async def scrape(http: httpx.AsyncClient, url: str) -> dict[str, list[tuple[str, dict[str, str], float]]]:
